@@ -1,0 +1,55 @@
+# mtools: `make demo` installs into .venv and runs the main job on bundled
+# models; `make test` installs and runs every test. Both work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INFER_VENV := .venv-infer
+PIP_QUIET := -q --disable-pip-version-check
+
+.PHONY: install demo test test-unit test-inference bench docs clean
+
+# The dev install: the package (editable) with ONNX Runtime and test tools,
+# plus two packages that must come without their declared dependencies:
+# tinysoundfont (its wheel declares pyaudio, which does not build) and
+# pretty_midi (only for the General MIDI soundfont TimGM6mb.sf2 it ships).
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_QUIET) -e ".[cpu,dev]"
+	$(BIN)/pip install $(PIP_QUIET) --no-deps tinysoundfont pretty_midi
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	@mkdir -p demo
+	@echo "== ABC -> MIDI -> JSONL -> MIDI, through pipes"
+	$(BIN)/mtools convert examples/ode_to_joy.abc --to midi \
+	  | $(BIN)/mtools convert --to jsonl | tee demo/ode_to_joy.jsonl \
+	  | $(BIN)/mtools convert --to midi -o demo/ode_to_joy.mid
+	@$(BIN)/python -c "import json; d = json.loads(open('demo/ode_to_joy.jsonl').readline()); \
+	  print('notes:', len(d['notes']), ' seconds:', round(d['totalTime'], 2), ' qpm:', d['tempos'][0]['qpm'])"
+	@echo "== MIDI -> WAV (soundfont render, to listen)"
+	$(BIN)/mtools convert demo/ode_to_joy.mid -o demo/ode_to_joy.wav
+	@ls -l demo/
+
+test: test-unit test-inference
+
+test-unit: install
+	$(BIN)/python -m pytest -q
+
+# Inference must not need torch: a plain (non-editable) install with only the
+# runtime extra serves the commands, and a smoke test proves it.
+test-inference:
+	$(PYTHON) -m venv $(INFER_VENV)
+	$(INFER_VENV)/bin/pip install $(PIP_QUIET) ".[cpu]" pytest
+	cd tests && ../$(INFER_VENV)/bin/python -m pytest -q -p no:cacheprovider inference_smoke.py
+
+bench: install
+	bash benchmarks/setup_venv.sh
+	.venv-bench/bin/python benchmarks/bench_cli.py
+
+docs: install
+	$(BIN)/python -m mtools.docs
+
+clean:
+	rm -rf $(VENV) $(INFER_VENV) .venv-bench demo build dist src/*.egg-info

@@ -1,0 +1,3 @@
+from mtools.cli import main
+
+main()

@@ -1,0 +1,90 @@
+"""The mtools application: registers the subcommands and maps errors to the
+exit codes of DESIGN.md (0 ok, 1 failure, 2 usage, 65 bad data, 66 missing
+input, 69 model/runtime unavailable). Importing this module is cheap: no
+numpy, torch or onnxruntime; command modules import their libraries lazily."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from mtools import __version__
+from mtools.commands.convert import convert
+from mtools.commands.models import models
+from mtools.errors import EXIT_FAILURE, MtoolsError
+
+HELP = """Music models in Unix pipelines: transcribe, continue, harmonize, ...
+
+Every command reads files, folders or stdin and writes stdout or -o PATH;
+scores travel as MIDI or JSONL (note_seq's JSON), audio as WAV.
+
+Examples:
+
+\b
+  mtools convert song.mid --to jsonl | jq '.notes | length'
+  mtools models
+"""
+
+app = typer.Typer(
+    name="mtools", help=HELP, no_args_is_help=True, add_completion=False,
+    rich_markup_mode=None, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mtools {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version,
+                                       is_eager=True, help="Print the version and exit.")):
+    pass
+
+
+app.command("convert")(convert)
+app.command("models")(models)
+
+
+def _debugging(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("MTOOLS_DEBUG", "") not in ("", "0")
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader went away (`| head`): stop quietly, as `cat` does."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=argv, prog_name="mtools")
+    except SystemExit as exc:
+        if exc.code not in (0, None) and not isinstance(exc.code, int):
+            raise
+        raise
+    except BrokenPipeError:
+        sys.exit(_quiet_broken_pipe())
+    except MtoolsError as exc:
+        if _debugging(argv):
+            raise
+        print(f"mtools: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("mtools: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # a bug: one line unless --debug
+        if _debugging(argv):
+            raise
+        print(f"mtools: internal error: {type(exc).__name__}: {exc} "
+              f"(run with --debug for the traceback)", file=sys.stderr)
+        sys.exit(EXIT_FAILURE)

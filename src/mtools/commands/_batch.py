@@ -1,0 +1,152 @@
+"""Running one job per input: keep going past bad files, report them, write
+each output atomically, resume with --skip-existing, parallel with --jobs.
+
+A job is a picklable callable `job(input) -> JobResult` (a module-level
+function bound with functools.partial to a frozen options object), so
+`--jobs N` can hand it to worker processes."""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from mtools.errors import MtoolsError, UsageError
+from mtools.io.streams import Input, OutputPlan, atomic_write, check_binary_stdout, write_stdout
+
+
+@dataclass
+class JobResult:
+    """What one input produced: encoded outputs (one per file under -o DIR/),
+    and warnings to show unless --quiet."""
+
+    outputs: list[bytes]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    plan: OutputPlan
+    extension: str  # file extension of the outputs, e.g. "mid"
+    binary: bool  # refuse a terminal on stdout
+    single_per_file: bool  # the format holds one output per file (MIDI, WAV)
+    jobs: int = 1
+    skip_existing: bool = False
+    quiet: bool = False
+    progress: bool = False
+
+
+def say(message: str) -> None:
+    """One line on stderr, prefixed with the program name."""
+    print(f"mtools: {message}", file=sys.stderr, flush=True)
+
+
+def _check_plan(inputs: Sequence[Input], settings: BatchSettings) -> None:
+    plan = settings.plan
+    if settings.single_per_file and plan.mode != "dir" and len(inputs) > 1:
+        where = "stdout" if plan.mode == "stdout" else f"-o {plan.path}"
+        raise UsageError(f"{len(inputs)} inputs cannot all go to {where} as one "
+                         f".{settings.extension} file", hint="use -o DIR/ or --to jsonl")
+    if plan.mode == "stdout":
+        check_binary_stdout(settings.binary)
+    if settings.skip_existing and plan.mode != "dir":
+        raise UsageError("--skip-existing needs -o DIR/")
+
+
+def run_batch(inputs: Sequence[Input], job: Callable[[Input], JobResult],
+              settings: BatchSettings) -> int:
+    """Run `job` over `inputs` and write what it returns; returns the exit code
+    (0 when every input succeeded, else the code of the first failure)."""
+    _check_plan(inputs, settings)
+    todo = [i for i in inputs if not (settings.skip_existing and _done(i, settings))]
+    skipped = len(inputs) - len(todo)
+    if skipped and not settings.quiet:
+        say(f"skipped {skipped} input(s) whose output exists")
+    failures: list[int] = []
+    collected: list[bytes] = []  # for -o FILE: written once, at the end
+    with _progress(len(todo), settings) as advance:
+        for source, outcome in _results(todo, job, settings.jobs):
+            if isinstance(outcome, MtoolsError):
+                say(str(outcome) if str(outcome).startswith(source.name)
+                    else f"{source.name}: {outcome}")
+                failures.append(outcome.exit_code)
+            else:
+                _emit(source, outcome, settings, collected)
+            advance()
+    if settings.plan.mode == "file" and collected:
+        atomic_write(settings.plan.path, b"".join(collected))
+    if failures and len(inputs) > 1 and not settings.quiet:
+        say(f"{len(failures)} of {len(inputs)} inputs failed")
+    return failures[0] if failures else 0
+
+
+def _done(source: Input, settings: BatchSettings) -> bool:
+    target = settings.plan.target(source, settings.extension)
+    first = settings.plan.target(source, settings.extension, 0, 2)
+    return bool(target and target.exists()) or bool(first and first.exists())
+
+
+def _results(inputs: Sequence[Input], job, jobs: int):
+    """(input, JobResult or MtoolsError) in input order."""
+    if jobs <= 1 or len(inputs) <= 1:
+        for source in inputs:
+            yield source, _guarded(job, source)
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(_guarded, job, source) for source in inputs]
+        for source, future in zip(inputs, futures):
+            yield source, future.result()
+
+
+def _guarded(job, source: Input):
+    try:
+        return job(source)
+    except MtoolsError as exc:
+        return exc
+
+
+def _emit(source: Input, result: JobResult, settings: BatchSettings,
+          collected: list[bytes]) -> None:
+    if not settings.quiet:
+        for warning in result.warnings:
+            say(f"{source.name}: warning: {warning}")
+    plan = settings.plan
+    if plan.mode == "stdout":
+        for data in result.outputs:
+            write_stdout(data)
+    elif plan.mode == "file":
+        if settings.single_per_file and len(result.outputs) > 1:
+            raise UsageError(f"{source.name} gives {len(result.outputs)} outputs, and "
+                             f"-o {plan.path} holds one", hint="use -o DIR/")
+        collected.extend(result.outputs)
+    else:
+        count = len(result.outputs)
+        for index, data in enumerate(result.outputs):
+            target = plan.target(source, settings.extension, index if count > 1 else None, count)
+            atomic_write(target, data)
+
+
+class _progress:
+    """A rich progress bar on stderr when it is a terminal (or --progress),
+    for batches of more than one input; otherwise a no-op."""
+
+    def __init__(self, total: int, settings: BatchSettings):
+        self.enabled = total > 1 and not settings.quiet and (
+            settings.progress or sys.stderr.isatty())
+        self.total = total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda: None
+        from rich.console import Console
+        from rich.progress import Progress
+        self.bar = Progress(console=Console(stderr=True), transient=True)
+        self.bar.start()
+        task = self.bar.add_task("working", total=self.total)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.stop()
+        return False

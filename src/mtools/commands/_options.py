@@ -1,0 +1,73 @@
+"""Options every command shares, declared once so they mean the same
+everywhere (long options kebab-case, booleans --x/--no-x)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+
+class InFormat(str, Enum):
+    midi = "midi"
+    jsonl = "jsonl"
+    musicxml = "musicxml"
+    mxl = "mxl"
+    abc = "abc"
+    wav = "wav"
+    flac = "flac"
+    ogg = "ogg"
+
+
+class OutFormat(str, Enum):
+    midi = "midi"
+    jsonl = "jsonl"
+    wav = "wav"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+Inputs = Annotated[Optional[list[str]], typer.Argument(
+    metavar="INPUT", show_default=False,
+    help="Files or folders to read; none or '-' reads stdin.")]
+Output = Annotated[Optional[str], typer.Option(
+    "-o", "--output", metavar="PATH",
+    help="Write here instead of stdout. 'DIR/' writes one file per input (or per "
+         "output) with a predictable name; the extension of FILE picks the format.")]
+From = Annotated[Optional[InFormat], typer.Option(
+    "--from", metavar="FORMAT", help="Input format (midi, jsonl, musicxml, mxl, abc, wav, flac, ogg) instead of "
+         "sniffing it from the content.",
+    show_default=False)]
+To = Annotated[Optional[OutFormat], typer.Option(
+    "--to", metavar="FORMAT", help="Output format: midi, jsonl or wav (default: from -o's extension, else the "
+         "command's own).",
+    show_default=False)]
+Model = Annotated[Optional[str], typer.Option(
+    "--model", "-m", metavar="NAME|PATH",
+    help="A bundled model (see 'mtools models'), NAME:CONFIG, or a folder/.onnx of your own.")]
+Seed = Annotated[Optional[int], typer.Option(
+    "--seed", metavar="N", help="Random seed: the same seed gives the same output bit for bit.")]
+DeviceOpt = Annotated[Optional[Device], typer.Option(
+    "--device", envvar="MTOOLS_DEVICE", show_default=False,
+    help="Where models run: auto (CUDA when it can really run, else CPU), cpu or cuda.")]
+Temperature = Annotated[float, typer.Option(
+    "--temperature", min=0.0, metavar="T", help="Sampling temperature: lower is safer, higher wilder.")]
+NumOutputs = Annotated[int, typer.Option(
+    "--num-outputs", "-n", min=1, metavar="N", help="How many outputs to generate per input.")]
+Jobs = Annotated[int, typer.Option(
+    "--jobs", "-j", min=1, metavar="N", help="Process this many inputs in parallel.")]
+SkipExisting = Annotated[bool, typer.Option(
+    "--skip-existing/--no-skip-existing",
+    help="With -o DIR/, leave inputs whose output already exists (resume a batch).")]
+Quiet = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="Print no warnings or progress, only errors.")]
+Progress = Annotated[bool, typer.Option(
+    "--progress/--no-progress",
+    help="Show progress on stderr even when it is not a terminal.")]
+Debug = Annotated[bool, typer.Option(
+    "--debug", help="Show Python tracebacks for errors.")]

@@ -1,0 +1,107 @@
+"""`mtools convert`: MIDI ⇄ JSONL, MusicXML/ABC in, WAV out for auditioning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Annotated, Optional
+
+import typer
+
+from mtools.commands import _options as opt
+from mtools.commands._batch import BatchSettings, JobResult, run_batch
+
+HELP = """Convert scores between formats; render them to WAV to listen.
+
+Reads MIDI, JSONL (note_seq's JSON, one score per line), MusicXML and ABC;
+writes MIDI (the default), JSONL or WAV. The input format is sniffed from the
+content; the output format comes from --to, else the -o extension.
+
+Examples:
+
+\b
+  mtools convert song.mid --to jsonl | jq '.notes | length'
+  mtools convert tune.abc -o tune.mid
+  cat take.jsonl | mtools convert --to midi > take.mid
+  mtools convert scores/ -o midi/ --jobs 2
+  mtools convert song.mid --melody --transpose -12 -o bass.mid
+  mtools convert song.mid -o song.wav --soundfont FluidR3_GM.sf2
+"""
+
+SOUNDFONT_HELP = ("General MIDI .sf2 for --to wav. Default search: $MTOOLS_SOUNDFONT, "
+                  "/usr/share/sounds/sf2/*.sf2, then the TimGM6mb.sf2 that the "
+                  "pretty_midi package ships.")
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    in_format: str | None
+    out_format: str
+    transpose_semitones: int = 0
+    melody: bool = False
+    sustain: bool = False
+    steps_per_quarter: int | None = None
+    soundfont: str | None = None
+
+
+def convert_input(options: ConvertOptions, source) -> JobResult:
+    """Read one input, apply the edits, encode (one output per score for
+    single-score formats, one JSONL blob otherwise)."""
+    from mtools.io.formats import SINGLE_SCORE_FORMATS, detect_format, encode_scores, read_scores
+    from mtools.score import transform
+
+    data = source.read_bytes()
+    fmt = detect_format(data, options.in_format, source.name)
+    scores = [transform(s, transpose_semitones=options.transpose_semitones,
+                        melody=options.melody, sustain=options.sustain,
+                        steps_per_quarter=options.steps_per_quarter)
+              for s in read_scores(data, fmt, source.name)]
+    warnings = ["no notes in the input"] if not any(s.notes for s in scores) else []
+    if options.out_format in SINGLE_SCORE_FORMATS:
+        outputs = [encode_scores([s], options.out_format, soundfont=options.soundfont)
+                   for s in scores]
+    else:
+        outputs = [encode_scores(scores, options.out_format)]
+    return JobResult(outputs, warnings)
+
+
+def convert(
+    inputs: opt.Inputs = None,
+    output: opt.Output = None,
+    from_: opt.From = None,
+    to: opt.To = None,
+    transpose: Annotated[int, typer.Option(
+        "--transpose", metavar="SEMITONES", help="Shift pitched notes by this many semitones.")] = 0,
+    melody: Annotated[bool, typer.Option(
+        "--melody", help="Keep only the top line (highest sounding note).")] = False,
+    sustain: Annotated[bool, typer.Option(
+        "--sustain", help="Lengthen notes held by the sustain pedal.")] = False,
+    quantize: Annotated[Optional[int], typer.Option(
+        "--quantize", metavar="STEPS", min=1,
+        help="Snap notes to STEPS per quarter note (4 = sixteenths).")] = None,
+    soundfont: Annotated[Optional[str], typer.Option(
+        "--soundfont", metavar="SF2", help=SOUNDFONT_HELP)] = None,
+    skip_existing: opt.SkipExisting = False,
+    jobs: opt.Jobs = 1,
+    quiet: opt.Quiet = False,
+    progress: opt.Progress = False,
+    debug: opt.Debug = False,
+) -> None:
+    from mtools.io.formats import BINARY_FORMATS, FILE_EXTENSION, SINGLE_SCORE_FORMATS, \
+        choose_output_format
+    from mtools.io.sniff import SYMBOLIC_FORMATS, extensions_for
+    from mtools.io.streams import OutputPlan, expand_inputs
+
+    plan = OutputPlan.from_option(output)
+    out_format = choose_output_format(to.value if to else None, plan, "midi")
+    options = ConvertOptions(from_.value if from_ else None, out_format, transpose, melody,
+                             sustain, quantize, soundfont)
+    settings = BatchSettings(plan, FILE_EXTENSION[out_format], out_format in BINARY_FORMATS,
+                             out_format in SINGLE_SCORE_FORMATS, jobs, skip_existing, quiet,
+                             progress)
+    code = run_batch(expand_inputs(inputs or [], extensions=extensions_for(SYMBOLIC_FORMATS)), partial(convert_input, options), settings)
+    if code:
+        raise typer.Exit(code)
+
+
+convert.__doc__ = HELP

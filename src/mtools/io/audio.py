@@ -1,0 +1,291 @@
+"""Audio in and out: any WAV/FLAC/OGG in, mono float32 at the rate a model
+wants out, in bounded memory; WAV bytes out for pipes.
+
+Input is a path or a binary stream (stdin included). A stream that cannot
+seek is spooled to an anonymous temporary file in chunks first, because
+libsndfile needs to seek; the file disappears when the source is closed.
+
+    with open_audio("song.flac") as audio:          # any rate, any channels
+        for block in audio.blocks(16000, 30.0):     # (samples,) float32 mono
+            ...
+    samples = read_audio(sys.stdin.buffer, 16000)   # short inputs, whole
+
+`soundfile` and `soxr` are imported inside the functions that need them so
+that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import stat
+import tempfile
+from typing import BinaryIO, Iterator, Union
+
+import numpy as np
+
+from mtools.errors import InputFormatError, InputMissingError
+
+AudioInput = Union[str, os.PathLike, BinaryIO]
+
+DEFAULT_BLOCK_S = 30.0
+READ_CHUNK_FRAMES = 65_536  # source frames per libsndfile read: bounds memory at any channel count
+SPOOL_CHUNK_BYTES = 1 << 20  # copy size when spooling a non-seekable stream to disk
+RESAMPLE_QUALITY = "HQ"  # soxr's default: flat to ~0.9 of Nyquist, >100 dB stopband
+SUPPORTED_FORMATS = "WAV, FLAC or OGG"
+
+
+class AudioSource:
+    """An open audio input. Use `open_audio` to make one, and close it (or use
+    it as a context manager) to release the file and any spooled copy.
+
+    sample_rate_hz: the file's own rate; channels: its channel count;
+    num_frames: samples per channel; duration_s: num_frames / sample_rate_hz.
+    """
+
+    def __init__(self, sound_file, name: str, spool: BinaryIO | None = None):
+        self._file = sound_file
+        self._spool = spool
+        self.name = name
+        self.sample_rate_hz = int(sound_file.samplerate)
+        self.channels = int(sound_file.channels)
+        self.num_frames = int(sound_file.frames)
+        self.format = str(sound_file.format)
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.sample_rate_hz
+
+    def __enter__(self) -> "AudioSource":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+        if self._spool is not None:
+            self._spool.close()  # an anonymous temp file: closing deletes it
+
+    def _mono_chunks(self) -> Iterator[np.ndarray]:
+        """The whole file from its start as mono float32 chunks at the file's
+        own rate, READ_CHUNK_FRAMES frames at a time."""
+        with _decode_errors(self.name):
+            self._file.seek(0)
+            while True:
+                frames = self._file.read(READ_CHUNK_FRAMES, dtype="float32",
+                                         always_2d=True)  # (frames, channels)
+                if len(frames) == 0:
+                    return
+                yield _downmix(frames)
+
+    def blocks(self, target_rate_hz: int,
+               block_s: float = DEFAULT_BLOCK_S) -> Iterator[np.ndarray]:
+        """Consecutive mono float32 blocks of `block_s` seconds at
+        `target_rate_hz` (the last one shorter), from the start of the file.
+
+        Each block is (round(block_s * target_rate_hz),) samples. One
+        resampler runs across the whole file, so block boundaries add no
+        artefacts and the concatenated blocks equal `read()` to float
+        precision. Memory is bounded by the block size, not the file size.
+        """
+        if target_rate_hz <= 0 or block_s <= 0:
+            raise ValueError("target_rate_hz and block_s must be positive")
+        block_samples = max(1, round(block_s * target_rate_hz))
+        resampled = _resample_stream(self._mono_chunks(), self.sample_rate_hz,
+                                     target_rate_hz)
+        return _rechunk(resampled, block_samples)
+
+    def read(self, target_rate_hz: int) -> np.ndarray:
+        """The whole file as one (samples,) float32 mono array at
+        `target_rate_hz`. Memory grows with the file: for long inputs use
+        `blocks`."""
+        import soxr
+
+        with _decode_errors(self.name):
+            self._file.seek(0)
+            frames = self._file.read(dtype="float32", always_2d=True)
+        mono = _downmix(frames)  # (frames,)
+        if target_rate_hz == self.sample_rate_hz:
+            return mono
+        return soxr.resample(mono, self.sample_rate_hz, target_rate_hz,
+                             quality=RESAMPLE_QUALITY).astype(np.float32, copy=False)
+
+
+def open_audio(source: AudioInput, *, name: str | None = None) -> AudioSource:
+    """Open a WAV/FLAC/OGG file (any rate, any channel count) from a path or
+    a binary stream, read from its current position. A path that is a pipe
+    (`<(...)`, /dev/stdin) is treated as a stream. `name` labels error
+    messages (default: the path, or the stream's name, or "<stream>").
+
+    Raises InputMissingError for a path that cannot be read, InputFormatError
+    for bytes that are not audio or hold no samples.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        return _open_stream(source, name or _stream_name(source))
+    label = name or os.fspath(source)
+    with _open_path(source, label) as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return _open_spooled(_spool_to_disk(handle, label), label)
+    if info.st_size == 0:
+        raise InputFormatError(f"{label} is empty: it contains no audio samples")
+    return _open_sound_file(os.fspath(source), label, spool=None)
+
+
+def read_audio(source: AudioInput, target_rate_hz: int, *,
+               name: str | None = None) -> np.ndarray:
+    """Read a whole (short) audio input as mono float32 at `target_rate_hz`.
+    Returns (samples,). See `open_audio` for inputs and errors."""
+    with open_audio(source, name=name) as audio:
+        return audio.read(target_rate_hz)
+
+
+def wav_bytes(samples: np.ndarray, sample_rate_hz: int, *,
+              subtype: str = "PCM_16") -> bytes:
+    """A complete WAV file in memory, ready for a pipe (soundfile cannot
+    finish a WAV header on a stream that does not seek).
+
+    samples: (n,) mono or (n, channels) float in [-1, 1]; values outside are
+    clipped (never wrapped) and NaN becomes 0. subtype: a soundfile WAV
+    subtype such as "PCM_16", "PCM_24" or "FLOAT".
+    """
+    import soundfile
+
+    data = np.asarray(samples, dtype=np.float32)
+    if data.ndim not in (1, 2) or (data.ndim == 2 and data.shape[1] == 0):
+        raise ValueError(f"samples must be (n,) or (n, channels), got {data.shape}")
+    data = np.clip(np.nan_to_num(data, nan=0.0), -1.0, 1.0)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, data, int(sample_rate_hz), format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+# --- helpers -------------------------------------------------------------------
+
+
+def _open_sound_file(target, label: str, spool: BinaryIO | None) -> AudioSource:
+    import soundfile
+
+    with _decode_errors(label):
+        sound_file = soundfile.SoundFile(target)
+    if sound_file.frames <= 0:
+        sound_file.close()
+        raise InputFormatError(f"{label} contains no audio samples")
+    return AudioSource(sound_file, label, spool)
+
+
+@contextlib.contextmanager
+def _decode_errors(label: str) -> Iterator[None]:
+    """Turn libsndfile's errors into one readable InputFormatError line."""
+    import soundfile
+
+    try:
+        yield
+    except soundfile.LibsndfileError as exc:
+        detail = " ".join(str(exc.error_string).split()).rstrip(".")
+        raise InputFormatError(f"{label}: not a readable {SUPPORTED_FORMATS} audio "
+                               f"file (libsndfile: {detail})") from exc
+
+
+def _open_stream(stream: BinaryIO, label: str) -> AudioSource:
+    """Read a seekable stream in place from its start; spool any other."""
+    if not _at_start_of_seekable(stream):
+        return _open_spooled(_spool_to_disk(stream, label), label)
+    size_bytes = stream.seek(0, os.SEEK_END)
+    stream.seek(0)
+    if size_bytes == 0:
+        raise InputFormatError(f"{label} is empty: it contains no audio samples")
+    return _open_sound_file(stream, label, spool=None)
+
+
+def _open_spooled(spool: BinaryIO, label: str) -> AudioSource:
+    try:
+        return _open_sound_file(spool, label, spool=spool)
+    except BaseException:
+        spool.close()
+        raise
+
+
+def _open_path(path, label: str) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError as exc:
+        raise InputMissingError(f"{label}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise InputMissingError(f"{label}: is a directory, not an audio file") from exc
+    except OSError as exc:
+        raise InputMissingError(f"{label}: cannot be read ({exc.strerror})") from exc
+
+
+def _stream_name(stream) -> str:
+    name = getattr(stream, "name", None)
+    return name if isinstance(name, str) else "<stream>"
+
+
+def _at_start_of_seekable(stream) -> bool:
+    try:
+        return bool(stream.seekable()) and stream.tell() == 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _spool_to_disk(stream: BinaryIO, label: str) -> BinaryIO:
+    """Copy the rest of `stream` to an anonymous temporary file (deleted on
+    close), SPOOL_CHUNK_BYTES at a time, and rewind it."""
+    spool = tempfile.TemporaryFile(prefix="mtools-audio-")
+    try:
+        shutil.copyfileobj(stream, spool, SPOOL_CHUNK_BYTES)
+        size_bytes = spool.tell()
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    if size_bytes == 0:
+        spool.close()
+        raise InputFormatError(f"{label} is empty: it contains no audio samples")
+    return spool
+
+
+def _downmix(frames: np.ndarray) -> np.ndarray:
+    """(frames, channels) float32 -> (frames,) float32, the channel mean."""
+    if frames.shape[1] == 1:
+        return np.ascontiguousarray(frames[:, 0])
+    return frames.mean(axis=1, dtype=np.float32)
+
+
+def _resample_stream(chunks: Iterator[np.ndarray], source_rate_hz: int,
+                     target_rate_hz: int) -> Iterator[np.ndarray]:
+    """Resample a stream of mono float32 chunks with one soxr stream."""
+    if source_rate_hz == target_rate_hz:
+        yield from chunks
+        return
+    import soxr
+
+    resampler = soxr.ResampleStream(source_rate_hz, target_rate_hz, 1,
+                                    dtype="float32", quality=RESAMPLE_QUALITY)
+    for chunk in chunks:
+        yield resampler.resample_chunk(chunk)
+    yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+
+
+def _rechunk(pieces: Iterator[np.ndarray], block_samples: int) -> Iterator[np.ndarray]:
+    """Regroup 1-D pieces of any size into blocks of `block_samples` (the
+    last block holds the remainder)."""
+    pending: list[np.ndarray] = []
+    pending_samples = 0
+    for piece in pieces:
+        pending.append(piece)
+        pending_samples += len(piece)
+        if pending_samples < block_samples:
+            continue
+        joined = np.concatenate(pending)
+        starts = range(0, len(joined) - block_samples + 1, block_samples)
+        for start in starts:
+            yield joined[start:start + block_samples].copy()
+        rest = joined[starts[-1] + block_samples:].copy()
+        pending, pending_samples = [rest], len(rest)
+    if pending_samples:
+        yield np.concatenate(pending)

@@ -1,0 +1,107 @@
+"""MusicXML and ABC in, through music21 (imported only when such a file comes)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import fields
+
+from mtools.errors import InputFormatError
+from mtools.score import (ChordSymbol, KeySignature, Note, Score, Tempo, TempoMap,
+                          TimeSignature, make_score)
+
+DEFAULT_VELOCITY = 80
+
+
+def notation_to_score(data: bytes, fmt: str, name: str = "input") -> Score:
+    """Parse MusicXML (`fmt` "musicxml" or "mxl") or ABC ("abc") into a Score.
+    Repeats are expanded where music21 can; ties become single notes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import music21
+        try:
+            parsed = music21.converter.parse(
+                data if fmt != "abc" else data.decode("utf-8", "replace"),
+                format={"mxl": "musicxml"}.get(fmt, fmt), forceSource=True)
+        except Exception as exc:  # music21 raises many unrelated types
+            raise InputFormatError(f"{name}: cannot parse {fmt.upper()}: {exc}") from None
+        if isinstance(parsed, music21.stream.Opus):
+            if not parsed.scores:
+                raise InputFormatError(f"{name}: the {fmt.upper()} file holds no tunes")
+            parsed = parsed.scores[0]  # an ABC book: its first tune
+        try:
+            parsed = parsed.expandRepeats()
+        except Exception:
+            pass  # malformed or absent repeats: keep the written order
+        return _stream_to_score(parsed, music21)
+
+
+def _stream_to_score(stream, music21) -> Score:
+    flat_all = stream.flatten()
+    tempos = []
+    for mark in flat_all.getElementsByClass(music21.tempo.MetronomeMark):
+        qpm = mark.getQuarterBPM()
+        if qpm:
+            tempos.append((float(mark.getOffsetInHierarchy(stream)), float(qpm)))
+    tempos = sorted(dict(tempos).items()) or [(0.0, 120.0)]
+    # Offsets are in quarter notes; build the tempo map in quarters first.
+    tempo_events = []
+    seconds = 0.0
+    for i, (quarters, qpm) in enumerate(tempos):
+        if i:
+            prev_q, prev_qpm = tempos[i - 1]
+            seconds += (quarters - prev_q) * 60.0 / prev_qpm
+        tempo_events.append(Tempo(seconds if i else 0.0, qpm))
+    tmap = TempoMap(tempo_events)
+
+    def at(quarters: float) -> float:
+        return tmap.seconds_at(float(quarters))
+
+    parts = stream.parts if stream.hasPartLikeStreams() else [stream]
+    notes = []
+    for index, part in enumerate(parts):
+        program = _program_of(part, music21)
+        for element in part.stripTies().flatten().notes:
+            start = float(element.getOffsetInHierarchy(part))
+            end = start + float(element.duration.quarterLength)
+            if end <= start or isinstance(element, music21.harmony.ChordSymbol):
+                continue
+            velocity = element.volume.velocity or DEFAULT_VELOCITY
+            for pitch in element.pitches:
+                notes.append(Note(int(pitch.midi), int(velocity), at(start), at(end),
+                                  program, index))
+    meters = [TimeSignature(at(ts.getOffsetInHierarchy(stream)), ts.numerator, ts.denominator)
+              for ts in flat_all.getElementsByClass(music21.meter.TimeSignature)]
+    keys = [KeySignature(at(k.getOffsetInHierarchy(stream)), k.tonic.pitchClass,
+                         1 if k.mode == "minor" else 0)
+            for k in flat_all.getElementsByClass(music21.key.Key)]
+    keys += [KeySignature(at(k.getOffsetInHierarchy(stream)), (7 * k.sharps) % 12, 0)
+             for k in flat_all.getElementsByClass(music21.key.KeySignature)
+             if not isinstance(k, music21.key.Key)]
+    chords = [ChordSymbol(at(c.getOffsetInHierarchy(stream)), c.figure)
+              for c in flat_all.getElementsByClass(music21.harmony.ChordSymbol)]
+    title = stream.metadata.title if stream.metadata and stream.metadata.title else ""
+    return make_score(notes, tempos=tempo_events, time_signatures=_dedupe(meters),
+                      key_signatures=_dedupe(keys), chords=chords, title=title)
+
+
+def _dedupe(events):
+    """Parts and expanded repeats restate their meter and key: keep one event
+    per time, and only changes."""
+    out = []
+    for event in sorted(events, key=lambda e: e.time_s):
+        if out and (abs(out[-1].time_s - event.time_s) < 1e-6
+                    or _same_value(out[-1], event)):
+            continue
+        out.append(event)
+    return out
+
+
+def _same_value(a, b) -> bool:
+    names = [f.name for f in fields(a) if f.name != "time_s"]
+    return type(a) is type(b) and all(getattr(a, n) == getattr(b, n) for n in names)
+
+
+def _program_of(part, music21) -> int:
+    instrument = part.getInstrument(returnDefault=True)
+    program = getattr(instrument, "midiProgram", None)
+    return int(program) if program is not None else 0

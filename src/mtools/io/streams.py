@@ -1,0 +1,167 @@
+"""Where data comes from and goes to: paths, folders, stdin/stdout, and
+output files written atomically (temp file + rename) so an interrupted run
+never leaves a half-written file."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from mtools.errors import InputMissingError, OutputError, UsageError
+from mtools.io.sniff import EXTENSIONS
+
+STDIN_NAME = "-"
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input: a file, or stdin when `path` is None. `relative` is where an
+    output for it goes under `-o DIR/` (folder inputs keep their sub-folders)."""
+
+    name: str
+    path: Path | None
+    relative: Path
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.path is None
+
+    def read_bytes(self) -> bytes:
+        if self.path is None:
+            return sys.stdin.buffer.read()
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            raise InputMissingError(f"{self.name}: no such file") from None
+        except IsADirectoryError:
+            raise InputMissingError(f"{self.name}: is a folder") from None
+        except PermissionError:
+            raise InputMissingError(f"{self.name}: permission denied") from None
+
+    def open_binary(self):
+        """A binary stream over the input (stdin's buffer is not closed)."""
+        if self.path is None:
+            return sys.stdin.buffer
+        try:
+            return open(self.path, "rb")
+        except OSError as exc:
+            raise InputMissingError(f"{self.name}: {exc.strerror.lower()}") from None
+
+
+def stdin_input() -> Input:
+    return Input("<stdin>", None, Path("stdin"))
+
+
+def expand_inputs(args: Iterable[str], *, extensions: Iterable[str] | None = None,
+                  allow_stdin: bool = True) -> list[Input]:
+    """Inputs named on the command line. No argument or "-" means stdin.
+    A folder expands to the files below it (recursively, sorted) whose
+    extension is one of `extensions` (default: every format mtools reads).
+    Paths that do not exist are kept: reading them raises InputMissingError,
+    so a batch can report them and go on."""
+    args = list(args)
+    wanted = {e.lower() for e in (extensions or EXTENSIONS)}
+    inputs: list[Input] = []
+    for arg in args or [STDIN_NAME]:
+        if arg == STDIN_NAME:
+            if not allow_stdin:
+                raise UsageError("this command takes no standard input")
+            if sys.stdin is None or sys.stdin.isatty():
+                raise UsageError("no input: name a file or pipe data in",
+                                 hint="see --help for examples")
+            inputs.append(stdin_input())
+            continue
+        path = Path(arg)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file()
+                           and p.suffix.lower() in wanted)
+            if not found:
+                raise InputMissingError(f"{arg}: folder holds no input files "
+                                        f"({', '.join(sorted(wanted))})")
+            inputs.extend(Input(str(p), p, p.relative_to(path)) for p in found)
+        else:
+            inputs.append(Input(arg, path, Path(path.name)))
+    return inputs
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """Where outputs go: `mode` is "stdout", "file" or "dir"."""
+
+    mode: str
+    path: Path | None = None
+
+    @staticmethod
+    def from_option(output: str | None) -> "OutputPlan":
+        if output is None or output == "-":
+            return OutputPlan("stdout")
+        if output.endswith(("/", os.sep)) or Path(output).is_dir():
+            return OutputPlan("dir", Path(output))
+        return OutputPlan("file", Path(output))
+
+    def extension_format(self) -> str | None:
+        """The format named by a `-o FILE` extension, if any."""
+        if self.mode == "file" and self.path is not None:
+            return EXTENSIONS.get(self.path.suffix.lower())
+        return None
+
+    def target(self, source: Input, extension: str, index: int | None = None,
+               count: int = 1) -> Path | None:
+        """The file an output for `source` goes to (None for stdout). With
+        several outputs per input, `index` (0-based) becomes a -N suffix,
+        zero-padded so the names sort."""
+        if self.mode == "stdout":
+            return None
+        if self.mode == "file":
+            return self.path
+        stem = source.relative.with_suffix("")
+        if index is not None and count > 1:
+            stem = stem.with_name(f"{stem.name}-{index + 1:0{len(str(count))}d}")
+        return self.path / stem.with_suffix("." + extension)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the whole
+    new one, never a part: a temp file beside it, then rename."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror.lower()}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask
+        os.replace(temp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_binary_stdout(binary: bool) -> None:
+    """Refuse to send binary data to a terminal, as gzip does."""
+    if binary and sys.stdout is not None and sys.stdout.isatty():
+        raise UsageError("binary output (MIDI/WAV) not written to a terminal",
+                         hint="redirect it (> out.mid), pipe it on, use -o FILE, "
+                              "or --to jsonl for text")
+
+
+def write_stdout(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
