@@ -13,7 +13,7 @@ import typer
 from mtools import __version__
 from mtools.commands.convert import convert
 from mtools.commands.models import models
-from mtools.errors import EXIT_FAILURE, MtoolsError
+from mtools.errors import EXIT_FAILURE, MtoolsError, StdoutClosed
 
 HELP = """Music models in Unix pipelines: transcribe, continue, harmonize, ...
 
@@ -60,7 +60,7 @@ def _quiet_broken_pipe() -> int:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
-    return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
+    return StdoutClosed.exit_code
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         if exc.code not in (0, None) and not isinstance(exc.code, int):
             raise
         raise
-    except BrokenPipeError:
+    except (BrokenPipeError, StdoutClosed):
         sys.exit(_quiet_broken_pipe())
     except MtoolsError as exc:
         if _debugging(argv):

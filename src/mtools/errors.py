@@ -62,6 +62,15 @@ class RuntimeUnavailableError(MtoolsError):
     exit_code = EXIT_UNAVAILABLE
 
 
+class StdoutClosed(MtoolsError):
+    """The reader of stdout went away (`| head`). Not a failure to report:
+    the CLI ends quietly with the status a shell gives a tool killed by
+    SIGPIPE. Raised in place of BrokenPipeError, which Click would turn
+    into exit status 1."""
+
+    exit_code = 141  # 128 + SIGPIPE
+
+
 class OutputError(MtoolsError):
     """An output that cannot be written (refused terminal, unwritable path)."""
 

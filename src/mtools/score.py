@@ -361,13 +361,15 @@ def trim(score: Score, start_s: float, end_s: float) -> Score:
 def transform(score: Score, *, transpose_semitones: int = 0, melody: bool = False,
               sustain: bool = False, steps_per_quarter: int | None = None) -> Score:
     """The edits `mtools convert` offers, applied in a fixed order: pedal
-    first (it changes what sounds), then top line, transposition, grid."""
+    first (it changes what sounds), then the grid (so near-simultaneous
+    onsets become simultaneous and the top line takes the higher one), then
+    the top line, then transposition."""
     if sustain:
         score = apply_sustain(score)
+    if steps_per_quarter:
+        score = quantize(score, steps_per_quarter)
     if melody:
         score = extract_melody(score)
     if transpose_semitones:
         score = transpose(score, transpose_semitones)
-    if steps_per_quarter:
-        score = quantize(score, steps_per_quarter)
     return score

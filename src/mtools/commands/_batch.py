@@ -112,13 +112,14 @@ def _emit(source: Input, result: JobResult, settings: BatchSettings,
         for warning in result.warnings:
             say(f"{source.name}: warning: {warning}")
     plan = settings.plan
+    if plan.mode != "dir" and settings.single_per_file and len(result.outputs) > 1:
+        where = "stdout" if plan.mode == "stdout" else f"-o {plan.path}"
+        raise UsageError(f"{source.name} gives {len(result.outputs)} outputs, and {where} "
+                         f"takes one .{settings.extension} file", hint="use -o DIR/")
     if plan.mode == "stdout":
         for data in result.outputs:
             write_stdout(data)
     elif plan.mode == "file":
-        if settings.single_per_file and len(result.outputs) > 1:
-            raise UsageError(f"{source.name} gives {len(result.outputs)} outputs, and "
-                             f"-o {plan.path} holds one", hint="use -o DIR/")
         collected.extend(result.outputs)
     else:
         count = len(result.outputs)

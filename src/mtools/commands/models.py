@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from mtools.commands import _options as opt
+
 HELP = """List the bundled models (and those on $MTOOLS_MODEL_PATH).
 
 Shows for each model its task, size, training data, the figures measured
@@ -23,14 +25,14 @@ Examples:
 
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print the cards as a JSON array.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")] = False,
+    debug: opt.Debug = False,
 ) -> None:
+    from mtools.io.streams import write_stdout
     from mtools.models.registry import list_models
 
     cards = list_models()
     if as_json:
-        from dataclasses import asdict
-        sys.stdout.write(json.dumps([asdict(c) for c in cards], indent=2, sort_keys=True) + "\n")
+        write_stdout(json.dumps([c.to_dict() for c in cards], indent=2, sort_keys=True) + "\n")
         return
     if not cards:
         print("mtools: no models are bundled in this build "
@@ -47,9 +49,9 @@ def _print_table(cards) -> None:
     for column in ("model", "task", "size", "trained on", "metrics", "sha256"):
         table.add_column(column)
     for card in cards:
-        name = f"{card.name}:{card.config}" if card.config else card.name
-        data = ", ".join(card.training.get("data", [])) if isinstance(
-            card.training.get("data"), list) else str(card.training.get("data", ""))
+        name = card.spec
+        datasets = card.training.get("datasets", [])
+        data = ", ".join(map(str, datasets)) if isinstance(datasets, list) else str(datasets)
         metrics = ", ".join(f"{k} {v}" for k, v in card.metrics.items()
                             if isinstance(v, (int, float)))
         table.add_row(name, card.task, f"{card.size_bytes / 1e6:.1f} MB", data, metrics,

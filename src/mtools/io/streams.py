@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from mtools.errors import InputMissingError, OutputError, UsageError
+from mtools.errors import InputMissingError, OutputError, StdoutClosed, UsageError
 from mtools.io.sniff import EXTENSIONS
 
 STDIN_NAME = "-"
@@ -162,6 +162,13 @@ def check_binary_stdout(binary: bool) -> None:
                               "or --to jsonl for text")
 
 
-def write_stdout(data: bytes) -> None:
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+def write_stdout(data: bytes | str) -> None:
+    """Write data (text is UTF-8 encoded) to stdout and flush; a closed
+    pipe raises StdoutClosed."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        raise StdoutClosed("stdout was closed") from None

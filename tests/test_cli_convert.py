@@ -1,0 +1,179 @@
+import json
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from builders import melody
+from clirunner import run
+from mtools.io.jsonl import score_to_jsonl
+from mtools.io.midi import midi_to_score, score_to_midi
+from mtools.score import Note, Tempo, make_score
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def one_line(stderr: str) -> bool:
+    return len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+
+
+@pytest.fixture
+def song(tmp_path) -> Path:
+    score = make_score([Note(60, 90, 0.0, 0.5, 40, 0), Note(64, 70, 0.5, 1.25, 40, 0),
+                        Note(36, 110, 0.0, 0.1, 0, 1, True)],
+                       tempos=[Tempo(0.0, 96.0), Tempo(1.0, 150.0)], ticks_per_quarter=384)
+    path = tmp_path / "song.mid"
+    path.write_bytes(score_to_midi(score))
+    return path
+
+
+def notes_of(data: bytes):
+    return sorted((n.pitch, n.velocity, n.start_s, n.end_s, n.program, n.is_drum)
+                  for n in midi_to_score(data).notes)
+
+
+def test_midi_to_jsonl_to_midi_keeps_every_note_to_the_tick(song, tmp_path):
+    as_jsonl = run(["convert", song, "--to", "jsonl"])
+    assert as_jsonl.code == 0 and as_jsonl.stdout.startswith(b"{")
+    out = tmp_path / "b.mid"
+    back = run(["convert", "--to", "midi", "-o", out], stdin=as_jsonl.stdout)
+    assert back.code == 0, back.stderr
+    original, again = midi_to_score(song.read_bytes()), midi_to_score(out.read_bytes())
+    assert notes_of(out.read_bytes()) == notes_of(song.read_bytes())
+    assert again.tempos == original.tempos and again.ticks_per_quarter == 384
+
+
+@pytest.mark.parametrize("stdin, message", [
+    (b"garbage\n", "not a format mtools reads"),
+    (b"", "input is empty"),
+    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x10\x00\x90", "truncated"),
+    (b'{"notes":[]}\n{"notes":[\n', "line 2"),
+    (os.urandom(64) + b"MThd", "not a format"),
+])
+def test_bad_input_on_stdin_exits_65_with_one_line_and_no_output(stdin, message):
+    result = run(["convert", "--to", "jsonl"], stdin=stdin)
+    assert result.code == 65
+    assert message in result.stderr and one_line(result.stderr)
+    assert result.stdout == b""
+
+
+def test_nothing_is_written_to_o_file_when_the_input_is_bad(tmp_path):
+    out = tmp_path / "x.mid"
+    assert run(["convert", "-o", out], stdin=b"garbage").code == 65
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_missing_file_exits_66(tmp_path):
+    result = run(["convert", tmp_path / "nope.mid", "--to", "jsonl"])
+    assert result.code == 66 and "no such file" in result.stderr
+
+
+def test_no_input_on_a_terminal_is_a_usage_error():
+    result = run(["convert", "--to", "jsonl"], stdin_tty=True)
+    assert result.code == 2 and "no input" in result.stderr
+
+
+def test_binary_output_to_a_terminal_is_refused_with_a_hint(song):
+    result = run(["convert", song], stdout_tty=True)
+    assert result.code == 2 and "terminal" in result.stderr and "-o" in result.stderr
+    assert result.stdout == b""
+    assert run(["convert", song, "--to", "jsonl"], stdout_tty=True).code == 0
+
+
+def test_zero_note_midi_warns_but_succeeds(tmp_path):
+    empty = tmp_path / "empty.mid"
+    empty.write_bytes(score_to_midi(make_score([])))
+    result = run(["convert", empty, "--to", "jsonl"])
+    assert result.code == 0 and "warning: no notes" in result.stderr
+    assert json.loads(result.stdout)["totalTime"] == 0
+    assert run(["convert", empty, "--to", "jsonl", "--quiet"]).stderr == ""
+
+
+def test_batch_keeps_going_past_a_bad_file_and_exits_nonzero(tmp_path, song):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.mid").write_bytes(song.read_bytes())
+    (folder / "b.mid").write_bytes(b"MThd broken")
+    (folder / "c.jsonl").write_text(score_to_jsonl(melody("60 62")))
+    result = run(["convert", folder, "-o", f"{tmp_path}/out/"])
+    assert result.code == 65
+    assert "b.mid" in result.stderr and "1 of 3 inputs failed" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mid", "c.mid"]
+
+
+def test_skip_existing_resumes_a_batch(tmp_path, song):
+    out = tmp_path / "out"
+    assert run(["convert", song, "-o", f"{out}/"]).code == 0
+    stamp = (out / "song.mid").stat().st_mtime_ns
+    again = run(["convert", song, "-o", f"{out}/", "--skip-existing"])
+    assert again.code == 0 and "skipped 1" in again.stderr
+    assert (out / "song.mid").stat().st_mtime_ns == stamp
+
+
+def test_jobs_give_the_same_files_as_one_process(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"m{i}.jsonl").write_text(score_to_jsonl(melody(f"{60 + i} 62 64")))
+    assert run(["convert", folder, "-o", f"{tmp_path}/one/"]).code == 0
+    assert run(["convert", folder, "-o", f"{tmp_path}/two/", "--jobs", "2"]).code == 0
+    for i in range(4):
+        name = f"m{i}.mid"
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_several_scores_need_a_folder_for_midi(tmp_path):
+    lines = (score_to_jsonl(melody("60")) + score_to_jsonl(melody("62"))).encode()
+    refused = run(["convert", "--to", "midi"], stdin=lines)
+    assert refused.code == 2 and "-o DIR/" in refused.stderr
+    assert run(["convert", "--to", "midi", "-o", f"{tmp_path}/d/"], stdin=lines).code == 0
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["stdin-1.mid", "stdin-2.mid"]
+
+
+def test_many_inputs_concatenate_as_jsonl(tmp_path, song):
+    result = run(["convert", song, song, "--to", "jsonl"])
+    assert result.code == 0 and result.stdout.count(b"\n") == 2
+    assert run(["convert", song, song, "-o", tmp_path / "x.mid"]).code == 2
+
+
+def test_output_format_follows_the_extension_and_to_wins(tmp_path, song):
+    assert run(["convert", song, "-o", tmp_path / "a.jsonl"]).code == 0
+    assert (tmp_path / "a.jsonl").read_bytes().startswith(b"{")
+    assert run(["convert", song, "-o", tmp_path / "a.txt"]).code == 2
+    assert run(["convert", song, "-o", tmp_path / "a.txt", "--to", "jsonl"]).code == 0
+
+
+def test_from_overrides_sniffing():
+    line = b"  \n" + score_to_jsonl(melody("60 62")).encode()
+    assert run(["convert", "--to", "jsonl", "--from", "jsonl"], stdin=line).code == 0
+    assert run(["convert", "--to", "jsonl", "--from", "midi"], stdin=line).code == 65
+
+
+def test_edits_melody_transpose_quantize(tmp_path):
+    score = make_score([Note(48, 80, 0.0, 1.0), Note(64, 80, 0.02, 0.49)],
+                       tempos=[Tempo(0.0, 120.0)])
+    result = run(["convert", "--to", "jsonl", "--melody", "--transpose", "2", "--quantize", "4"],
+                 stdin=score_to_jsonl(score).encode())
+    notes = json.loads(result.stdout)["notes"]
+    # proto3 JSON leaves out zero values such as startTime 0.
+    assert [(n["pitch"], n.get("startTime", 0.0), n["endTime"]) for n in notes] == [(66, 0.0, 0.5)]
+
+
+def test_abc_example_becomes_the_tune():
+    result = run(["convert", EXAMPLES / "ode_to_joy.abc", "--to", "jsonl"])
+    assert result.code == 0, result.stderr
+    notes = json.loads(result.stdout)["notes"]
+    # K:D, so F is F sharp: F F G A A G F E ...
+    assert [n["pitch"] for n in notes[:8]] == [66, 66, 67, 69, 69, 67, 66, 64]
+    assert len(notes) == 2 * 30  # the repeat is expanded
+
+
+def test_usage_errors_exit_2():
+    assert run(["convert", "--no-such-option"]).code == 2
+    assert run(["no-such-command"]).code == 2
+
+
+def test_debug_shows_the_traceback():
+    result = run(["convert", "--to", "jsonl", "--debug"], stdin=b"garbage")
+    assert result.code != 0

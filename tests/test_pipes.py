@@ -1,0 +1,71 @@
+"""Real processes in real pipes: what in-process tests cannot show (a closed
+pipe, two mtools joined by the shell, start-up imports)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from builders import melody
+from mtools.io.midi import midi_to_score, score_to_midi
+
+MTOOLS = shutil.which("mtools", path=str(Path(sys.executable).parent))
+pytestmark = pytest.mark.skipif(MTOOLS is None, reason="the mtools console script is not installed")
+
+
+def shell(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    env_path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+    return subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, capture_output=True,
+                          env={"PATH": env_path, "LC_ALL": "C.UTF-8"}, timeout=60)
+
+
+@pytest.fixture
+def long_song(tmp_path) -> Path:
+    notes = " ".join(str(60 + i % 12) for i in range(4000))
+    path = tmp_path / "a.mid"
+    path.write_bytes(score_to_midi(melody(notes)))
+    return path
+
+
+def test_two_mtools_piped_keep_every_note(long_song, tmp_path):
+    done = shell("mtools convert a.mid --to jsonl | mtools convert --to midi -o b.mid", tmp_path)
+    assert done.returncode == 0 and done.stderr == b""
+    before, after = midi_to_score(long_song.read_bytes()), midi_to_score((tmp_path / "b.mid").read_bytes())
+    assert [(n.pitch, n.start_s, n.end_s) for n in after.notes] == \
+           [(n.pitch, n.start_s, n.end_s) for n in before.notes]
+
+
+def test_closed_pipe_ends_quietly(long_song, tmp_path):
+    # head exits after 10 bytes; mtools must stop without a traceback or message.
+    done = shell("mtools convert a.mid --to jsonl | head -c 10; echo \" ${PIPESTATUS[0]}\"", tmp_path)
+    out = done.stdout.decode()
+    assert out.startswith('{"') and len(out.split(" ")[0]) == 10
+    assert done.stderr == b""
+    assert int(out.split()[-1]) in (0, 141)
+
+
+def test_jsonl_on_a_pipe_is_one_json_object_per_line(long_song, tmp_path):
+    done = shell("cat a.mid | mtools convert --to jsonl | cat", tmp_path)
+    lines = done.stdout.decode().splitlines()
+    assert done.returncode == 0 and len(lines) == 1
+    assert len(json.loads(lines[0])["notes"]) == 4000
+
+
+def test_bad_input_in_a_pipe_exits_65_with_one_line(tmp_path):
+    done = shell("echo garbage | mtools convert --to jsonl", tmp_path)
+    assert done.returncode == 65 and done.stdout == b""
+    assert len(done.stderr.decode().strip().splitlines()) == 1
+
+
+def test_help_imports_no_numpy_torch_or_onnxruntime():
+    code = ("import sys\nfrom mtools.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('numpy', 'torch', 'onnxruntime') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
