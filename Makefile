@@ -8,13 +8,17 @@ PIP_QUIET := -q --disable-pip-version-check
 
 .PHONY: install demo test test-unit test-inference bench docs clean
 
-# The dev install: the package (editable) with ONNX Runtime and test tools,
-# plus two packages that must come without their declared dependencies:
+# The dev install: the package (editable) with ONNX Runtime, the training
+# extra and test tools. torch is pinned first to the CPU build that lies on
+# these machines (any other spec pulls gigabytes of CUDA); the `train`
+# extra's looser range is then already satisfied. Two packages must come
+# without their declared dependencies:
 # tinysoundfont (its wheel declares pyaudio, which does not build) and
 # pretty_midi (only for the General MIDI soundfont TimGM6mb.sf2 it ships).
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install $(PIP_QUIET) -e ".[cpu,dev]"
+	$(BIN)/pip install $(PIP_QUIET) torch==2.13.0
+	$(BIN)/pip install $(PIP_QUIET) -e ".[cpu,dev,train]"
 	$(BIN)/pip install $(PIP_QUIET) --no-deps tinysoundfont pretty_midi
 	touch $@
 

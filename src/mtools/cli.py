@@ -13,7 +13,7 @@ import typer
 from mtools import __version__
 from mtools.commands.convert import convert
 from mtools.commands.models import models
-from mtools.errors import EXIT_FAILURE, MtoolsError, StdoutClosed
+from mtools.errors import EXIT_FAILURE, EXIT_INTERRUPTED, MtoolsError, StdoutClosed
 
 HELP = """Music models in Unix pipelines: transcribe, continue, harmonize, ...
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("mtools: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # a bug: one line unless --debug
         if _debugging(argv):
             raise

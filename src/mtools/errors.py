@@ -12,6 +12,7 @@ EXIT_USAGE = 2
 EXIT_DATAERR = 65  # sysexits EX_DATAERR: the input data is malformed
 EXIT_NOINPUT = 66  # sysexits EX_NOINPUT: an input file is missing or unreadable
 EXIT_UNAVAILABLE = 69  # sysexits EX_UNAVAILABLE: a model or runtime is missing
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: stopped by Ctrl-C; finished outputs are kept, none half-written
 
 
 class MtoolsError(Exception):

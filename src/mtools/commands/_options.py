@@ -53,7 +53,7 @@ Model = Annotated[Optional[str], typer.Option(
 Seed = Annotated[Optional[int], typer.Option(
     "--seed", metavar="N", help="Random seed: the same seed gives the same output bit for bit.")]
 DeviceOpt = Annotated[Optional[Device], typer.Option(
-    "--device", envvar="MTOOLS_DEVICE", show_default=False,
+    "--device", envvar="MTOOLS_DEVICE", show_default=False, metavar="DEVICE",
     help="Where models run: auto (CUDA when it can really run, else CPU), cpu or cuda.")]
 Temperature = Annotated[float, typer.Option(
     "--temperature", min=0.0, metavar="T", help="Sampling temperature: lower is safer, higher wilder.")]
