@@ -15,7 +15,32 @@ _mtools() {
         esac
     done
     case $cmd in
-    '') _mtools_words 'convert models --version -h --help' "$cur" ;;
+    '') _mtools_words 'continue convert models train eval --version -h --help' "$cur" ;;
+    continue)
+        case $prev in
+            -o|--output) _mtools_files "$cur"; return ;;
+            -m|--model) _mtools_files "$cur"; return ;;
+            --primer) _mtools_files "$cur"; return ;;
+            --bars) return ;;
+            --steps) return ;;
+            --seconds) return ;;
+            --temperature) return ;;
+            --beam-size) return ;;
+            --branch-factor) return ;;
+            --steps-per-iteration) return ;;
+            -n|--num-outputs) return ;;
+            --seed) return ;;
+            --qpm) return ;;
+            --key) _mtools_files "$cur"; return ;;
+            --program) return ;;
+            --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
+            --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
+            --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
+            -j|--jobs) return ;;
+        esac
+        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --primer --bars --steps --seconds --temperature --beam-size --branch-factor --steps-per-iteration -n --num-outputs --seed --qpm --key --program --only-generated --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
+        else _mtools_files "$cur"; fi
+        ;;
     convert)
         case $prev in
             -o|--output) _mtools_files "$cur"; return ;;
@@ -31,6 +56,31 @@ _mtools() {
         ;;
     models)
         _mtools_words '--json --debug -h --help' "$cur"
+        ;;
+    train)
+        case $prev in
+            --config) _mtools_files "$cur"; return ;;
+            --data) _mtools_files "$cur"; return ;;
+            --out) _mtools_files "$cur"; return ;;
+            --run-dir) _mtools_files "$cur"; return ;;
+            --max-minutes) return ;;
+            --max-steps) return ;;
+            --batch-size) return ;;
+            --hidden) return ;;
+            --layers) return ;;
+            --seed) return ;;
+        esac
+        if [[ $cur == -* ]]; then _mtools_words '--config --data --out --run-dir --fresh --max-minutes --max-steps --batch-size --hidden --layers --export-only --seed -q --quiet --debug -h --help' "$cur"
+        else _mtools_files "$cur"; fi
+        ;;
+    eval)
+        case $prev in
+            -m|--model) _mtools_files "$cur"; return ;;
+            --split) _mtools_files "$cur"; return ;;
+            --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
+        esac
+        if [[ $cur == -* ]]; then _mtools_words '-m --model --split --json --device -q --quiet --debug -h --help' "$cur"
+        else _mtools_files "$cur"; fi
         ;;
     esac
 }

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from mtools.score import ControlChange, Note, Score, Tempo, TimeSignature, make_score
+from dataclasses import replace
+
+from mtools.score import ControlChange, Note, Score, make_score, melody_from_text
 
 
 def melody(text: str, *, qpm: float = 120.0, steps_per_quarter: int = 4, velocity: int = 90,
            program: int = 0, instrument: int = 0, **fields) -> Score:
-    """A monophonic score from text: MIDI pitches, "_" holds the previous note
-    one more step, "-" is a rest step. E.g. melody("60 _ 62 - 64")."""
-    step_s = 60.0 / qpm / steps_per_quarter
-    notes: list[list] = []
-    step = 0
-    for token in text.split():
-        if token == "_" and notes:
-            notes[-1][2] += step_s
-        elif token != "-" and token != "_":
-            notes.append([int(token), step * step_s, (step + 1) * step_s])
-        step += 1
-    fields.setdefault("tempos", [Tempo(0.0, qpm)])
-    fields.setdefault("time_signatures", [TimeSignature(0.0, 4, 4)])
-    return make_score([Note(p, velocity, s, e, program, instrument) for p, s, e in notes],
-                      **fields)
+    """A monophonic score from text (see mtools.score.melody_from_text):
+    MIDI pitches, "_" holds the previous note one more step, "-" rests."""
+    score = melody_from_text(text, qpm=qpm, steps_per_quarter=steps_per_quarter,
+                             velocity=velocity, program=program, instrument=instrument)
+    return replace(score, **fields) if fields else score
 
 
 def chord_notes(pitches, start_s: float, end_s: float, **kw) -> list[Note]:

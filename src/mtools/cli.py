@@ -11,8 +11,11 @@ import sys
 import typer
 
 from mtools import __version__
+from mtools.commands.continue_ import continue_
 from mtools.commands.convert import convert
+from mtools.commands.eval import eval_
 from mtools.commands.models import models
+from mtools.commands.train import train
 from mtools.errors import EXIT_FAILURE, EXIT_INTERRUPTED, MtoolsError, StdoutClosed
 
 HELP = """Music models in Unix pipelines: transcribe, continue, harmonize, ...
@@ -45,8 +48,11 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version,
     pass
 
 
+app.command("continue")(continue_)
 app.command("convert")(convert)
 app.command("models")(models)
+app.command("train")(train)
+app.command("eval")(eval_)
 
 
 def _debugging(argv: list[str]) -> bool:

@@ -57,6 +57,10 @@ ENVIRONMENT = (
     ("MTOOLS_SOUNDFONT", "General MIDI .sf2 soundfont for WAV rendering when --soundfont is "
                          "not given."),
     ("MTOOLS_DEBUG", "Anything but empty or 0 shows Python tracebacks, as --debug does."),
+    ("MTOOLS_CACHE", "Where mtools train and eval keep parsed corpora (data/) and training "
+                     "checkpoints (runs/); default ~/.cache/mtools."),
+    ("MTOOLS_DATA", "The folder holding the training data sets (nottingham/, groove_midi/, "
+                    "...); default ../shared/data beside the repository."),
 )
 
 

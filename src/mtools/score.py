@@ -172,6 +172,31 @@ def with_notes(score: Score, notes: Iterable[Note]) -> Score:
     return replace(score, notes=ordered, total_s=total)
 
 
+def melody_from_text(text: str, *, qpm: float = DEFAULT_QPM, steps_per_quarter: int = 4,
+                     velocity: int = 90, program: int = 0, instrument: int = 0) -> Score:
+    """A monophonic score from text, one token per grid step: a MIDI pitch
+    (0-127) starts a note, "_" holds the previous note one more step, "-"
+    is a rest step. E.g. "60 _ 62 - 64" at 120 qpm in 16ths. Empty text is
+    an empty score (with the tempo and a 4/4 time signature). A bad token
+    raises InputFormatError naming it."""
+    from mtools.errors import InputFormatError
+
+    step_s = 60.0 / qpm / steps_per_quarter
+    spans: list[list] = []  # [pitch, start_s, end_s]
+    for step, token in enumerate(text.replace(",", " ").split()):
+        if token == "_":
+            if not spans or spans[-1][2] < step * step_s - 1e-9:
+                raise InputFormatError(f"primer token {step + 1} is '_' but no note sounds")
+            spans[-1][2] += step_s
+        elif token != "-":
+            if not token.isdigit() or not 0 <= int(token) <= 127:
+                raise InputFormatError(
+                    f"primer token {step + 1} is {token!r}: give MIDI pitches 0-127, '_' or '-'")
+            spans.append([int(token), step * step_s, (step + 1) * step_s])
+    notes = [Note(p, velocity, start, end, program, instrument) for p, start, end in spans]
+    return make_score(notes, tempos=[Tempo(0.0, qpm)], time_signatures=[TimeSignature(0.0, 4, 4)])
+
+
 # --- tempo map ---------------------------------------------------------------
 
 

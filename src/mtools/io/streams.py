@@ -4,7 +4,9 @@ never leaves a half-written file."""
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -25,12 +27,15 @@ class Input:
     name: str
     path: Path | None
     relative: Path
+    data: bytes | None = None  # an input made in memory (e.g. from --primer text)
 
     @property
     def is_stdin(self) -> bool:
-        return self.path is None
+        return self.path is None and self.data is None
 
     def read_bytes(self) -> bytes:
+        if self.data is not None:
+            return self.data
         if self.path is None:
             return sys.stdin.buffer.read()
         try:
@@ -54,6 +59,27 @@ class Input:
 
 def stdin_input() -> Input:
     return Input("<stdin>", None, Path("stdin"))
+
+
+def stdin_is_free() -> bool:
+    """True when nothing is piped or redirected in: stdin is closed, a
+    terminal, or another character device such as /dev/null (cron, make,
+    CI). A pipe or a redirected file counts as input, even when empty."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return True
+    try:
+        return stat.S_ISCHR(os.fstat(sys.stdin.fileno()).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
+def primer_input(text: str, name: str = "primer") -> Input:
+    """An in-memory JSONL input holding the melody written as `text` (see
+    mtools.score.melody_from_text); empty text is an empty score."""
+    from mtools.io.jsonl import score_to_jsonl
+    from mtools.score import melody_from_text
+
+    return Input(f"<{name}>", None, Path(name), data=score_to_jsonl(melody_from_text(text)).encode())
 
 
 def expand_inputs(args: Iterable[str], *, extensions: Iterable[str] | None = None,

@@ -1,0 +1,147 @@
+"""Shared pieces of the benchmark scripts: repeated timings, machine facts,
+and benchmarks/results.md, where each script owns one section.
+
+A section lies between `<!-- BEGIN name -->` and `<!-- END name -->`; a
+script rewrites only its own, so the scripts can run in any order and a rerun
+of one leaves the others' numbers alone.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import importlib.metadata
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+RESULTS_MD = Path(__file__).with_name("results.md")
+_PREAMBLE = """# mtools benchmarks
+
+Each section below is written by one script in `benchmarks/` (named in it);
+rerunning a script replaces only its own section. Timings are wall-clock
+seconds: median over the runs, with the fastest run in parentheses.
+"""
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Wall-clock seconds of repeated runs of one thing."""
+
+    runs_s: tuple[float, ...]
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.runs_s)
+
+    @property
+    def min_s(self) -> float:
+        return min(self.runs_s)
+
+    def cell(self) -> str:
+        """`median (min)` for a table cell, in seconds."""
+        return f"{_seconds(self.median_s)} ({_seconds(self.min_s)})"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def time_calls(calls: dict[str, Callable[[], object]], repeat: int, *,
+               warm_up: bool = True) -> dict[str, Stats]:
+    """Time each in-process call `repeat` times, after one untimed run unless
+    the caller has warmed them up, round-robin (a b c a b c ...) so that
+    drifting load on the machine falls on all of them alike. Garbage is
+    collected before each timed call."""
+    for call in calls.values() if warm_up else ():
+        call()
+    runs: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeat):
+        for name, call in calls.items():
+            gc.collect()
+            start = time.perf_counter()
+            call()
+            runs[name].append(time.perf_counter() - start)
+    return {name: Stats(tuple(r)) for name, r in runs.items()}
+
+
+def time_commands(commands: dict[str, Sequence[str]], repeat: int, *,
+                  warm_up: bool = True) -> dict[str, Stats]:
+    """Time each command as a subprocess (stdout and stderr discarded)
+    `repeat` times, after one untimed run unless the caller has warmed them
+    up, round-robin. A command that fails raises RuntimeError with its
+    stderr."""
+    def run(command: Sequence[str]) -> float:
+        start = time.perf_counter()
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        elapsed = time.perf_counter() - start
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(command)} exited {done.returncode}: "
+                               f"{done.stderr.decode(errors='replace').strip()[-500:]}")
+        return elapsed
+
+    for command in commands.values() if warm_up else ():
+        run(command)
+    runs: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, command in commands.items():
+            runs[name].append(run(command))
+    return {name: Stats(tuple(r)) for name, r in runs.items()}
+
+
+def machine_info(packages: Sequence[str], command: str) -> str:
+    """Markdown bullets: date, CPU, Python, package versions, and the
+    command that produced the section."""
+    versions = ", ".join(f"{name} {_version(name)}" for name in packages)
+    load = os.getloadavg()
+    busy = ("; BUSY: other work shared the cores, so every timing is inflated"
+            if load[0] > (os.cpu_count() or 1) else "")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return "\n".join([
+        f"- date: {now}",
+        f"- machine: {_cpu_model()}, {os.cpu_count()} cores visible; "
+        f"{platform.system()} {platform.release()}; load average "
+        f"{'/'.join(f'{x:.1f}' for x in load)} (1/5/15 min) when the run ended{busy}",
+        f"- python: {platform.python_version()} ({sys.executable})",
+        f"- packages: {versions}",
+        f"- command: `{command}`",
+    ])
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else "unknown CPU"
+
+
+def write_section(name: str, body: str, path: Path = RESULTS_MD) -> None:
+    """Put `body` between this section's markers in results.md, replacing
+    what was there; append the section if it is new."""
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    block = f"{begin}\n{body.strip()}\n{end}"
+    text = path.read_text() if path.exists() else _PREAMBLE
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,142 @@
+"""`mtools continue`: extend a primer (or start from nothing) with a
+sequence model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Annotated, Optional
+
+import typer
+
+from mtools.commands import _options as opt
+from mtools.commands._batch import BatchSettings, JobResult, run_batch
+
+HELP = """Continue a primer with a sequence model, or start from nothing.
+
+Reads a primer (MIDI, JSONL, MusicXML/ABC, stdin, or --primer text), takes
+the line the model plays (the top voice for melody models, the drum track
+for drums_rnn), and writes the primer with its continuation. The primer's
+other tracks are kept unless --only-generated. With no input and no pipe,
+it starts from scratch.
+
+Models: melody_rnn (configs basic_rnn, lookback_rnn), drums_rnn, improv_rnn.
+
+Examples:
+
+\b
+  mtools continue primer.mid --model melody_rnn --bars 8 > out.mid
+  mtools continue --model melody_rnn:lookback_rnn --primer "60 _ 62 _ 64 _ 65 _" -n 4 -o takes/
+  mtools convert tune.abc --to midi | mtools continue --temperature 0.8 | mtools convert --to wav > tune.wav
+  mtools continue groove.mid --model drums_rnn --bars 4 --beam-size 2 --branch-factor 4 > more.mid
+  mtools continue --model melody_rnn --seed 7 --num-outputs 8 --to jsonl | jq '.notes | length'
+"""
+
+
+@dataclass(frozen=True)
+class ContinueCommand:
+    """What the command needs per input, besides the library options."""
+
+    in_format: str | None
+    out_format: str
+
+
+def continue_input(command: ContinueCommand, options, source) -> JobResult:
+    """Read one primer input, continue every score in it, encode."""
+    from mtools.io.formats import SINGLE_SCORE_FORMATS, detect_format, encode_scores, read_scores
+    from mtools.models.continuation import continue_score
+
+    data = source.read_bytes()
+    scores = read_scores(data, detect_format(data, command.in_format, source.name), source.name)
+    outputs, warnings = [], []
+    for score in scores:
+        result = continue_score(score, options)
+        warnings.extend(result.warnings)
+        outputs.extend(result.scores)
+    if command.out_format in SINGLE_SCORE_FORMATS:
+        return JobResult([encode_scores([s], command.out_format) for s in outputs], warnings)
+    return JobResult([encode_scores(outputs, command.out_format)], warnings)
+
+
+def continue_(
+    inputs: opt.Inputs = None,
+    output: opt.Output = None,
+    model: opt.Model = "melody_rnn",
+    primer: Annotated[Optional[str], typer.Option(
+        "--primer", metavar="TEXT",
+        help='A primer melody as text instead of a file: MIDI pitches, "_" holds, '
+             '"-" rests, one token per 16th note, e.g. "60 _ 62 - 64".')] = None,
+    bars: Annotated[Optional[float], typer.Option(
+        "--bars", min=0.0, metavar="N", help="Generate N bars after the primer (default 8).")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", min=1, metavar="N", help="Generate N steps (16th notes) after the primer.")] = None,
+    seconds: Annotated[Optional[float], typer.Option(
+        "--seconds", min=0.0, metavar="S", help="Generate S seconds after the primer.")] = None,
+    temperature: opt.Temperature = 1.0,
+    beam_size: Annotated[int, typer.Option(
+        "--beam-size", min=1, metavar="N", help="Beams kept in beam search (1: plain sampling).")] = 1,
+    branch_factor: Annotated[int, typer.Option(
+        "--branch-factor", min=1, metavar="N", help="Branches each beam grows per iteration.")] = 1,
+    steps_per_iteration: Annotated[int, typer.Option(
+        "--steps-per-iteration", min=1, metavar="N",
+        help="Steps each branch samples before the beams are pruned.")] = 1,
+    num_outputs: opt.NumOutputs = 1,
+    seed: opt.Seed = None,
+    qpm: Annotated[Optional[float], typer.Option(
+        "--qpm", min=1.0, metavar="BPM",
+        help="Tempo in quarter notes per minute when the primer has none (its own wins).")] = None,
+    key: Annotated[Optional[str], typer.Option(
+        "--key", metavar="KEY",
+        help="The primer's key (e.g. D, Bb, F#m) instead of estimating it from its notes.")] = None,
+    program: Annotated[Optional[int], typer.Option(
+        "--program", min=0, max=127, metavar="N",
+        help="General MIDI program (0-127) of the generated notes (default: the primer's).")] = None,
+    only_generated: Annotated[bool, typer.Option(
+        "--only-generated", help="Write only the new notes, starting at time 0.")] = False,
+    from_: opt.From = None,
+    to: opt.To = None,
+    device: opt.DeviceOpt = None,
+    skip_existing: opt.SkipExisting = False,
+    jobs: opt.Jobs = 1,
+    quiet: opt.Quiet = False,
+    progress: opt.Progress = False,
+    debug: opt.Debug = False,
+) -> None:
+    from mtools.errors import UsageError
+    from mtools.io.formats import BINARY_FORMATS, FILE_EXTENSION, SINGLE_SCORE_FORMATS, \
+        choose_output_format
+    from mtools.io.sniff import SYMBOLIC_FORMATS, extensions_for
+    from mtools.io.streams import OutputPlan, expand_inputs, primer_input, stdin_is_free
+    from mtools.models.continuation import ContinueOptions, Length
+
+    if sum(x is not None for x in (bars, steps, seconds)) > 1:
+        raise UsageError("give one of --bars, --steps, --seconds")
+    if key is not None:
+        from mtools.models.melody_rnn import parse_key
+        parse_key(key)  # a bad key is a usage error before any input is read
+    plan = OutputPlan.from_option(output)
+    out_format = choose_output_format(to.value if to else None, plan, "midi")
+    options = ContinueOptions(
+        model=model, length=Length(bars=bars, steps=steps, seconds=seconds),
+        temperature=temperature, beam_size=beam_size, branch_factor=branch_factor,
+        steps_per_iteration=steps_per_iteration, num_outputs=num_outputs, seed=seed,
+        qpm=qpm, key=key, program=program, only_generated=only_generated,
+        device=device.value if device else None)
+    if primer is not None or (not inputs and stdin_is_free()):
+        if inputs:
+            raise UsageError("--primer replaces input files; give one or the other")
+        sources = [primer_input(primer or "")]
+        in_format = "jsonl"
+    else:
+        sources = expand_inputs(inputs or [], extensions=extensions_for(SYMBOLIC_FORMATS))
+        in_format = from_.value if from_ else None
+    settings = BatchSettings(plan, FILE_EXTENSION[out_format], out_format in BINARY_FORMATS,
+                             out_format in SINGLE_SCORE_FORMATS, jobs, skip_existing, quiet,
+                             progress)
+    job = partial(continue_input, ContinueCommand(in_format, out_format), options)
+    code = run_batch(sources, job, settings)
+    if code:
+        raise typer.Exit(code)
+
+
+continue_.__doc__ = HELP

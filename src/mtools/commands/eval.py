@@ -1,0 +1,66 @@
+"""`mtools eval`: score a model on data."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from mtools.commands import _options as opt
+
+HELP = """Score a model on data: NLL per step and next-event accuracy.
+
+DATA is a folder or file of MIDI/JSONL/ABC/MusicXML, or a corpus name
+(music21:folk, nottingham, groove). --split picks the pieces the training
+split set aside for validation (valid), the training pieces (train), or
+everything (all, the default for your own folders). The figures are those
+the model cards record: NLL in nats per predicted event (all classes that
+decode to the same event summed), and how often the most likely event is
+the true one. Prints one JSON object (--json) or a short table.
+
+Examples:
+
+\b
+  mtools eval --model melody_rnn:basic_rnn nottingham --split valid
+  mtools eval --model melody_rnn my_tunes/ --json | jq .nll_per_step
+"""
+
+
+def eval_(
+    data: Annotated[list[str], typer.Argument(metavar="DATA", help="Folders, files or corpus names.")],
+    model: opt.Model = "melody_rnn",
+    split: Annotated[str, typer.Option(
+        "--split", metavar="PART", help="valid, train or all (pieces of the fixed split).")] = "all",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
+    device: opt.DeviceOpt = None,
+    quiet: opt.Quiet = False,
+    debug: opt.Debug = False,
+) -> None:
+    import json
+    import sys
+
+    from mtools.errors import UsageError
+    from mtools.io.streams import write_stdout
+    from mtools.models.registry import resolve_model
+    from mtools.models.sequence import load_event_rnn
+    from mtools.training.evaluate import evaluate_sources
+    from mtools.training.tasks import find_spec
+
+    if split not in ("valid", "train", "all"):
+        raise UsageError(f"--split must be valid, train or all, not {split!r}")
+    ref = resolve_model(model)
+    spec = find_spec(ref.card.name, ref.card.config or None)
+    progress = None
+    if not quiet and sys.stderr.isatty():
+        def progress(done, total, what):
+            print(f"\rmtools eval: parsing {done}/{total}", end="", file=sys.stderr, flush=True)
+    figures = {"model": ref.card.spec, "data": data, "split": split,
+               **evaluate_sources(load_event_rnn(ref, device=device.value if device else None),
+                                  spec, data, split, progress)}
+    if as_json:
+        write_stdout(json.dumps(figures) + "\n")
+    else:
+        write_stdout("".join(f"{key:>14}  {value}\n" for key, value in figures.items()))
+
+
+eval_.__doc__ = HELP

@@ -1,0 +1,81 @@
+"""`mtools train`: train a model from data, export it to ONNX with its card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mtools.commands import _options as opt
+
+HELP = """Train a model on data and export it (ONNX + model card).
+
+Data sources: music21:folk (the folk tunes of music21's corpus), nottingham
+and groove (from $MTOOLS_DATA or ../shared/data), or a folder/file of MIDI,
+JSONL, ABC or MusicXML. Parsed data is cached under ~/.cache/mtools/data;
+checkpoints go to --run-dir (default ~/.cache/mtools/runs/NAME) every few
+minutes, and a stopped run resumes from there. The exported model goes to
+--out as NAME-CONFIG.onnx with its card; use it with --model PATH, or put
+the folder on $MTOOLS_MODEL_PATH. Needs the train extra (torch).
+
+Examples:
+
+\b
+  mtools train melody_rnn --config basic_rnn --out models/
+  mtools train melody_rnn --config lookback_rnn --data nottingham --data my_tunes/ --out models/
+  mtools train melody_rnn --max-minutes 30 --out models/   # resumes next time
+"""
+
+
+def train(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The family to train, e.g. melody_rnn.")],
+    config: Annotated[Optional[str], typer.Option(
+        "--config", metavar="CONFIG", help="The configuration (default: the family's default).")] = None,
+    data: Annotated[Optional[list[str]], typer.Option(
+        "--data", metavar="SOURCE", help="A data source; repeat for several (default: the model's own).")] = None,
+    out: Annotated[Path, typer.Option(
+        "--out", metavar="DIR", help="Where the .onnx and its card are written.")] = Path("models"),
+    run_dir: Annotated[Optional[Path], typer.Option(
+        "--run-dir", metavar="DIR", help="Checkpoint folder (resumed when it holds a run).")] = None,
+    fresh: Annotated[bool, typer.Option(
+        "--fresh", help="Discard the run folder's checkpoints and start over.")] = False,
+    max_minutes: Annotated[Optional[float], typer.Option(
+        "--max-minutes", min=0.0, metavar="M", help="Stop training after M minutes, then export.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(
+        "--max-steps", min=0, metavar="N", help="Stop after N optimizer steps in all.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, metavar="N",
+                                                      help="Crops per optimizer step.")] = None,
+    hidden: Annotated[Optional[int], typer.Option("--hidden", min=1, metavar="N",
+                                                  help="LSTM units per layer.")] = None,
+    layers: Annotated[Optional[int], typer.Option("--layers", min=1, metavar="N",
+                                                  help="LSTM layers.")] = None,
+    export_only: Annotated[bool, typer.Option(
+        "--export-only", help="Export the run's best checkpoint without training more.")] = False,
+    seed: opt.Seed = None,
+    quiet: opt.Quiet = False,
+    debug: opt.Debug = False,
+) -> None:
+    import sys
+
+    from mtools.training.loop import TrainConfig
+    from mtools.training.run import TrainRequest, default_run_dir, quoted_command, train_model, \
+        with_limits
+    from mtools.training.tasks import find_spec
+
+    spec = find_spec(model, config)
+    loop = with_limits(TrainConfig(), max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
+                       batch_size=batch_size, seed=seed)
+    network = {k: v for k, v in {"hidden": hidden, "layers": layers}.items() if v is not None}
+    request = TrainRequest(spec, tuple(data or spec.default_sources), out,
+                           run_dir or default_run_dir(spec), loop, network, fresh,
+                           quoted_command(sys.argv[1:]))
+
+    def say(message: str) -> None:
+        if not quiet:
+            print(f"mtools train: {message}", file=sys.stderr, flush=True)
+
+    train_model(request, progress=say)
+
+
+train.__doc__ = HELP

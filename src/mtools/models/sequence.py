@@ -1,0 +1,185 @@
+"""Event RNNs on ONNX Runtime: teacher-forced scoring and batched generation
+(sampling and Magenta's beam search) for every model whose network is an
+LSTM over encoded events (Melody, Drums, Improv, later Performance and
+Polyphony RNN).
+
+The graph contract (names checked at load, dims read from the card):
+
+    inputs  (batch, time, input_size) float32
+    state_h (layers, batch, hidden)   float32
+    state_c (layers, batch, hidden)   float32
+    → logits (batch, time, num_classes), state_h_out, state_c_out
+
+Conditioning signals known in advance (Improv RNN's chords) are `control`
+rows: the input for position t is control[t + 1] followed by the encoded
+events up to t (Magenta's ConditionalEventSequenceEncoderDecoder layout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mtools.models.encoding import LookbackEncoding
+from mtools.models.sampling import best_rows, log_softmax, sample_categorical
+
+GRAPH_INPUTS = ("inputs", "state_h", "state_c")
+GRAPH_OUTPUTS = ("logits", "state_h_out", "state_c_out")
+
+
+class EventRnn:
+    """A loaded event RNN: `session` (mtools.runtime.Session) with the card's
+    `hyperparameters` (layers, hidden) and `encoding` (LookbackEncoding)."""
+
+    def __init__(self, session, *, layers: int, hidden: int, encoding: LookbackEncoding,
+                 control_size: int = 0):
+        self.session = session
+        self.layers, self.hidden = layers, hidden
+        self.encoding = encoding
+        self.control_size = control_size
+
+    @classmethod
+    def from_ref(cls, ref, *, device: str | None = None) -> EventRnn:
+        """Load a registry model (mtools.models.registry.ModelRef)."""
+        card = ref.card
+        hyper = card.hyperparameters
+        return cls(ref.load_session(device=device), layers=int(hyper["layers"]),
+                   hidden=int(hyper["hidden"]), encoding=LookbackEncoding.from_card(card.encoding),
+                   control_size=int(card.encoding.get("control_size", 0)))
+
+    def zero_state(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        shape = (self.layers, batch, self.hidden)
+        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+
+    def run(self, inputs: np.ndarray, state: tuple[np.ndarray, np.ndarray]):
+        """inputs (batch, time, input_size) → logits (batch, time, classes), state."""
+        out = self.session.run({"inputs": inputs.astype(np.float32, copy=False),
+                                "state_h": state[0], "state_c": state[1]})
+        return out["logits"], (out["state_h_out"], out["state_c_out"])
+
+    def encode(self, ids: np.ndarray, start: int, control: np.ndarray | None) -> np.ndarray:
+        """Input rows for positions start.. of each row of ids (batch, steps)
+        → (batch, steps - start, input_size)."""
+        rows = np.stack([self.encoding.inputs(row, start) for row in ids])
+        if self.control_size:
+            steps = np.arange(start, ids.shape[1]) + 1
+            ahead = control[np.minimum(steps, len(control) - 1)]
+            rows = np.concatenate([np.broadcast_to(ahead, rows.shape[:2] + ahead.shape[1:]),
+                                   rows], axis=-1)
+        return rows
+
+
+_LOADED: dict[tuple[str, str | None], EventRnn] = {}
+
+
+def load_event_rnn(ref, *, device: str | None = None) -> EventRnn:
+    """`EventRnn.from_ref`, once per model file and device in a process (a
+    batch over many inputs loads and checksums the model once)."""
+    key = (str(ref.onnx_path), device)
+    if key not in _LOADED:
+        _LOADED[key] = EventRnn.from_ref(ref, device=device)
+    return _LOADED[key]
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How to extend a primer. temperature: softmax temperature (1 = as
+    trained). beam_size, branch_factor, steps_per_iteration: Magenta's beam
+    search (each iteration every beam branches `branch_factor` times, each
+    branch samples `steps_per_iteration` steps, the `beam_size` most likely
+    survive); 1, 1, 1 is plain sampling."""
+
+    temperature: float = 1.0
+    beam_size: int = 1
+    branch_factor: int = 1
+    steps_per_iteration: int = 1
+
+
+def generate(model: EventRnn, primer_ids: np.ndarray, num_steps: int, *, num_outputs: int,
+             options: SearchOptions, rng: np.random.Generator,
+             control: np.ndarray | None = None) -> np.ndarray:
+    """Extend `primer_ids` (steps ≥ 1,) by `num_steps` event ids, `num_outputs`
+    times in one batch. Returns (num_outputs, primer + num_steps) int64, each
+    row the most likely surviving beam of its output."""
+    beams = options.beam_size
+    ids = np.tile(np.asarray(primer_ids, dtype=np.int64), (num_outputs * beams, 1))
+    state = model.zero_state(len(ids))
+    logits, state = model.run(model.encode(ids, 0, control), state)
+    logits = logits[:, -1]
+    scores = np.zeros(len(ids))
+    remaining = num_steps
+    while remaining > 0:
+        steps = min(options.steps_per_iteration, remaining)
+        branch = options.branch_factor if beams > 1 or options.branch_factor > 1 else 1
+        if branch > 1:
+            ids, logits, scores = (np.repeat(a, branch, axis=0) for a in (ids, logits, scores))
+            state = tuple(np.repeat(s, branch, axis=1) for s in state)
+        for _ in range(steps):
+            log_probs = log_softmax(logits, options.temperature)
+            classes = sample_categorical(log_probs, rng)
+            scores += log_probs[np.arange(len(classes)), classes]
+            ids = np.concatenate([ids, model.encoding.decode(classes, ids)[:, None]], axis=1)
+            logits, state = model.run(model.encode(ids, ids.shape[1] - 1, control), state)
+            logits = logits[:, -1]
+        if branch > 1:
+            keep = best_rows(scores, num_outputs, beams)
+            ids, logits, scores = ids[keep], logits[keep], scores[keep]
+            state = tuple(s[:, keep] for s in state)
+        remaining -= steps
+    return ids[best_rows(scores, num_outputs, 1)]
+
+
+def score_sequences(model: EventRnn, sequences: list[np.ndarray],
+                    controls: list[np.ndarray] | None = None,
+                    batch_size: int = 64) -> tuple[float, float, int]:
+    """Teacher-forced scoring of whole id sequences: (total negative log-
+    likelihood in nats of each next *event*, summing the probabilities of all
+    classes that decode to it; count of correct argmax events; number of
+    predicted events). Sequences are scored in length-sorted batches."""
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    nll, correct, count = 0.0, 0, 0
+    for first in range(0, len(order), batch_size):
+        chunk = [i for i in order[first:first + batch_size] if len(sequences[i]) > 1]
+        if not chunk:
+            continue
+        batch_nll, batch_correct, batch_count = _score_batch(
+            model, [sequences[i] for i in chunk],
+            [controls[i] for i in chunk] if controls is not None else None)
+        nll, correct, count = nll + batch_nll, correct + batch_correct, count + batch_count
+    return nll, correct, count
+
+
+def _score_batch(model: EventRnn, sequences: list[np.ndarray],
+                 controls: list[np.ndarray] | None) -> tuple[float, int, int]:
+    """Score equal-or-shorter sequences padded to the longest one."""
+    longest = max(len(s) for s in sequences)
+    inputs = np.zeros((len(sequences), longest - 1, model.encoding.input_size + model.control_size),
+                      np.float32)
+    for row, ids in enumerate(sequences):
+        control = controls[row] if controls is not None else None
+        inputs[row, :len(ids) - 1] = model.encode(ids[None, :-1], 0, control)[0]
+    logits, _ = model.run(inputs, model.zero_state(len(sequences)))
+    nll, correct, count = 0.0, 0, 0
+    for row, ids in enumerate(sequences):
+        log_probs = log_softmax(logits[row, :len(ids) - 1])  # (steps - 1, classes)
+        event_of_class = _class_events(model.encoding, ids)  # (steps - 1, classes)
+        target = ids[1:]
+        hit = event_of_class == target[:, None]
+        nll -= float(np.logaddexp.reduce(np.where(hit, log_probs, -np.inf), axis=1).sum())
+        predicted = event_of_class[np.arange(len(target)), log_probs.argmax(axis=1)]
+        correct += int((predicted == target).sum())
+        count += len(target)
+    return nll, correct, count
+
+
+def _class_events(encoding: LookbackEncoding, ids: np.ndarray) -> np.ndarray:
+    """For each position t of ids (predicting t + 1), the event id each class
+    decodes to: (steps - 1, num_classes)."""
+    steps = len(ids) - 1
+    table = np.tile(np.arange(encoding.num_classes), (steps, 1))
+    for index, distance in enumerate(encoding.lookbacks):
+        back = np.arange(1, steps + 1) - distance  # position t + 1 looks back
+        table[:, encoding.num_events + index] = np.where(
+            back >= 0, ids[np.maximum(back, 0)], encoding.default_id)
+    return table

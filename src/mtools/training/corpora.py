@@ -1,0 +1,467 @@
+"""Training corpora for the event models, parsed once and cached as numpy.
+
+Sources (the `source` argument of the loaders):
+
+- "music21:folk": folk tunes of music21's corpus (Essen, O'Neill's 1850,
+  Ryan's Mammoth, its Nottingham sample), repeats expanded. Never the Bach
+  chorales: they hold the JSB test pieces.
+- "nottingham": the Nottingham tunes at <data>/nottingham/MIDI (a melody
+  track over a block-chord track; chords are read from the chord notes).
+- "groove": Groove MIDI at <data>/groove_midi, split by its info.csv.
+- a path: a folder of MIDI/JSONL/ABC/MusicXML files (searched recursively)
+  or one such file.
+
+<data> is $MTOOLS_DATA, else ../shared/data beside the repository. Caches
+live in cache_dir()/data as `<kind>-<source>.npz` with a JSON manifest
+(format, fingerprint of the inputs, counts, statistics). Parsing runs in
+worker processes and reports through `progress(done, total, what)`.
+
+Every piece gets one part, "train" or "valid", before any windowing or
+augmentation: from a hash of its identifier (VALID_PERCENT of pieces are
+"valid"), or from the data set's own split where it has one (Groove).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from importlib.util import find_spec
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Iterable, NamedTuple
+
+import numpy as np
+
+from mtools.errors import InputMissingError, MtoolsError, UsageError
+from mtools.io.notation import DEFAULT_VELOCITY
+from mtools.models.chords import LeadSheet, score_to_lead_sheets, top_instrument
+from mtools.models.events import (DRUM_CLASS_NAMES, DrumTrack, MelodyLine,
+                                  score_to_drum_tracks, score_to_melodies)
+from mtools.score import ChordSymbol, Note, Score, Tempo, TimeSignature, make_score
+
+CACHE_FORMAT = "mtools-corpus-1"  # change whenever extraction or layout changes
+VALID_PERCENT = 10
+FOLK_COLLECTIONS = ("essenFolksong", "oneills1850", "ryansMammoth", "nottingham-dataset")
+KINDS = ("melodies", "drums", "lead_sheets")
+DEFAULT_WORKERS = 2
+_SCORE_SUFFIXES = (".mid", ".midi", ".kar", ".jsonl", ".json", ".abc", ".xml", ".musicxml",
+                   ".mxl")
+_GROOVE_PARTS = {"train": "train", "validation": "valid", "test": "test"}
+
+Progress = Callable[[int, int, str], None]
+
+
+class Job(NamedTuple):
+    """One file to parse: its path, the piece identifier (prefix for files
+    holding several pieces), the part fixed by the data set ("" = hash),
+    and how to find its melody ("all" instruments or the "top" one)."""
+
+    path: str
+    piece: str
+    part: str = ""
+    melody: str = "all"
+
+
+# --- locations -------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """$MTOOLS_CACHE, else ~/.cache/mtools."""
+    return Path(os.environ.get("MTOOLS_CACHE") or Path.home() / ".cache" / "mtools")
+
+
+def data_root() -> Path:
+    """The shared training data: $MTOOLS_DATA, else ../shared/data beside the
+    repository. Raises InputMissingError when the folder is absent."""
+    env = os.environ.get("MTOOLS_DATA")
+    root = Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    if not root.is_dir():
+        raise InputMissingError(f"training data folder {root} not found",
+                                hint="set MTOOLS_DATA to the folder holding nottingham/ "
+                                     "and groove_midi/")
+    return root
+
+
+# --- the split -------------------------------------------------------------------
+
+
+def piece_part(piece: str) -> str:
+    """"valid" for VALID_PERCENT % of piece identifiers (a fixed hash), else
+    "train"."""
+    bucket = int(hashlib.sha1(piece.encode("utf-8")).hexdigest()[:8], 16) % 100
+    return "valid" if bucket < VALID_PERCENT else "train"
+
+
+def item_part(item) -> str:
+    """The part of an item (MelodyLine, DrumTrack, LeadSheet) or piece id."""
+    if isinstance(item, str):
+        return piece_part(item)
+    return item.part or piece_part(item.piece)
+
+
+def split(items: Iterable, part: str = "train") -> list:
+    """The items of one part, "train" or "valid" (Groove's "test" too)."""
+    if part not in ("train", "valid", "test"):
+        raise UsageError(f"unknown split part {part!r}", hint="use 'train' or 'valid'")
+    return [item for item in items if item_part(item) == part]
+
+
+# --- loading -----------------------------------------------------------------------
+
+
+def load_melodies(source: str, *, progress: Progress | None = None, refresh: bool = False,
+                  workers: int = DEFAULT_WORKERS) -> list[MelodyLine]:
+    """Melodies of a source (see the module docstring), Magenta's melody
+    pipeline settings (7 bars at least, 5 pitch classes, 1-bar gaps)."""
+    return _load("melodies", source, progress, refresh, workers)
+
+
+def load_drum_tracks(source: str, *, progress: Progress | None = None, refresh: bool = False,
+                     workers: int = DEFAULT_WORKERS) -> list[DrumTrack]:
+    """Drum tracks of a source (7 bars at least, 1-bar gaps)."""
+    return _load("drums", source, progress, refresh, workers)
+
+
+def load_lead_sheets(source: str, *, progress: Progress | None = None, refresh: bool = False,
+                     workers: int = DEFAULT_WORKERS) -> list[LeadSheet]:
+    """Lead sheets (melody + chord per step) of a source: chords from chord
+    symbols, else read from the accompaniment notes step by step."""
+    return _load("lead_sheets", source, progress, refresh, workers)
+
+
+def cache_paths(kind: str, source: str) -> tuple[Path, Path]:
+    """(npz, manifest) paths of a cached corpus."""
+    slug = {"music21:folk": "music21-folk", "nottingham": "nottingham", "groove": "groove"}.get(
+        source) or "path-" + hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest()[:12]
+    base = cache_dir() / "data" / f"{kind}-{slug}"
+    return base.with_suffix(".npz"), base.with_suffix(".json")
+
+
+def read_manifest(kind: str, source: str) -> dict | None:
+    """The manifest of a cached corpus, None when there is none."""
+    try:
+        return json.loads(cache_paths(kind, source)[1].read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _load(kind: str, source: str, progress, refresh: bool, workers: int) -> list:
+    jobs, fingerprint = _jobs(source)
+    npz, manifest_path = cache_paths(kind, source)
+    manifest = read_manifest(kind, source)
+    if (not refresh and manifest and manifest.get("format") == CACHE_FORMAT
+            and manifest.get("fingerprint") == fingerprint and npz.is_file()):
+        with np.load(npz, allow_pickle=False) as arrays:
+            return _unpack(kind, arrays)
+    started = time.monotonic()
+    items, skipped = _parse_all(kind, jobs, progress, workers)
+    seconds = time.monotonic() - started
+    from mtools.io.streams import atomic_write
+    buffer = io.BytesIO()
+    np.savez(buffer, **_pack(kind, items))
+    atomic_write(npz, buffer.getvalue())
+    manifest = {"format": CACHE_FORMAT, "kind": kind, "source": source,
+                "fingerprint": fingerprint, "files": len(jobs), "parse_seconds": round(seconds, 1),
+                "workers": workers, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "skipped": len(skipped), "skipped_examples": skipped[:20],
+                "stats": corpus_stats(items)}
+    atomic_write(manifest_path, (json.dumps(manifest, indent=1) + "\n").encode())
+    return items
+
+
+# --- sources ---------------------------------------------------------------------
+
+
+def _jobs(source: str) -> tuple[list[Job], str]:
+    """The files of a source and a fingerprint of them (names and sizes)."""
+    if source == "music21:folk":
+        jobs = _folk_jobs()
+    elif source == "nottingham":
+        folder = data_root() / "nottingham" / "MIDI"
+        jobs = [Job(str(p), f"nottingham/{p.stem}", melody="top")
+                for p in sorted(folder.glob("*.mid"))]
+    elif source == "groove":
+        jobs = _groove_jobs(data_root() / "groove_midi")
+    elif ":" in source and not Path(source).exists():
+        raise UsageError(f"unknown corpus {source!r}",
+                         hint="use music21:folk, nottingham, groove or a path")
+    else:
+        jobs = _path_jobs(Path(source))
+    if not jobs:
+        raise InputMissingError(f"corpus {source!r} holds no readable files")
+    sizes = "\n".join(f"{j.piece} {j.part} {os.path.getsize(j.path)}" for j in jobs)
+    return jobs, hashlib.sha1(sizes.encode()).hexdigest()
+
+
+def _folk_jobs() -> list[Job]:
+    spec = find_spec("music21")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputMissingError("music21 is not installed", hint="pip install music21")
+    corpus = Path(list(spec.submodule_search_locations)[0]) / "corpus"
+    jobs = []
+    for collection in FOLK_COLLECTIONS:
+        for path in sorted((corpus / collection).glob("*.abc")):
+            if not path.name.startswith("test"):  # music21's own parser fixtures
+                jobs.append(Job(str(path), f"music21/{collection}/{path.name}"))
+    # The biggest books first, so the workers finish together.
+    return sorted(jobs, key=lambda j: -os.path.getsize(j.path))
+
+
+def _groove_jobs(folder: Path) -> list[Job]:
+    with open(folder / "info.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [Job(str(folder / row["midi_filename"]), f"groove/{row['id']}",
+                _GROOVE_PARTS.get(row["split"], row["split"])) for row in rows]
+
+
+def _path_jobs(path: Path) -> list[Job]:
+    if not path.exists():
+        raise InputMissingError(f"{path}: no such file or folder")
+    if path.is_file():
+        return [Job(str(path), path.name)]
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _SCORE_SUFFIXES
+                   and p.is_file())
+    return [Job(str(p), p.relative_to(path).as_posix()) for p in files]
+
+
+# --- parsing -----------------------------------------------------------------------
+
+
+def _parse_all(kind: str, jobs: list[Job], progress, workers: int):
+    """Items of every job, in job order, and "file: reason" for files that
+    failed."""
+    report = progress or (lambda done, total, what: None)
+    results: dict[int, tuple] = {}
+    if workers <= 1 or len(jobs) < 4:
+        for index, job in enumerate(jobs):
+            results[index] = _parse_job(kind, job)
+            report(index + 1, len(jobs), job.piece)
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_parse_job, kind, job): i for i, job in enumerate(jobs)}
+            for done, future in enumerate(as_completed(futures), start=1):
+                results[futures[future]] = future.result()
+                report(done, len(jobs), jobs[futures[future]].piece)
+    items, skipped = [], []
+    for index in range(len(jobs)):
+        items += results[index][0]
+        skipped += results[index][1]
+    return items, skipped
+
+
+def _parse_job(kind: str, job: Job) -> tuple[list, list[str]]:
+    """Worker: the items of one file, and what was skipped and why."""
+    items, skipped = [], []
+    try:
+        pieces = _read_pieces(job)
+    except (MtoolsError, ValueError, OSError) as exc:
+        return [], [f"{job.piece}: {exc}"]
+    for piece, score in pieces:
+        part = job.part or piece_part(piece)
+        try:
+            found = _extract(kind, score, piece, job.melody)
+        except (MtoolsError, ValueError) as exc:
+            skipped.append(f"{piece}: {exc}")
+            continue
+        items += [_with_part(item, part) for item in found]
+    return items, skipped
+
+
+def _read_pieces(job: Job) -> list[tuple[str, Score]]:
+    """(piece id, score) of each piece in a file."""
+    path = Path(job.path)
+    if job.piece.startswith("music21/"):
+        return _folk_pieces(path, job.piece)
+    from mtools.io.formats import detect_format, read_scores
+    data = path.read_bytes()
+    scores = read_scores(data, detect_format(data, None, job.piece), job.piece)
+    if len(scores) == 1:
+        return [(job.piece, scores[0])]
+    return [(f"{job.piece}#{i + 1}", score) for i, score in enumerate(scores)]
+
+
+def _extract(kind: str, score: Score, piece: str, melody: str) -> list:
+    if kind == "drums":
+        return score_to_drum_tracks(score, piece=piece)
+    if kind == "lead_sheets":
+        return score_to_lead_sheets(score, piece=piece)
+    top = top_instrument(score.notes) if melody == "top" else None
+    return score_to_melodies(score, piece=piece, instruments=None if top is None else (top,))
+
+
+def _with_part(item, part: str):
+    if isinstance(item, LeadSheet):
+        return replace(item, melody=replace(item.melody, part=part))
+    return replace(item, part=part)
+
+
+# --- music21 folk tunes --------------------------------------------------------------
+
+
+def _folk_pieces(path: Path, piece: str) -> list[tuple[str, Score]]:
+    """Every tune of an ABC book in music21's corpus, repeats expanded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import music21
+        parsed = music21.converter.parse(str(path), forceSource=True)
+        tunes = list(parsed.scores) if isinstance(parsed, music21.stream.Opus) else [parsed]
+        pieces = []
+        for index, tune in enumerate(tunes, start=1):
+            try:
+                tune = tune.expandRepeats()
+            except Exception:  # music21 raises many types on odd repeat marks
+                pass
+            number = tune.metadata.number if tune.metadata else None
+            name = (f"nottingham/reelsa-c{number}" if "nottingham-dataset" in piece and number
+                    else f"{piece}#{index}")  # the id the same tune has in ../shared
+            try:
+                pieces.append((name, _tune_to_score(tune, music21)))
+            except Exception:
+                continue
+        return pieces
+
+
+def _tune_to_score(tune, music21) -> Score:
+    """A folk tune as a Score at its first tempo. Lighter than
+    io.notation's converter (whose stripTies deep-copies every part, 30x
+    slower over 12,000 tunes); ties join only notes of the same pitch."""
+    flat = tune.flatten()
+    marks = flat.getElementsByClass(music21.tempo.MetronomeMark)
+    qpm = float(marks[0].getQuarterBPM() or 120.0) if marks else 120.0
+    seconds = 60.0 / qpm
+    parts = list(tune.parts) if tune.hasPartLikeStreams() else [tune]
+    notes = []
+    for index, part in enumerate(parts):
+        part_flat = flat if len(parts) == 1 else part.flatten()
+        for pitch, start, end in _tied_notes(part_flat, music21):
+            notes.append(Note(pitch, DEFAULT_VELOCITY, start * seconds, end * seconds, 0, index))
+    meters = [TimeSignature(float(ts.offset) * seconds, ts.numerator, ts.denominator)
+              for ts in flat.getElementsByClass(music21.meter.TimeSignature)]
+    chords = [ChordSymbol(float(c.offset) * seconds, c.figure)
+              for c in flat.getElementsByClass(music21.harmony.ChordSymbol)]
+    title = tune.metadata.title if tune.metadata and tune.metadata.title else ""
+    return make_score(notes, tempos=[Tempo(0.0, qpm)], time_signatures=meters[:1] + [
+        m for a, m in zip(meters, meters[1:]) if (a.numerator, a.denominator)
+        != (m.numerator, m.denominator)], chords=chords, title=title)
+
+
+def _tied_notes(flat, music21) -> list[tuple[int, float, float]]:
+    """(pitch, start, end) in quarter notes of a flat part, tied notes joined."""
+    out, pending = [], {}
+    for element in flat.notes:
+        duration = float(element.quarterLength)
+        if isinstance(element, music21.harmony.ChordSymbol) or duration <= 0:
+            continue  # chord symbols and grace notes
+        start, tie = float(element.offset), element.tie.type if element.tie else None
+        for pitch in {p.midi for p in element.pitches}:
+            held = pending.get(pitch)
+            if tie in ("stop", "continue") and held and abs(held[1] - start) < 1e-6:
+                held[1] = start + duration
+            else:
+                if held:
+                    out.append((pitch, *pending.pop(pitch)))
+                pending[pitch] = [start, start + duration]
+            if tie not in ("start", "continue"):
+                out.append((pitch, *pending.pop(pitch)))
+    return out + [(pitch, *span) for pitch, span in pending.items()]
+
+
+# --- the cache layout ---------------------------------------------------------------
+
+
+def _lines_of(kind: str, items: list) -> list:
+    return [item.melody for item in items] if kind == "lead_sheets" else items
+
+
+def _pack(kind: str, items: list) -> dict[str, np.ndarray]:
+    """Items as flat arrays: per-step arrays concatenated with `offsets`."""
+    lines = _lines_of(kind, items)
+    lengths = [len(line.events) for line in lines]
+    arrays = {
+        "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        "events": np.concatenate([line.events for line in lines] or [[]]).astype(np.int16),
+        "steps_per_bar": np.array([line.steps_per_bar for line in lines], dtype=np.int32),
+        "start_step": np.array([line.start_step for line in lines], dtype=np.int64),
+        "qpm": np.array([line.qpm for line in lines], dtype=np.float64),
+        "steps_per_quarter": np.array([line.steps_per_quarter for line in lines], dtype=np.int32),
+        "time_signature": np.array([line.time_signature for line in lines],
+                                   dtype=np.int32).reshape(-1, 2),
+        "piece": np.array([line.piece for line in lines], dtype=str),
+        "part": np.array([line.part for line in lines], dtype=str),
+    }
+    if kind == "melodies" or kind == "lead_sheets":
+        arrays["program"] = np.array([line.program for line in lines], dtype=np.int32)
+    if kind == "drums":
+        arrays["velocities"] = np.concatenate(
+            [t.velocities for t in items] or [np.zeros((0, len(DRUM_CLASS_NAMES)))]).astype(np.uint8)
+    if kind == "lead_sheets":
+        arrays["chords"] = np.concatenate([s.chords for s in items]
+                                          or [np.zeros((0, 3))]).astype(np.int16)
+    return arrays
+
+
+def _unpack(kind: str, arrays) -> list:
+    """The inverse of _pack."""
+    data = {name: arrays[name] for name in arrays.files}
+    offsets, items = data["offsets"], []
+    for i in range(len(offsets) - 1):
+        span = slice(offsets[i], offsets[i + 1])
+        common = dict(steps_per_bar=int(data["steps_per_bar"][i]),
+                      start_step=int(data["start_step"][i]), qpm=float(data["qpm"][i]),
+                      steps_per_quarter=int(data["steps_per_quarter"][i]),
+                      time_signature=tuple(int(v) for v in data["time_signature"][i]),
+                      piece=str(data["piece"][i]), part=str(data["part"][i]))
+        if kind == "drums":
+            items.append(DrumTrack(data["events"][span], velocities=data["velocities"][span],
+                                   **common))
+            continue
+        line = MelodyLine(data["events"][span], program=int(data["program"][i]), **common)
+        items.append(LeadSheet(line, data["chords"][span]) if kind == "lead_sheets" else line)
+    return items
+
+
+# --- statistics ------------------------------------------------------------------------
+
+
+def corpus_stats(items: list) -> dict:
+    """Counts for a manifest or a model card: pieces, items and steps, in
+    all and per part; pieces per time signature; pitch range (melodies);
+    hits per drum class (drums); chord coverage (lead sheets)."""
+    lines = [i.melody if isinstance(i, LeadSheet) else i for i in items]
+    parts: dict[str, dict] = {}
+    for item, line in zip(items, lines):
+        entry = parts.setdefault(item_part(item), {"pieces": set(), "items": 0, "steps": 0})
+        entry["pieces"].add(line.piece)
+        entry["items"] += 1
+        entry["steps"] += len(line.events)
+    meters = Counter()
+    for piece, sig in {line.piece: line.time_signature for line in lines}.items():
+        meters[f"{sig[0]}/{sig[1]}"] += 1
+    stats = {"pieces": len({line.piece for line in lines}), "items": len(items),
+             "steps": int(sum(len(line.events) for line in lines)),
+             "parts": {name: {"pieces": len(e["pieces"]), "items": e["items"], "steps": e["steps"]}
+                       for name, e in sorted(parts.items())},
+             "time_signatures": dict(meters.most_common())}
+    if lines and not isinstance(lines[0], DrumTrack):
+        events = np.concatenate([line.events for line in lines])
+        pitches = events[events >= 0]
+        if len(pitches):
+            stats["pitch_range"] = [int(pitches.min()), int(pitches.max())]
+            stats["pitch_percentiles_1_99"] = [int(v) for v in np.percentile(pitches, [1, 99])]
+            stats["notes"] = int(len(pitches))
+    elif lines:
+        events = np.concatenate([t.events for t in lines]).astype(np.int64)
+        stats["hits_per_class"] = {name: int(np.count_nonzero(events >> i & 1))
+                                   for i, name in enumerate(DRUM_CLASS_NAMES)}
+    if items and isinstance(items[0], LeadSheet):
+        chords = np.concatenate([s.chords for s in items])
+        stats["chord_steps_fraction"] = round(float(np.mean(chords[:, 0] >= 0)), 4)
+    return stats

@@ -1,0 +1,233 @@
+"""The training loop every sequence model shares: random crops of event
+sequences, Adam with gradient clipping, periodic validation, early stopping
+on validation loss, and checkpoints that let a stopped run resume.
+
+Library code: progress goes through a callback, nothing is printed.
+A run folder holds `last.pt` (resume from here) and `best.pt` (lowest
+validation loss so far), both plain data (see `mtools.training.nets`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtools.models.encoding import LookbackEncoding
+from mtools.training.nets import build_module
+from mtools.training.tasks import Example
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """batch_size: crops per step; crop_steps: events per crop; align: crops
+    start on multiples of this (a bar, so metric counters stay true);
+    learning_rate, clip_norm: Adam and gradient-norm clipping;
+    eval_every: steps between validations; patience: validations without
+    improvement before stopping; max_steps/max_minutes: hard limits;
+    checkpoint_every_s: seconds between `last.pt` writes; seed."""
+
+    batch_size: int = 64
+    crop_steps: int = 128
+    align: int = 16
+    learning_rate: float = 1e-3
+    lr_decay: float = 0.5
+    clip_norm: float = 3.0
+    eval_every: int = 250
+    patience: int = 6
+    max_steps: int = 200_000
+    max_minutes: float = 600.0
+    checkpoint_every_s: float = 180.0
+    valid_crops: int = 512
+    seed: int = 0
+
+
+@dataclass
+class History:
+    step: int = 0
+    best_valid: float = math.inf
+    best_step: int = 0
+    evals_without_gain: int = 0
+    seconds: float = 0.0
+    log: list = field(default_factory=list)
+
+
+class CropSampler:
+    """Batches of crops from examples: inputs (batch, time, control_size +
+    input_size), labels (batch, time) and mask (batch, time). `augment`
+    (rng, example) → example may transpose or otherwise vary a piece."""
+
+    def __init__(self, examples: Sequence[Example], encoding: LookbackEncoding,
+                 config: TrainConfig, augment: Callable | None = None):
+        self.examples = [e for e in examples if len(e.ids) > 1]
+        self.encoding, self.config, self.augment = encoding, config, augment
+        lengths = np.array([len(e.ids) for e in self.examples], dtype=np.float64)
+        self.weights = lengths / lengths.sum()  # every step equally likely
+        self.context = max(encoding.lookbacks, default=0)
+
+    def crop(self, example: Example, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and labels for positions start.. of one example, at most
+        crop_steps of them, with lookback context from before the crop."""
+        end = min(len(example.ids), start + self.config.crop_steps + 1)
+        first = max(0, start - self.context)
+        window = example.ids[first:end]
+        inputs = self.encoding.inputs(window[:-1], start - first, offset=first)
+        labels = self.encoding.labels(window)[start - first:]
+        if example.control is not None:
+            inputs = np.concatenate([example.control[start + 1:end], inputs], axis=1)
+        return inputs, labels
+
+    def batch(self, rng: np.random.Generator):
+        picks = rng.choice(len(self.examples), size=self.config.batch_size, p=self.weights)
+        crops = []
+        for index in picks:
+            example = self.examples[index]
+            if self.augment is not None:
+                example = self.augment(rng, example)
+            slots = max(1, (len(example.ids) - 1) // self.config.align)
+            crops.append(self.crop(example, int(rng.integers(slots)) * self.config.align))
+        return _stack(crops)
+
+    def fixed_batches(self, count: int, seed: int = 1234):
+        """The same `count` crops every time (validation), in batches."""
+        rng = np.random.default_rng(seed)
+        crops = []
+        for _ in range(count):
+            example = self.examples[rng.choice(len(self.examples), p=self.weights)]
+            slots = max(1, (len(example.ids) - 1) // self.config.align)
+            crops.append(self.crop(example, int(rng.integers(slots)) * self.config.align))
+        size = self.config.batch_size
+        return [_stack(crops[i:i + size]) for i in range(0, len(crops), size)]
+
+
+def _stack(crops: list[tuple[np.ndarray, np.ndarray]]):
+    longest = max(len(labels) for _, labels in crops)
+    width = crops[0][0].shape[1]
+    inputs = np.zeros((len(crops), longest, width), np.float32)
+    labels = np.zeros((len(crops), longest), np.int64)
+    mask = np.zeros((len(crops), longest), np.float32)
+    for row, (x, y) in enumerate(crops):
+        inputs[row, :len(y)], labels[row, :len(y)], mask[row, :len(y)] = x, y, 1.0
+    return torch.from_numpy(inputs), torch.from_numpy(labels), torch.from_numpy(mask)
+
+
+def masked_loss(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy over unmasked steps, and the number of them."""
+    inputs, labels, mask = batch
+    state = model.zero_state(inputs.shape[0])
+    logits, _, _ = model(inputs, *state)
+    losses = nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
+    count = mask.sum()
+    return (losses * mask).sum() / count.clamp(min=1), count
+
+
+def evaluate(model: nn.Module, batches) -> float:
+    """Mean cross-entropy per step (nats) over fixed batches."""
+    model.eval()
+    total, count = 0.0, 0.0
+    with torch.no_grad():
+        for batch in batches:
+            loss, n = masked_loss(model, batch)
+            total, count = total + float(loss) * float(n), count + float(n)
+    model.train()
+    return total / max(count, 1.0)
+
+
+class Trainer:
+    """Trains `model` on `train` crops, validating on `valid` crops, saving
+    into `run_dir`. `progress(history, message)` is called after each
+    validation. Resumes from run_dir/last.pt when it exists."""
+
+    def __init__(self, model: nn.Module, kind: str, train: CropSampler, valid: CropSampler,
+                 config: TrainConfig, run_dir: Path, extra: dict | None = None,
+                 progress: Callable | None = None):
+        self.model, self.kind, self.train_data, self.config = model, kind, train, config
+        self.valid_batches = valid.fixed_batches(config.valid_crops)
+        self.run_dir, self.extra = Path(run_dir), extra or {}
+        self.progress = progress or (lambda history, message: None)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self.history = History()
+        self.rng = np.random.default_rng(config.seed)
+        torch.manual_seed(config.seed)
+        self._resume()
+
+    def _resume(self) -> None:
+        path = self.run_dir / "last.pt"
+        if not path.exists():
+            return
+        state = torch.load(path, weights_only=True)
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history = History(**state["history"])
+        self.rng = np.random.default_rng([self.config.seed, self.history.step])
+        self.progress(self.history, f"resumed at step {self.history.step}")
+
+    def run(self) -> History:
+        """Train until early stopping or a limit; returns the history."""
+        config, history = self.config, self.history
+        started, last_save = time.monotonic() - history.seconds, time.monotonic()
+        loss = torch.tensor(float("nan"))
+        while history.step < config.max_steps and history.evals_without_gain < config.patience:
+            if (time.monotonic() - started) / 60 > config.max_minutes:
+                break
+            loss, _ = masked_loss(self.model, self.train_data.batch(self.rng))
+            self.optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_norm)
+            self.optimizer.step()
+            history.step += 1
+            history.seconds = time.monotonic() - started
+            if history.step % config.eval_every == 0:
+                self._validate(loss.item())
+                last_save = time.monotonic()
+            elif time.monotonic() - last_save > config.checkpoint_every_s:
+                self._save("last.pt")
+                last_save = time.monotonic()
+        validated = history.log[-1]["step"] if history.log else 0
+        if history.step > validated:  # stopped between validations: measure the last weights
+            self._validate(loss.item())
+        self._save("last.pt")
+        return history
+
+    def _validate(self, train_loss: float) -> None:
+        history = self.history
+        valid = evaluate(self.model, self.valid_batches)
+        history.log.append({"step": history.step, "train": round(train_loss, 4),
+                            "valid": round(valid, 4), "seconds": round(history.seconds)})
+        if valid < history.best_valid - 1e-4:
+            history.best_valid, history.best_step, history.evals_without_gain = valid, history.step, 0
+            self._save("best.pt")
+        else:
+            history.evals_without_gain += 1
+            if history.evals_without_gain % 2 == 0:  # plateau: lower the learning rate
+                for group in self.optimizer.param_groups:
+                    group["lr"] *= self.config.lr_decay
+        self._save("last.pt")
+        self.progress(history, f"step {history.step}: train {train_loss:.3f} valid {valid:.3f} "
+                               f"(best {history.best_valid:.3f} at {history.best_step})")
+
+    def _save(self, name: str) -> None:
+        """Write a checkpoint atomically (temp file + rename)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = {"kind": self.kind, "config": dict(self.model.config),
+                 "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "history": asdict(self.history), "train_config": asdict(self.config),
+                 **self.extra}
+        temporary = self.run_dir / f".{name}.tmp"
+        torch.save(state, temporary)
+        os.replace(temporary, self.run_dir / name)
+
+
+def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
+    """The module saved in a checkpoint (eval mode) and the checkpoint data."""
+    state = torch.load(path, weights_only=True)
+    model = build_module(state["kind"], state["config"])
+    model.load_state_dict(state["state_dict"])
+    return model.eval(), state

@@ -1,0 +1,140 @@
+"""`mtools train` as a library call: data → training (resumable) → ONNX
+export with a parity check → validation figures and the n-gram baseline →
+model card. Needs the `train` extra (torch)."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from mtools.errors import MtoolsError
+from mtools.models.registry import model_stem, write_card
+from mtools.training import corpora
+from mtools.training.evaluate import ngram_baseline, score_examples
+from mtools.training.export import PARITY_TOLERANCE, export_event_rnn, parity_error
+from mtools.training.loop import CropSampler, TrainConfig, Trainer, load_checkpoint
+from mtools.training.nets import EventLSTM
+from mtools.training.tasks import DEFAULT_CONFIGS, ModelSpec, load_examples
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """spec: what to train; sources: corpus names or paths; out_dir: where
+    the .onnx and card go; run_dir: checkpoints (resumed when present);
+    config: loop settings; network: overrides of the spec's network size;
+    fresh: discard run_dir's checkpoints first; command: the command line
+    recorded in the card."""
+
+    spec: ModelSpec
+    sources: tuple[str, ...]
+    out_dir: Path
+    run_dir: Path
+    config: TrainConfig = TrainConfig()
+    network: dict | None = None
+    fresh: bool = False
+    command: str = ""
+
+
+def default_run_dir(spec: ModelSpec) -> Path:
+    return corpora.cache_dir() / "runs" / model_stem(spec.family, spec.config)
+
+
+def train_model(request: TrainRequest, progress: Progress = lambda message: None) -> Path:
+    """Train (or resume), export and write the card; returns the .onnx path."""
+    spec = request.spec
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if request.fresh and request.run_dir.exists():
+        shutil.rmtree(request.run_dir)
+    report = lambda done, total, what: progress(f"parsing {what} ({done}/{total})")  # noqa: E731
+    train = load_examples(spec, request.sources, "train", report)
+    valid = load_examples(spec, request.sources, "valid", report)
+    if not train or not valid:
+        raise MtoolsError(f"{spec.spec}: the data gave {len(train)} training and {len(valid)} "
+                          "validation pieces; both must be non-empty")
+    progress(f"{len(train)} training and {len(valid)} validation pieces")
+    network = {**spec.network, **(request.network or {})}
+    control = train[0].control.shape[1] if train[0].control is not None else 0
+    model = EventLSTM(spec.encoding.input_size + control, spec.encoding.num_classes, **network)
+    trainer = Trainer(model, model.kind, CropSampler(train, spec.encoding, request.config,
+                                                     spec.augment),
+                      CropSampler(valid, spec.encoding, request.config), request.config,
+                      request.run_dir, extra={"spec": spec.spec},
+                      progress=lambda history, message: progress(message))
+    history = trainer.run()
+    if not (request.run_dir / "best.pt").exists():
+        raise MtoolsError(f"{request.run_dir} holds no trained checkpoint to export",
+                          hint="train some steps first (drop --export-only)")
+    best, _ = load_checkpoint(request.run_dir / "best.pt")
+    return export_and_card(request, best, history, train, valid, progress)
+
+
+def export_and_card(request: TrainRequest, model, history, train, valid,
+                    progress: Progress) -> Path:
+    """Export `model`, check parity, measure, and write the card."""
+    from mtools.models.registry import resolve_model
+    from mtools.models.sequence import EventRnn
+
+    spec = request.spec
+    request.out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = request.out_dir / f"{model_stem(spec.family, spec.config)}.onnx"
+    export_event_rnn(model, onnx_path)
+    error = parity_error(model, onnx_path)
+    if error > PARITY_TOLERANCE:
+        raise MtoolsError(f"ONNX export differs from torch by {error:.2e} (> {PARITY_TOLERANCE})")
+    card = _card(request, model, history, train, valid, parity=error)
+    write_card(card, onnx_path)  # provisional, so the model can be loaded and measured
+    progress("measuring the exported model on the validation split")
+    rnn = EventRnn.from_ref(resolve_model(str(onnx_path)), device="cpu")
+    card["metrics"] = {**score_examples(rnn, valid), **ngram_baseline(spec, train, valid),
+                       "parity_max_abs_error": float(f"{error:.2e}"), "split": "valid",
+                       "measured_by": "mtools train (export); reproduce: mtools eval --model "
+                                      f"{onnx_path.name} {' '.join(request.sources)} --split valid"}
+    write_card(card, onnx_path)
+    progress(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
+    return onnx_path
+
+
+def _card(request: TrainRequest, model, history, train, valid, *, parity: float) -> dict:
+    spec = request.spec
+    config = model.config
+    return {
+        "name": spec.family, "config": spec.config, "task": "continue",
+        "default": spec.config == DEFAULT_CONFIGS.get(spec.family, spec.config),
+        "description": spec.description,
+        "inputs": ["inputs", "state_h", "state_c"],
+        "outputs": ["logits", "state_h_out", "state_c_out"],
+        "hyperparameters": {**config, "architecture": "LSTM over encoded events, linear to classes"},
+        "encoding": {**spec.card_encoding,
+                     **({"control_size": config["input_size"] - spec.encoding.input_size}
+                        if config["input_size"] > spec.encoding.input_size else {})},
+        "training": {
+            "datasets": list(request.sources),
+            "split": f"by piece: {corpora.VALID_PERCENT}% of piece ids (sha1) are validation; "
+                     "Groove MIDI keeps its own split",
+            "train_pieces": len(train), "valid_pieces": len(valid),
+            "train_events": int(sum(len(e.ids) for e in train)),
+            "steps": history.step, "best_step": history.best_step,
+            "best_valid_loss_per_class": round(history.best_valid, 4),
+            "seconds": round(history.seconds), "loop": asdict(request.config),
+            "log": history.log[-20:],
+            "command": request.command or f"mtools train {spec.family} --config {spec.config}",
+            "torch": torch.__version__,
+        },
+        "metrics": {},
+    }
+
+
+def with_limits(config: TrainConfig, **limits) -> TrainConfig:
+    """config with the given fields replaced where not None."""
+    return replace(config, **{k: v for k, v in limits.items() if v is not None})
+
+
+def quoted_command(argv: list[str]) -> str:
+    return "mtools " + " ".join(shlex.quote(a) for a in argv)

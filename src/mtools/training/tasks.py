@@ -1,0 +1,97 @@
+"""What each trainable event model needs from its data: the examples of
+each split as model ids (and control rows), the encoding, and the card's
+encoding section. Shared by `mtools train` (with torch) and `mtools eval`
+(numpy only: this module imports no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from mtools.errors import UsageError
+from mtools.models.encoding import LookbackEncoding
+from mtools.training import corpora
+
+MELODY_RANGE = (48, 84)  # Magenta's melody models: C3..B5
+STEPS_PER_QUARTER = 4
+
+
+@dataclass(frozen=True)
+class Example:
+    """One piece for training or scoring: event ids (steps,) and optional
+    control rows (steps, control_size), control[t] describing step t."""
+
+    ids: np.ndarray
+    control: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A trainable config: its encoding, network size, default data, and how
+    to turn a source into examples."""
+
+    family: str
+    config: str
+    encoding: LookbackEncoding
+    card_encoding: dict
+    default_sources: tuple[str, ...]
+    load: Callable[[str], list]  # source → corpus items (MelodyLine, ...)
+    to_example: Callable[[object], Example]
+    network: dict = field(default_factory=lambda: {"hidden": 128, "layers": 2, "dropout": 0.5})
+    description: str = ""
+    augment: Callable | None = None
+
+    @property
+    def spec(self) -> str:
+        return f"{self.family}:{self.config}"
+
+
+def _melody_spec(config: str, lookbacks: tuple[int, ...], counter_bits: int,
+                 description: str) -> ModelSpec:
+    from mtools.models.melody_rnn import MelodySpace, training_ids
+
+    low, high = MELODY_RANGE
+    encoding = LookbackEncoding(high - low + 2, lookbacks, counter_bits, 0)
+    space = MelodySpace(low, high, STEPS_PER_QUARTER, 0)
+    card = {**encoding.to_card(), "min_note": low, "max_note": high,
+            "steps_per_quarter": STEPS_PER_QUARTER, "transpose_to_key": 0,
+            "event_ids": "0 no event, 1 note off, 2 + pitch - min_note"}
+    return ModelSpec("melody_rnn", config, encoding, card, ("music21:folk", "nottingham"),
+                     corpora.load_melodies, lambda line: Example(training_ids(line, space)),
+                     description=description)
+
+
+def model_specs() -> dict[str, ModelSpec]:
+    """Every trainable config by "family:config"."""
+    specs = [
+        _melody_spec("basic_rnn", (), 0, "melody continuation, one-hot events (Magenta basic_rnn)"),
+        _melody_spec("lookback_rnn", (16, 32), 5,
+                     "melody continuation with 1- and 2-bar lookback (Magenta lookback_rnn)"),
+    ]
+    return {spec.spec: spec for spec in specs}
+
+
+DEFAULT_CONFIGS = {"melody_rnn": "basic_rnn"}
+
+
+def find_spec(family: str, config: str | None) -> ModelSpec:
+    """The spec of `family` (and `config`, else its default); UsageError
+    listing what exists otherwise."""
+    specs = model_specs()
+    name = f"{family}:{config or DEFAULT_CONFIGS.get(family, '')}"
+    if name not in specs:
+        raise UsageError(f"no trainable model {name}",
+                         hint=f"choose from {', '.join(sorted(specs))}")
+    return specs[name]
+
+
+def load_examples(spec: ModelSpec, sources, part: str, progress=None) -> list[Example]:
+    """Examples of one split part ("train", "valid", or "all") from sources."""
+    items = []
+    for source in sources:
+        items.extend(spec.load(source, progress=progress))
+    if part != "all":
+        items = corpora.split(items, part)
+    return [spec.to_example(item) for item in items]

@@ -1,0 +1,118 @@
+"""`mtools continue` with tiny random melody models: primer handling,
+timing, reproducibility, outputs; the model's quality is measured elsewhere."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from builders import drums, melody  # noqa: E402
+from clirunner import run  # noqa: E402
+from tiny_models import tiny_event_model  # noqa: E402
+from mtools.io.jsonl import score_to_jsonl  # noqa: E402
+from mtools.io.midi import midi_to_score, score_to_midi  # noqa: E402
+from mtools.models.events import primer_melody  # noqa: E402
+from mtools.models.melody_rnn import MelodySpace, _to_score_space, parse_key  # noqa: E402
+from mtools.models.encoding import melody_event_ids  # noqa: E402
+from mtools.score import make_score  # noqa: E402
+
+PRIMER = "62 _ 64 _ 66 _ 67 _ 69 _ _ _ 69 _ _ _"  # D major, one bar at 120 qpm = 2 s
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return str(tiny_event_model(tmp_path_factory.mktemp("models"), config="lookback_rnn"))
+
+
+def jsonl_scores(stdout: bytes) -> list[dict]:
+    return [json.loads(line) for line in stdout.decode().splitlines()]
+
+
+def test_the_primer_is_kept_and_the_continuation_follows_it(model):
+    out = run(["continue", "--model", model, "--primer", PRIMER, "--bars", "2", "--seed", "3",
+               "--to", "jsonl"])
+    assert out.code == 0, out.stderr
+    notes = jsonl_scores(out.stdout)[0]["notes"]
+    primer = [n for n in notes if n.get("startTime", 0) < 2.0 - 1e-9]
+    assert [n["pitch"] for n in primer] == [62, 64, 66, 67, 69, 69]
+    new = [n for n in notes if n.get("startTime", 0) >= 2.0 - 1e-9]
+    assert new and max(n["endTime"] for n in notes) <= 6.0 + 1e-9  # 2 bars = 4 s more
+    for n in new:  # on the 16th grid (0.125 s) and in a playable range
+        assert abs(n["startTime"] / 0.125 - round(n["startTime"] / 0.125)) < 1e-6
+        assert 30 <= n["pitch"] <= 100
+
+
+def test_a_seed_reproduces_bit_for_bit_and_outputs_differ(model):
+    args = ["continue", "--model", model, "--primer", PRIMER, "--to", "jsonl", "-n", "4"]
+    a, b = run(args + ["--seed", "5"]), run(args + ["--seed", "5"])
+    c = run(args + ["--seed", "6"])
+    assert a.code == 0 and a.stdout == b.stdout and a.stdout != c.stdout
+    takes = jsonl_scores(a.stdout)
+    assert len(takes) == 4 and len({json.dumps(t["notes"]) for t in takes}) > 1
+    assert takes[0]["mtools"]["model"] == "melody_rnn:lookback_rnn"
+
+
+def test_other_tracks_are_kept_and_only_generated_drops_them(model, tmp_path):
+    score = make_score(list(melody(PRIMER).notes) + list(drums([(36, 0.0), (38, 1.0)]).notes),
+                       tempos=melody(PRIMER).tempos)
+    path = tmp_path / "primer.mid"
+    path.write_bytes(score_to_midi(score))
+    full = midi_to_score(run(["continue", str(path), "--model", model, "--seed", "1",
+                              "--bars", "1"]).stdout)
+    assert sorted(n.pitch for n in full.notes if n.is_drum) == [36, 38]
+    only = run(["continue", str(path), "--model", model, "--seed", "1", "--bars", "1",
+                "--only-generated", "--to", "jsonl"])
+    notes = jsonl_scores(only.stdout)[0]["notes"]
+    assert notes and not any(n.get("isDrum") for n in notes)
+    assert min(n.get("startTime", 0.0) for n in notes) < 2.0  # moved to the start
+
+
+def test_from_scratch_with_nothing_piped_in(model, tmp_path):
+    out = run(["continue", "--model", model, "--seed", "2", "--steps", "16", "-n", "2",
+               "-o", f"{tmp_path}/takes/"], stdin_tty=True)
+    assert out.code == 0, out.stderr
+    files = sorted((tmp_path / "takes").iterdir())
+    assert [f.name for f in files] == ["primer-1.mid", "primer-2.mid"]
+    assert all(midi_to_score(f.read_bytes()).notes for f in files)
+
+
+def test_beam_search_runs_and_is_seeded(model):
+    args = ["continue", "--model", model, "--primer", PRIMER, "--beam-size", "2",
+            "--branch-factor", "3", "--steps-per-iteration", "4", "--seed", "9", "--to", "jsonl"]
+    a, b = run(args), run(args)
+    assert a.code == 0 and a.stdout == b.stdout
+
+
+@pytest.mark.parametrize("args, code", [
+    (["--bars", "2", "--steps", "3"], 2),
+    (["--key", "H#"], 2),
+    (["--primer", "60 x"], 65),
+    (["--model", "no_such_model"], 69),
+])
+def test_bad_options_give_the_documented_exit_codes(model, args, code):
+    base = ["continue", "--primer", PRIMER] if "--primer" not in args else ["continue"]
+    if "--model" not in args:
+        base += ["--model", model]
+    out = run(base + args)
+    assert out.code == code and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_key_names_and_the_shift_to_c_and_back():
+    assert [parse_key(k) for k in ("C", "D", "Bb", "F#m", "Am", "Ebm")] == [0, 2, 10, 9, 0, 6]
+    space = MelodySpace(48, 84, 4, 0)
+    events = np.asarray(primer_melody(melody(PRIMER)).events)
+    ids, shift = space.to_model(events)
+    assert shift % 12 == 10  # D major moved down a tone (or up a seventh) to C
+    back = _to_score_space(ids, shift, space)
+    assert back.tolist() == events.tolist()
+    assert np.array_equal(melody_event_ids(np.where(events >= 0, events + shift, events), 48, 84), ids)
+
+
+def test_jsonl_primer_on_stdin(model):
+    out = run(["continue", "--model", model, "--seed", "1", "--to", "jsonl"],
+              stdin=score_to_jsonl(melody(PRIMER)).encode())
+    assert out.code == 0 and len(jsonl_scores(out.stdout)) == 1

@@ -1,0 +1,143 @@
+"""Event RNN machinery on tiny random models: encoding, torch→ONNX parity,
+training steps, generation and scoring through ONNX Runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)  # tiny models: threads only add overhead
+
+from mtools.models.encoding import LookbackEncoding, melody_event_ids, melody_ids_to_events  # noqa: E402
+from mtools.models.sequence import EventRnn, SearchOptions, generate, score_sequences  # noqa: E402
+from mtools.runtime import load_session  # noqa: E402
+from mtools.models.sequence import GRAPH_INPUTS, GRAPH_OUTPUTS  # noqa: E402
+from mtools.training.export import export_event_rnn, parity_error  # noqa: E402
+from mtools.training.loop import CropSampler, TrainConfig, Trainer, load_checkpoint  # noqa: E402
+from mtools.training.tasks import Example  # noqa: E402
+from mtools.training.nets import EventLSTM  # noqa: E402
+
+LOOKBACK = LookbackEncoding(38, (16, 32), 5)
+
+
+def test_magenta_sizes():
+    assert (LOOKBACK.input_size, LOOKBACK.num_classes) == (121, 40)
+    assert (LookbackEncoding(38).input_size, LookbackEncoding(38).num_classes) == (38, 38)
+    drums = LookbackEncoding(512, (), 6)
+    assert (drums.input_size, drums.num_classes) == (518, 512)
+
+
+def test_melody_ids_round_trip_and_range():
+    events = np.array([60, -2, -1, 48, 83, -2])
+    ids = melody_event_ids(events, 48, 84)
+    assert ids.tolist() == [14, 0, 1, 2, 37, 0]
+    assert melody_ids_to_events(ids, 48).tolist() == events.tolist()
+    with pytest.raises(ValueError):
+        melody_event_ids(np.array([84]), 48, 84)
+
+
+def test_lookback_inputs_match_the_definition_step_by_step():
+    rng = np.random.default_rng(0)
+    bar = rng.integers(0, 38, 16)
+    ids = np.concatenate([bar, bar, rng.integers(0, 38, 20)])
+    rows = LOOKBACK.inputs(ids)
+    for t in (0, 15, 16, 31, 40):
+        row = rows[t]
+        assert row[ids[t]] == 1 and row[:38].sum() == 1
+        following = ids[t - 15] if t - 15 >= 0 else 0
+        assert row[38 + following] == 1 and row[38:76].sum() == 1
+        counter = [(t + 1) >> bit & 1 for bit in range(5)]
+        assert row[114:119].tolist() == [1.0 if c else -1.0 for c in counter]
+        assert row[119] == float(t >= 16 and ids[t] == ids[t - 16])
+    assert rows.shape == (len(ids), 121)
+
+
+def test_labels_prefer_the_farthest_repeat_and_decode_back():
+    rng = np.random.default_rng(1)
+    bar = rng.integers(1, 38, 16)
+    ids = np.concatenate([bar, bar, bar, rng.integers(1, 38, 8)])
+    labels = LOOKBACK.labels(ids)
+    assert labels[15 - 1 + 1] == 38 + 0  # position 16 repeats 16 back (32 back not there yet)
+    assert labels[32 - 1] == 38 + 1  # position 32 repeats both: the farthest wins
+    for position in range(1, len(ids)):  # every label decodes to the true event
+        decoded = LOOKBACK.decode(np.array([labels[position - 1]]), ids[None, :position])
+        assert decoded[0] == ids[position]
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    torch.manual_seed(0)
+    model = EventLSTM(LOOKBACK.input_size, LOOKBACK.num_classes, hidden=16, layers=2).eval()
+    path = tmp_path / "tiny.onnx"
+    export_event_rnn(model, path)
+    session = load_session(path, inputs=GRAPH_INPUTS, outputs=GRAPH_OUTPUTS, device="cpu")
+    return model, EventRnn(session, layers=2, hidden=16, encoding=LOOKBACK)
+
+
+def test_onnx_export_matches_torch(tiny, tmp_path):
+    model, _ = tiny
+    assert parity_error(model, tmp_path / "tiny.onnx") < 1e-5
+
+
+def test_generation_is_seeded_batched_and_keeps_the_primer(tiny):
+    _, rnn = tiny
+    primer = np.array([14, 0, 1, 16])
+    options = SearchOptions(temperature=1.0)
+    a = generate(rnn, primer, 20, num_outputs=3, options=options, rng=np.random.default_rng(5))
+    b = generate(rnn, primer, 20, num_outputs=3, options=options, rng=np.random.default_rng(5))
+    assert a.shape == (3, 24) and np.array_equal(a, b)
+    assert (a[:, :4] == primer).all() and ((a >= 0) & (a < 38)).all()
+    assert len({tuple(row) for row in a}) > 1
+
+
+def test_beam_search_finds_likelier_sequences_than_sampling(tiny):
+    _, rnn = tiny
+    primer = np.array([14])
+
+    def mean_nll(options):
+        rows = generate(rnn, primer, 16, num_outputs=8, options=options, rng=np.random.default_rng(2))
+        nll, _, count = score_sequences(rnn, list(rows))
+        return nll / count
+
+    beam = SearchOptions(temperature=1.0, beam_size=4, branch_factor=4, steps_per_iteration=2)
+    assert mean_nll(beam) < mean_nll(SearchOptions())
+
+
+def test_scoring_in_onnx_equals_the_torch_loss(tiny):
+    model, rnn = tiny
+    basic = LookbackEncoding(38)
+    torch.manual_seed(1)
+    plain = EventLSTM(38, 38, hidden=16, layers=1).eval()
+    ids = np.random.default_rng(3).integers(0, 38, 30)
+    with torch.no_grad():
+        x = torch.from_numpy(basic.inputs(ids[:-1]))[None]
+        logits, _, _ = plain(x, *plain.zero_state(1))
+        want = torch.nn.functional.cross_entropy(logits[0], torch.from_numpy(basic.labels(ids)),
+                                                 reduction="sum")
+    import tempfile, pathlib
+    with tempfile.TemporaryDirectory() as folder:
+        path = pathlib.Path(folder) / "plain.onnx"
+        export_event_rnn(plain, path)
+        session = load_session(path, inputs=GRAPH_INPUTS, outputs=GRAPH_OUTPUTS, device="cpu")
+        nll, _, count = score_sequences(EventRnn(session, layers=1, hidden=16, encoding=basic), [ids])
+    assert count == 29 and nll == pytest.approx(float(want), rel=1e-4)
+
+
+def test_training_lowers_loss_checkpoints_and_resumes(tmp_path):
+    rng = np.random.default_rng(0)
+    pattern = rng.integers(0, 38, 16)
+    examples = [Example(np.tile(pattern, 6)) for _ in range(8)]
+    config = TrainConfig(batch_size=8, crop_steps=32, eval_every=20, max_steps=60, valid_crops=8,
+                         learning_rate=1e-2)
+    encoding = LookbackEncoding(38)
+    model = EventLSTM(38, 38, hidden=32, layers=1, dropout=0.0)
+    sampler = CropSampler(examples, encoding, config)
+    trainer = Trainer(model, model.kind, sampler, sampler, config, tmp_path)
+    history = trainer.run()
+    assert history.step == 60 and history.log[-1]["valid"] < history.log[0]["valid"] < 3.7
+    restored, state = load_checkpoint(tmp_path / "best.pt")
+    assert state["history"]["best_step"] == history.best_step
+    again = Trainer(EventLSTM(38, 38, hidden=32, layers=1, dropout=0.0), model.kind, sampler,
+                    sampler, TrainConfig(**{**config.__dict__, "max_steps": 80}), tmp_path)
+    assert again.history.step == 60 and again.run().step == 80

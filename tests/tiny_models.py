@@ -1,0 +1,32 @@
+"""Tiny randomly initialised event RNNs exported with real cards, to drive
+the model commands end to end in seconds (needs torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mtools.models.registry import model_stem, write_card
+from mtools.training.export import export_event_rnn
+from mtools.training.nets import EventLSTM
+from mtools.training.tasks import find_spec
+
+
+def tiny_event_model(folder: Path, family: str = "melody_rnn", config: str | None = None,
+                     hidden: int = 8, seed: int = 0) -> Path:
+    """Export a random EventLSTM for the spec's encoding with a card;
+    returns the .onnx path (its folder works as --model PATH)."""
+    spec = find_spec(family, config)
+    torch.manual_seed(seed)
+    model = EventLSTM(spec.encoding.input_size, spec.encoding.num_classes, hidden=hidden,
+                      layers=1, dropout=0.0).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{model_stem(spec.family, spec.config)}.onnx"
+    export_event_rnn(model, path)
+    write_card({"name": spec.family, "config": spec.config, "task": "continue",
+                "inputs": ["inputs", "state_h", "state_c"],
+                "outputs": ["logits", "state_h_out", "state_c_out"],
+                "hyperparameters": model.config, "encoding": spec.card_encoding,
+                "description": "tiny random test model"}, path)
+    return path
