@@ -116,3 +116,32 @@ def test_jsonl_primer_on_stdin(model):
     out = run(["continue", "--model", model, "--seed", "1", "--to", "jsonl"],
               stdin=score_to_jsonl(melody(PRIMER)).encode())
     assert out.code == 0 and len(jsonl_scores(out.stdout)) == 1
+
+
+@pytest.fixture(scope="module")
+def drum_model(tmp_path_factory):
+    path = tiny_event_model(tmp_path_factory.mktemp("drums"), family="drums_rnn")
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["encoding"]["velocity_table"] = [[40 + 5 * k + s for s in range(16)] for k in range(9)]
+    from mtools.models.registry import write_card
+    write_card(card, path)
+    return str(path)
+
+
+def test_drums_continue_on_channel_10_with_primer_velocities_kept(drum_model, tmp_path):
+    groove = drums([(36, 0.0), (42, 0.0), (42, 0.25), (38, 0.5), (42, 0.75)] * 1)
+    groove = make_score(groove.notes, tempos=melody("60").tempos)
+    path = tmp_path / "groove.mid"
+    path.write_bytes(score_to_midi(groove))
+    out = run(["continue", str(path), "--model", drum_model, "--bars", "2", "--seed", "4",
+               "--to", "jsonl"])
+    assert out.code == 0, out.stderr
+    notes = jsonl_scores(out.stdout)[0]["notes"]
+    assert all(n.get("isDrum") for n in notes)
+    primer = [n for n in notes if n.get("startTime", 0) < 0.8]  # the primer lasts 7 steps
+    assert [n["velocity"] for n in primer] == [100] * 5  # the primer's own
+    new = [n for n in notes if n.get("startTime", 0) >= 0.8]
+    assert new and {n["pitch"] for n in new} <= {36, 38, 42, 46, 45, 48, 50, 49, 51}
+    assert len({n["velocity"] for n in new}) > 1  # not one fixed velocity
+    midi = midi_to_score(run(["continue", str(path), "--model", drum_model, "--seed", "4"]).stdout)
+    assert all(n.is_drum for n in midi.notes)

@@ -4,13 +4,14 @@ dispatch from a model card's family to the module that plays it."""
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 
 from mtools.errors import UsageError
 from mtools.models.sequence import SearchOptions
-from mtools.score import Score
+from mtools.score import Note, Score, TempoMap, with_notes
 
 DEFAULT_BARS = 8.0
 TASK = "continue"
@@ -83,3 +84,44 @@ def continue_score(score: Score, options: ContinueOptions) -> ContinueResult:
     module = importlib.import_module(f"mtools.models.{module_name}")
     rng = np.random.default_rng(options.seed)
     return module.continue_family(score, ref, options, rng)
+
+
+class StepClock:
+    """Grid steps → seconds under the primer's tempo map (or `qpm` when the
+    primer has no tempo)."""
+
+    def __init__(self, score: Score, steps_per_quarter: int, qpm: float):
+        self.tempo = TempoMap(score.tempos) if score.tempos else None
+        self.steps_per_quarter, self.qpm = steps_per_quarter, qpm
+
+    def seconds(self, step: float) -> float:
+        if self.tempo is not None:
+            return self.tempo.seconds_at(step / self.steps_per_quarter)
+        return step * 60.0 / self.qpm / self.steps_per_quarter
+
+
+def place_continuation(score: Score, step_notes: list[Note], start_step: int, clock: StepClock,
+                       options: ContinueOptions, provenance: dict,
+                       edit_primer: Callable[[list[Note]], list[Note]] | None = None) -> Score:
+    """The output score: `step_notes` (times in grid steps from the end of
+    the primer, `start_step`) placed after the primer, whose notes
+    `edit_primer` may change (a held note lengthened); or, with
+    options.only_generated, the new notes alone from time 0."""
+    origin = 0.0 if options.only_generated else clock.seconds(start_step)
+    begin = clock.seconds(start_step)
+    new_notes = [replace(n, start_s=clock.seconds(start_step + n.start_s) - begin + origin,
+                         end_s=clock.seconds(start_step + n.end_s) - begin + origin)
+                 for n in step_notes]
+    if options.only_generated:
+        return Score(notes=tuple(new_notes), tempos=score.tempos[:1],
+                     time_signatures=score.time_signatures[:1],
+                     total_s=max((n.end_s for n in new_notes), default=0.0),
+                     provenance=provenance)
+    kept = list(score.notes) if edit_primer is None else edit_primer(list(score.notes))
+    return replace(with_notes(score, kept + new_notes), provenance=provenance)
+
+
+def provenance(ref, options: ContinueOptions) -> dict:
+    """What made an output: written under the JSONL's "mtools" key."""
+    return {"model": ref.card.spec, "seed": options.seed, "temperature": options.temperature,
+            "beam_size": options.beam_size}

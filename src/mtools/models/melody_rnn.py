@@ -19,7 +19,7 @@ from mtools.models.encoding import melody_event_ids, melody_ids_to_events
 from mtools.models.events import (NO_EVENT, MelodyLine, melody_major_key, melody_to_notes,
                                   primer_melody, squash_melody, transpose_melody)
 from mtools.models.sequence import generate, load_event_rnn
-from mtools.score import Note, Score, TempoMap, with_notes
+from mtools.score import Note, Score
 
 DEFAULT_VELOCITY = 90
 START_PITCHES = (60, 62, 64, 65, 67, 69, 71, 72)  # a first note when there is no primer (in C)
@@ -72,7 +72,7 @@ def parse_key(text: str) -> int:
 
 def continue_family(score: Score, ref, options, rng: np.random.Generator):
     """Continue the top line of `score` (see mtools.models.continuation)."""
-    from mtools.models.continuation import ContinueResult
+    from mtools.models.continuation import ContinueResult, StepClock, provenance
 
     space = MelodySpace.from_card(ref.card.encoding)
     model = load_event_rnn(ref, device=options.device)
@@ -90,9 +90,10 @@ def continue_family(score: Score, ref, options, rng: np.random.Generator):
     rows = generate(model, primer_ids, num_steps, num_outputs=options.num_outputs,
                     options=options.search, rng=rng)
     skip = len(primer_ids) if has_notes else 0  # the seed note is part of the output
-    provenance = _provenance(ref, options)
-    scores = [_place(score, primer, _to_score_space(row[skip:], shift, space), qpm, options,
-                     provenance) for row in rows]
+    clock = StepClock(score, space.steps_per_quarter, qpm)
+    made_by = provenance(ref, options)
+    scores = [_place(score, primer, _to_score_space(row[skip:], shift, space), clock, options,
+                     made_by) for row in rows]
     warnings = []
     if score.notes and not has_notes:
         warnings.append("no melody in the input: started from scratch")
@@ -105,38 +106,26 @@ def _to_score_space(ids: np.ndarray, shift: int, space: MelodySpace) -> np.ndarr
     return transpose_melody(events, -shift, 0, 128)
 
 
-def _place(score: Score, primer: MelodyLine, new_events: np.ndarray, qpm: float,
-           options, provenance: dict) -> Score:
-    """The output score: the primer (its held last note lengthened when the
-    continuation holds it) plus the new notes, or only the new notes."""
-    spq = primer.steps_per_quarter
-    start = len(primer.events)
-    tempo = TempoMap(score.tempos) if score.tempos else None
-
-    def seconds(step: float) -> float:
-        return tempo.seconds_at(step / spq) if tempo else step * 60.0 / qpm / spq
+def _place(score: Score, primer: MelodyLine, new_events: np.ndarray, clock, options,
+           provenance: dict) -> Score:
+    """Primer plus continuation; the primer's last note is lengthened when
+    the continuation begins by holding it."""
+    from mtools.models.continuation import place_continuation
 
     melody_notes = [n for n in score.notes if not n.is_drum]
     velocity = int(np.median([n.velocity for n in melody_notes])) if melody_notes \
         else DEFAULT_VELOCITY
     program = options.program if options.program is not None else primer.program
-    instrument = _instrument_for(score, program)
     step_notes = melody_to_notes(new_events, step_s=1.0, velocity=velocity, program=program,
-                                 instrument=instrument)
-    origin = 0.0 if options.only_generated else seconds(start)
-    new_notes = [replace(n, start_s=seconds(start + n.start_s) - seconds(start) + origin,
-                         end_s=seconds(start + n.end_s) - seconds(start) + origin)
-                 for n in step_notes]
-    if options.only_generated:
-        return Score(notes=tuple(new_notes), tempos=(score.tempos[:1] or ()),
-                     time_signatures=score.time_signatures[:1],
-                     total_s=max((n.end_s for n in new_notes), default=0.0),
-                     provenance=provenance)
-    held = _held_steps(new_events)
-    kept = list(score.notes)
-    if held:
-        kept = _lengthen_last(kept, seconds(start), seconds(start + held))
-    return replace(with_notes(score, kept + new_notes), provenance=provenance)
+                                 instrument=_instrument_for(score, program))
+    start, held = len(primer.events), _held_steps(new_events)
+
+    def lengthen(notes: list[Note]) -> list[Note]:
+        if not held:
+            return notes
+        return _lengthen_last(notes, clock.seconds(start), clock.seconds(start + held))
+
+    return place_continuation(score, step_notes, start, clock, options, provenance, lengthen)
 
 
 def _held_steps(events: np.ndarray) -> int:
@@ -165,8 +154,3 @@ def _instrument_for(score: Score, program: int) -> int:
     if top.program == program:
         return top.instrument
     return max(n.instrument for n in score.notes) + 1
-
-
-def _provenance(ref, options) -> dict:
-    return {"model": ref.card.spec, "seed": options.seed, "temperature": options.temperature,
-            "beam_size": options.beam_size}

@@ -89,6 +89,8 @@ def export_and_card(request: TrainRequest, model, history, train, valid,
     if error > PARITY_TOLERANCE:
         raise MtoolsError(f"ONNX export differs from torch by {error:.2e} (> {PARITY_TOLERANCE})")
     card = _card(request, model, history, train, valid, parity=error)
+    if spec.card_data is not None:
+        card["encoding"].update(spec.card_data(request.sources))
     write_card(card, onnx_path)  # provisional, so the model can be loaded and measured
     progress("measuring the exported model on the validation split")
     rnn = EventRnn.from_ref(resolve_model(str(onnx_path)), device="cpu")

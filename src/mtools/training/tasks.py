@@ -42,6 +42,7 @@ class ModelSpec:
     network: dict = field(default_factory=lambda: {"hidden": 128, "layers": 2, "dropout": 0.5})
     description: str = ""
     augment: Callable | None = None
+    card_data: Callable | None = None  # sources → extra card encoding measured on train data
 
     @property
     def spec(self) -> str:
@@ -63,9 +64,31 @@ def _melody_spec(config: str, lookbacks: tuple[int, ...], counter_bits: int,
                      description=description)
 
 
+def _drums_spec() -> ModelSpec:
+    from mtools.models.drums_rnn import DRUM_PITCHES_KEY, velocity_table
+    from mtools.models.events import DRUM_CLASS_NAMES, DRUM_TYPE_PITCHES, NUM_DRUM_SETS
+
+    encoding = LookbackEncoding(NUM_DRUM_SETS, (), 6, 0)
+    card = {**encoding.to_card(), "steps_per_quarter": STEPS_PER_QUARTER,
+            "drum_classes": list(DRUM_CLASS_NAMES),
+            DRUM_PITCHES_KEY: [list(p) for p in DRUM_TYPE_PITCHES],
+            "event_ids": "bitmask of the drum classes struck at the step"}
+
+    def card_data(sources) -> dict:
+        tracks = [t for source in sources for t in corpora.load_drum_tracks(source)]
+        return {"velocity_table": velocity_table(corpora.split(tracks, "train")).tolist()}
+
+    return ModelSpec("drums_rnn", "drum_kit", encoding, card, ("groove",),
+                     corpora.load_drum_tracks, lambda track: Example(np.asarray(track.events, np.int64)),
+                     network={"hidden": 256, "layers": 2, "dropout": 0.5},
+                     description="drum continuation, 9 drum classes as 512 sets (Magenta drum_kit)",
+                     card_data=card_data)
+
+
 def model_specs() -> dict[str, ModelSpec]:
     """Every trainable config by "family:config"."""
     specs = [
+        _drums_spec(),
         _melody_spec("basic_rnn", (), 0, "melody continuation, one-hot events (Magenta basic_rnn)"),
         _melody_spec("lookback_rnn", (16, 32), 5,
                      "melody continuation with 1- and 2-bar lookback (Magenta lookback_rnn)"),
@@ -73,7 +96,7 @@ def model_specs() -> dict[str, ModelSpec]:
     return {spec.spec: spec for spec in specs}
 
 
-DEFAULT_CONFIGS = {"melody_rnn": "basic_rnn"}
+DEFAULT_CONFIGS = {"melody_rnn": "basic_rnn", "drums_rnn": "drum_kit"}
 
 
 def find_spec(family: str, config: str | None) -> ModelSpec:

@@ -1,0 +1,105 @@
+"""Drums RNN (Magenta's drum_kit config): nine drum classes struck or not
+at each 16th step, one of 512 sets, continued by an event RNN.
+
+Velocities: Magenta writes every generated hit at one fixed velocity. Here
+a new hit takes the median velocity that hits of its class had at that
+16th of the bar in the training data (the card's `velocity_table`, 9 × 16),
+scaled to the primer's own loudness for that class when the primer has
+such hits, with a little seeded jitter. Primer hits keep their velocities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mtools.models.events import DrumTrack, drums_to_notes, primer_drum_track
+
+DRUM_PITCHES_KEY = "drum_type_pitches"
+TABLE_STEPS = 16  # velocity table positions: the 16ths of a 4/4 bar
+FALLBACK_VELOCITY = 90
+JITTER = 6  # ± MIDI velocity added to new hits
+KICK_ONLY = 1  # the bitmask a from-scratch groove starts with
+
+
+def velocity_table(tracks: list[DrumTrack]) -> np.ndarray:
+    """Median hit velocity per drum class and 16th of the bar over 4/4
+    tracks: (classes, TABLE_STEPS) uint8; a cell with no hits takes its
+    class's median, a class with none FALLBACK_VELOCITY."""
+    classes = tracks[0].velocities.shape[1] if tracks else 9
+    cells: list[list[list[int]]] = [[[] for _ in range(TABLE_STEPS)] for _ in range(classes)]
+    for track in tracks:
+        if track.steps_per_bar != TABLE_STEPS:
+            continue
+        steps, kinds = np.nonzero(track.velocities)
+        for step, kind in zip(steps, kinds):
+            cells[kind][(track.start_step + step) % TABLE_STEPS].append(
+                int(track.velocities[step, kind]))
+    table = np.full((classes, TABLE_STEPS), FALLBACK_VELOCITY, dtype=np.uint8)
+    for kind in range(classes):
+        everything = [v for cell in cells[kind] for v in cell]
+        if not everything:
+            continue
+        overall = int(np.median(everything))
+        table[kind] = [int(np.median(cell)) if cell else overall for cell in cells[kind]]
+    return table
+
+
+def new_hit_velocities(events: np.ndarray, start_step: int, table: np.ndarray,
+                       primer: DrumTrack, rng: np.random.Generator) -> np.ndarray:
+    """Velocities (steps, classes) for generated bitmask events that start at
+    grid step `start_step` of the piece."""
+    classes = table.shape[0]
+    scale = np.ones(classes)
+    for kind in range(classes):  # follow the primer's loudness per class
+        played = primer.velocities[:, kind][primer.velocities[:, kind] > 0]
+        if len(played):
+            positions = np.flatnonzero(primer.velocities[:, kind]) % TABLE_STEPS
+            scale[kind] = played.mean() / max(table[kind, positions].mean(), 1.0)
+    positions = (start_step + np.arange(len(events))) % TABLE_STEPS
+    base = table[:, positions].T * scale  # (steps, classes)
+    jitter = rng.integers(-JITTER, JITTER + 1, size=base.shape)
+    struck = (np.asarray(events)[:, None] >> np.arange(classes)) & 1
+    return np.where(struck, np.clip(np.round(base + jitter), 1, 127), 0).astype(np.uint8)
+
+
+def continue_family(score, ref, options, rng: np.random.Generator):
+    """Continue the drum track of `score` (see mtools.models.continuation)."""
+    from mtools.models.continuation import ContinueResult, StepClock, place_continuation, \
+        provenance
+    from mtools.models.sequence import generate, load_event_rnn
+
+    encoding = ref.card.encoding
+    spq = int(encoding["steps_per_quarter"])
+    pitches = [tuple(p) for p in encoding[DRUM_PITCHES_KEY]]
+    table = np.asarray(encoding["velocity_table"], dtype=np.float64)
+    model = load_event_rnn(ref, device=options.device)
+    primer = primer_drum_track(score, steps_per_quarter=spq)
+    has_hits = bool(np.any(primer.events))
+    primer_ids = np.asarray(primer.events, np.int64) if has_hits else np.array([KICK_ONLY])
+    qpm = primer.qpm if score.tempos or options.qpm is None else options.qpm
+    clock = StepClock(score, spq, qpm)
+    num_steps = options.length.to_steps(primer.steps_per_bar, 60.0 / qpm / spq)
+    rows = generate(model, primer_ids, num_steps, num_outputs=options.num_outputs,
+                    options=options.search, rng=rng)
+    skip = len(primer_ids) if has_hits else 0
+    start = len(primer.events) if has_hits else 0
+    instrument = _drum_instrument(score)
+    made_by = provenance(ref, options)
+    scores = []
+    for row in rows:
+        events = row[skip:]
+        velocities = new_hit_velocities(events, start, table, primer, rng)
+        notes = drums_to_notes(events, step_s=1.0, velocities=velocities, type_pitches=pitches,
+                               instrument=instrument)
+        scores.append(place_continuation(score, notes, start, clock, options, made_by))
+    warnings = ["no drums in the input: started from scratch"] if score.notes and not has_hits \
+        else []
+    return ContinueResult(scores, warnings)
+
+
+def _drum_instrument(score) -> int:
+    """The primer's drum instrument, else a new instrument number."""
+    drums = [n.instrument for n in score.notes if n.is_drum]
+    if drums:
+        return drums[-1]
+    return max((n.instrument for n in score.notes), default=-1) + 1
