@@ -33,12 +33,14 @@ _mtools() {
             --qpm) return ;;
             --key) _mtools_files "$cur"; return ;;
             --program) return ;;
+            --chords) _mtools_files "$cur"; return ;;
+            --steps-per-chord) return ;;
             --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
             -j|--jobs) return ;;
         esac
-        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --primer --bars --steps --seconds --temperature --beam-size --branch-factor --steps-per-iteration -n --num-outputs --seed --qpm --key --program --only-generated --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
+        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --primer --bars --steps --seconds --temperature --beam-size --branch-factor --steps-per-iteration -n --num-outputs --seed --qpm --key --program --only-generated --chords --steps-per-chord --render-chords --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     convert)

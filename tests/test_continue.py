@@ -145,3 +145,32 @@ def test_drums_continue_on_channel_10_with_primer_velocities_kept(drum_model, tm
     assert len({n["velocity"] for n in new}) > 1  # not one fixed velocity
     midi = midi_to_score(run(["continue", str(path), "--model", drum_model, "--seed", "4"]).stdout)
     assert all(n.is_drum for n in midi.notes)
+
+
+@pytest.fixture(scope="module")
+def improv_model(tmp_path_factory):
+    return str(tiny_event_model(tmp_path_factory.mktemp("improv"), family="improv_rnn"))
+
+
+def test_improv_plays_over_given_chords_and_renders_them(improv_model):
+    out = run(["continue", "--model", improv_model, "--primer", PRIMER, "--chords",
+               "Dm7 G7 Cmaj7 C/E", "--render-chords", "--seed", "1", "--to", "jsonl"])
+    assert out.code == 0, out.stderr
+    score = jsonl_scores(out.stdout)[0]
+    figures = [a["text"] for a in score["textAnnotations"]]
+    assert figures[:4] == ["Dm7", "G7", "Cmaj7", "C/E"]
+    starts = [round(a.get("time", 0.0), 6) for a in score["textAnnotations"]]
+    assert starts == [2.0, 4.0, 6.0, 8.0]  # one per bar after the 1-bar primer
+    chord_tones = [n for n in score["notes"] if n.get("velocity") == 64]
+    assert {n["pitch"] for n in chord_tones if abs(n.get("startTime", 0) - 2.0) < 1e-9} == \
+        {48 + 2, 60 + 0, 60 + 2, 60 + 5, 60 + 9}  # Dm7 over D
+
+
+def test_improv_without_chords_is_a_clear_usage_error(improv_model):
+    out = run(["continue", "--model", improv_model, "--primer", PRIMER])
+    assert out.code == 2 and "chords" in out.stderr
+
+
+def test_unreadable_chords_fail_before_reading_input(improv_model):
+    out = run(["continue", "--model", improv_model, "--primer", PRIMER, "--chords", "C Q7"])
+    assert out.code in (2, 65) and len(out.stderr.strip().splitlines()) == 1

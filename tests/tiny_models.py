@@ -19,7 +19,8 @@ def tiny_event_model(folder: Path, family: str = "melody_rnn", config: str | Non
     returns the .onnx path (its folder works as --model PATH)."""
     spec = find_spec(family, config)
     torch.manual_seed(seed)
-    model = EventLSTM(spec.encoding.input_size, spec.encoding.num_classes, hidden=hidden,
+    control = int(spec.card_encoding.get("control_size", 0))
+    model = EventLSTM(spec.encoding.input_size + control, spec.encoding.num_classes, hidden=hidden,
                       layers=1, dropout=0.0).eval()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{model_stem(spec.family, spec.config)}.onnx"

@@ -29,6 +29,7 @@ Examples:
   mtools continue --model melody_rnn:lookback_rnn --primer "60 _ 62 _ 64 _ 65 _" -n 4 -o takes/
   mtools convert tune.abc --to midi | mtools continue --temperature 0.8 | mtools convert --to wav > tune.wav
   mtools continue groove.mid --model drums_rnn --bars 4 --beam-size 2 --branch-factor 4 > more.mid
+  mtools continue --model improv_rnn --chords "Dm7 G7 Cmaj7 Cmaj7" --render-chords -o solo.mid
   mtools continue --model melody_rnn --seed 7 --num-outputs 8 --to jsonl | jq '.notes | length'
 """
 
@@ -93,6 +94,15 @@ def continue_(
         help="General MIDI program (0-127) of the generated notes (default: the primer's).")] = None,
     only_generated: Annotated[bool, typer.Option(
         "--only-generated", help="Write only the new notes, starting at time 0.")] = False,
+    chords: Annotated[Optional[str], typer.Option(
+        "--chords", metavar="CHORDS",
+        help='improv_rnn: the chords to play over, e.g. "C G Am F" or "Dm7 G7 | Cmaj7" '
+             "(one per bar unless --steps-per-chord; cycled to fill the length).")] = None,
+    steps_per_chord: Annotated[Optional[int], typer.Option(
+        "--steps-per-chord", min=1, metavar="N",
+        help="improv_rnn: 16th steps each chord lasts (default: one bar).")] = None,
+    render_chords: Annotated[bool, typer.Option(
+        "--render-chords", help="improv_rnn: add the chords as a block-chord track.")] = False,
     from_: opt.From = None,
     to: opt.To = None,
     device: opt.DeviceOpt = None,
@@ -121,7 +131,11 @@ def continue_(
         temperature=temperature, beam_size=beam_size, branch_factor=branch_factor,
         steps_per_iteration=steps_per_iteration, num_outputs=num_outputs, seed=seed,
         qpm=qpm, key=key, program=program, only_generated=only_generated,
-        device=device.value if device else None)
+        device=device.value if device else None, chords=chords, steps_per_chord=steps_per_chord,
+        render_chords=render_chords)
+    if chords is not None:
+        from mtools.models.improv_rnn import resolve_progression
+        resolve_progression(chords, 1)  # unreadable chords fail before any input is read
     if primer is not None or (not inputs and stdin_is_free()):
         if inputs:
             raise UsageError("--primer replaces input files; give one or the other")

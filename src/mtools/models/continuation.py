@@ -30,6 +30,10 @@ class Length:
     steps: int | None = None
     seconds: float | None = None
 
+    @property
+    def is_default(self) -> bool:
+        return self.bars is None and self.steps is None and self.seconds is None
+
     def to_steps(self, steps_per_bar: int, step_s: float) -> int:
         """The length in grid steps (at least 1)."""
         if self.steps is not None:
@@ -58,6 +62,9 @@ class ContinueOptions:
     program: int | None = None
     only_generated: bool = False
     device: str | None = None
+    chords: str | None = None
+    steps_per_chord: int | None = None
+    render_chords: bool = False
 
     @property
     def search(self) -> SearchOptions:

@@ -113,9 +113,7 @@ def _card(request: TrainRequest, model, history, train, valid, *, parity: float)
         "inputs": ["inputs", "state_h", "state_c"],
         "outputs": ["logits", "state_h_out", "state_c_out"],
         "hyperparameters": {**config, "architecture": "LSTM over encoded events, linear to classes"},
-        "encoding": {**spec.card_encoding,
-                     **({"control_size": config["input_size"] - spec.encoding.input_size}
-                        if config["input_size"] > spec.encoding.input_size else {})},
+        "encoding": dict(spec.card_encoding),
         "training": {
             "datasets": list(request.sources),
             "split": f"by piece: {corpora.VALID_PERCENT}% of piece ids (sha1) are validation; "

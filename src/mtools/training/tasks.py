@@ -85,10 +85,40 @@ def _drums_spec() -> ModelSpec:
                      card_data=card_data)
 
 
+def _improv_spec() -> ModelSpec:
+    from mtools.models.improv_rnn import CONTROL_SIZE, TRANSPOSITIONS, chord_controls, \
+        transpose_example
+    from mtools.models.events import squash_melody
+    from mtools.models.encoding import melody_event_ids
+
+    low, high = MELODY_RANGE
+    encoding = LookbackEncoding(high - low + 2, (), 0, 0)
+    card = {**encoding.to_card(), "min_note": low, "max_note": high,
+            "steps_per_quarter": STEPS_PER_QUARTER, "control_size": CONTROL_SIZE,
+            "control": "chord of the next step: no-chord flag, root one-hot (12), pitch "
+                       "classes (12), bass one-hot (12)",
+            "event_ids": "0 no event, 1 note off, 2 + pitch - min_note"}
+
+    def to_example(sheet) -> Example:
+        events, _ = squash_melody(np.asarray(sheet.melody.events), low, high, None)
+        return Example(melody_event_ids(events, low, high), chord_controls(sheet.chords))
+
+    def augment(rng: np.random.Generator, example: Example) -> Example:
+        semitones = int(rng.choice(TRANSPOSITIONS))
+        return Example(*transpose_example(example.ids, example.control, semitones, low, high))
+
+    return ModelSpec("improv_rnn", "chord_pitches_improv", encoding, card, ("nottingham",),
+                     corpora.load_lead_sheets, to_example,
+                     network={"hidden": 256, "layers": 2, "dropout": 0.5},
+                     description="melody over chords (Magenta chord_pitches_improv)",
+                     augment=augment)
+
+
 def model_specs() -> dict[str, ModelSpec]:
     """Every trainable config by "family:config"."""
     specs = [
         _drums_spec(),
+        _improv_spec(),
         _melody_spec("basic_rnn", (), 0, "melody continuation, one-hot events (Magenta basic_rnn)"),
         _melody_spec("lookback_rnn", (16, 32), 5,
                      "melody continuation with 1- and 2-bar lookback (Magenta lookback_rnn)"),
@@ -96,7 +126,8 @@ def model_specs() -> dict[str, ModelSpec]:
     return {spec.spec: spec for spec in specs}
 
 
-DEFAULT_CONFIGS = {"melody_rnn": "basic_rnn", "drums_rnn": "drum_kit"}
+DEFAULT_CONFIGS = {"melody_rnn": "basic_rnn", "drums_rnn": "drum_kit",
+                   "improv_rnn": "chord_pitches_improv"}
 
 
 def find_spec(family: str, config: str | None) -> ModelSpec:
