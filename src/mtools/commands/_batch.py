@@ -8,7 +8,6 @@ function bound with functools.partial to a frozen options object), so
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -35,6 +34,29 @@ class BatchSettings:
     skip_existing: bool = False
     quiet: bool = False
     progress: bool = False
+    format: str = ""  # the output format name ("midi", "jsonl", "wav")
+
+
+def score_batch(output: str | None, to: str | None, *, jobs: int, skip_existing: bool,
+                quiet: bool, progress: bool, default: str = "midi") -> BatchSettings:
+    """Batch settings for a command that writes scores (MIDI/JSONL/WAV):
+    where (-o), in which format (--to, the -o extension, else `default`)."""
+    from mtools.io.formats import BINARY_FORMATS, FILE_EXTENSION, SINGLE_SCORE_FORMATS, \
+        choose_output_format
+
+    plan = OutputPlan.from_option(output)
+    fmt = choose_output_format(to, plan, default)
+    return BatchSettings(plan, FILE_EXTENSION[fmt], fmt in BINARY_FORMATS,
+                         fmt in SINGLE_SCORE_FORMATS, jobs, skip_existing, quiet, progress, fmt)
+
+
+def score_inputs(args: Sequence[str] | None) -> list[Input]:
+    """The inputs named on the command line, folders expanded to the score
+    files (MIDI, JSONL, MusicXML, ABC) below them."""
+    from mtools.io.sniff import SYMBOLIC_FORMATS, extensions_for
+    from mtools.io.streams import expand_inputs
+
+    return expand_inputs(args or [], extensions=extensions_for(SYMBOLIC_FORMATS))
 
 
 def say(message: str) -> None:
@@ -93,6 +115,8 @@ def _results(inputs: Sequence[Input], job, jobs: int):
         for source in inputs:
             yield source, _guarded(job, source)
         return
+    from concurrent.futures import ProcessPoolExecutor
+
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(_guarded, job, source) for source in inputs]
         for source, future in zip(inputs, futures):

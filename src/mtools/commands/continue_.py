@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from mtools.commands import _options as opt
-from mtools.commands._batch import BatchSettings, JobResult, run_batch
+from mtools.commands._batch import JobResult, run_batch, score_batch, score_inputs
 
 HELP = """Continue a primer with a sequence model, or start from nothing.
 
@@ -44,7 +44,7 @@ class ContinueCommand:
 
 def continue_input(command: ContinueCommand, options, source) -> JobResult:
     """Read one primer input, continue every score in it, encode."""
-    from mtools.io.formats import SINGLE_SCORE_FORMATS, detect_format, encode_scores, read_scores
+    from mtools.io.formats import detect_format, encode_outputs, read_scores
     from mtools.models.continuation import continue_score
 
     data = source.read_bytes()
@@ -54,9 +54,7 @@ def continue_input(command: ContinueCommand, options, source) -> JobResult:
         result = continue_score(score, options)
         warnings.extend(result.warnings)
         outputs.extend(result.scores)
-    if command.out_format in SINGLE_SCORE_FORMATS:
-        return JobResult([encode_scores([s], command.out_format) for s in outputs], warnings)
-    return JobResult([encode_scores(outputs, command.out_format)], warnings)
+    return JobResult(encode_outputs(outputs, command.out_format), warnings)
 
 
 def continue_(
@@ -113,10 +111,7 @@ def continue_(
     debug: opt.Debug = False,
 ) -> None:
     from mtools.errors import UsageError
-    from mtools.io.formats import BINARY_FORMATS, FILE_EXTENSION, SINGLE_SCORE_FORMATS, \
-        choose_output_format
-    from mtools.io.sniff import SYMBOLIC_FORMATS, extensions_for
-    from mtools.io.streams import OutputPlan, expand_inputs, primer_input, stdin_is_free
+    from mtools.io.streams import primer_input, stdin_is_free
     from mtools.models.continuation import ContinueOptions, Length
 
     if sum(x is not None for x in (bars, steps, seconds)) > 1:
@@ -124,8 +119,8 @@ def continue_(
     if key is not None:
         from mtools.models.melody_rnn import parse_key
         parse_key(key)  # a bad key is a usage error before any input is read
-    plan = OutputPlan.from_option(output)
-    out_format = choose_output_format(to.value if to else None, plan, "midi")
+    settings = score_batch(output, to.value if to else None, jobs=jobs,
+                           skip_existing=skip_existing, quiet=quiet, progress=progress)
     options = ContinueOptions(
         model=model, length=Length(bars=bars, steps=steps, seconds=seconds),
         temperature=temperature, beam_size=beam_size, branch_factor=branch_factor,
@@ -142,12 +137,9 @@ def continue_(
         sources = [primer_input(primer or "")]
         in_format = "jsonl"
     else:
-        sources = expand_inputs(inputs or [], extensions=extensions_for(SYMBOLIC_FORMATS))
+        sources = score_inputs(inputs)
         in_format = from_.value if from_ else None
-    settings = BatchSettings(plan, FILE_EXTENSION[out_format], out_format in BINARY_FORMATS,
-                             out_format in SINGLE_SCORE_FORMATS, jobs, skip_existing, quiet,
-                             progress)
-    job = partial(continue_input, ContinueCommand(in_format, out_format), options)
+    job = partial(continue_input, ContinueCommand(in_format, settings.format), options)
     code = run_batch(sources, job, settings)
     if code:
         raise typer.Exit(code)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from mtools.commands import _options as opt
-from mtools.commands._batch import BatchSettings, JobResult, run_batch
+from mtools.commands._batch import JobResult, run_batch, score_batch, score_inputs
 
 HELP = """Convert scores between formats; render them to WAV to listen.
 
@@ -47,7 +47,7 @@ class ConvertOptions:
 def convert_input(options: ConvertOptions, source) -> JobResult:
     """Read one input, apply the edits, encode (one output per score for
     single-score formats, one JSONL blob otherwise)."""
-    from mtools.io.formats import SINGLE_SCORE_FORMATS, detect_format, encode_scores, read_scores
+    from mtools.io.formats import detect_format, encode_outputs, read_scores
     from mtools.score import transform
 
     data = source.read_bytes()
@@ -57,12 +57,8 @@ def convert_input(options: ConvertOptions, source) -> JobResult:
                         steps_per_quarter=options.steps_per_quarter)
               for s in read_scores(data, fmt, source.name)]
     warnings = ["no notes in the input"] if not any(s.notes for s in scores) else []
-    if options.out_format in SINGLE_SCORE_FORMATS:
-        outputs = [encode_scores([s], options.out_format, soundfont=options.soundfont)
-                   for s in scores]
-    else:
-        outputs = [encode_scores(scores, options.out_format)]
-    return JobResult(outputs, warnings)
+    return JobResult(encode_outputs(scores, options.out_format, soundfont=options.soundfont),
+                     warnings)
 
 
 def convert(
@@ -87,19 +83,11 @@ def convert(
     progress: opt.Progress = False,
     debug: opt.Debug = False,
 ) -> None:
-    from mtools.io.formats import BINARY_FORMATS, FILE_EXTENSION, SINGLE_SCORE_FORMATS, \
-        choose_output_format
-    from mtools.io.sniff import SYMBOLIC_FORMATS, extensions_for
-    from mtools.io.streams import OutputPlan, expand_inputs
-
-    plan = OutputPlan.from_option(output)
-    out_format = choose_output_format(to.value if to else None, plan, "midi")
-    options = ConvertOptions(from_.value if from_ else None, out_format, transpose, melody,
+    settings = score_batch(output, to.value if to else None, jobs=jobs,
+                           skip_existing=skip_existing, quiet=quiet, progress=progress)
+    options = ConvertOptions(from_.value if from_ else None, settings.format, transpose, melody,
                              sustain, quantize, soundfont)
-    settings = BatchSettings(plan, FILE_EXTENSION[out_format], out_format in BINARY_FORMATS,
-                             out_format in SINGLE_SCORE_FORMATS, jobs, skip_existing, quiet,
-                             progress)
-    code = run_batch(expand_inputs(inputs or [], extensions=extensions_for(SYMBOLIC_FORMATS)), partial(convert_input, options), settings)
+    code = run_batch(score_inputs(inputs), partial(convert_input, options), settings)
     if code:
         raise typer.Exit(code)
 

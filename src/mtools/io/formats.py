@@ -72,6 +72,14 @@ def encode_scores(scores: list[Score], fmt: str, *, soundfont: str | None = None
     raise UsageError(f"cannot write format {fmt!r} (choose from {', '.join(OUTPUT_FORMATS)})")
 
 
+def encode_outputs(scores: list[Score], fmt: str, *, soundfont: str | None = None) -> list[bytes]:
+    """One output per score for single-score formats (MIDI, WAV), one JSONL
+    blob holding every score otherwise."""
+    if fmt in SINGLE_SCORE_FORMATS:
+        return [encode_scores([score], fmt, soundfont=soundfont) for score in scores]
+    return [encode_scores(scores, fmt)]
+
+
 def choose_output_format(to: str | None, plan: OutputPlan, default: str) -> str:
     """--to wins, then the -o FILE extension, then the command's default."""
     if to:
