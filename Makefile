@@ -15,7 +15,7 @@ PIP_QUIET := -q --disable-pip-version-check
 # without their declared dependencies:
 # tinysoundfont (its wheel declares pyaudio, which does not build) and
 # pretty_midi (only for the General MIDI soundfont TimGM6mb.sf2 it ships).
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_QUIET) torch==2.13.0
 	$(BIN)/pip install $(PIP_QUIET) -e ".[cpu,dev,train]"

@@ -184,7 +184,7 @@ def _template_matrix() -> np.ndarray:
 
 
 _TEMPLATE_ROWS = _template_matrix()
-_TEMPLATE_MASKS = np.array([int(sum(1 << k for k in np.flatnonzero(row))) for row in _TEMPLATE_ROWS])
+_TEMPLATE_MASKS = (_TEMPLATE_ROWS > 0).astype(np.int64) @ (1 << np.arange(12))
 
 
 def chord_name(root: int, mask: int, bass: int | None = None) -> str:

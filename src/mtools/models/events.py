@@ -425,8 +425,8 @@ def score_to_drum_tracks(score: Score, *, steps_per_quarter: int = STEPS_PER_QUA
         end = origin + length
         if length >= grid.steps_per_bar * min_bars:
             keep = min(length, max_steps) if max_steps else length
-            inside = slice(bisect.bisect_left(steps, origin), bisect.bisect_left(steps, origin + keep))
-            events, velocities = _drum_rows(hits[inside], origin, keep, table)
+            lo, hi = bisect.bisect_left(steps, origin), bisect.bisect_left(steps, origin + keep)
+            events, velocities = _drum_rows(hits[lo:hi], origin, keep, table)
             tracks.append(DrumTrack(events, velocities=velocities, start_step=origin,
                                     piece=piece, **_grid_fields(grid)))
         search = end + (search - end) % grid.steps_per_bar

@@ -13,8 +13,9 @@ Sources (the `source` argument of the loaders):
 
 <data> is $MTOOLS_DATA, else ../shared/data beside the repository. Caches
 live in cache_dir()/data as `<kind>-<source>.npz` with a JSON manifest
-(format, fingerprint of the inputs, counts, statistics). Parsing runs in
-worker processes and reports through `progress(done, total, what)`.
+(format version, fingerprint of the input files, counts, statistics); a
+cache is parsed again when either changes, or with `refresh=True`. Parsing
+runs in `workers` processes and reports `progress(done, total, what)`.
 
 Every piece gets one part, "train" or "valid", before any windowing or
 augmentation: from a hash of its identifier (VALID_PERCENT of pieces are
@@ -55,6 +56,7 @@ DEFAULT_WORKERS = 2
 _SCORE_SUFFIXES = (".mid", ".midi", ".kar", ".jsonl", ".json", ".abc", ".xml", ".musicxml",
                    ".mxl")
 _GROOVE_PARTS = {"train": "train", "validation": "valid", "test": "test"}
+_NAMED_SOURCES = {"music21:folk": "music21-folk", "nottingham": "nottingham", "groove": "groove"}
 
 Progress = Callable[[int, int, str], None]
 
@@ -139,8 +141,9 @@ def load_lead_sheets(source: str, *, progress: Progress | None = None, refresh: 
 
 def cache_paths(kind: str, source: str) -> tuple[Path, Path]:
     """(npz, manifest) paths of a cached corpus."""
-    slug = {"music21:folk": "music21-folk", "nottingham": "nottingham", "groove": "groove"}.get(
-        source) or "path-" + hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest()[:12]
+    slug = _NAMED_SOURCES.get(source)
+    if slug is None:
+        slug = "path-" + hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest()[:12]
     base = cache_dir() / "data" / f"{kind}-{slug}"
     return base.with_suffix(".npz"), base.with_suffix(".json")
 
@@ -197,8 +200,18 @@ def _jobs(source: str) -> tuple[list[Job], str]:
         jobs = _path_jobs(Path(source))
     if not jobs:
         raise InputMissingError(f"corpus {source!r} holds no readable files")
-    sizes = "\n".join(f"{j.piece} {j.part} {os.path.getsize(j.path)}" for j in jobs)
-    return jobs, hashlib.sha1(sizes.encode()).hexdigest()
+    return jobs, _fingerprint(jobs, with_times=source not in _NAMED_SOURCES)
+
+
+def _fingerprint(jobs: list[Job], with_times: bool) -> str:
+    """A hash of the files' names and sizes (and modification times: not
+    for the named sources, whose files only change with a new release)."""
+    lines = []
+    for job in jobs:
+        stat = os.stat(job.path)
+        stamp = stat.st_mtime_ns if with_times else ""
+        lines.append(f"{job.piece} {job.part} {stat.st_size} {stamp}")
+    return hashlib.sha1("\n".join(lines).encode()).hexdigest()
 
 
 def _folk_jobs() -> list[Job]:
@@ -400,8 +413,9 @@ def _pack(kind: str, items: list) -> dict[str, np.ndarray]:
     if kind == "melodies" or kind == "lead_sheets":
         arrays["program"] = np.array([line.program for line in lines], dtype=np.int32)
     if kind == "drums":
-        arrays["velocities"] = np.concatenate(
-            [t.velocities for t in items] or [np.zeros((0, len(DRUM_CLASS_NAMES)))]).astype(np.uint8)
+        empty = np.zeros((0, len(DRUM_CLASS_NAMES)))
+        arrays["velocities"] = np.concatenate([t.velocities for t in items] or [empty]
+                                              ).astype(np.uint8)
     if kind == "lead_sheets":
         arrays["chords"] = np.concatenate([s.chords for s in items]
                                           or [np.zeros((0, 3))]).astype(np.int16)

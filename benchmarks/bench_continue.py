@@ -1,0 +1,379 @@
+"""Speed of `mtools continue` (Melody / Drums / Improv RNN): end to end as a
+subprocess, and in-process generation at batch 1 and 64 on ONNX Runtime
+next to the same network in torch eager.
+
+Run in the dev venv (torch for the eager comparison), with background jobs
+paused:
+
+    benchmarks/quiet_machine.sh .venv/bin/python benchmarks/bench_continue.py \\
+        [--model SPEC_OR_PATH ...] [--checkpoint CKPT ...] [--repeat 10]
+
+Per model (default: every bundled `continue` model):
+  - end to end: `mtools continue PRIMER.mid --model M --bars 8 --seed 1 >
+    out.mid` from a 2-bar primer (melody; a groove for drums_rnn; improv_rnn
+    also gets --chords), start-up included, after one warm-up run;
+  - generation: `mtools.models.sequence.generate` (8 bars = 128 steps after
+    the primer) at batch 1 and 64, and one network step alone, on ONNX
+    Runtime and on the same network in torch eager (from --checkpoint when
+    one matches the card's dims, else an EventLSTM of those dims with random
+    weights: the speed depends on the dims only);
+  - when the end-to-end time misses the goal (or --profile always): where
+    the time goes, from `python -X importtime` and cProfile.
+Rewrites the `bench_continue` section of benchmarks/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from _cli_profile import (import_rows, import_times, phase_rows, profile_run,
+                          top_self_time)
+from _continue_common import (CHORDS, ROOT, STEPS_PER_BAR, WORK_DIR, chosen_models,
+                              describe_model, family_options, model_id, mtools_bin,
+                              paused_note, primer_score, write_primer)
+from _results import Stats, machine_info, time_calls, time_commands, write_section
+
+SECTION = "bench_continue"
+GOAL_E2E_S = 0.5
+GOAL_BATCH_RATIO = 20.0
+BATCHES = (1, 64)
+NETWORK_CALLS = 50  # network steps per timed call of the step micro-benchmark
+# (label, file, function) of the run's phases, for the cProfile table.
+PHASES = (
+    ("whole program under cProfile (`cli.main`)", "mtools/cli.py", "main"),
+    ("import `mtools.cli` (typer, rich, commands)", "mtools/cli.py", "<module>"),
+    ("typer: build option coercions (`_coercion.build_runtime_param`)",
+     "typer/_coercion.py", "build_runtime_param"),
+    ("command body (`continue_`)", "mtools/commands/continue_.py", "continue_"),
+    ("· import the model code (`models/continuation.py`, numpy first)",
+     "mtools/models/continuation.py", "<module>"),
+    ("· read the primer (`read_scores`)", "mtools/io/formats.py", "read_scores"),
+    ("· load the model (`EventRnn.from_ref`)", "mtools/models/sequence.py", "from_ref"),
+    ("· · sha256 check (`ModelRef.verify`)", "mtools/models/registry.py", "verify"),
+    ("· · import onnxruntime (`_import_ort`)", "mtools/runtime.py", "_import_ort"),
+    ("· generate 128 steps (`generate`)", "mtools/models/sequence.py", "generate"),
+    ("· · ONNX Runtime calls (`Session.run`)", "mtools/runtime.py", "run"),
+    ("· write the MIDI (`encode_scores`)", "mtools/io/formats.py", "encode_scores"),
+)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", action="append", metavar="SPEC_OR_PATH",
+                        help="a model name or .onnx path (repeatable; default: every "
+                             "bundled `continue` model)")
+    parser.add_argument("--checkpoint", action="append", type=Path, default=[],
+                        help="a training checkpoint; used for the torch side of the model "
+                             "whose card has its dims (repeatable)")
+    parser.add_argument("--repeat", "-n", type=int, default=10, metavar="N",
+                        help="timed end-to-end runs per model (default 10)")
+    parser.add_argument("--gen-repeat", type=int, default=5, metavar="N",
+                        help="timed in-process generations per engine and batch (default 5)")
+    parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
+                        help="profile the end-to-end run when it misses the goal (auto)")
+    parser.add_argument("--compare-python", metavar="PYTHON",
+                        help="also time `PYTHON -m mtools continue ...` with PYTHONPATH=src "
+                             "(e.g. a venv with other dependency versions)")
+    parser.add_argument("--no-write", action="store_true",
+                        help="print the section, do not touch results.md")
+    return parser.parse_args()
+
+
+# --- end to end -----------------------------------------------------------------
+
+
+def cli_command(ref, primer: Path, launcher: list[str]) -> list[str]:
+    return [*launcher, "continue", str(primer), "--model", str(ref.onnx_path),
+            "--bars", "8", "--seed", "1", *family_options(ref.card.name)]
+
+
+def out_path(name: str) -> Path:
+    """Where the end-to-end runs of one command write their stdout."""
+    return WORK_DIR / ("out_" + re.sub(r"[^A-Za-z0-9.-]+", "_", name) + ".mid")
+
+
+def time_to_files(commands: dict[str, list[str]], repeat: int) -> dict[str, Stats]:
+    """Time each command with stdout written to its own out.mid, after one
+    untimed warm-up run each, round-robin. Raises RuntimeError on failure."""
+    def run(name: str, command: list[str]) -> float:
+        with open(out_path(name), "wb") as out:
+            start = time.perf_counter()
+            done = subprocess.run(command, stdout=out, stderr=subprocess.PIPE)
+            elapsed = time.perf_counter() - start
+        if done.returncode:
+            raise RuntimeError(f"{shlex.join(command)} exited {done.returncode}: "
+                               f"{done.stderr.decode(errors='replace').strip()[-500:]}")
+        return elapsed
+
+    for name, command in commands.items():
+        run(name, command)
+    runs: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, command in commands.items():
+            runs[name].append(run(name, command))
+    return {name: Stats(tuple(r)) for name, r in runs.items()}
+
+
+def output_notes(name: str) -> tuple[int, float]:
+    """(notes, seconds) of the last out.mid of a model, read back by mtools."""
+    from mtools.io.midi import midi_to_score
+
+    score = midi_to_score(out_path(name).read_bytes())
+    return len(score.notes), score.total_s
+
+
+# --- in-process generation -------------------------------------------------------
+
+
+def primer_ids(ref, num_steps: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The benchmark primer as model ids, as the family's `continue` makes
+    them, and improv_rnn's chord controls (CHORDS cycled) for the whole run."""
+    from mtools.models.encoding import melody_event_ids
+    from mtools.models.events import primer_drum_track, primer_melody, squash_melody
+    from mtools.models.improv_rnn import chord_controls, resolve_progression
+    from mtools.models.melody_rnn import MelodySpace
+
+    family, encoding = ref.card.name, ref.card.encoding
+    score = primer_score(family)
+    if family == "drums_rnn":
+        return np.asarray(primer_drum_track(score).events, np.int64), None
+    events = np.asarray(primer_melody(score).events)
+    if family == "melody_rnn":
+        return MelodySpace.from_card(encoding).to_model(events)[0], None
+    low, high = int(encoding["min_note"]), int(encoding["max_note"])
+    ids = melody_event_ids(squash_melody(events, low, high, None)[0], low, high)
+    rows = resolve_progression(CHORDS, STEPS_PER_BAR)
+    return ids, chord_controls(np.resize(rows, (len(ids) + num_steps + 1, 3)))
+
+
+def torch_twin(rnn, checkpoints: list[Path]):
+    """An EventRnn whose network runs in torch eager: the checkpoint whose
+    config matches the card's dims, else random weights. Returns (rnn,
+    "checkpoint NAME" or "random weights")."""
+    import torch
+
+    from mtools.models.sequence import EventRnn
+    from mtools.training.nets import EventLSTM, build_module
+
+    input_size = rnn.encoding.input_size + rnn.control_size
+    dims = {"input_size": input_size, "num_classes": rnn.encoding.num_classes,
+            "hidden": rnn.hidden, "layers": rnn.layers}
+    module, source = EventLSTM(**dims, dropout=0.0), "random weights"
+    for path in checkpoints:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if all(state["config"].get(k) == v for k, v in dims.items()):
+            module = build_module(state["kind"], state["config"])
+            module.load_state_dict(state["state_dict"])
+            source = f"checkpoint `{path.name}`"
+            break
+    module.eval()
+
+    class TorchEventRnn(EventRnn):
+        def run(self, inputs, state):
+            with torch.inference_mode():
+                logits, h, c = module(*(torch.from_numpy(np.ascontiguousarray(a, np.float32))
+                                        for a in (inputs, *state)))
+            return logits.numpy(), (h.numpy(), c.numpy())
+
+    return TorchEventRnn(None, layers=rnn.layers, hidden=rnn.hidden, encoding=rnn.encoding,
+                         control_size=rnn.control_size), source
+
+
+def measure_generation(engines: dict, ids: np.ndarray, control, num_steps: int,
+                       repeat: int) -> dict[tuple[str, int], dict]:
+    """Per (engine, batch): Stats of one `generate` call of num_steps steps
+    and of NETWORK_CALLS single network steps."""
+    from mtools.models.sequence import SearchOptions, generate
+
+    results = {}
+    for engine, rnn in engines.items():
+        for batch in BATCHES:
+            def gen(rnn=rnn, batch=batch):
+                generate(rnn, ids, num_steps, num_outputs=batch, options=SearchOptions(),
+                         rng=np.random.default_rng(1), control=control)
+
+            step_input = np.zeros((batch, 1, rnn.encoding.input_size + rnn.control_size),
+                                  np.float32)
+            state = rnn.zero_state(batch)
+
+            def steps(rnn=rnn, step_input=step_input, state=state):
+                for _ in range(NETWORK_CALLS):
+                    rnn.run(step_input, state)
+
+            timed = time_calls({"gen": gen, "step": steps}, repeat)
+            results[engine, batch] = timed
+    return results
+
+
+def generation_profile(rnn, ids, control, num_steps: int, batch: int) -> list:
+    """cProfile of one in-process `generate` call: the top own-time rows."""
+    import cProfile
+    import pstats
+
+    from mtools.models.sequence import SearchOptions, generate
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    generate(rnn, ids, num_steps, num_outputs=batch, options=SearchOptions(),
+             rng=np.random.default_rng(1), control=control)
+    profiler.disable()
+    return top_self_time(pstats.Stats(profiler), 6)
+
+
+# --- report ---------------------------------------------------------------------
+
+
+def e2e_table(e2e: dict[str, Stats], notes: dict[str, tuple[int, float]],
+              reference: dict[str, Stats]) -> list[str]:
+    lines = ["| end to end (subprocess), seconds | median (min) | goal < 0.5 s | output |",
+             "|---|---|---|---|"]
+    for name, stats in e2e.items():
+        ok = "met" if stats.median_s < GOAL_E2E_S else "NOT met"
+        count, seconds = notes[name]
+        lines.append(f"| `mtools continue … --model {name}` | {stats.cell()} | {ok} | "
+                     f"{count} notes, {seconds:.1f} s |")
+    for label, stats in reference.items():
+        lines.append(f"| {label} | {stats.cell()} | | |")
+    return lines
+
+
+def generation_table(name: str, timed: dict, source: str, num_steps: int) -> list[str]:
+    lines = []
+    base = {}
+    for (engine, batch), stats in timed.items():
+        gen_s = stats["gen"].median_s
+        per_seq = num_steps / gen_s
+        throughput = batch * per_seq
+        base.setdefault(engine, throughput)
+        step_us = stats["step"].median_s / NETWORK_CALLS * 1e6
+        share = num_steps * step_us / 1e6 / gen_s
+        weights = source if engine == "torch eager" else "the .onnx"
+        lines.append(f"| `{name}` | {engine} ({weights}) | {batch} | {stats['gen'].cell()} | "
+                     f"{per_seq:,.0f} | {throughput:,.0f} | {throughput / base[engine]:.1f}× | "
+                     f"{step_us:,.0f} | {share:.0%} |")
+    return lines
+
+
+def profile_section(name: str, command: list[str], python_start: Stats) -> list[str]:
+    """Import and phase tables for one end-to-end command (script first)."""
+    tops = import_times(command)
+    stats = profile_run(command)
+    lines = [f"### Where the end-to-end time goes (`{name}`)", "",
+             f"Interpreter start-up alone (`python -c pass`): {python_start.cell()} s.", "",
+             "Imports (`python -X importtime`, cumulative ms, top level; heaviest parts):", "",
+             "| module | ms | heaviest parts, ms |", "|---|---|---|", *import_rows(tops), "",
+             "Phases (cProfile, cumulative ms; inflated by the profiler, read as shares):", "",
+             "| phase | ms |", "|---|---|", *phase_rows(stats, PHASES)]
+    return lines
+
+
+def report(refs, e2e, notes, reference, generation, sources, gen_profiles, profile_lines,
+           command, num_steps, repeat) -> str:
+    import torch
+
+    lines = ["## `mtools continue`: speed of the event RNNs", "",
+             "Written by `benchmarks/bench_continue.py`.", "",
+             machine_info(["mtools", "onnxruntime", "numpy", "torch", "typer"], command),
+             paused_note(),
+             f"- threads: ONNX Runtime intra-op {os.environ.get('MTOOLS_THREADS') or 'auto'}, "
+             f"torch {torch.get_num_threads()}",
+             *[describe_model(ref) for ref in refs], "",
+             f"Primer: 2 bars of 4/4 at 120 qpm written by mtools' MIDI writer "
+             f"(`benchmarks/.work/continue/`); improv_rnn also gets `--chords \"{CHORDS}\"`. "
+             f"{repeat} timed runs after one warm-up, stdout to `out.mid`.", "",
+             *e2e_table(e2e, notes, reference), "",
+             f"In-process generation: `mtools.models.sequence.generate`, {num_steps} steps "
+             "(8 bars) after the same primer, plain sampling; median (min) seconds per call. "
+             "steps/s per sequence = steps / time; sequence-steps/s = batch × that; "
+             f"network step = one `run` of one step ({NETWORK_CALLS} timed together); "
+             "network share = steps × network step / generate time.", "",
+             "| model | engine | batch | generate s | steps/s per sequence | "
+             "sequence-steps/s | vs batch 1 | network step µs | network share |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for ref in refs:
+        lines += generation_table(model_id(ref), generation[model_id(ref)],
+                                  sources[model_id(ref)], num_steps)
+    lines += ["", "Own time in one `generate` call (cProfile; seconds):", "",
+              "| model | batch | function | calls | own s | cumulative s |",
+              "|---|---|---|---|---|---|"]
+    for (name, batch), rows in gen_profiles.items():
+        lines += [f"| `{name}` | {batch} | `{where}` | {calls} | {own:.3f} | {cum:.3f} |"
+                  for where, calls, own, cum in rows]
+    lines += ["", "Goals (issue 3):", *goal_lines(e2e, generation, num_steps)]
+    if profile_lines:
+        lines += ["", *profile_lines]
+    return "\n".join(lines)
+
+
+def goal_lines(e2e: dict[str, Stats], generation: dict, num_steps: int) -> list[str]:
+    lines = []
+    for name, stats in e2e.items():
+        ok = "met" if stats.median_s < GOAL_E2E_S else "NOT met"
+        lines.append(f"- `{name}` end to end under {GOAL_E2E_S} s on 2 cores: {ok} "
+                     f"({stats.median_s:.3f} s median).")
+    for name, timed in generation.items():
+        one, many = (timed["onnxruntime", b]["gen"].median_s for b in BATCHES)
+        ratio = BATCHES[1] * one / many
+        ok = "met" if ratio >= GOAL_BATCH_RATIO else "NOT met"
+        lines.append(f"- `{name}` batch {BATCHES[1]} at least {GOAL_BATCH_RATIO:.0f}× the "
+                     f"batch-1 throughput: {ok} ({ratio:.1f}×).")
+    return lines
+
+
+def main() -> None:
+    args = parse_args()
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # subprocesses keep bytecode caches
+    command = shlex.join([os.path.relpath(sys.executable, ROOT), "benchmarks/bench_continue.py",
+                          *sys.argv[1:]])
+    refs = chosen_models(args.model, "bench_continue")
+    launcher = [str(mtools_bin())]
+    commands = {model_id(r): cli_command(r, write_primer(r.card.name), launcher) for r in refs}
+    if args.compare_python:
+        env_cmd = ["env", f"PYTHONPATH={ROOT / 'src'}", args.compare_python, "-m", "mtools"]
+        for ref in refs:
+            commands[f"{model_id(ref)} via {args.compare_python}"] = cli_command(
+                ref, write_primer(ref.card.name), env_cmd)
+    print(f"bench_continue: end to end, {len(commands)} command(s)", file=sys.stderr)
+    e2e = time_to_files(commands, args.repeat)
+    notes = {name: output_notes(name) for name in commands}
+    reference = {f"`{label}`": stats for label, stats in time_commands({
+        "mtools --help": [*launcher, "--help"],
+        "python -c pass": [sys.executable, "-c", "pass"]}, args.repeat).items()}
+    num_steps = 8 * STEPS_PER_BAR
+    generation, sources, gen_profiles = {}, {}, {}
+    for ref in refs:
+        print(f"bench_continue: generation, {model_id(ref)}", file=sys.stderr)
+        from mtools.models.sequence import EventRnn
+        rnn = EventRnn.from_ref(ref, device="cpu")
+        twin, sources[model_id(ref)] = torch_twin(rnn, args.checkpoint)
+        ids, control = primer_ids(ref, num_steps)
+        generation[model_id(ref)] = measure_generation(
+            {"onnxruntime": rnn, "torch eager": twin}, ids, control, num_steps, args.gen_repeat)
+        for batch in BATCHES:
+            gen_profiles[model_id(ref), batch] = generation_profile(rnn, ids, control,
+                                                                    num_steps, batch)
+    slow = [name for name in e2e if e2e[name].median_s >= GOAL_E2E_S and " via " not in name]
+    profile_lines = []
+    if args.profile == "always" or (args.profile == "auto" and slow):
+        name = slow[0] if slow else next(iter(e2e))
+        print(f"bench_continue: profiling {name}", file=sys.stderr)
+        profile_lines = profile_section(name, commands[name], reference["`python -c pass`"])
+    section = report(refs, e2e, notes, reference, generation, sources, gen_profiles,
+                     profile_lines, command, num_steps, args.repeat)
+    print(section)
+    if not args.no_write:
+        write_section(SECTION, section)
+        print(f"bench_continue: wrote the {SECTION} section of benchmarks/results.md",
+              file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
