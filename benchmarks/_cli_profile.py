@@ -93,11 +93,15 @@ def _short(filename: str) -> str:
 
 
 def phase_rows(stats: pstats.Stats, phases: Sequence[tuple[str, str, str]]) -> list[str]:
-    """Markdown rows `| phase | ms profiled |` for (label, path suffix,
-    function) phases; a phase that never ran shows "—"."""
-    rows = []
+    """Markdown rows `| phase | ms profiled | share of the first phase |`
+    for (label, path suffix, function) phases, the first being the whole
+    run; a phase that never ran shows "—"."""
+    rows, whole = [], None
     for label, suffix, function in phases:
         seconds = cumulative_s(stats, suffix, function)
-        cell = "—" if seconds is None else f"{seconds * 1e3:.0f}"
-        rows.append(f"| {label} | {cell} |")
+        whole = whole or seconds
+        if seconds is None:
+            rows.append(f"| {label} | — | |")
+        else:
+            rows.append(f"| {label} | {seconds * 1e3:.0f} | {seconds / whole:.0%} |")
     return rows

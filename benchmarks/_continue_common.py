@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,3 +133,37 @@ def paused_note() -> str:
     count = paused.split(":")[0]
     return f"- background jobs: {count} process(es) paused by benchmarks/quiet_machine.sh " \
            "during the run"
+
+
+class CpuWatch:
+    """How busy the machine was with *other* work between creation and
+    `note()`: all CPU time (/proc/stat) less this process's and its waited-
+    for children's, per second of wall time."""
+
+    def __init__(self):
+        self._start = (_machine_busy_s(), _own_cpu_s(), time.monotonic())
+
+    def note(self) -> str:
+        busy, own, wall = (now - then for now, then in zip(
+            (_machine_busy_s(), _own_cpu_s(), time.monotonic()), self._start))
+        others = max(busy - own, 0.0) / max(wall, 1e-9)
+        flag = ("; timings are inflated by that" if others > 0.25 else "")
+        return (f"- other processes (not paused: other sessions' work) kept {others:.2f} of "
+                f"{os.cpu_count()} cores busy on average during the run{flag}")
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds all cores spent busy since boot (Linux), 0 elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    values = [int(v) for v in fields]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    busy = sum(values[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system

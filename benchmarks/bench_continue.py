@@ -34,9 +34,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _batched_encode import BatchedEncodeRnn, check_same
 from _cli_profile import (import_rows, import_times, phase_rows, profile_run,
                           top_self_time)
-from _continue_common import (CHORDS, ROOT, STEPS_PER_BAR, WORK_DIR, chosen_models,
+from _continue_common import (CHORDS, ROOT, STEPS_PER_BAR, WORK_DIR, CpuWatch, chosen_models,
                               describe_model, family_options, model_id, mtools_bin,
                               paused_note, primer_score, write_primer)
 from _results import Stats, machine_info, time_calls, time_commands, write_section
@@ -45,6 +46,7 @@ SECTION = "bench_continue"
 GOAL_E2E_S = 0.5
 GOAL_BATCH_RATIO = 20.0
 BATCHES = (1, 64)
+PROTOTYPE = "onnxruntime, batched encode (prototype)"
 NETWORK_CALLS = 50  # network steps per timed call of the step micro-benchmark
 # (label, file, function) of the run's phases, for the cProfile table.
 PHASES = (
@@ -154,37 +156,62 @@ def primer_ids(ref, num_steps: int) -> tuple[np.ndarray, np.ndarray | None]:
     return ids, chord_controls(np.resize(rows, (len(ids) + num_steps + 1, 3)))
 
 
-def torch_twin(rnn, checkpoints: list[Path]):
-    """An EventRnn whose network runs in torch eager: the checkpoint whose
-    config matches the card's dims, else random weights. Returns (rnn,
+def engines_for(ref, checkpoints: list[Path]) -> tuple[dict, str]:
+    """The model as EventRnns: on ONNX Runtime with the CLI's threads (auto)
+    and with one thread, and its network in torch eager with torch's default
+    threads and with one. Returns (engines by label, where the torch weights
+    come from)."""
+    from mtools.models.sequence import EventRnn
+
+    rnn = EventRnn.from_ref(ref, device="cpu")
+    single = EventRnn(ref.load_session(device="cpu", threads=1), layers=rnn.layers,
+                      hidden=rnn.hidden, encoding=rnn.encoding, control_size=rnn.control_size)
+    module, source = torch_module(rnn, checkpoints)
+    import torch
+    default_threads = torch.get_num_threads()
+    return {"onnxruntime": rnn, "onnxruntime, 1 thread": single,
+            PROTOTYPE: BatchedEncodeRnn.like(rnn),
+            "torch eager": torch_twin(rnn, module, default_threads),
+            "torch eager, 1 thread": torch_twin(rnn, module, 1)}, source
+
+
+def torch_module(rnn, checkpoints: list[Path]):
+    """The network as a torch EventLSTM: from the checkpoint whose config
+    matches the card's dims, else with random weights. Returns (module,
     "checkpoint NAME" or "random weights")."""
     import torch
 
-    from mtools.models.sequence import EventRnn
     from mtools.training.nets import EventLSTM, build_module
 
-    input_size = rnn.encoding.input_size + rnn.control_size
-    dims = {"input_size": input_size, "num_classes": rnn.encoding.num_classes,
-            "hidden": rnn.hidden, "layers": rnn.layers}
-    module, source = EventLSTM(**dims, dropout=0.0), "random weights"
+    dims = {"input_size": rnn.encoding.input_size + rnn.control_size,
+            "num_classes": rnn.encoding.num_classes, "hidden": rnn.hidden, "layers": rnn.layers}
     for path in checkpoints:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if all(state["config"].get(k) == v for k, v in dims.items()):
             module = build_module(state["kind"], state["config"])
             module.load_state_dict(state["state_dict"])
-            source = f"checkpoint `{path.name}`"
-            break
-    module.eval()
+            return module.eval(), f"checkpoint `{path.name}`"
+    return EventLSTM(**dims, dropout=0.0).eval(), "random weights"
+
+
+def torch_twin(rnn, module, threads: int):
+    """An EventRnn like `rnn` whose `run` is `module` in torch eager with
+    `threads` intra-op threads."""
+    import torch
+
+    from mtools.models.sequence import EventRnn
 
     class TorchEventRnn(EventRnn):
         def run(self, inputs, state):
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
             with torch.inference_mode():
                 logits, h, c = module(*(torch.from_numpy(np.ascontiguousarray(a, np.float32))
                                         for a in (inputs, *state)))
             return logits.numpy(), (h.numpy(), c.numpy())
 
     return TorchEventRnn(None, layers=rnn.layers, hidden=rnn.hidden, encoding=rnn.encoding,
-                         control_size=rnn.control_size), source
+                         control_size=rnn.control_size)
 
 
 def measure_generation(engines: dict, ids: np.ndarray, control, num_steps: int,
@@ -255,7 +282,7 @@ def generation_table(name: str, timed: dict, source: str, num_steps: int) -> lis
         base.setdefault(engine, throughput)
         step_us = stats["step"].median_s / NETWORK_CALLS * 1e6
         share = num_steps * step_us / 1e6 / gen_s
-        weights = source if engine == "torch eager" else "the .onnx"
+        weights = source if engine.startswith("torch") else "the .onnx"
         lines.append(f"| `{name}` | {engine} ({weights}) | {batch} | {stats['gen'].cell()} | "
                      f"{per_seq:,.0f} | {throughput:,.0f} | {throughput / base[engine]:.1f}× | "
                      f"{step_us:,.0f} | {share:.0%} |")
@@ -271,18 +298,18 @@ def profile_section(name: str, command: list[str], python_start: Stats) -> list[
              "Imports (`python -X importtime`, cumulative ms, top level; heaviest parts):", "",
              "| module | ms | heaviest parts, ms |", "|---|---|---|", *import_rows(tops), "",
              "Phases (cProfile, cumulative ms; inflated by the profiler, read as shares):", "",
-             "| phase | ms |", "|---|---|", *phase_rows(stats, PHASES)]
+             "| phase | ms | share |", "|---|---|---|", *phase_rows(stats, PHASES)]
     return lines
 
 
 def report(refs, e2e, notes, reference, generation, sources, gen_profiles, profile_lines,
-           command, num_steps, repeat) -> str:
+           command, num_steps, repeat, busy_note: str) -> str:
     import torch
 
     lines = ["## `mtools continue`: speed of the event RNNs", "",
              "Written by `benchmarks/bench_continue.py`.", "",
              machine_info(["mtools", "onnxruntime", "numpy", "torch", "typer"], command),
-             paused_note(),
+             paused_note(), busy_note,
              f"- threads: ONNX Runtime intra-op {os.environ.get('MTOOLS_THREADS') or 'auto'}, "
              f"torch {torch.get_num_threads()}",
              *[describe_model(ref) for ref in refs], "",
@@ -307,15 +334,16 @@ def report(refs, e2e, notes, reference, generation, sources, gen_profiles, profi
     for (name, batch), rows in gen_profiles.items():
         lines += [f"| `{name}` | {batch} | `{where}` | {calls} | {own:.3f} | {cum:.3f} |"
                   for where, calls, own, cum in rows]
-    lines += ["", "Goals (issue 3):", *goal_lines(e2e, generation, num_steps)]
+    lines += ["", "Goals (issue 3):", *goal_lines([model_id(r) for r in refs], e2e, generation)]
     if profile_lines:
         lines += ["", *profile_lines]
     return "\n".join(lines)
 
 
-def goal_lines(e2e: dict[str, Stats], generation: dict, num_steps: int) -> list[str]:
+def goal_lines(names: list[str], e2e: dict[str, Stats], generation: dict) -> list[str]:
     lines = []
-    for name, stats in e2e.items():
+    for name in names:
+        stats = e2e[name]
         ok = "met" if stats.median_s < GOAL_E2E_S else "NOT met"
         lines.append(f"- `{name}` end to end under {GOAL_E2E_S} s on 2 cores: {ok} "
                      f"({stats.median_s:.3f} s median).")
@@ -333,9 +361,13 @@ def main() -> None:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # subprocesses keep bytecode caches
     command = shlex.join([os.path.relpath(sys.executable, ROOT), "benchmarks/bench_continue.py",
                           *sys.argv[1:]])
+    watch = CpuWatch()
     refs = chosen_models(args.model, "bench_continue")
     launcher = [str(mtools_bin())]
     commands = {model_id(r): cli_command(r, write_primer(r.card.name), launcher) for r in refs}
+    for ref in refs:  # the CLI with one ONNX Runtime thread
+        commands[f"{model_id(ref)}, MTOOLS_THREADS=1"] = ["env", "MTOOLS_THREADS=1",
+                                                          *commands[model_id(ref)]]
     if args.compare_python:
         env_cmd = ["env", f"PYTHONPATH={ROOT / 'src'}", args.compare_python, "-m", "mtools"]
         for ref in refs:
@@ -351,23 +383,22 @@ def main() -> None:
     generation, sources, gen_profiles = {}, {}, {}
     for ref in refs:
         print(f"bench_continue: generation, {model_id(ref)}", file=sys.stderr)
-        from mtools.models.sequence import EventRnn
-        rnn = EventRnn.from_ref(ref, device="cpu")
-        twin, sources[model_id(ref)] = torch_twin(rnn, args.checkpoint)
+        engines, sources[model_id(ref)] = engines_for(ref, args.checkpoint)
         ids, control = primer_ids(ref, num_steps)
-        generation[model_id(ref)] = measure_generation(
-            {"onnxruntime": rnn, "torch eager": twin}, ids, control, num_steps, args.gen_repeat)
+        check_same(engines["onnxruntime"], ids, control)
+        generation[model_id(ref)] = measure_generation(engines, ids, control, num_steps,
+                                                       args.gen_repeat)
         for batch in BATCHES:
-            gen_profiles[model_id(ref), batch] = generation_profile(rnn, ids, control,
-                                                                    num_steps, batch)
-    slow = [name for name in e2e if e2e[name].median_s >= GOAL_E2E_S and " via " not in name]
+            gen_profiles[model_id(ref), batch] = generation_profile(
+                engines["onnxruntime"], ids, control, num_steps, batch)
+    slow = [model_id(r) for r in refs if e2e[model_id(r)].median_s >= GOAL_E2E_S]
     profile_lines = []
     if args.profile == "always" or (args.profile == "auto" and slow):
         name = slow[0] if slow else next(iter(e2e))
         print(f"bench_continue: profiling {name}", file=sys.stderr)
         profile_lines = profile_section(name, commands[name], reference["`python -c pass`"])
     section = report(refs, e2e, notes, reference, generation, sources, gen_profiles,
-                     profile_lines, command, num_steps, args.repeat)
+                     profile_lines, command, num_steps, args.repeat, watch.note())
     print(section)
     if not args.no_write:
         write_section(SECTION, section)

@@ -119,7 +119,8 @@ class Score:
     resolution the piece came with, kept so a MIDI round trip is exact to the
     tick. steps_per_quarter is set when the notes carry grid positions.
     `provenance` holds mtools' own metadata (model, seed, ...): it is written
-    under one extra JSONL key that note_seq ignores."""
+    under one extra JSONL key, "mtools", which note_seq's JSON parser skips
+    when given ignore_unknown_fields=True (lines without it parse strictly)."""
 
     notes: tuple[Note, ...] = ()
     tempos: tuple[Tempo, ...] = ()
@@ -158,6 +159,8 @@ def make_score(notes: Iterable[Note], **fields) -> Score:
                  "control_changes", "pitch_bends"):
         if name in fields:
             fields[name] = tuple(sorted(fields[name], key=lambda e: e.time_s))
+    if "instrument_infos" in fields:
+        fields["instrument_infos"] = tuple(fields["instrument_infos"])
     return Score(notes=ordered, **fields)
 
 
