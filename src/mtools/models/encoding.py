@@ -82,30 +82,32 @@ class LookbackEncoding:
         return self.num_events + len(self.lookbacks)
 
     def inputs(self, ids: np.ndarray, start: int = 0, offset: int = 0) -> np.ndarray:
-        """Input rows for positions start..len(ids)-1: (steps - start, input_size)
-        float32. `offset` is the absolute position of ids[0] in its piece
-        (the counter counts from the piece's start, so a crop must say where
-        it starts)."""
+        """Input rows for positions start..steps-1 of ids (steps,) or a batch
+        (batch, steps): (..., steps - start, input_size) float32. `offset` is
+        the absolute position of ids[..., 0] in its piece (the counter counts
+        from the piece's start, so a crop must say where it starts)."""
         ids = np.asarray(ids, dtype=np.int64)
-        positions = np.arange(start, len(ids))
-        out = np.zeros((len(positions), self.input_size), dtype=np.float32)
-        rows = np.arange(len(positions))
-        out[rows, ids[positions]] = 1.0
+        batched = ids.ndim == 2
+        ids = ids if batched else ids[None]
+        positions = np.arange(start, ids.shape[1])
+        out = np.zeros((len(ids), len(positions), self.input_size), dtype=np.float32)
+        current = ids[:, positions]  # (batch, rows)
+        _set_one_hot(out, 0, current)
         column = self.num_events
         for distance in self.lookbacks:  # the event that follows the one `distance` back
             back = positions - distance + 1
-            following = np.where(back >= 0, ids[np.maximum(back, 0)], self.default_id)
-            out[rows, column + following] = 1.0
+            following = np.where(back >= 0, ids[:, np.maximum(back, 0)], self.default_id)
+            _set_one_hot(out, column, following)
             column += self.num_events
         step = positions + offset + 1  # metric position of the *next* step
         for bit in range(self.counter_bits):
-            out[:, column] = np.where((step >> bit) & 1, 1.0, -1.0)
+            out[:, :, column] = np.where((step >> bit) & 1, 1.0, -1.0)
             column += 1
         for distance in self.lookbacks:  # the current event repeats the one `distance` back
             back = positions - distance
-            out[:, column] = (back >= 0) & (ids[np.maximum(back, 0)] == ids[positions])
+            out[:, :, column] = (back >= 0) & (ids[:, np.maximum(back, 0)] == current)
             column += 1
-        return out
+        return out if batched else out[0]
 
     def labels(self, ids: np.ndarray) -> np.ndarray:
         """Class of each id from position 1 on: (steps - 1,) int64. A repeat
@@ -141,3 +143,9 @@ class LookbackEncoding:
                 ids[chosen] = history[chosen, steps - distance] if steps >= distance \
                     else self.default_id
         return ids
+
+
+def _set_one_hot(out: np.ndarray, column: int, values: np.ndarray) -> None:
+    """out[b, r, column + values[b, r]] = 1 for every batch row b and row r."""
+    batch, rows = np.indices(values.shape)
+    out[batch, rows, column + values] = 1.0

@@ -61,7 +61,7 @@ class EventRnn:
     def encode(self, ids: np.ndarray, start: int, control: np.ndarray | None) -> np.ndarray:
         """Input rows for positions start.. of each row of ids (batch, steps)
         → (batch, steps - start, input_size)."""
-        rows = np.stack([self.encoding.inputs(row, start) for row in ids])
+        rows = self.encoding.inputs(ids, start)
         if self.control_size:
             steps = np.arange(start, ids.shape[1]) + 1
             ahead = control[np.minimum(steps, len(control) - 1)]

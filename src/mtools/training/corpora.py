@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import time
 import warnings
 from collections import Counter
@@ -258,7 +259,7 @@ def _parse_all(kind: str, jobs: list[Job], progress, workers: int):
             results[index] = _parse_job(kind, job)
             report(index + 1, len(jobs), job.piece)
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=_pool_context()) as pool:
             futures = {pool.submit(_parse_job, kind, job): i for i, job in enumerate(jobs)}
             for done, future in enumerate(as_completed(futures), start=1):
                 results[futures[future]] = future.result()
@@ -268,6 +269,16 @@ def _parse_all(kind: str, jobs: list[Job], progress, workers: int):
         items += results[index][0]
         skipped += results[index][1]
     return items, skipped
+
+
+def _pool_context():
+    """"spawn" (safe beside a parent's threads, e.g. torch's), unless the
+    main module cannot be re-imported by a child (code run from stdin): then
+    "fork"."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file and not os.path.exists(main_file):
+        return get_context("fork")
+    return get_context("spawn")
 
 
 def _parse_job(kind: str, job: Job) -> tuple[list, list[str]]:
