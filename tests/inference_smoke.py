@@ -53,3 +53,15 @@ def test_the_console_script_converts_in_a_pipe(tmp_path):
     back = subprocess.run([mtools_bin, "convert", "--to", "jsonl"], input=to_midi.stdout,
                           capture_output=True, timeout=60)
     assert json.loads(back.stdout)["notes"][0]["pitch"] == 60
+
+
+@pytest.mark.parametrize("card", [c for c in list_models() if c.task == "continue"],
+                         ids=lambda card: card.spec)
+def test_every_bundled_continue_model_runs_from_the_console_script(card):
+    extra = ["--chords", "C G Am F"] if card.name == "improv_rnn" else []
+    done = subprocess.run([shutil.which("mtools", path=str(BIN)), "continue", "--model", card.spec,
+                           "--bars", "2", "--seed", "1", "--to", "jsonl", *extra],
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    notes = json.loads(done.stdout)["notes"]
+    assert notes and all(0 <= n["pitch"] <= 127 for n in notes)

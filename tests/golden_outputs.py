@@ -1,0 +1,56 @@
+"""Golden outputs of the bundled event models: after a fixed primer, the
+first logits (compared with a tolerance) and a greedy continuation
+(compared exactly). `python tests/golden_outputs.py` rewrites them after a
+model is retrained; tests/test_golden.py checks them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+LOGIT_TOLERANCE = 1e-4  # absolute, float32 logits across CPUs and ORT builds
+GREEDY_STEPS = 32
+PRIMERS = {  # event ids in each family's model space
+    "melody_rnn": [14, 0, 16, 0, 18, 0, 19, 0, 21, 0, 0, 0, 21, 0, 0, 0],  # C D E F G . G .
+    "improv_rnn": [14, 0, 16, 0, 18, 0, 19, 0, 21, 0, 0, 0, 21, 0, 0, 0],
+    "drums_rnn": [5, 0, 4, 0, 6, 0, 4, 0, 5, 0, 4, 0, 6, 0, 4, 0],  # kick/hat, hat, snare/hat
+}
+CHORD_ROW = (0, 0b000010010001, 0)  # C major under every step (improv_rnn)
+
+
+def golden_run(ref) -> dict:
+    """The golden figures of a bundled model (see module docstring)."""
+    from mtools.models.sequence import EventRnn, SearchOptions, generate
+
+    model = EventRnn.from_ref(ref, device="cpu")
+    primer = np.array(PRIMERS[ref.card.name])
+    control = None
+    if model.control_size:
+        from mtools.models.improv_rnn import chord_controls
+        control = chord_controls(np.tile(CHORD_ROW, (len(primer) + GREEDY_STEPS + 1, 1)))
+    logits, _ = model.run(model.encode(primer[None], 0, control), model.zero_state(1))
+    greedy = generate(model, primer, GREEDY_STEPS, num_outputs=1,
+                      options=SearchOptions(temperature=0.0), rng=np.random.default_rng(0),
+                      control=control)
+    return {"sha256": ref.card.sha256, "primer": primer.tolist(),
+            "first_logits": [round(float(v), 6) for v in logits[0, -1]],
+            "greedy_ids": greedy[0, len(primer):].tolist()}
+
+
+def write_all() -> None:
+    from mtools.models.registry import list_models, resolve_model
+
+    GOLDEN_DIR.mkdir(exist_ok=True)
+    for card in list_models():
+        if card.name in PRIMERS:
+            path = GOLDEN_DIR / f"{card.stem}.json"
+            path.write_text(json.dumps(golden_run(resolve_model(card.spec)), indent=1) + "\n")
+            print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    write_all()

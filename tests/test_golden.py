@@ -1,0 +1,30 @@
+"""Every bundled event model still computes what it did when it was bundled
+(see tests/golden_outputs.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from golden_outputs import GOLDEN_DIR, LOGIT_TOLERANCE, PRIMERS, golden_run
+from mtools.models.registry import list_models, resolve_model
+
+CARDS = [card for card in list_models() if card.name in PRIMERS]
+
+
+@pytest.mark.parametrize("card", CARDS, ids=lambda card: card.spec)
+def test_bundled_model_matches_its_golden_output(card):
+    path = GOLDEN_DIR / f"{card.stem}.json"
+    assert path.exists(), f"no golden output for {card.spec}: run python tests/golden_outputs.py"
+    want = json.loads(path.read_text())
+    assert want["sha256"] == card.sha256, \
+        f"{card.spec} was re-exported: run python tests/golden_outputs.py"
+    got = golden_run(resolve_model(card.spec))
+    np.testing.assert_allclose(got["first_logits"], want["first_logits"], atol=LOGIT_TOLERANCE)
+    assert got["greedy_ids"] == want["greedy_ids"]
+
+
+def test_every_continue_family_has_a_golden_primer():
+    assert {card.name for card in list_models() if card.task == "continue"} <= set(PRIMERS)
