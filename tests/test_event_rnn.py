@@ -12,13 +12,21 @@ torch.set_num_threads(1)  # tiny models: threads only add overhead
 from mtools.models.encoding import LookbackEncoding, melody_event_ids, melody_ids_to_events  # noqa: E402
 from mtools.models.sequence import EventRnn, SearchOptions, generate, score_sequences  # noqa: E402
 from mtools.runtime import load_session  # noqa: E402
-from mtools.models.sequence import GRAPH_INPUTS, GRAPH_OUTPUTS  # noqa: E402
-from mtools.training.export import export_event_rnn, parity_error  # noqa: E402
+from mtools.training.export import card_hyperparameters, export_event_rnn, graph_names, parity_error  # noqa: E402
 from mtools.training.loop import CropSampler, TrainConfig, Trainer, load_checkpoint  # noqa: E402
 from mtools.training.tasks import Example  # noqa: E402
 from mtools.training.nets import EventLSTM  # noqa: E402
 
 LOOKBACK = LookbackEncoding(38, (16, 32), 5)
+
+
+def loaded(model, path, encoding) -> EventRnn:
+    """The exported `model` at `path` as the runtime loads it."""
+    names_in, names_out = graph_names(model)
+    session = load_session(path, inputs=names_in, outputs=names_out, device="cpu")
+    hyper = card_hyperparameters(model)
+    return EventRnn(session, shapes=hyper["state_shapes"], encoding=encoding,
+                    step_only=hyper["step_only"])
 
 
 def test_magenta_sizes():
@@ -71,8 +79,7 @@ def tiny(tmp_path):
     model = EventLSTM(LOOKBACK.input_size, LOOKBACK.num_classes, hidden=16, layers=2).eval()
     path = tmp_path / "tiny.onnx"
     export_event_rnn(model, path)
-    session = load_session(path, inputs=GRAPH_INPUTS, outputs=GRAPH_OUTPUTS, device="cpu")
-    return model, EventRnn(session, layers=2, hidden=16, encoding=LOOKBACK)
+    return model, loaded(model, path, LOOKBACK)
 
 
 def test_onnx_export_matches_torch(tiny, tmp_path):
@@ -119,8 +126,7 @@ def test_scoring_in_onnx_equals_the_torch_loss(tiny):
     with tempfile.TemporaryDirectory() as folder:
         path = pathlib.Path(folder) / "plain.onnx"
         export_event_rnn(plain, path)
-        session = load_session(path, inputs=GRAPH_INPUTS, outputs=GRAPH_OUTPUTS, device="cpu")
-        nll, _, count = score_sequences(EventRnn(session, layers=1, hidden=16, encoding=basic), [ids])
+        nll, _, count = score_sequences(loaded(plain, path, basic), [ids])
     assert count == 29 and nll == pytest.approx(float(want), rel=1e-4)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from mtools.models.registry import model_stem, write_card
-from mtools.training.export import export_event_rnn
-from mtools.training.nets import EventLSTM
+from mtools.training.export import card_hyperparameters, export_event_rnn, graph_names
+from mtools.training.nets import MODULES
 from mtools.training.tasks import find_spec
 
 
@@ -20,14 +20,14 @@ def tiny_event_model(folder: Path, family: str = "melody_rnn", config: str | Non
     spec = find_spec(family, config)
     torch.manual_seed(seed)
     control = int(spec.card_encoding.get("control_size", 0))
-    model = EventLSTM(spec.encoding.input_size + control, spec.encoding.num_classes, hidden=hidden,
-                      layers=1, dropout=0.0).eval()
+    extra = {"attn_length": 5} if spec.module == "attention_lstm" else {}
+    model = MODULES[spec.module](spec.encoding.input_size + control, spec.encoding.num_classes,
+                                 hidden=hidden, layers=1, dropout=0.0, **extra).eval()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{model_stem(spec.family, spec.config)}.onnx"
     export_event_rnn(model, path)
     write_card({"name": spec.family, "config": spec.config, "task": "continue",
-                "inputs": ["inputs", "state_h", "state_c"],
-                "outputs": ["logits", "state_h_out", "state_c_out"],
-                "hyperparameters": model.config, "encoding": spec.card_encoding,
+                "inputs": graph_names(model)[0], "outputs": graph_names(model)[1],
+                "hyperparameters": card_hyperparameters(model), "encoding": spec.card_encoding,
                 "description": "tiny random test model"}, path)
     return path

@@ -20,7 +20,8 @@ for drums_rnn), and writes the primer with its continuation. The primer's
 other tracks are kept unless --only-generated. With no input and no pipe,
 it starts from scratch.
 
-Models: melody_rnn (configs basic_rnn, lookback_rnn), drums_rnn, improv_rnn.
+Models: melody_rnn (configs basic_rnn, lookback_rnn; attention_rnn when you
+train it), drums_rnn, improv_rnn.
 
 Examples:
 

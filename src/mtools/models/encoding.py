@@ -72,6 +72,10 @@ class LookbackEncoding:
         return {"num_events": self.num_events, "lookbacks": list(self.lookbacks),
                 "counter_bits": self.counter_bits, "default_id": self.default_id}
 
+    # The inputs at a position depend only on the last max(lookbacks) steps
+    # (a training crop needs no earlier context than that).
+    needs_full_history = False
+
     @property
     def input_size(self) -> int:
         n, k = self.num_events, len(self.lookbacks)

@@ -8,7 +8,11 @@ The graph contract (names checked at load, dims read from the card):
     inputs  (batch, time, input_size) float32
     state_h (layers, batch, hidden)   float32
     state_c (layers, batch, hidden)   float32
-    → logits (batch, time, num_classes), state_h_out, state_c_out
+    (more states, e.g. attention ones, as the card's state_shapes lists)
+    → logits (batch, time, num_classes), state_h_out, state_c_out, ...
+
+A card with `step_only` has a graph of one time step (attention_rnn); a
+longer input is then fed step by step.
 
 Conditioning signals known in advance (Improv RNN's chords) are `control`
 rows: the input for position t is control[t + 1] followed by the encoded
@@ -24,39 +28,69 @@ import numpy as np
 from mtools.models.encoding import LookbackEncoding
 from mtools.models.sampling import best_rows, log_softmax, sample_categorical
 
-GRAPH_INPUTS = ("inputs", "state_h", "state_c")
-GRAPH_OUTPUTS = ("logits", "state_h_out", "state_c_out")
+LSTM_STATES = ("state_h", "state_c")
+GRAPH_INPUTS = ("inputs", *LSTM_STATES)
+GRAPH_OUTPUTS = ("logits", *(f"{name}_out" for name in LSTM_STATES))
+BATCH = -1  # marks the batch axis in a card's state_shapes
+
+
+def state_shapes(config: dict, names=LSTM_STATES) -> dict[str, list[int]]:
+    """The card's `state_shapes` for a network config: each state input's
+    shape with BATCH at its batch axis (LSTM states are (layers, batch,
+    hidden); attention states are batch-first)."""
+    layers, hidden = config["layers"], config["hidden"]
+    shapes = {"state_h": [layers, BATCH, hidden], "state_c": [layers, BATCH, hidden],
+              "attention": [BATCH, hidden],
+              "attention_states": [BATCH, config.get("attn_length", 0), hidden]}
+    return {name: shapes[name] for name in names}
 
 
 class EventRnn:
-    """A loaded event RNN: `session` (mtools.runtime.Session) with the card's
-    `hyperparameters` (layers, hidden) and `encoding` (LookbackEncoding)."""
+    """A loaded event RNN: `session` (mtools.runtime.Session), the card's
+    state shapes (see `state_shapes`), its encoding, the size of its
+    control rows, and whether the graph takes one step per call."""
 
-    def __init__(self, session, *, layers: int, hidden: int, encoding: LookbackEncoding,
-                 control_size: int = 0):
+    def __init__(self, session, *, shapes: dict[str, list[int]], encoding: LookbackEncoding,
+                 control_size: int = 0, step_only: bool = False):
         self.session = session
-        self.layers, self.hidden = layers, hidden
+        self.shapes = shapes
         self.encoding = encoding
         self.control_size = control_size
+        self.step_only = step_only
 
     @classmethod
     def from_ref(cls, ref, *, device: str | None = None) -> EventRnn:
         """Load a registry model (mtools.models.registry.ModelRef)."""
+        from mtools.models.key_encoding import encoding_from_card
+
         card = ref.card
         hyper = card.hyperparameters
-        return cls(ref.load_session(device=device), layers=int(hyper["layers"]),
-                   hidden=int(hyper["hidden"]), encoding=LookbackEncoding.from_card(card.encoding),
-                   control_size=int(card.encoding.get("control_size", 0)))
+        shapes = hyper.get("state_shapes") or state_shapes(hyper)
+        return cls(ref.load_session(device=device), shapes=shapes,
+                   encoding=encoding_from_card(card.encoding),
+                   control_size=int(card.encoding.get("control_size", 0)),
+                   step_only=bool(hyper.get("step_only", False)))
 
-    def zero_state(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
-        shape = (self.layers, batch, self.hidden)
-        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    def zero_state(self, batch: int) -> dict[str, np.ndarray]:
+        return {name: np.zeros([batch if d == BATCH else d for d in shape], np.float32)
+                for name, shape in self.shapes.items()}
 
-    def run(self, inputs: np.ndarray, state: tuple[np.ndarray, np.ndarray]):
+    def take(self, state: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The state of batch rows `rows` (a gather along each batch axis)."""
+        return {name: np.take(value, rows, axis=self.shapes[name].index(BATCH))
+                for name, value in state.items()}
+
+    def run(self, inputs: np.ndarray, state: dict[str, np.ndarray]):
         """inputs (batch, time, input_size) → logits (batch, time, classes), state."""
-        out = self.session.run({"inputs": inputs.astype(np.float32, copy=False),
-                                "state_h": state[0], "state_c": state[1]})
-        return out["logits"], (out["state_h_out"], out["state_c_out"])
+        inputs = inputs.astype(np.float32, copy=False)
+        if self.step_only and inputs.shape[1] != 1:
+            logits = []
+            for t in range(inputs.shape[1]):
+                step_logits, state = self.run(inputs[:, t:t + 1], state)
+                logits.append(step_logits)
+            return np.concatenate(logits, axis=1), state
+        out = self.session.run({"inputs": inputs, **state})
+        return out["logits"], {name: out[f"{name}_out"] for name in self.shapes}
 
     def encode(self, ids: np.ndarray, start: int, control: np.ndarray | None) -> np.ndarray:
         """Input rows for positions start.. of each row of ids (batch, steps)
@@ -114,7 +148,7 @@ def generate(model: EventRnn, primer_ids: np.ndarray, num_steps: int, *, num_out
         branch = options.branch_factor if beams > 1 or options.branch_factor > 1 else 1
         if branch > 1:
             ids, logits, scores = (np.repeat(a, branch, axis=0) for a in (ids, logits, scores))
-            state = tuple(np.repeat(s, branch, axis=1) for s in state)
+            state = model.take(state, np.repeat(np.arange(len(scores) // branch), branch))
         for _ in range(steps):
             log_probs = log_softmax(logits, options.temperature)
             classes = sample_categorical(log_probs, rng)
@@ -125,7 +159,7 @@ def generate(model: EventRnn, primer_ids: np.ndarray, num_steps: int, *, num_out
         if branch > 1:
             keep = best_rows(scores, num_outputs, beams)
             ids, logits, scores = ids[keep], logits[keep], scores[keep]
-            state = tuple(s[:, keep] for s in state)
+            state = model.take(state, keep)
         remaining -= steps
     return ids[best_rows(scores, num_outputs, 1)]
 

@@ -16,22 +16,39 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtools.models.sequence import GRAPH_INPUTS, GRAPH_OUTPUTS
+from mtools.models.sequence import BATCH, state_shapes
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max |torch - onnx| on logits, float32
 
 
+def graph_names(model: nn.Module) -> tuple[list[str], list[str]]:
+    """The ONNX input and output names of an event network."""
+    states = list(model.STATE_NAMES)
+    return ["inputs", *states], ["logits", *(f"{name}_out" for name in states)]
+
+
+def card_hyperparameters(model: nn.Module) -> dict:
+    """The card's `hyperparameters`: the network config, its state shapes
+    and whether the graph takes one step per call (see models.sequence)."""
+    return {**model.config, "state_shapes": state_shapes(model.config, model.STATE_NAMES),
+            "step_only": model.step_only}
+
+
 def export_event_rnn(model: nn.Module, path: Path) -> None:
-    """Write `model` (an EventLSTM in eval mode) as a single-file ONNX graph
-    with dynamic batch and time axes, atomically."""
+    """Write `model` (EventLSTM or AttentionLSTM, eval mode) as a single-file
+    ONNX graph with a dynamic batch axis (and time axis, unless the model is
+    step_only), atomically."""
     model = model.eval()
-    config = model.config
-    inputs = torch.zeros(2, 3, config["input_size"])
-    state = model.zero_state(2)
-    dynamic = {"inputs": {0: "batch", 1: "time"}, "state_h": {1: "batch"}, "state_c": {1: "batch"},
-               "logits": {0: "batch", 1: "time"}, "state_h_out": {1: "batch"},
-               "state_c_out": {1: "batch"}}
+    inputs_names, output_names = graph_names(model)
+    time = 1 if model.step_only else 3
+    example = (torch.zeros(2, time, model.config["input_size"]), *model.zero_state(2))
+    shapes = state_shapes(model.config, model.STATE_NAMES)
+    dynamic = {"inputs": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}}
+    if model.step_only:
+        dynamic = {"inputs": {0: "batch"}, "logits": {0: "batch"}}
+    for name, shape in shapes.items():
+        dynamic[name] = dynamic[f"{name}_out"] = {shape.index(BATCH): "batch"}
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp")
     try:
@@ -39,9 +56,9 @@ def export_event_rnn(model: nn.Module, path: Path) -> None:
             # The tracer's notes on LSTM shape checks do not apply: the state
             # is an explicit input, so any batch and time run correctly (tested).
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (inputs, *state), str(temporary),
-                              input_names=list(GRAPH_INPUTS), output_names=list(GRAPH_OUTPUTS),
-                              dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+            torch.onnx.export(model, example, str(temporary), input_names=inputs_names,
+                              output_names=output_names, dynamic_axes=dynamic,
+                              opset_version=OPSET, dynamo=False)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -49,17 +66,19 @@ def export_event_rnn(model: nn.Module, path: Path) -> None:
 
 def parity_error(model: nn.Module, path: Path, *, seed: int = 0) -> float:
     """Largest |torch - ONNX Runtime| over logits and states for random
-    inputs of batch 3 and 40 steps, starting from a random state."""
+    inputs of batch 3 (40 steps, or 1 for a step_only graph), starting from
+    a random state."""
     from mtools.runtime import load_session
 
-    config = model.config
     rng = np.random.default_rng(seed)
-    inputs = rng.normal(size=(3, 40, config["input_size"])).astype(np.float32)
-    shape = (config["layers"], 3, config["hidden"])
-    state_h, state_c = (rng.normal(size=shape).astype(np.float32) * 0.5 for _ in range(2))
+    time = 1 if model.step_only else 40
+    inputs = rng.normal(size=(3, time, model.config["input_size"])).astype(np.float32)
+    state = [rng.normal(size=tuple(t.shape)).astype(np.float32) * 0.5
+             for t in model.zero_state(3)]
     with torch.no_grad():
-        expected = model.eval()(*(torch.from_numpy(a) for a in (inputs, state_h, state_c)))
-    session = load_session(path, inputs=GRAPH_INPUTS, outputs=GRAPH_OUTPUTS, device="cpu")
-    got = session.run({"inputs": inputs, "state_h": state_h, "state_c": state_c})
+        expected = model.eval()(torch.from_numpy(inputs), *(torch.from_numpy(s) for s in state))
+    names_in, names_out = graph_names(model)
+    session = load_session(path, inputs=names_in, outputs=names_out, device="cpu")
+    got = session.run(dict(zip(names_in, [inputs, *state])))
     return max(float(np.abs(got[name] - want.numpy()).max())
-               for name, want in zip(GRAPH_OUTPUTS, expected))
+               for name, want in zip(names_out, expected))

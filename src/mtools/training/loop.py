@@ -70,13 +70,13 @@ class CropSampler:
         self.encoding, self.config, self.augment = encoding, config, augment
         lengths = np.array([len(e.ids) for e in self.examples], dtype=np.float64)
         self.weights = lengths / lengths.sum()  # every step equally likely
-        self.context = max(encoding.lookbacks, default=0)
+        self.context = None if encoding.needs_full_history else max(encoding.lookbacks, default=0)
 
     def crop(self, example: Example, start: int) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and labels for positions start.. of one example, at most
         crop_steps of them, with lookback context from before the crop."""
         end = min(len(example.ids), start + self.config.crop_steps + 1)
-        first = max(0, start - self.context)
+        first = 0 if self.context is None else max(0, start - self.context)
         window = example.ids[first:end]
         inputs = self.encoding.inputs(window[:-1], start - first, offset=first)
         labels = self.encoding.labels(window)[start - first:]
@@ -122,7 +122,7 @@ def masked_loss(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy over unmasked steps, and the number of them."""
     inputs, labels, mask = batch
     state = model.zero_state(inputs.shape[0])
-    logits, _, _ = model(inputs, *state)
+    logits = model(inputs, *state)[0]
     losses = nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
     count = mask.sum()
     return (losses * mask).sum() / count.clamp(min=1), count

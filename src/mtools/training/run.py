@@ -16,9 +16,10 @@ from mtools.errors import MtoolsError
 from mtools.models.registry import model_stem, write_card
 from mtools.training import corpora
 from mtools.training.evaluate import ngram_baseline, score_examples
-from mtools.training.export import PARITY_TOLERANCE, export_event_rnn, parity_error
+from mtools.training.export import PARITY_TOLERANCE, card_hyperparameters, export_event_rnn, \
+    graph_names, parity_error
 from mtools.training.loop import CropSampler, TrainConfig, Trainer, load_checkpoint
-from mtools.training.nets import EventLSTM
+from mtools.training.nets import MODULES
 from mtools.training.tasks import DEFAULT_CONFIGS, ModelSpec, load_examples
 
 Progress = Callable[[str], None]
@@ -61,7 +62,8 @@ def train_model(request: TrainRequest, progress: Progress = lambda message: None
     progress(f"{len(train)} training and {len(valid)} validation pieces")
     network = {**spec.network, **(request.network or {})}
     control = train[0].control.shape[1] if train[0].control is not None else 0
-    model = EventLSTM(spec.encoding.input_size + control, spec.encoding.num_classes, **network)
+    model = MODULES[spec.module](spec.encoding.input_size + control, spec.encoding.num_classes,
+                                 **network)
     trainer = Trainer(model, model.kind, CropSampler(train, spec.encoding, request.config,
                                                      spec.augment),
                       CropSampler(valid, spec.encoding, request.config), request.config,
@@ -110,9 +112,9 @@ def _card(request: TrainRequest, model, history, train, valid, *, parity: float)
         "name": spec.family, "config": spec.config, "task": "continue",
         "default": spec.config == DEFAULT_CONFIGS.get(spec.family, spec.config),
         "description": spec.description,
-        "inputs": ["inputs", "state_h", "state_c"],
-        "outputs": ["logits", "state_h_out", "state_c_out"],
-        "hyperparameters": {**config, "architecture": "LSTM over encoded events, linear to classes"},
+        "inputs": graph_names(model)[0],
+        "outputs": graph_names(model)[1],
+        "hyperparameters": {**card_hyperparameters(model), "architecture": model.__doc__.split(".")[0]},
         "encoding": dict(spec.card_encoding),
         "training": {
             "datasets": list(request.sources),

@@ -43,6 +43,7 @@ class ModelSpec:
     description: str = ""
     augment: Callable | None = None
     card_data: Callable | None = None  # sources → extra card encoding measured on train data
+    module: str = "event_lstm"  # the network (mtools.training.nets.MODULES)
 
     @property
     def spec(self) -> str:
@@ -50,18 +51,23 @@ class ModelSpec:
 
 
 def _melody_spec(config: str, lookbacks: tuple[int, ...], counter_bits: int,
-                 description: str) -> ModelSpec:
+                 description: str, attention: bool = False) -> ModelSpec:
+    from mtools.models.key_encoding import KeyMelodyEncoding
     from mtools.models.melody_rnn import MelodySpace, training_ids
 
     low, high = MELODY_RANGE
-    encoding = LookbackEncoding(high - low + 2, lookbacks, counter_bits, 0)
+    kind = KeyMelodyEncoding if attention else LookbackEncoding
+    encoding = kind(high - low + 2, lookbacks, counter_bits, 0)
     space = MelodySpace(low, high, STEPS_PER_QUARTER, 0)
     card = {**encoding.to_card(), "min_note": low, "max_note": high,
             "steps_per_quarter": STEPS_PER_QUARTER, "transpose_to_key": 0,
             "event_ids": "0 no event, 1 note off, 2 + pitch - min_note"}
+    network = {"hidden": 128, "layers": 2, "dropout": 0.5, **({"attn_length": 40} if attention
+                                                               else {})}
     return ModelSpec("melody_rnn", config, encoding, card, ("music21:folk", "nottingham"),
                      corpora.load_melodies, lambda line: Example(training_ids(line, space)),
-                     description=description)
+                     network=network, description=description,
+                     module="attention_lstm" if attention else "event_lstm")
 
 
 def _drums_spec() -> ModelSpec:
@@ -122,6 +128,9 @@ def model_specs() -> dict[str, ModelSpec]:
         _melody_spec("basic_rnn", (), 0, "melody continuation, one-hot events (Magenta basic_rnn)"),
         _melody_spec("lookback_rnn", (16, 32), 5,
                      "melody continuation with 1- and 2-bar lookback (Magenta lookback_rnn)"),
+        _melody_spec("attention_rnn", (16, 32), 7,
+                     "melody continuation with key inputs and attention over 40 steps "
+                     "(Magenta attention_rnn)", attention=True),
     ]
     return {spec.spec: spec for spec in specs}
 

@@ -1,0 +1,57 @@
+"""attention_rnn: Magenta's key-melody inputs and the attention network,
+its one-step ONNX export, and continuing a primer with it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from clirunner import run  # noqa: E402
+from tiny_models import tiny_event_model  # noqa: E402
+from mtools.models.key_encoding import KeyMelodyEncoding  # noqa: E402
+from mtools.training.export import export_event_rnn, parity_error  # noqa: E402
+from mtools.training.nets import AttentionLSTM  # noqa: E402
+
+KEY = KeyMelodyEncoding(38, (16, 32), 7)
+
+
+def test_the_magenta_sizes():
+    assert (KEY.input_size, KEY.num_classes) == (74, 40)
+
+
+def test_inputs_follow_the_definition():
+    # C4 (id 14) held, note off, E4 (id 18), then G4 (id 21): C major so far
+    ids = np.array([14, 0, 1, 18, 0, 21, 0, 0] + [0] * 8)
+    rows = KEY.inputs(ids)
+    assert rows.shape == (16, 74)
+    assert rows[0, 12] == 1 and rows[0, 36] == 1 and rows[0, 38] == 1  # C4 sounds, attack
+    assert rows[1, 38] == 0 and rows[1, 12] == 1  # held: no attack
+    assert rows[2, 37] == 1 and rows[2, :36].sum() == 0  # note off: silence
+    assert rows[3, 16] == 1 and rows[3, 39] == 1  # E4, ascending
+    assert rows[15, 49] == 1 and rows[14, 49] == 0  # the next step starts bar 2
+    keys = rows[5, 50:62]
+    assert keys[0] == 1 and keys[1] == 0  # C, E, G: C major is among the best keys
+    assert np.array_equal(KEY.inputs(ids, 5), rows[5:])  # a late start keeps the history
+
+
+def test_attention_export_runs_step_by_step_like_torch(tmp_path):
+    torch.manual_seed(0)
+    model = AttentionLSTM(74, 40, hidden=16, layers=2, attn_length=5, dropout=0.0).eval()
+    path = tmp_path / "attention.onnx"
+    export_event_rnn(model, path)
+    assert parity_error(model, path) < 1e-5
+
+
+def test_continue_with_a_tiny_attention_model(tmp_path):
+    path = tiny_event_model(tmp_path, config="attention_rnn")
+    args = ["continue", "--model", path, "--primer", "60 _ 62 _ 64 _ 65 _", "--bars", "1",
+            "--seed", "3", "--to", "jsonl", "-n", "2", "--beam-size", "2", "--branch-factor", "2"]
+    first, again = run(args), run(args)
+    assert first.code == 0, first.stderr
+    assert first.stdout == again.stdout and len(first.stdout.splitlines()) == 2
+    notes = json.loads(first.stdout.splitlines()[0])["notes"]
+    assert [n["pitch"] for n in notes[:4]] == [60, 62, 64, 65]
