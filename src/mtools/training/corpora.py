@@ -34,6 +34,7 @@ import time
 import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from importlib.util import find_spec
 from multiprocessing import get_context
@@ -52,7 +53,6 @@ from mtools.score import ChordSymbol, Note, Score, Tempo, TimeSignature, make_sc
 CACHE_FORMAT = "mtools-corpus-1"  # change whenever extraction or layout changes
 VALID_PERCENT = 10
 FOLK_COLLECTIONS = ("essenFolksong", "oneills1850", "ryansMammoth", "nottingham-dataset")
-KINDS = ("melodies", "drums", "lead_sheets")
 DEFAULT_WORKERS = 2
 _SCORE_SUFFIXES = (".mid", ".midi", ".kar", ".jsonl", ".json", ".abc", ".xml", ".musicxml",
                    ".mxl")
@@ -259,16 +259,29 @@ def _parse_all(kind: str, jobs: list[Job], progress, workers: int):
             results[index] = _parse_job(kind, job)
             report(index + 1, len(jobs), job.piece)
     else:
-        with ProcessPoolExecutor(workers, mp_context=_pool_context()) as pool:
-            futures = {pool.submit(_parse_job, kind, job): i for i, job in enumerate(jobs)}
-            for done, future in enumerate(as_completed(futures), start=1):
-                results[futures[future]] = future.result()
-                report(done, len(jobs), jobs[futures[future]].piece)
+        for attempt in (1, 2):  # a worker killed from outside costs one retry
+            try:
+                _parse_in_pool(kind, jobs, results, report, workers)
+                break
+            except BrokenProcessPool:
+                if attempt == 2:
+                    raise MtoolsError("corpus parsing failed: a worker process was killed "
+                                      "twice", hint="retry with workers=1") from None
     items, skipped = [], []
     for index in range(len(jobs)):
         items += results[index][0]
         skipped += results[index][1]
     return items, skipped
+
+
+def _parse_in_pool(kind: str, jobs: list[Job], results: dict, report, workers: int) -> None:
+    """Parse the jobs not yet in `results` in worker processes, filling it."""
+    todo = [i for i in range(len(jobs)) if i not in results]
+    with ProcessPoolExecutor(workers, mp_context=_pool_context()) as pool:
+        futures = {pool.submit(_parse_job, kind, jobs[i]): i for i in todo}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            report(len(results), len(jobs), jobs[futures[future]].piece)
 
 
 def _pool_context():
@@ -401,13 +414,9 @@ def _tied_notes(flat, music21) -> list[tuple[int, float, float]]:
 # --- the cache layout ---------------------------------------------------------------
 
 
-def _lines_of(kind: str, items: list) -> list:
-    return [item.melody for item in items] if kind == "lead_sheets" else items
-
-
 def _pack(kind: str, items: list) -> dict[str, np.ndarray]:
     """Items as flat arrays: per-step arrays concatenated with `offsets`."""
-    lines = _lines_of(kind, items)
+    lines = [item.melody for item in items] if kind == "lead_sheets" else items
     lengths = [len(line.events) for line in lines]
     arrays = {
         "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
