@@ -98,8 +98,8 @@ def export_and_card(request: TrainRequest, model, history, train, valid,
     rnn = EventRnn.from_ref(resolve_model(str(onnx_path)), device="cpu")
     card["metrics"] = {**score_examples(rnn, valid), **ngram_baseline(spec, train, valid),
                        "parity_max_abs_error": float(f"{error:.2e}"), "split": "valid",
-                       "measured_by": "mtools train (export); reproduce: mtools eval --model "
-                                      f"{onnx_path.name} {' '.join(request.sources)} --split valid"}
+                       "measured_by": "mtools train (at export); reproduce: mtools eval --model "
+                                      f"{spec.spec} {' '.join(request.sources)} --split valid"}
     write_card(card, onnx_path)
     progress(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
     return onnx_path
