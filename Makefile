@@ -34,7 +34,17 @@ demo: install
 	  print('notes:', len(d['notes']), ' seconds:', round(d['totalTime'], 2), ' qpm:', d['tempos'][0]['qpm'])"
 	@echo "== MIDI -> WAV (soundfont render, to listen)"
 	$(BIN)/mtools convert demo/ode_to_joy.mid -o demo/ode_to_joy.wav
-	@ls -l demo/
+	@echo "== Melody RNN continues the tune 8 bars (lookback_rnn), four takes in one batch"
+	$(BIN)/mtools convert examples/ode_to_joy.abc --to midi \
+	  | $(BIN)/mtools continue --model melody_rnn:lookback_rnn --bars 8 -n 4 --seed 1 -o demo/ode_continued/
+	@echo "== Drums RNN continues a two-bar beat for four bars"
+	$(BIN)/mtools continue examples/rock_beat.mid --model drums_rnn --bars 4 --seed 1 -o demo/rock_beat_continued.mid
+	@echo "== Improv RNN plays over a progression, with the chords as a track"
+	$(BIN)/mtools continue --model improv_rnn --chords "C Am F G7" --bars 8 --render-chords --seed 1 \
+	  -o demo/improv.mid < /dev/null
+	$(BIN)/mtools convert demo/improv.mid -o demo/improv.wav
+	@$(BIN)/mtools models
+	@ls -lR demo/
 
 test: test-unit test-inference
 
@@ -48,9 +58,15 @@ test-inference:
 	$(INFER_VENV)/bin/pip install $(PIP_QUIET) ".[cpu]" pytest
 	cd tests && ../$(INFER_VENV)/bin/python -m pytest -q -p no:cacheprovider inference_smoke.py
 
+# Timings run through benchmarks/quiet_machine.sh, which pauses background
+# training jobs meanwhile. The `continue` benchmarks measure every bundled
+# continue model, or the models given: make bench BENCH_CONTINUE_ARGS="--model PATH".
+BENCH_CONTINUE_ARGS ?=
 bench: install
 	bash benchmarks/setup_venv.sh
-	.venv-bench/bin/python benchmarks/bench_cli.py
+	bash benchmarks/quiet_machine.sh .venv-bench/bin/python benchmarks/bench_cli.py
+	bash benchmarks/quiet_machine.sh $(BIN)/python benchmarks/bench_continue.py $(BENCH_CONTINUE_ARGS)
+	$(BIN)/python benchmarks/bench_continue_stats.py $(BENCH_CONTINUE_ARGS)
 
 docs: install
 	$(BIN)/python -m mtools.docs

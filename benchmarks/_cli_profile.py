@@ -41,6 +41,18 @@ def import_times(command: Sequence[str]) -> list[tuple[str, float, list[tuple[st
     return sorted(tops, key=lambda t: -t[1])
 
 
+def module_s(tops, module: str) -> float:
+    """Cumulative import seconds of `module` where it first appears in
+    `import_times` output (top level or a direct child), 0 if nowhere."""
+    for name, seconds, kids in tops:
+        if name == module:
+            return seconds
+        for child, child_s in kids:
+            if child == module:
+                return child_s
+    return 0.0
+
+
 def import_rows(tops, *, min_s: float = 0.010, children: int = 3) -> list[str]:
     """Markdown rows `| module | ms | heaviest parts |` for imports over min_s."""
     rows = []

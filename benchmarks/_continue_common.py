@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _results import Stats
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK_DIR = ROOT / "benchmarks" / ".work" / "continue"
@@ -167,3 +171,38 @@ def _machine_busy_s() -> float:
 def _own_cpu_s() -> float:
     times = os.times()
     return times.user + times.system + times.children_user + times.children_system
+
+
+def out_path(name: str) -> Path:
+    """Where the end-to-end runs of one command write their stdout."""
+    return WORK_DIR / ("out_" + re.sub(r"[^A-Za-z0-9.-]+", "_", name) + ".mid")
+
+
+def time_to_files(commands: dict[str, list[str]], repeat: int) -> dict[str, Stats]:
+    """Time each command with stdout written to its own out.mid, after one
+    untimed warm-up run each, round-robin. Raises RuntimeError on failure."""
+    def run(name: str, command: list[str]) -> float:
+        with open(out_path(name), "wb") as out:
+            start = time.perf_counter()
+            done = subprocess.run(command, stdout=out, stderr=subprocess.PIPE)
+            elapsed = time.perf_counter() - start
+        if done.returncode:
+            raise RuntimeError(f"{shlex.join(command)} exited {done.returncode}: "
+                               f"{done.stderr.decode(errors='replace').strip()[-500:]}")
+        return elapsed
+
+    for name, command in commands.items():
+        run(name, command)
+    runs: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, command in commands.items():
+            runs[name].append(run(name, command))
+    return {name: Stats(tuple(r)) for name, r in runs.items()}
+
+
+def output_notes(name: str) -> tuple[int, float]:
+    """(notes, seconds) of the last out.mid of a model, read back by mtools."""
+    from mtools.io.midi import midi_to_score
+
+    score = midi_to_score(out_path(name).read_bytes())
+    return len(score.notes), score.total_s

@@ -30,23 +30,22 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-from _batched_encode import BatchedEncodeRnn, check_same
-from _cli_profile import (import_rows, import_times, phase_rows, profile_run,
-                          top_self_time)
-from _continue_common import (CHORDS, ROOT, STEPS_PER_BAR, WORK_DIR, CpuWatch, chosen_models,
+from _cli_profile import (cumulative_s, import_rows, import_times, module_s, phase_rows,
+                          profile_run, top_self_time)
+from _continue_common import (CHORDS, ROOT, STEPS_PER_BAR, CpuWatch, chosen_models,
                               describe_model, family_options, model_id, mtools_bin,
-                              paused_note, primer_score, write_primer)
+                              output_notes, paused_note, primer_score, time_to_files,
+                              write_primer)
+from _rnn_variants import ORT, engines_for, network_flops, torch_default_threads
 from _results import Stats, machine_info, time_calls, time_commands, write_section
 
 SECTION = "bench_continue"
 GOAL_E2E_S = 0.5
 GOAL_BATCH_RATIO = 20.0
 BATCHES = (1, 64)
-PROTOTYPE = "onnxruntime, batched encode (prototype)"
 NETWORK_CALLS = 50  # network steps per timed call of the step micro-benchmark
 # (label, file, function) of the run's phases, for the cProfile table.
 PHASES = (
@@ -97,41 +96,6 @@ def cli_command(ref, primer: Path, launcher: list[str]) -> list[str]:
             "--bars", "8", "--seed", "1", *family_options(ref.card.name)]
 
 
-def out_path(name: str) -> Path:
-    """Where the end-to-end runs of one command write their stdout."""
-    return WORK_DIR / ("out_" + re.sub(r"[^A-Za-z0-9.-]+", "_", name) + ".mid")
-
-
-def time_to_files(commands: dict[str, list[str]], repeat: int) -> dict[str, Stats]:
-    """Time each command with stdout written to its own out.mid, after one
-    untimed warm-up run each, round-robin. Raises RuntimeError on failure."""
-    def run(name: str, command: list[str]) -> float:
-        with open(out_path(name), "wb") as out:
-            start = time.perf_counter()
-            done = subprocess.run(command, stdout=out, stderr=subprocess.PIPE)
-            elapsed = time.perf_counter() - start
-        if done.returncode:
-            raise RuntimeError(f"{shlex.join(command)} exited {done.returncode}: "
-                               f"{done.stderr.decode(errors='replace').strip()[-500:]}")
-        return elapsed
-
-    for name, command in commands.items():
-        run(name, command)
-    runs: dict[str, list[float]] = {name: [] for name in commands}
-    for _ in range(repeat):
-        for name, command in commands.items():
-            runs[name].append(run(name, command))
-    return {name: Stats(tuple(r)) for name, r in runs.items()}
-
-
-def output_notes(name: str) -> tuple[int, float]:
-    """(notes, seconds) of the last out.mid of a model, read back by mtools."""
-    from mtools.io.midi import midi_to_score
-
-    score = midi_to_score(out_path(name).read_bytes())
-    return len(score.notes), score.total_s
-
-
 # --- in-process generation -------------------------------------------------------
 
 
@@ -154,64 +118,6 @@ def primer_ids(ref, num_steps: int) -> tuple[np.ndarray, np.ndarray | None]:
     ids = melody_event_ids(squash_melody(events, low, high, None)[0], low, high)
     rows = resolve_progression(CHORDS, STEPS_PER_BAR)
     return ids, chord_controls(np.resize(rows, (len(ids) + num_steps + 1, 3)))
-
-
-def engines_for(ref, checkpoints: list[Path]) -> tuple[dict, str]:
-    """The model as EventRnns: on ONNX Runtime with the CLI's threads (auto)
-    and with one thread, and its network in torch eager with torch's default
-    threads and with one. Returns (engines by label, where the torch weights
-    come from)."""
-    from mtools.models.sequence import EventRnn
-
-    rnn = EventRnn.from_ref(ref, device="cpu")
-    single = EventRnn(ref.load_session(device="cpu", threads=1), layers=rnn.layers,
-                      hidden=rnn.hidden, encoding=rnn.encoding, control_size=rnn.control_size)
-    module, source = torch_module(rnn, checkpoints)
-    import torch
-    default_threads = torch.get_num_threads()
-    return {"onnxruntime": rnn, "onnxruntime, 1 thread": single,
-            PROTOTYPE: BatchedEncodeRnn.like(rnn),
-            "torch eager": torch_twin(rnn, module, default_threads),
-            "torch eager, 1 thread": torch_twin(rnn, module, 1)}, source
-
-
-def torch_module(rnn, checkpoints: list[Path]):
-    """The network as a torch EventLSTM: from the checkpoint whose config
-    matches the card's dims, else with random weights. Returns (module,
-    "checkpoint NAME" or "random weights")."""
-    import torch
-
-    from mtools.training.nets import EventLSTM, build_module
-
-    dims = {"input_size": rnn.encoding.input_size + rnn.control_size,
-            "num_classes": rnn.encoding.num_classes, "hidden": rnn.hidden, "layers": rnn.layers}
-    for path in checkpoints:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if all(state["config"].get(k) == v for k, v in dims.items()):
-            module = build_module(state["kind"], state["config"])
-            module.load_state_dict(state["state_dict"])
-            return module.eval(), f"checkpoint `{path.name}`"
-    return EventLSTM(**dims, dropout=0.0).eval(), "random weights"
-
-
-def torch_twin(rnn, module, threads: int):
-    """An EventRnn like `rnn` whose `run` is `module` in torch eager with
-    `threads` intra-op threads."""
-    import torch
-
-    from mtools.models.sequence import EventRnn
-
-    class TorchEventRnn(EventRnn):
-        def run(self, inputs, state):
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
-            with torch.inference_mode():
-                logits, h, c = module(*(torch.from_numpy(np.ascontiguousarray(a, np.float32))
-                                        for a in (inputs, *state)))
-            return logits.numpy(), (h.numpy(), c.numpy())
-
-    return TorchEventRnn(None, layers=rnn.layers, hidden=rnn.hidden, encoding=rnn.encoding,
-                         control_size=rnn.control_size)
 
 
 def measure_generation(engines: dict, ids: np.ndarray, control, num_steps: int,
@@ -241,7 +147,7 @@ def measure_generation(engines: dict, ids: np.ndarray, control, num_steps: int,
 
 
 def generation_profile(rnn, ids, control, num_steps: int, batch: int) -> list:
-    """cProfile of one in-process `generate` call: the top own-time rows."""
+    """cProfile of one in-process `generate` call: the top 4 own-time rows."""
     import cProfile
     import pstats
 
@@ -252,7 +158,7 @@ def generation_profile(rnn, ids, control, num_steps: int, batch: int) -> list:
     generate(rnn, ids, num_steps, num_outputs=batch, options=SearchOptions(),
              rng=np.random.default_rng(1), control=control)
     profiler.disable()
-    return top_self_time(pstats.Stats(profiler), 6)
+    return top_self_time(pstats.Stats(profiler), 4)
 
 
 # --- report ---------------------------------------------------------------------
@@ -265,14 +171,16 @@ def e2e_table(e2e: dict[str, Stats], notes: dict[str, tuple[int, float]],
     for name, stats in e2e.items():
         ok = "met" if stats.median_s < GOAL_E2E_S else "NOT met"
         count, seconds = notes[name]
-        lines.append(f"| `mtools continue … --model {name}` | {stats.cell()} | {ok} | "
-                     f"{count} notes, {seconds:.1f} s |")
+        model, variant = re.match(r"([a-z0-9_:]+),? ?(.*)", name).groups()
+        lines.append(f"| `mtools continue … --model {model}` {variant} | {stats.cell()} | "
+                     f"{ok} | {count} notes, {seconds:.1f} s |")
     for label, stats in reference.items():
         lines.append(f"| {label} | {stats.cell()} | | |")
     return lines
 
 
-def generation_table(name: str, timed: dict, source: str, num_steps: int) -> list[str]:
+def generation_table(name: str, timed: dict, about: tuple, num_steps: int) -> list[str]:
+    source, flops = about
     lines = []
     base = {}
     for (engine, batch), stats in timed.items():
@@ -283,14 +191,16 @@ def generation_table(name: str, timed: dict, source: str, num_steps: int) -> lis
         step_us = stats["step"].median_s / NETWORK_CALLS * 1e6
         share = num_steps * step_us / 1e6 / gen_s
         weights = source if engine.startswith("torch") else "the .onnx"
+        speed = f"{flops * batch / step_us / 1e3:.1f}" if flops else "—"
         lines.append(f"| `{name}` | {engine} ({weights}) | {batch} | {stats['gen'].cell()} | "
                      f"{per_seq:,.0f} | {throughput:,.0f} | {throughput / base[engine]:.1f}× | "
-                     f"{step_us:,.0f} | {share:.0%} |")
+                     f"{step_us:,.0f} | {speed} | {share:.0%} |")
     return lines
 
 
-def profile_section(name: str, command: list[str], python_start: Stats) -> list[str]:
-    """Import and phase tables for one end-to-end command (script first)."""
+def profile_section(name: str, command: list[str], python_start: Stats) -> tuple:
+    """Import and phase tables for one end-to-end command (script first):
+    (markdown lines, importtime's top-level imports, cProfile statistics)."""
     tops = import_times(command)
     stats = profile_run(command)
     lines = [f"### Where the end-to-end time goes (`{name}`)", "",
@@ -299,19 +209,57 @@ def profile_section(name: str, command: list[str], python_start: Stats) -> list[
              "| module | ms | heaviest parts, ms |", "|---|---|---|", *import_rows(tops), "",
              "Phases (cProfile, cumulative ms; inflated by the profiler, read as shares):", "",
              "| phase | ms | share |", "|---|---|---|", *phase_rows(stats, PHASES)]
+    return lines, tops, stats
+
+
+def findings(name: str, e2e: dict[str, Stats], timed: dict, tops, stats) -> list[str]:
+    """What the profile says would bring the run under the goal, in numbers."""
+    import typer
+
+    whole = cumulative_s(stats, "mtools/cli.py", "main") or 1.0
+    share = lambda suffix, function: (cumulative_s(stats, suffix, function) or 0.0) / whole
+    lines = ["", "Reading:"]
+    if module_s(tops, "typer._adapters"):
+        coercion = share("typer/_coercion.py", "build_runtime_param")
+        lines.append(
+            f"- typer {typer.__version__} coerces every option through pydantic at parse time: "
+            f"importing it (`typer._adapters` {module_s(tops, 'typer._adapters') * 1e3:.0f} ms) "
+            f"and building a TypeAdapter per option ({coercion:.0%} of the profiled run). "
+            "typer 0.28 has no pydantic in it; pinning `typer>=0.12,<0.29` removes the cost"
+            + compared(e2e))
+    for module in ("numpy", "onnxruntime"):
+        lines.append(f"- importing {module}: {module_s(tops, module) * 1e3:.0f} ms "
+                     "(needed for any generation).")
+    one, auto = (timed[engine, 1]["gen"].median_s for engine in ("onnxruntime, 1 thread",
+                                                                   "onnxruntime"))
+    verdict = ("a one-thread default for event-RNN sessions would help on 2 cores"
+               if one < 0.8 * auto else "the thread count makes little difference here")
+    lines.append(f"- generating 8 bars takes {auto * 1e3:.0f} ms in-process with the CLI's "
+                 f"threads and {one * 1e3:.0f} ms with one ONNX Runtime thread (end to end "
+                 f"with MTOOLS_THREADS=1: {e2e[f'{name}, MTOOLS_THREADS=1'].median_s:.3f} s): "
+                 f"{verdict}.")
     return lines
+
+
+def compared(e2e: dict[str, Stats]) -> str:
+    """The --compare-python medians as a clause ("." when there are none)."""
+    rows = [(name.split(" via ")[0], "THREADS" in name, stats.median_s)
+            for name, stats in e2e.items() if " via " in name]
+    if not rows:
+        return "."
+    plain = ", ".join(f"{model} {s:.3f} s" for model, threads, s in rows if not threads)
+    single = ", ".join(f"{model} {s:.3f} s" for model, threads, s in rows if threads)
+    return f" (measured medians with it: {plain}; with MTOOLS_THREADS=1 as well: {single})."
 
 
 def report(refs, e2e, notes, reference, generation, sources, gen_profiles, profile_lines,
            command, num_steps, repeat, busy_note: str) -> str:
-    import torch
-
     lines = ["## `mtools continue`: speed of the event RNNs", "",
              "Written by `benchmarks/bench_continue.py`.", "",
              machine_info(["mtools", "onnxruntime", "numpy", "torch", "typer"], command),
              paused_note(), busy_note,
              f"- threads: ONNX Runtime intra-op {os.environ.get('MTOOLS_THREADS') or 'auto'}, "
-             f"torch {torch.get_num_threads()}",
+             f"torch {torch_default_threads()} (its default)",
              *[describe_model(ref) for ref in refs], "",
              f"Primer: 2 bars of 4/4 at 120 qpm written by mtools' MIDI writer "
              f"(`benchmarks/.work/continue/`); improv_rnn also gets `--chords \"{CHORDS}\"`. "
@@ -321,10 +269,14 @@ def report(refs, e2e, notes, reference, generation, sources, gen_profiles, profi
              "(8 bars) after the same primer, plain sampling; median (min) seconds per call. "
              "steps/s per sequence = steps / time; sequence-steps/s = batch × that; "
              f"network step = one `run` of one step ({NETWORK_CALLS} timed together); "
-             "network share = steps × network step / generate time.", "",
+             "network GFLOP/s = the step's matrix products (2 × multiply-adds) per second; "
+             "network share = steps × network step / generate time. \"onnxruntime\" is what "
+             "the CLI runs (intra-op threads auto); torch eager runs the same network "
+             "(`benchmarks/_rnn_variants.py`) with torch's default threads or one.", "",
              "| model | engine | batch | generate s | steps/s per sequence | "
-             "sequence-steps/s | vs batch 1 | network step µs | network share |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "sequence-steps/s | vs batch 1 | network step µs | network GFLOP/s | "
+             "network share |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for ref in refs:
         lines += generation_table(model_id(ref), generation[model_id(ref)],
                                   sources[model_id(ref)], num_steps)
@@ -348,12 +300,56 @@ def goal_lines(names: list[str], e2e: dict[str, Stats], generation: dict) -> lis
         lines.append(f"- `{name}` end to end under {GOAL_E2E_S} s on 2 cores: {ok} "
                      f"({stats.median_s:.3f} s median).")
     for name, timed in generation.items():
-        one, many = (timed["onnxruntime", b]["gen"].median_s for b in BATCHES)
-        ratio = BATCHES[1] * one / many
+        ratio, single = (batch_ratio(timed, engine) for engine in (ORT, f"{ORT}, 1 thread"))
+        one, many = (timed[ORT, b]["step"].median_s for b in BATCHES)
         ok = "met" if ratio >= GOAL_BATCH_RATIO else "NOT met"
         lines.append(f"- `{name}` batch {BATCHES[1]} at least {GOAL_BATCH_RATIO:.0f}× the "
-                     f"batch-1 throughput: {ok} ({ratio:.1f}×).")
+                     f"batch-1 throughput: {ok} ({ratio:.1f}×; with one ONNX Runtime thread "
+                     f"{single:.1f}×; the network step alone scales {BATCHES[1] * one / many:.1f}×, "
+                     "the ratio's limit as the per-step Python work shrinks).")
     return lines
+
+
+def batch_ratio(timed: dict, engine: str) -> float:
+    """Sequence-steps/s at the big batch over those at batch 1."""
+    one, many = (timed[engine, b]["gen"].median_s for b in BATCHES)
+    return BATCHES[1] * one / many
+
+
+def build_commands(refs, compare_python: str | None) -> dict[str, list[str]]:
+    """The end-to-end commands: each model as the CLI runs it, with one ONNX
+    Runtime thread, and through another interpreter when asked."""
+    launcher = [str(mtools_bin())]
+    commands = {model_id(r): cli_command(r, write_primer(r.card.name), launcher) for r in refs}
+    for ref in refs:
+        commands[f"{model_id(ref)}, MTOOLS_THREADS=1"] = ["env", "MTOOLS_THREADS=1",
+                                                          *commands[model_id(ref)]]
+    if compare_python:
+        typer = subprocess.run([compare_python, "-c", "import typer; print(typer.__version__)"],
+                               capture_output=True, text=True).stdout.strip() or "?"
+        env_cmd = ["env", f"PYTHONPATH={ROOT / 'src'}", compare_python, "-m", "mtools"]
+        for ref in refs:
+            label = f"{model_id(ref)} via {compare_python} (typer {typer})"
+            commands[label] = cli_command(ref, write_primer(ref.card.name), env_cmd)
+            commands[f"{label}, MTOOLS_THREADS=1"] = ["env", "MTOOLS_THREADS=1", *commands[label]]
+    return commands
+
+
+def measure_models(refs, args, num_steps: int) -> tuple[dict, dict, dict]:
+    """Per model: generation timings, where the torch weights came from,
+    and cProfile rows of one generate call per batch size."""
+    generation, sources, gen_profiles = {}, {}, {}
+    for ref in refs:
+        print(f"bench_continue: generation, {model_id(ref)}", file=sys.stderr)
+        engines, source = engines_for(ref, args.checkpoint)
+        sources[model_id(ref)] = (source, network_flops(engines[ORT]))
+        ids, control = primer_ids(ref, num_steps)
+        generation[model_id(ref)] = measure_generation(engines, ids, control, num_steps,
+                                                       args.gen_repeat)
+        for batch in BATCHES:
+            gen_profiles[model_id(ref), batch] = generation_profile(
+                engines[ORT], ids, control, num_steps, batch)
+    return generation, sources, gen_profiles
 
 
 def main() -> None:
@@ -363,40 +359,23 @@ def main() -> None:
                           *sys.argv[1:]])
     watch = CpuWatch()
     refs = chosen_models(args.model, "bench_continue")
-    launcher = [str(mtools_bin())]
-    commands = {model_id(r): cli_command(r, write_primer(r.card.name), launcher) for r in refs}
-    for ref in refs:  # the CLI with one ONNX Runtime thread
-        commands[f"{model_id(ref)}, MTOOLS_THREADS=1"] = ["env", "MTOOLS_THREADS=1",
-                                                          *commands[model_id(ref)]]
-    if args.compare_python:
-        env_cmd = ["env", f"PYTHONPATH={ROOT / 'src'}", args.compare_python, "-m", "mtools"]
-        for ref in refs:
-            commands[f"{model_id(ref)} via {args.compare_python}"] = cli_command(
-                ref, write_primer(ref.card.name), env_cmd)
+    commands = build_commands(refs, args.compare_python)
     print(f"bench_continue: end to end, {len(commands)} command(s)", file=sys.stderr)
     e2e = time_to_files(commands, args.repeat)
     notes = {name: output_notes(name) for name in commands}
     reference = {f"`{label}`": stats for label, stats in time_commands({
-        "mtools --help": [*launcher, "--help"],
+        "mtools --help": [str(mtools_bin()), "--help"],
         "python -c pass": [sys.executable, "-c", "pass"]}, args.repeat).items()}
     num_steps = 8 * STEPS_PER_BAR
-    generation, sources, gen_profiles = {}, {}, {}
-    for ref in refs:
-        print(f"bench_continue: generation, {model_id(ref)}", file=sys.stderr)
-        engines, sources[model_id(ref)] = engines_for(ref, args.checkpoint)
-        ids, control = primer_ids(ref, num_steps)
-        check_same(engines["onnxruntime"], ids, control)
-        generation[model_id(ref)] = measure_generation(engines, ids, control, num_steps,
-                                                       args.gen_repeat)
-        for batch in BATCHES:
-            gen_profiles[model_id(ref), batch] = generation_profile(
-                engines["onnxruntime"], ids, control, num_steps, batch)
+    generation, sources, gen_profiles = measure_models(refs, args, num_steps)
     slow = [model_id(r) for r in refs if e2e[model_id(r)].median_s >= GOAL_E2E_S]
     profile_lines = []
     if args.profile == "always" or (args.profile == "auto" and slow):
-        name = slow[0] if slow else next(iter(e2e))
+        name = slow[0] if slow else model_id(refs[0])
         print(f"bench_continue: profiling {name}", file=sys.stderr)
-        profile_lines = profile_section(name, commands[name], reference["`python -c pass`"])
+        profile_lines, tops, stats = profile_section(name, commands[name],
+                                                     reference["`python -c pass`"])
+        profile_lines += findings(name, e2e, generation[name], tops, stats)
     section = report(refs, e2e, notes, reference, generation, sources, gen_profiles,
                      profile_lines, command, num_steps, args.repeat, watch.note())
     print(section)

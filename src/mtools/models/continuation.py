@@ -67,6 +67,11 @@ class ContinueOptions:
     render_chords: bool = False
 
     @property
+    def batch_rows(self) -> int:
+        """Sequences generated side by side: outputs × beams × branches."""
+        return self.num_outputs * self.beam_size * self.branch_factor
+
+    @property
     def search(self) -> SearchOptions:
         return SearchOptions(self.temperature, self.beam_size, self.branch_factor,
                              self.steps_per_iteration)

@@ -72,7 +72,7 @@ def continue_family(score, ref, options, rng: np.random.Generator):
     spq = int(encoding["steps_per_quarter"])
     pitches = [tuple(p) for p in encoding[DRUM_PITCHES_KEY]]
     table = np.asarray(encoding["velocity_table"], dtype=np.float64)
-    model = load_event_rnn(ref, device=options.device)
+    model = load_event_rnn(ref, device=options.device, rows=options.batch_rows)
     primer = primer_drum_track(score, steps_per_quarter=spq)
     has_hits = bool(np.any(primer.events))
     primer_ids = np.asarray(primer.events, np.int64) if has_hits else np.array([KICK_ONLY])

@@ -79,7 +79,7 @@ def continue_family(score: Score, ref, options, rng: np.random.Generator):
     encoding = ref.card.encoding
     low, high, spq = int(encoding["min_note"]), int(encoding["max_note"]), \
         int(encoding["steps_per_quarter"])
-    model = load_event_rnn(ref, device=options.device)
+    model = load_event_rnn(ref, device=options.device, rows=options.batch_rows)
     primer = primer_melody(score, steps_per_quarter=spq)
     per_chord = options.steps_per_chord or primer.steps_per_bar
     primer_rows = _input_chords(score, len(primer.events), per_chord)

@@ -75,7 +75,7 @@ def continue_family(score: Score, ref, options, rng: np.random.Generator):
     from mtools.models.continuation import ContinueResult, StepClock, provenance
 
     space = MelodySpace.from_card(ref.card.encoding)
-    model = load_event_rnn(ref, device=options.device)
+    model = load_event_rnn(ref, device=options.device, rows=options.batch_rows)
     primer = primer_melody(score, steps_per_quarter=space.steps_per_quarter)
     qpm = primer.qpm if score.tempos or options.qpm is None else options.qpm
     has_notes = bool(np.any(primer.events >= 0))

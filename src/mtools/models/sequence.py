@@ -59,14 +59,15 @@ class EventRnn:
         self.step_only = step_only
 
     @classmethod
-    def from_ref(cls, ref, *, device: str | None = None) -> EventRnn:
-        """Load a registry model (mtools.models.registry.ModelRef)."""
+    def from_ref(cls, ref, *, device: str | None = None, threads: int | None = None) -> EventRnn:
+        """Load a registry model (mtools.models.registry.ModelRef); device and
+        threads as for mtools.runtime.load_session."""
         from mtools.models.key_encoding import encoding_from_card
 
         card = ref.card
         hyper = card.hyperparameters
         shapes = hyper.get("state_shapes") or state_shapes(hyper)
-        return cls(ref.load_session(device=device), shapes=shapes,
+        return cls(ref.load_session(device=device, threads=threads), shapes=shapes,
                    encoding=encoding_from_card(card.encoding),
                    control_size=int(card.encoding.get("control_size", 0)),
                    step_only=bool(hyper.get("step_only", False)))
@@ -104,15 +105,27 @@ class EventRnn:
         return rows
 
 
-_LOADED: dict[tuple[str, str | None], EventRnn] = {}
+_LOADED: dict[tuple, EventRnn] = {}
+SMALL_BATCH_ROWS = 8  # up to this many rows, one intra-op thread is faster
 
 
-def load_event_rnn(ref, *, device: str | None = None) -> EventRnn:
-    """`EventRnn.from_ref`, once per model file and device in a process (a
-    batch over many inputs loads and checksums the model once)."""
-    key = (str(ref.onnx_path), device)
+def load_event_rnn(ref, *, device: str | None = None, rows: int | None = None) -> EventRnn:
+    """`EventRnn.from_ref`, once per model file, device and thread choice in
+    a process (a batch over many inputs loads and checksums the model once).
+    For `rows` ≤ SMALL_BATCH_ROWS the session gets one intra-op thread
+    unless $MTOOLS_THREADS says otherwise: at batch 1 a step is too small to
+    split, and a second thread only waits for a core another process holds
+    (measured in benchmarks/results.md)."""
+    import os
+
+    from mtools.runtime import THREADS_ENV
+
+    threads = None
+    if rows is not None and rows <= SMALL_BATCH_ROWS and not os.environ.get(THREADS_ENV):
+        threads = 1
+    key = (str(ref.onnx_path), device, threads)
     if key not in _LOADED:
-        _LOADED[key] = EventRnn.from_ref(ref, device=device)
+        _LOADED[key] = EventRnn.from_ref(ref, device=device, threads=threads)
     return _LOADED[key]
 
 
