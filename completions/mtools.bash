@@ -22,23 +22,23 @@ _mtools() {
             -m|--model) _mtools_files "$cur"; return ;;
             --primer) _mtools_files "$cur"; return ;;
             --bars) return ;;
-            --steps) return ;;
+            --steps) _mtools_files "$cur"; return ;;
             --seconds) return ;;
             --temperature) return ;;
-            --beam-size) return ;;
-            --branch-factor) return ;;
-            --steps-per-iteration) return ;;
-            -n|--num-outputs) return ;;
-            --seed) return ;;
+            --beam-size) _mtools_files "$cur"; return ;;
+            --branch-factor) _mtools_files "$cur"; return ;;
+            --steps-per-iteration) _mtools_files "$cur"; return ;;
+            -n|--num-outputs) _mtools_files "$cur"; return ;;
+            --seed) _mtools_files "$cur"; return ;;
             --qpm) return ;;
             --key) _mtools_files "$cur"; return ;;
-            --program) return ;;
+            --program) _mtools_files "$cur"; return ;;
             --chords) _mtools_files "$cur"; return ;;
-            --steps-per-chord) return ;;
+            --steps-per-chord) _mtools_files "$cur"; return ;;
             --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
-            -j|--jobs) return ;;
+            -j|--jobs) _mtools_files "$cur"; return ;;
         esac
         if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --primer --bars --steps --seconds --temperature --beam-size --branch-factor --steps-per-iteration -n --num-outputs --seed --qpm --key --program --only-generated --chords --steps-per-chord --render-chords --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
@@ -48,10 +48,10 @@ _mtools() {
             -o|--output) _mtools_files "$cur"; return ;;
             --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
-            --transpose) return ;;
-            --quantize) return ;;
+            --transpose) _mtools_files "$cur"; return ;;
+            --quantize) _mtools_files "$cur"; return ;;
             --soundfont) _mtools_files "$cur"; return ;;
-            -j|--jobs) return ;;
+            -j|--jobs) _mtools_files "$cur"; return ;;
         esac
         if [[ $cur == -* ]]; then _mtools_words '-o --output --from --to --transpose --melody --sustain --quantize --soundfont --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
@@ -66,11 +66,11 @@ _mtools() {
             --out) _mtools_files "$cur"; return ;;
             --run-dir) _mtools_files "$cur"; return ;;
             --max-minutes) return ;;
-            --max-steps) return ;;
-            --batch-size) return ;;
-            --hidden) return ;;
-            --layers) return ;;
-            --seed) return ;;
+            --max-steps) _mtools_files "$cur"; return ;;
+            --batch-size) _mtools_files "$cur"; return ;;
+            --hidden) _mtools_files "$cur"; return ;;
+            --layers) _mtools_files "$cur"; return ;;
+            --seed) _mtools_files "$cur"; return ;;
         esac
         if [[ $cur == -* ]]; then _mtools_words '--config --data --out --run-dir --fresh --max-minutes --max-steps --batch-size --hidden --layers --export-only --seed -q --quiet --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
