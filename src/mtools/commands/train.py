@@ -59,8 +59,7 @@ def train(
     import sys
 
     from mtools.training.loop import TrainConfig
-    from mtools.training.run import TrainRequest, default_run_dir, quoted_command, train_model, \
-        with_limits
+    from mtools.training.run import TrainRequest, default_run_dir, train_model, with_limits
     from mtools.training.tasks import find_spec
 
     spec = find_spec(model, config)
@@ -68,8 +67,7 @@ def train(
                        batch_size=batch_size, seed=seed)
     network = {k: v for k, v in {"hidden": hidden, "layers": layers}.items() if v is not None}
     request = TrainRequest(spec, tuple(data or spec.default_sources), out,
-                           run_dir or default_run_dir(spec), loop, network, fresh,
-                           quoted_command(sys.argv[1:]))
+                           run_dir or default_run_dir(spec), loop, network, fresh)
 
     def say(message: str) -> None:
         if not quiet:

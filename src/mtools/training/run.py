@@ -30,8 +30,7 @@ class TrainRequest:
     """spec: what to train; sources: corpus names or paths; out_dir: where
     the .onnx and card go; run_dir: checkpoints (resumed when present);
     config: loop settings; network: overrides of the spec's network size;
-    fresh: discard run_dir's checkpoints first; command: the command line
-    recorded in the card."""
+    fresh: discard run_dir's checkpoints first."""
 
     spec: ModelSpec
     sources: tuple[str, ...]
@@ -40,7 +39,6 @@ class TrainRequest:
     config: TrainConfig = TrainConfig()
     network: dict | None = None
     fresh: bool = False
-    command: str = ""
 
 
 def default_run_dir(spec: ModelSpec) -> Path:
@@ -73,8 +71,10 @@ def train_model(request: TrainRequest, progress: Progress = lambda message: None
     if not (request.run_dir / "best.pt").exists():
         raise MtoolsError(f"{request.run_dir} holds no trained checkpoint to export",
                           hint="train some steps first (drop --export-only)")
-    best, _ = load_checkpoint(request.run_dir / "best.pt")
-    return export_and_card(request, best, history, train, valid, progress)
+    best, state = load_checkpoint(request.run_dir / "best.pt")
+    trained_with = TrainConfig(**state["train_config"])  # not an --export-only call's limits
+    return export_and_card(replace(request, config=trained_with), best, history, train, valid,
+                           progress)
 
 
 def export_and_card(request: TrainRequest, model, history, train, valid,
@@ -126,7 +126,7 @@ def _card(request: TrainRequest, model, history, train, valid, *, parity: float)
             "best_valid_loss_per_class": round(history.best_valid, 4),
             "seconds": round(history.seconds), "loop": asdict(request.config),
             "log": history.log[-20:],
-            "command": request.command or f"mtools train {spec.family} --config {spec.config}",
+            "command": reproduce_command(request, model.config),
             "torch": torch.__version__,
         },
         "metrics": {},
@@ -138,5 +138,17 @@ def with_limits(config: TrainConfig, **limits) -> TrainConfig:
     return replace(config, **{k: v for k, v in limits.items() if v is not None})
 
 
-def quoted_command(argv: list[str]) -> str:
-    return "mtools " + " ".join(shlex.quote(a) for a in argv)
+def reproduce_command(request: TrainRequest, network: dict) -> str:
+    """The `mtools train` command that trains this model again (it resumes
+    a stopped run from its checkpoints)."""
+    spec, config = request.spec, request.config
+    words = ["mtools", "train", spec.family, "--config", spec.config]
+    for source in request.sources:
+        words += ["--data", source]
+    for key in ("hidden", "layers"):
+        if network.get(key) != spec.network.get(key):
+            words += [f"--{key}", str(network[key])]
+    words += ["--max-minutes", f"{config.max_minutes:g}", "--out", "DIR"]
+    if config.batch_size != TrainConfig.batch_size:
+        words += ["--batch-size", str(config.batch_size)]
+    return " ".join(shlex.quote(word) for word in words)
