@@ -23,6 +23,12 @@ Examples:
 """
 
 
+# The figures the table shows, when a card has them, with short labels
+# (--json shows all).
+HEADLINE_METRICS = {"nll_per_step": "nll", "ngram_nll_per_step": "n-gram", "accuracy": "acc",
+                    "note_f1": "note F1", "frame_nll": "frame nll"}
+
+
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print the cards as a JSON array.")] = False,
     debug: opt.Debug = False,
@@ -47,16 +53,17 @@ def _print_table(cards) -> None:
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("model", "task", "size", "trained on", "metrics", "sha256"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("model", "size", "sha256"))
     for card in cards:
         name = card.spec
         datasets = card.training.get("datasets", [])
         data = ", ".join(map(str, datasets)) if isinstance(datasets, list) else str(datasets)
-        metrics = ", ".join(f"{k} {v}" for k, v in card.metrics.items()
-                            if isinstance(v, (int, float)))
+        metrics = " ".join(f"{label} {card.metrics[k]:.3g}" for k, label in HEADLINE_METRICS.items()
+                           if isinstance(card.metrics.get(k), (int, float)))
         table.add_row(name, card.task, f"{card.size_bytes / 1e6:.1f} MB", data, metrics,
                       card.sha256[:12])
-    Console(soft_wrap=False).print(table)
+    # A pipe or file gets whole rows (rich would assume 80 columns).
+    Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)
 
 
 models.__doc__ = HELP
