@@ -57,6 +57,8 @@ def eval_(
     figures = {"model": ref.card.spec, "data": data, "split": split,
                **evaluate_sources(load_event_rnn(ref, device=device.value if device else None),
                                   spec, data, split, progress)}
+    if progress is not None:
+        print(file=sys.stderr)  # end the progress line
     if as_json:
         write_stdout(json.dumps(figures) + "\n")
     else:

@@ -16,9 +16,9 @@ from mtools.score import Note, Score, TempoMap, with_notes
 DEFAULT_BARS = 8.0
 TASK = "continue"
 
-# family name (a card's "name") → module under mtools.models with a
-# `continue_family(score, ref, options, rng) -> ContinueResult` function
-FAMILIES = {"melody_rnn": "melody_rnn", "drums_rnn": "drums_rnn", "improv_rnn": "improv_rnn"}
+# Families (a card's "name") `continue` plays: each is a module under
+# mtools.models with `continue_family(score, ref, options, rng) -> ContinueResult`.
+FAMILIES = frozenset({"melody_rnn", "drums_rnn", "improv_rnn"})
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,10 @@ def continue_score(score: Score, options: ContinueOptions) -> ContinueResult:
     from mtools.models.registry import resolve_model
 
     ref = resolve_model(options.model, task=TASK)
-    module_name = FAMILIES.get(ref.card.name)
-    if module_name is None:
+    if ref.card.name not in FAMILIES:
         raise UsageError(f"model {ref.card.spec} is not a model `continue` knows how to play",
                          hint=f"continue plays {', '.join(sorted(FAMILIES))}")
-    module = importlib.import_module(f"mtools.models.{module_name}")
+    module = importlib.import_module(f"mtools.models.{ref.card.name}")
     rng = np.random.default_rng(options.seed)
     return module.continue_family(score, ref, options, rng)
 

@@ -128,7 +128,7 @@ def _progression(options, primer_rows: np.ndarray, per_chord: int) -> np.ndarray
 
 def _first_note(row, rng: np.random.Generator) -> int:
     """A first pitch for a melody from scratch: a chord tone near middle C."""
-    root, mask, _ = (int(v) for v in row)
+    mask = int(row[1])
     tones = [pc for pc in range(12) if mask >> pc & 1] or [0]
     return 60 + int(rng.choice(tones))
 

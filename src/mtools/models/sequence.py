@@ -29,8 +29,6 @@ from mtools.models.encoding import LookbackEncoding
 from mtools.models.sampling import best_rows, log_softmax, sample_categorical
 
 LSTM_STATES = ("state_h", "state_c")
-GRAPH_INPUTS = ("inputs", *LSTM_STATES)
-GRAPH_OUTPUTS = ("logits", *(f"{name}_out" for name in LSTM_STATES))
 BATCH = -1  # marks the batch axis in a card's state_shapes
 
 
