@@ -15,7 +15,7 @@ _mtools() {
         esac
     done
     case $cmd in
-    '') _mtools_words 'continue convert models train eval --version -h --help' "$cur" ;;
+    '') _mtools_words 'continue convert harmonize infill models train eval --version -h --help' "$cur" ;;
     continue)
         case $prev in
             -o|--output) _mtools_files "$cur"; return ;;
@@ -56,6 +56,45 @@ _mtools() {
         if [[ $cur == -* ]]; then _mtools_words '-o --output --from --to --transpose --melody --sustain --quantize --soundfont --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
+    harmonize)
+        case $prev in
+            -o|--output) _mtools_files "$cur"; return ;;
+            -m|--model) _mtools_files "$cur"; return ;;
+            --melody) _mtools_files "$cur"; return ;;
+            --temperature) return ;;
+            --iterations) _mtools_files "$cur"; return ;;
+            --sampler) _mtools_files "$cur"; return ;;
+            -n|--num-outputs) _mtools_files "$cur"; return ;;
+            --seed) _mtools_files "$cur"; return ;;
+            --program) _mtools_files "$cur"; return ;;
+            --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
+            --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
+            --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
+            -j|--jobs) _mtools_files "$cur"; return ;;
+        esac
+        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --melody --temperature --iterations --sampler -n --num-outputs --seed --program --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
+        else _mtools_files "$cur"; fi
+        ;;
+    infill)
+        case $prev in
+            -o|--output) _mtools_files "$cur"; return ;;
+            -m|--model) _mtools_files "$cur"; return ;;
+            --start) _mtools_files "$cur"; return ;;
+            --end) _mtools_files "$cur"; return ;;
+            --voices) _mtools_files "$cur"; return ;;
+            --temperature) return ;;
+            --iterations) _mtools_files "$cur"; return ;;
+            --sampler) _mtools_files "$cur"; return ;;
+            -n|--num-outputs) _mtools_files "$cur"; return ;;
+            --seed) _mtools_files "$cur"; return ;;
+            --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
+            --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
+            --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
+            -j|--jobs) _mtools_files "$cur"; return ;;
+        esac
+        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --start --end --voices --temperature --iterations --sampler -n --num-outputs --seed --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
+        else _mtools_files "$cur"; fi
+        ;;
     models)
         _mtools_words '--json --debug -h --help' "$cur"
         ;;
@@ -79,9 +118,10 @@ _mtools() {
         case $prev in
             -m|--model) _mtools_files "$cur"; return ;;
             --split) _mtools_files "$cur"; return ;;
+            --samples) _mtools_files "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
         esac
-        if [[ $cur == -* ]]; then _mtools_words '-m --model --split --json --device -q --quiet --debug -h --help' "$cur"
+        if [[ $cur == -* ]]; then _mtools_words '-m --model --split --json --samples --device -q --quiet --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     esac

@@ -31,3 +31,23 @@ def tiny_event_model(folder: Path, family: str = "melody_rnn", config: str | Non
                 "hyperparameters": card_hyperparameters(model), "encoding": spec.card_encoding,
                 "description": "tiny random test model"}, path)
     return path
+
+
+def tiny_coconet(folder: Path, seed: int = 0) -> Path:
+    """Export a random, tiny Coconet network with a real card; returns the
+    .onnx path."""
+    from mtools.models.coconet import GRAPH_INPUTS, GRAPH_OUTPUTS
+    from mtools.training.coconet import SPACE, export_graph
+    from mtools.training.nets import CoconetNet
+
+    torch.manual_seed(seed)
+    model = CoconetNet(SPACE.pitches, len(SPACE.voices), filters=4, layers=6,
+                       dilations=(1, 3)).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "coconet.onnx"
+    export_graph(model, path)
+    write_card({"name": "coconet", "task": "harmonize", "other_tasks": ["infill"],
+                "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
+                "hyperparameters": dict(model.config), "encoding": SPACE.to_card(),
+                "description": "tiny random test model"}, path)
+    return path

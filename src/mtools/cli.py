@@ -14,6 +14,8 @@ from mtools import __version__
 from mtools.commands.continue_ import continue_
 from mtools.commands.convert import convert
 from mtools.commands.eval import eval_
+from mtools.commands.harmonize import harmonize
+from mtools.commands.infill import infill
 from mtools.commands.models import models
 from mtools.commands.train import train
 from mtools.errors import EXIT_FAILURE, EXIT_INTERRUPTED, MtoolsError, StdoutClosed
@@ -50,6 +52,8 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version,
 
 app.command("continue")(continue_)
 app.command("convert")(convert)
+app.command("harmonize")(harmonize)
+app.command("infill")(infill)
 app.command("models")(models)
 app.command("train")(train)
 app.command("eval")(eval_)

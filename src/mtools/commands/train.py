@@ -13,7 +13,9 @@ HELP = """Train a model on data and export it (ONNX + model card).
 
 Data sources: music21:folk (the folk tunes of music21's corpus), nottingham
 and groove (from $MTOOLS_DATA or ../shared/data), or a folder/file of MIDI,
-JSONL, ABC or MusicXML. Parsed data is cached under ~/.cache/mtools/data;
+JSONL, ABC or MusicXML. Coconet trains on chorales: jsb (the JSB chorales'
+train part; its valid part selects and measures), js_fakes, or a
+Coconet-style .npz with train and valid parts. Parsed data is cached under ~/.cache/mtools/data;
 checkpoints go to --run-dir (default ~/.cache/mtools/runs/NAME) every few
 minutes, and a stopped run resumes from there. The exported model goes to
 --out as NAME-CONFIG.onnx with its card; use it with --model PATH, or put
@@ -25,6 +27,7 @@ Examples:
   mtools train melody_rnn --config basic_rnn --out models/
   mtools train melody_rnn --config lookback_rnn --data nottingham --data my_tunes/ --out models/
   mtools train melody_rnn --max-minutes 30 --out models/   # resumes next time
+  mtools train coconet --data jsb --max-minutes 120 --out models/
 """
 
 
@@ -47,9 +50,9 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, metavar="N",
                                                       help="Crops per optimizer step.")] = None,
     hidden: Annotated[Optional[int], typer.Option("--hidden", min=1, metavar="N",
-                                                  help="LSTM units per layer.")] = None,
+                                                  help="LSTM units per layer (coconet: filters).")] = None,
     layers: Annotated[Optional[int], typer.Option("--layers", min=1, metavar="N",
-                                                  help="LSTM layers.")] = None,
+                                                  help="LSTM layers (coconet: convolution layers).")] = None,
     export_only: Annotated[bool, typer.Option(
         "--export-only", help="Export the run's best checkpoint without training more.")] = False,
     seed: opt.Seed = None,
@@ -62,18 +65,35 @@ def train(
     from mtools.training.run import TrainRequest, default_run_dir, train_model, with_limits
     from mtools.training.tasks import find_spec
 
+    def say(message: str) -> None:
+        if not quiet:
+            print(f"mtools train: {message}", file=sys.stderr, flush=True)
+
+    if model == "coconet":
+        network = {k: v for k, v in {"filters": hidden, "layers": layers}.items() if v is not None}
+        _train_coconet(data, out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,
+                       seed, network, say)
+        return
     spec = find_spec(model, config)
     loop = with_limits(TrainConfig(), max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
                        batch_size=batch_size, seed=seed)
     network = {k: v for k, v in {"hidden": hidden, "layers": layers}.items() if v is not None}
     request = TrainRequest(spec, tuple(data or spec.default_sources), out,
                            run_dir or default_run_dir(spec), loop, network, fresh)
-
-    def say(message: str) -> None:
-        if not quiet:
-            print(f"mtools train: {message}", file=sys.stderr, flush=True)
-
     train_model(request, progress=say)
+
+
+def _train_coconet(data, out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,
+                   seed, network, say) -> None:
+    from mtools.training.coconet import DEFAULT_SOURCES, LOOP, CoconetRequest, default_run_dir, \
+        train_coconet
+    from mtools.training.run import with_limits
+
+    loop = with_limits(LOOP, max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
+                       batch_size=batch_size, seed=seed)
+    request = CoconetRequest(tuple(data or DEFAULT_SOURCES), out, run_dir or default_run_dir(),
+                             loop, network, fresh)
+    train_coconet(request, progress=say)
 
 
 train.__doc__ = HELP

@@ -128,13 +128,13 @@ def masked_loss(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
     return (losses * mask).sum() / count.clamp(min=1), count
 
 
-def evaluate(model: nn.Module, batches) -> float:
-    """Mean cross-entropy per step (nats) over fixed batches."""
+def evaluate(model: nn.Module, batches, loss_fn: Callable = masked_loss) -> float:
+    """Mean loss (nats per step for event models) over fixed batches."""
     model.eval()
     total, count = 0.0, 0.0
     with torch.no_grad():
         for batch in batches:
-            loss, n = masked_loss(model, batch)
+            loss, n = loss_fn(model, batch)
             total, count = total + float(loss) * float(n), count + float(n)
     model.train()
     return total / max(count, 1.0)
@@ -143,12 +143,15 @@ def evaluate(model: nn.Module, batches) -> float:
 class Trainer:
     """Trains `model` on `train` crops, validating on `valid` crops, saving
     into `run_dir`. `progress(history, message)` is called after each
-    validation. Resumes from run_dir/last.pt when it exists."""
+    validation. Resumes from run_dir/last.pt when it exists. `train` and
+    `valid` need `batch(rng)` and `fixed_batches(count)`; `loss_fn(model,
+    batch)` → (mean loss, weight) defaults to the event models' loss."""
 
     def __init__(self, model: nn.Module, kind: str, train: CropSampler, valid: CropSampler,
                  config: TrainConfig, run_dir: Path, extra: dict | None = None,
-                 progress: Callable | None = None):
+                 progress: Callable | None = None, loss_fn: Callable = masked_loss):
         self.model, self.kind, self.train_data, self.config = model, kind, train, config
+        self.loss_fn = loss_fn
         self.valid_batches = valid.fixed_batches(config.valid_crops)
         self.run_dir, self.extra = Path(run_dir), extra or {}
         self.progress = progress or (lambda history, message: None)
@@ -177,7 +180,7 @@ class Trainer:
         while history.step < config.max_steps and history.evals_without_gain < config.patience:
             if (time.monotonic() - started) / 60 > config.max_minutes:
                 break
-            loss, _ = masked_loss(self.model, self.train_data.batch(self.rng))
+            loss, _ = self.loss_fn(self.model, self.train_data.batch(self.rng))
             self.optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_norm)
@@ -198,7 +201,7 @@ class Trainer:
 
     def _validate(self, train_loss: float) -> None:
         history = self.history
-        valid = evaluate(self.model, self.valid_batches)
+        valid = evaluate(self.model, self.valid_batches, self.loss_fn)
         history.log.append({"step": history.step, "train": round(train_loss, 4),
                             "valid": round(valid, 4), "seconds": round(history.seconds)})
         if valid < history.best_valid - 1e-4:

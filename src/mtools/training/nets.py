@@ -94,22 +94,75 @@ class AttentionLSTM(nn.Module):
                 torch.zeros(batch, c["attn_length"], c["hidden"]))
 
     def forward(self, inputs, state_h, state_c, attention, attention_states):
+        # Same maths as one step at a time, arranged for speed: the inputs'
+        # share of project_in is one matmul over all steps, and each stored
+        # output's key is computed once, when it is pushed.
+        hidden = self.config["hidden"]
+        weight_x, weight_a = self.project_in.weight.split(
+            [self.project_in.in_features - hidden, hidden], dim=1)
+        projected = nn.functional.linear(inputs, weight_x, self.project_in.bias)
+        keys = self.keys(attention_states)
         outputs = []
         hs, cs = list(state_h.unbind(0)), list(state_c.unbind(0))
         for t in range(inputs.shape[1]):
-            x = self.project_in(torch.cat([inputs[:, t], attention], dim=1))
+            x = projected[:, t] + nn.functional.linear(attention, weight_a)
             for i, cell in enumerate(self.cells):
                 hs[i], cs[i] = cell(x, (hs[i], cs[i]))
                 x = self.dropout(hs[i]) if i + 1 < len(self.cells) else hs[i]
             query = self.query(torch.cat(cs + hs, dim=1))  # (batch, hidden)
-            scores = self.score(torch.tanh(self.keys(attention_states) + query[:, None]))
+            scores = self.score(torch.tanh(keys + query[:, None]))
             weights = torch.softmax(scores, dim=1)  # (batch, attn_length, 1)
             attention = (weights * attention_states).sum(dim=1)
             output = self.project_out(torch.cat([x, attention], dim=1))
             attention_states = torch.cat([attention_states[:, 1:], output[:, None]], dim=1)
+            keys = torch.cat([keys[:, 1:], self.keys(output)[:, None]], dim=1)
             outputs.append(output)
         logits = self.head(self.dropout(torch.stack(outputs, dim=1)))
         return logits, torch.stack(hs), torch.stack(cs), attention, attention_states
 
 
 MODULES[AttentionLSTM.kind] = AttentionLSTM
+
+
+class CoconetNet(nn.Module):
+    """Coconet's network: a residual stack of 3×3 convolutions over the
+    (time × pitch) piano roll, one channel per voice, with the mask as input
+    (Huang et al. 2017, "Counterpoint by Convolution"). Convolutions are
+    dilated along time (cycling through `dilations`) so a small stack sees
+    several bars; batch norm after every convolution.
+
+    forward: pianoroll (batch, time, pitch, voices) one-hot over pitch, 0
+    where unknown; mask (batch, time, pitch, voices), 1 where the model must
+    predict → logits (batch, time, pitch, voices); a softmax over the pitch
+    axis gives each voice's pitch at each step.
+    """
+
+    kind = "coconet_cnn"
+
+    def __init__(self, pitches: int = 46, voices: int = 4, filters: int = 48, layers: int = 16,
+                 dilations: tuple[int, ...] = (1, 2, 4, 8)):
+        super().__init__()
+        self.config = {"pitches": pitches, "voices": voices, "filters": filters,
+                       "layers": layers, "dilations": list(dilations)}
+        self.conv_in = nn.Conv2d(2 * voices, filters, 3, padding=1)
+        self.norm_in = nn.BatchNorm2d(filters)
+        self.blocks = nn.ModuleList()
+        for index in range((layers - 2) // 2):
+            d = dilations[index % len(dilations)]
+            self.blocks.append(nn.ModuleList([
+                nn.Conv2d(filters, filters, 3, padding=(d, 1), dilation=(d, 1)),
+                nn.BatchNorm2d(filters),
+                nn.Conv2d(filters, filters, 3, padding=(d, 1), dilation=(d, 1)),
+                nn.BatchNorm2d(filters)]))
+        self.conv_out = nn.Conv2d(filters, voices, 3, padding=1)
+
+    def forward(self, pianoroll: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([pianoroll * (1 - mask), mask], dim=3).permute(0, 3, 1, 2)
+        x = torch.relu(self.norm_in(self.conv_in(x)))
+        for conv_a, norm_a, conv_b, norm_b in self.blocks:
+            y = torch.relu(norm_a(conv_a(x)))
+            x = torch.relu(x + norm_b(conv_b(y)))
+        return self.conv_out(x).permute(0, 2, 3, 1)
+
+
+MODULES[CoconetNet.kind] = CoconetNet

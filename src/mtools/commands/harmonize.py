@@ -1,0 +1,124 @@
+"""`mtools harmonize`: add alto, tenor and bass under a melody."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Annotated, Optional
+
+import typer
+
+from mtools.commands import _options as opt
+from mtools.commands._batch import JobResult, run_batch, score_batch, score_inputs
+
+HELP = """Harmonize a melody in four voices (soprano, alto, tenor, bass).
+
+Takes the top line of whatever comes in (a single line, a lead sheet, a
+piano transcription), quantizes it to 16th notes and keeps it as the
+soprano, note for note; the model writes the three voices under it. Tempo
+and time signature are kept; the output has four named tracks.
+
+Models: coconet (default).
+
+Examples:
+
+\b
+  mtools harmonize melody.mid > satb.mid
+  mtools convert tune.abc --to midi | mtools harmonize --seed 1 > satb.mid
+  mtools harmonize --melody "67 _ _ _ 69 _ 71 _ 72 _ _ _ 71 _ _ _" --program 19 > hymn.mid
+  mtools harmonize melody.mid -n 4 --iterations 96 -o takes/
+  mtools transcribe song.wav | mtools harmonize | mtools convert --to wav > satb.wav
+"""
+
+
+@dataclass(frozen=True)
+class FillCommand:
+    """The job's settings besides the library options: which task runs,
+    and the input and output formats."""
+
+    task: str
+    in_format: str | None
+    out_format: str
+
+
+def fill_input(command: FillCommand, options, source) -> JobResult:
+    """Read one input, harmonize or infill every score in it, encode."""
+    from mtools.io.formats import detect_format, encode_outputs, read_scores
+    from mtools.models.harmonization import HARMONIZE, harmonize_score, infill_score
+
+    data = source.read_bytes()
+    scores = read_scores(data, detect_format(data, command.in_format, source.name), source.name)
+    work = harmonize_score if command.task == HARMONIZE else infill_score
+    outputs, warnings = [], []
+    for score in scores:
+        result = work(score, options)
+        outputs.extend(result.scores)
+        warnings.extend(result.warnings)
+    return JobResult(encode_outputs(outputs, command.out_format), warnings)
+
+
+Iterations = Annotated[int, typer.Option(
+    "--iterations", min=0, metavar="N",
+    help="Gibbs sampling passes after the first fill (more: slower, often better).")]
+Sampler = Annotated[str, typer.Option(
+    "--sampler", metavar="NAME",
+    help="gibbs (blocked Gibbs with annealed masking) or ancestral (one note at a time; slow).")]
+Program = Annotated[int, typer.Option(
+    "--program", min=0, max=127, metavar="N",
+    help="General MIDI program (0-127) of the voices (default 0, piano; 19 is church organ).")]
+
+
+def sampling_options(temperature: float, iterations: int, sampler: str):
+    from mtools.errors import UsageError
+    from mtools.models.coconet import GibbsOptions
+
+    if sampler not in ("gibbs", "ancestral"):
+        raise UsageError(f"--sampler {sampler!r} is not a sampler", hint="use gibbs or ancestral")
+    return GibbsOptions(iterations=iterations, temperature=temperature, sampler=sampler)
+
+
+def harmonize(
+    inputs: opt.Inputs = None,
+    output: opt.Output = None,
+    model: opt.Model = "coconet",
+    melody: Annotated[Optional[str], typer.Option(
+        "--melody", metavar="TEXT",
+        help='A melody as text instead of a file: MIDI pitches, "_" holds, "-" rests, '
+             'one token per 16th note, e.g. "67 _ _ _ 69 _ 71 _".')] = None,
+    temperature: opt.Temperature = 0.99,
+    iterations: Iterations = 48,
+    sampler: Sampler = "gibbs",
+    num_outputs: opt.NumOutputs = 1,
+    seed: opt.Seed = None,
+    program: Program = 0,
+    from_: opt.From = None,
+    to: opt.To = None,
+    device: opt.DeviceOpt = None,
+    skip_existing: opt.SkipExisting = False,
+    jobs: opt.Jobs = 1,
+    quiet: opt.Quiet = False,
+    progress: opt.Progress = False,
+    debug: opt.Debug = False,
+) -> None:
+    from mtools.errors import UsageError
+    from mtools.io.streams import primer_input
+    from mtools.models.harmonization import HARMONIZE, FillOptions
+
+    settings = score_batch(output, to.value if to else None, jobs=jobs,
+                           skip_existing=skip_existing, quiet=quiet, progress=progress)
+    options = FillOptions(model=model, sampling=sampling_options(temperature, iterations, sampler),
+                          num_outputs=num_outputs, seed=seed, program=program,
+                          device=device.value if device else None)
+    if melody is not None:
+        if inputs:
+            raise UsageError("--melody replaces input files; give one or the other")
+        sources, in_format = [primer_input(melody, "melody")], "jsonl"
+    else:
+        sources, in_format = score_inputs(inputs), from_.value if from_ else None
+    job = partial(fill_input, FillCommand(HARMONIZE, in_format, settings.format), options)
+    code = run_batch(sources, job, settings)
+    if code:
+        raise typer.Exit(code)
+
+
+harmonize.__doc__ = HELP

@@ -1,0 +1,216 @@
+"""Coconet (Huang et al. 2017, "Counterpoint by Convolution"): four voices
+on a 16th-note grid as a (time × pitch × voice) piano roll, and a
+convolutional network that, given some cells and a mask of the others,
+predicts every masked cell's pitch. Sampling is numpy around the ONNX graph:
+blocked Gibbs with annealed masking (Yao et al. 2014) and orderless
+ancestral sampling, batched over outputs.
+
+A chorale here is an int array (steps, voices) of MIDI pitches, -1 for a
+rest; voices are ordered from the top (soprano) down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+REST = -1
+GRAPH_INPUTS = ("pianoroll", "mask")
+GRAPH_OUTPUTS = ("logits",)
+
+
+@dataclass(frozen=True)
+class ChoraleSpace:
+    """The model's pitch range [min_pitch, max_pitch], its voices, and grid."""
+
+    min_pitch: int = 36
+    max_pitch: int = 81
+    voices: tuple[str, ...] = ("soprano", "alto", "tenor", "bass")
+    steps_per_quarter: int = 4
+
+    @property
+    def pitches(self) -> int:
+        return self.max_pitch - self.min_pitch + 1
+
+    @classmethod
+    def from_card(cls, encoding: dict) -> ChoraleSpace:
+        return cls(int(encoding["min_pitch"]), int(encoding["max_pitch"]),
+                   tuple(encoding["voices"]), int(encoding["steps_per_quarter"]))
+
+    def to_card(self) -> dict:
+        return {"min_pitch": self.min_pitch, "max_pitch": self.max_pitch,
+                "voices": list(self.voices), "steps_per_quarter": self.steps_per_quarter}
+
+    def roll(self, chorales: np.ndarray) -> np.ndarray:
+        """(batch, steps, voices) pitches → (batch, steps, pitches, voices)
+        one-hot float32 (rests and out-of-range pitches: all zero)."""
+        index = chorales.astype(np.int64) - self.min_pitch
+        valid = (chorales != REST) & (index >= 0) & (index < self.pitches)
+        roll = np.zeros((*chorales.shape[:2], self.pitches, chorales.shape[2]), np.float32)
+        b, t, v = np.nonzero(valid)
+        roll[b, t, index[b, t, v], v] = 1.0
+        return roll
+
+
+def yao_schedule(iteration: int, iterations: int, *, pmin: float = 0.1, pmax: float = 0.9,
+                 alpha: float = 0.7) -> float:
+    """The share of cells to resample at `iteration` (Yao et al. 2014):
+    falls linearly from pmax to pmin over the first alpha of the run."""
+    return max(pmin, pmax - (pmax - pmin) * iteration / (alpha * iterations))
+
+
+def softmax_pitch(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Softmax over the pitch axis (axis 2) of (batch, steps, pitches, voices)."""
+    scaled = logits / max(temperature, 1e-6)
+    scaled = scaled - scaled.max(axis=2, keepdims=True)
+    probs = np.exp(scaled)
+    return probs / probs.sum(axis=2, keepdims=True)
+
+
+def sample_pitches(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One pitch index per (batch, step, voice) from probs over axis 2."""
+    cumulative = np.cumsum(np.moveaxis(probs, 2, -1), axis=-1)
+    draws = rng.random(cumulative.shape[:-1] + (1,))
+    return np.minimum((cumulative < draws).sum(axis=-1), probs.shape[2] - 1)
+
+
+class Coconet:
+    """A Coconet ONNX graph and its chorale space. `logits(chorales, mask)`
+    runs the network on (batch, steps, voices) pitches with a boolean mask
+    (batch, steps, voices) of the cells to predict."""
+
+    def __init__(self, session, space: ChoraleSpace, radius: int | None = None):
+        self.session, self.space, self.radius = session, space, radius
+
+    @classmethod
+    def from_ref(cls, ref, *, device: str | None = None, threads: int | None = None) -> Coconet:
+        return cls(ref.load_session(device=device, threads=threads),
+                   ChoraleSpace.from_card(ref.card.encoding),
+                   receptive_radius(ref.card.hyperparameters))
+
+    def logits(self, chorales: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        space = self.space
+        known = np.where(mask, REST, chorales)
+        cell_mask = np.repeat(mask[:, :, None, :], space.pitches, axis=2).astype(np.float32)
+        out = self.session.run({"pianoroll": space.roll(known), "mask": cell_mask})
+        return out["logits"]
+
+
+def receptive_radius(hyperparameters: dict) -> int | None:
+    """How many steps either side of a step can change its output: 1 for
+    each of the first and last 3×3 convolutions, 2·d for each residual
+    block of dilation d. None when the card does not say."""
+    try:
+        layers, dilations = int(hyperparameters["layers"]), list(hyperparameters["dilations"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    blocks = (layers - 2) // 2
+    return 2 + sum(2 * dilations[i % len(dilations)] for i in range(blocks))
+
+
+@dataclass(frozen=True)
+class GibbsOptions:
+    """iterations: blocked Gibbs steps after the first full fill;
+    temperature: softmax temperature; sampler: "gibbs" (annealed blocked
+    Gibbs, Yao schedule) or "ancestral" (one cell at a time in random order)."""
+
+    iterations: int = 48
+    temperature: float = 0.99
+    sampler: str = "gibbs"
+
+
+def generate(model: Coconet, chorales: np.ndarray, free: np.ndarray, options: GibbsOptions,
+             rng: np.random.Generator) -> np.ndarray:
+    """Fill the cells where `free` (batch, steps, voices) is True; all other
+    cells of `chorales` are kept exactly. Returns new pitches."""
+    result = chorales.copy()
+    result[free] = REST
+    if not free.any():
+        return result
+    if options.sampler == "ancestral":
+        return _ancestral(model, result, free, options, rng)
+    _resample(model, result, free, options.temperature, rng)  # the first fill: every free cell
+    for iteration in range(options.iterations):
+        share = yao_schedule(iteration, options.iterations)
+        block = free & (rng.random(free.shape) < share)
+        empty = ~block.reshape(len(block), -1).any(axis=1)
+        for row in np.nonzero(empty & free.reshape(len(free), -1).any(axis=1))[0]:
+            cells = np.argwhere(free[row])  # resample at least one cell per output
+            block[row][tuple(cells[rng.integers(len(cells))])] = True
+        _resample(model, result, block, options.temperature, rng)
+    return result
+
+
+def _resample(model: Coconet, chorales: np.ndarray, block: np.ndarray, temperature: float,
+              rng: np.random.Generator) -> None:
+    probs = softmax_pitch(model.logits(chorales, block), temperature)
+    drawn = sample_pitches(probs, rng) + model.space.min_pitch
+    chorales[block] = drawn[block]
+
+
+def _ancestral(model: Coconet, chorales: np.ndarray, free: np.ndarray, options: GibbsOptions,
+               rng: np.random.Generator) -> np.ndarray:
+    """Orderless NADE sampling: each output's free cells in its own random
+    order, one cell per network call, conditioned on all cells so far."""
+    pending = free.copy()
+    orders = [rng.permutation(np.argwhere(row)) for row in free]
+    for position in range(max(len(order) for order in orders)):
+        probs = softmax_pitch(model.logits(chorales, pending), options.temperature)
+        for row, order in enumerate(orders):
+            if position < len(order):
+                t, v = order[position]
+                pitch = sample_pitches(probs[row:row + 1, t:t + 1, :, v:v + 1], rng)[0, 0, 0]
+                chorales[row, t, v] = pitch + model.space.min_pitch
+                pending[row, t, v] = False
+    return chorales
+
+
+def framewise_nll(model: Coconet, chorales: list[np.ndarray], *, samples: int,
+                  rng: np.random.Generator) -> dict:
+    """Monte Carlo estimate of the frame-wise NLL under random orderings:
+    frames come in a random order and each frame's voices in a random
+    order; a frame's cost is the sum over its voices of -log p(true pitch)
+    given every earlier frame in the ordering and the frame's earlier voices
+    (ground truth). For a uniformly drawn position k in the ordering, the
+    frames before it are context and one frame is scored, so the average over
+    draws estimates the mean NLL per frame (nats). Also returns the
+    mean NLL per note (per scored voice cell) of the same draws."""
+    frame_costs, note_costs = [], []
+    for chorale in chorales:
+        steps, voices = chorale.shape
+        width = steps if model.radius is None else min(steps, 2 * model.radius + 1)
+        mask = np.ones((samples, steps, voices), bool)
+        target = np.empty(samples, np.int64)
+        for row in range(samples):
+            order = rng.permutation(steps)
+            context = int(rng.integers(steps))
+            mask[row, order[:context]] = False
+            target[row] = order[context]
+        # Each draw needs only the steps its target can see: a window of the
+        # receptive field, clipped to the piece (exact, and much cheaper).
+        starts = np.clip(target - (width - 1) // 2, 0, steps - width)
+        window = starts[:, None] + np.arange(width)
+        rows = np.arange(samples)
+        batch = chorale[window]  # (samples, width, voices)
+        mask = mask[rows[:, None], window]
+        local = target - starts
+        cost = np.zeros(samples)
+        voice_orders = np.array([rng.permutation(voices) for _ in rows])
+        for voice in voice_orders.T:
+            pitch = batch[rows, local, voice]
+            sounding = pitch != REST
+            logp = _log_softmax_pitch(model.logits(batch, mask))
+            index = np.clip(pitch - model.space.min_pitch, 0, model.space.pitches - 1)
+            nll = -logp[rows, local, index, voice]
+            cost += np.where(sounding, nll, 0.0)
+            note_costs.extend(nll[sounding].tolist())
+            mask[rows, local, voice] = False  # the voice is now known context
+        frame_costs.extend(cost.tolist())
+    return {"frame_nll": float(np.mean(frame_costs)), "note_nll": float(np.mean(note_costs)),
+            "frames_scored": len(frame_costs)}
+
+
+def _log_softmax_pitch(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=2, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=2, keepdims=True))

@@ -1,0 +1,245 @@
+"""Training Coconet: random crops of chorales, transposed at random within
+the pitch range, with orderless-NADE masks (each example masks a uniformly
+drawn share of its (step, voice) cells); the loss is the cross-entropy of
+the masked cells, averaged per example so every mask size weighs the same.
+Export writes a graph with dynamic batch and time axes and checks it against
+torch; the card holds the frame-wise NLL measured on the valid split."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtools.errors import MtoolsError
+from mtools.models.coconet import GRAPH_INPUTS, GRAPH_OUTPUTS, REST, ChoraleSpace
+from mtools.models.registry import write_card
+from mtools.training import corpora
+from mtools.training.chorales import load_chorales
+from mtools.training.export import OPSET
+from mtools.training.loop import TrainConfig, Trainer, load_checkpoint
+from mtools.training.nets import CoconetNet
+
+SPACE = ChoraleSpace()
+DEFAULT_SOURCES = ("jsb",)
+NETWORK = {"filters": 48, "layers": 16, "dilations": [1, 2, 4, 8]}
+LOOP = TrainConfig(batch_size=16, crop_steps=64, eval_every=200, valid_crops=256, patience=8)
+EVAL_SAMPLES = 32  # Monte Carlo draws per valid chorale for the frame-wise NLL
+Progress = Callable[[str], None]
+
+
+class ChoraleCrops:
+    """Batches for `Trainer`: (pianoroll, mask, targets, cells) tensors of
+    crops of `crop_steps` steps; `transpose` draws a shift per crop that
+    keeps every pitch in range."""
+
+    def __init__(self, chorales: list[np.ndarray], config: TrainConfig, space: ChoraleSpace = SPACE,
+                 transpose: bool = True):
+        self.chorales = [c for c in chorales if len(c) > 0]
+        self.config, self.space, self.transpose = config, space, transpose
+        lengths = np.array([len(c) for c in self.chorales], dtype=np.float64)
+        self.weights = lengths / lengths.sum()
+
+    def _crop(self, rng: np.random.Generator, transpose: bool) -> np.ndarray:
+        chorale = self.chorales[rng.choice(len(self.chorales), p=self.weights)]
+        steps = self.config.crop_steps
+        start = int(rng.integers(max(1, len(chorale) - steps + 1)))
+        crop = np.full((steps, chorale.shape[1]), REST, np.int16)
+        piece = chorale[start:start + steps]
+        crop[:len(piece)] = piece
+        if transpose:
+            sounding = crop[crop != REST]
+            if len(sounding):
+                low = self.space.min_pitch - int(sounding.min())
+                high = self.space.max_pitch - int(sounding.max())
+                shift = int(rng.integers(max(low, -6), min(high, 6) + 1)) if low <= high else 0
+                crop = np.where(crop == REST, REST, crop + shift).astype(np.int16)
+        return crop
+
+    def _batch(self, rng: np.random.Generator, count: int, transpose: bool):
+        crops = np.stack([self._crop(rng, transpose) for _ in range(count)])
+        shares = rng.random(count)
+        cells = rng.random(crops.shape) < shares[:, None, None]
+        flat = cells.reshape(count, -1)
+        for row in np.nonzero(~flat.any(axis=1))[0]:  # at least one cell to predict
+            flat[row, rng.integers(flat.shape[1])] = True
+        return make_batch(crops, flat.reshape(crops.shape), self.space)
+
+    def batch(self, rng: np.random.Generator):
+        return self._batch(rng, self.config.batch_size, self.transpose)
+
+    def fixed_batches(self, count: int, seed: int = 1234):
+        rng = np.random.default_rng(seed)
+        size = self.config.batch_size
+        return [self._batch(rng, min(size, count - i), False) for i in range(0, count, size)]
+
+
+def make_batch(chorales: np.ndarray, cells: np.ndarray, space: ChoraleSpace = SPACE):
+    """Tensors for `coconet_loss`: pianoroll with the masked cells blanked,
+    the mask spread over pitch, target pitch indices (-1 = rest: not scored)
+    and the boolean cells to score."""
+    known = np.where(cells, REST, chorales)
+    mask = np.repeat(cells[:, :, None, :], space.pitches, axis=2).astype(np.float32)
+    targets = np.where(chorales == REST, -1, chorales.astype(np.int64) - space.min_pitch)
+    return (torch.from_numpy(space.roll(known)), torch.from_numpy(mask),
+            torch.from_numpy(targets), torch.from_numpy(cells & (chorales != REST)))
+
+
+def coconet_loss(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean over examples of each example's mean NLL per masked note."""
+    roll, mask, targets, cells = batch
+    logp = torch.log_softmax(model(roll, mask), dim=2)  # (batch, time, pitch, voices)
+    picked = logp.gather(2, targets.clamp(min=0)[:, :, None, :]).squeeze(2)
+    weights = cells.float()
+    per_example = -(picked * weights).sum(dim=(1, 2)) / weights.sum(dim=(1, 2)).clamp(min=1)
+    scored = (weights.sum(dim=(1, 2)) > 0).float()
+    count = scored.sum()
+    return (per_example * scored).sum() / count.clamp(min=1), count
+
+
+@dataclass(frozen=True)
+class CoconetRequest:
+    sources: tuple[str, ...]
+    out_dir: Path
+    run_dir: Path
+    config: TrainConfig = LOOP
+    network: dict | None = None
+    fresh: bool = False
+
+
+def default_run_dir() -> Path:
+    return corpora.cache_dir() / "runs" / "coconet"
+
+
+def train_coconet(request: CoconetRequest, progress: Progress = lambda message: None) -> Path:
+    """Train (or resume), export, measure on valid and write the card."""
+    if request.fresh and request.run_dir.exists():
+        shutil.rmtree(request.run_dir)
+    train = [c for s in request.sources for c in load_chorales(s, "train")]
+    valid = [c for s in request.sources for c in load_chorales(s, "valid")]
+    if not train or not valid:
+        raise MtoolsError(f"coconet: the data gave {len(train)} training and {len(valid)} "
+                          "validation chorales; both must be non-empty")
+    progress(f"{len(train)} training and {len(valid)} validation chorales")
+    model = CoconetNet(SPACE.pitches, len(SPACE.voices), **{**NETWORK, **(request.network or {})})
+    trainer = Trainer(model, model.kind, ChoraleCrops(train, request.config),
+                      ChoraleCrops(valid, request.config, transpose=False), request.config,
+                      request.run_dir, extra={"spec": "coconet"},
+                      progress=lambda history, message: progress(message), loss_fn=coconet_loss)
+    history = trainer.run()
+    best, state = load_checkpoint(request.run_dir / "best.pt")
+    trained_with = TrainConfig(**state["train_config"])
+    return export_coconet(replace(request, config=trained_with), best, history, train, valid,
+                          progress)
+
+
+def export_graph(model: CoconetNet, path: Path) -> None:
+    """The network as one ONNX file, dynamic batch and time axes, atomically."""
+    model = model.eval()
+    example = (torch.zeros(2, 8, SPACE.pitches, len(SPACE.voices)),) * 2
+    dynamic = {name: {0: "batch", 1: "time"} for name in (*GRAPH_INPUTS, *GRAPH_OUTPUTS)}
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, example, str(temporary), input_names=list(GRAPH_INPUTS),
+                              output_names=list(GRAPH_OUTPUTS), dynamic_axes=dynamic,
+                              opset_version=OPSET, dynamo=False)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def parity_error(model: CoconetNet, path: Path, seed: int = 0) -> float:
+    """Largest |torch - ONNX Runtime| on logits for random chorales and masks
+    of a length the export did not see."""
+    from mtools.runtime import load_session
+
+    rng = np.random.default_rng(seed)
+    chorales = rng.integers(SPACE.min_pitch, SPACE.max_pitch + 1, size=(3, 37, 4)).astype(np.int16)
+    roll, mask, _, _ = make_batch(chorales, rng.random((3, 37, 4)) < 0.5)
+    with torch.no_grad():
+        want = model.eval()(roll, mask).numpy()
+    session = load_session(path, inputs=list(GRAPH_INPUTS), outputs=list(GRAPH_OUTPUTS),
+                           device="cpu")
+    got = session.run({"pianoroll": roll.numpy(), "mask": mask.numpy()})["logits"]
+    return float(np.abs(got - want).max())
+
+
+def export_coconet(request: CoconetRequest, model: CoconetNet, history, train, valid,
+                   progress: Progress) -> Path:
+    from mtools.models.coconet import Coconet, framewise_nll
+    from mtools.models.registry import resolve_model
+    from mtools.training.export import PARITY_TOLERANCE
+
+    request.out_dir.mkdir(parents=True, exist_ok=True)
+    path = request.out_dir / "coconet.onnx"
+    export_graph(model, path)
+    error = parity_error(model, path)
+    if error > PARITY_TOLERANCE:
+        raise MtoolsError(f"ONNX export differs from torch by {error:.2e} (> {PARITY_TOLERANCE})")
+    card = _card(request, model, history, train, valid)
+    write_card(card, path)
+    progress("measuring the frame-wise NLL on the validation chorales")
+    net = Coconet.from_ref(resolve_model(str(path)), device="cpu")
+    figures = framewise_nll(net, valid, samples=EVAL_SAMPLES, rng=np.random.default_rng(0))
+    card["metrics"] = {**{k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()},
+                       "split": "valid", "pieces": len(valid), "samples_per_piece": EVAL_SAMPLES,
+                       "parity_max_abs_error": float(f"{error:.2e}"),
+                       "protocol": FRAMEWISE_PROTOCOL,
+                       "measured_by": "mtools train (at export); reproduce: mtools eval --model "
+                                      f"coconet {' '.join(request.sources)} --split valid"}
+    write_card(card, path)
+    progress(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
+    return path
+
+
+FRAMEWISE_PROTOCOL = (
+    "16th-note grid, whole valid pieces (no crops), untransposed. Frames in a random order, "
+    "voices within a frame in a random order; a frame's cost is the sum over its sounding "
+    "voices of -log p(true pitch) given the frames before it in the order and the frame's "
+    "voices before it (ground truth), in nats. Monte Carlo: per piece, draws of a uniform "
+    "position in the order; frame_nll is the mean cost per frame, note_nll per voice cell.")
+
+
+def _card(request: CoconetRequest, model: CoconetNet, history, train, valid) -> dict:
+    return {
+        "name": "coconet", "config": "", "task": "harmonize", "other_tasks": ["infill"],
+        "default": True,
+        "description": "four-voice chorale harmonization and infilling (Coconet, blocked Gibbs)",
+        "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
+        "hyperparameters": {**model.config, "architecture": model.__doc__.split(".")[0]},
+        "encoding": {**SPACE.to_card(), "rest": "a rest is an all-zero pitch column"},
+        "training": {
+            "datasets": list(request.sources),
+            "split": "JSB chorales: Boulanger-Lewandowski's train part for training, its valid "
+                     "part for selection and the figures; the test part is not used",
+            "train_pieces": len(train), "valid_pieces": len(valid),
+            "steps": history.step, "best_step": history.best_step,
+            "best_valid_loss_per_note": round(history.best_valid, 4),
+            "seconds": round(history.seconds), "loop": asdict(request.config),
+            "log": history.log[-20:], "command": reproduce_command(request),
+            "torch": torch.__version__,
+        },
+        "metrics": {},
+    }
+
+
+def reproduce_command(request: CoconetRequest) -> str:
+    words = ["mtools", "train", "coconet"]
+    for source in request.sources:
+        words += ["--data", source]
+    for key, option in (("filters", "--hidden"), ("layers", "--layers")):
+        value = (request.network or {}).get(key)
+        if value is not None and value != NETWORK[key]:
+            words += [option, str(value)]
+    words += ["--max-minutes", f"{request.config.max_minutes:g}", "--out", "DIR"]
+    return " ".join(shlex.quote(word) for word in words)

@@ -1,0 +1,255 @@
+"""Coconet: the piano roll, the sampler's guarantees, the frame-wise NLL,
+training batches, and `harmonize`/`infill` end to end with a tiny random
+network (the bundled model's quality is measured in benchmarks and its card)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from clirunner import run  # noqa: E402
+from tiny_models import tiny_coconet  # noqa: E402
+from mtools.io.jsonl import score_to_jsonl  # noqa: E402
+from mtools.io.midi import score_to_midi  # noqa: E402
+from mtools.models.coconet import REST, ChoraleSpace, Coconet, GibbsOptions, framewise_nll, \
+    generate, yao_schedule  # noqa: E402
+from mtools.models.harmonization import parse_position, parse_voices  # noqa: E402
+from mtools.models.registry import resolve_model  # noqa: E402
+from mtools.score import InstrumentInfo, Note, Score, Tempo, TimeSignature  # noqa: E402
+from mtools.training.coconet import LOOP, ChoraleCrops, coconet_loss, export_graph, \
+    parity_error  # noqa: E402
+from mtools.training.nets import CoconetNet  # noqa: E402
+
+SPACE = ChoraleSpace()
+MELODY = "67 _ _ _ 69 _ 71 _ 72 _ _ _ 71 _ _ _ 69 _ _ _ 67 _ _ _ - - 74 _ 72 _ _ _"
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return str(tiny_coconet(tmp_path_factory.mktemp("coconet")))
+
+
+@pytest.fixture(scope="module")
+def net(model_path):
+    return Coconet.from_ref(resolve_model(model_path))
+
+
+def jsonl_scores(stdout: bytes) -> list[dict]:
+    return [json.loads(line) for line in stdout.decode().splitlines()]
+
+
+def test_the_roll_is_one_hot_over_pitch_and_rests_are_empty():
+    chorale = np.array([[[81, 60, REST, 36]]], np.int16)
+    roll = SPACE.roll(chorale)
+    assert roll.shape == (1, 1, 46, 4)
+    assert roll[0, 0, 45, 0] == 1 and roll[0, 0, 24, 1] == 1 and roll[0, 0, 0, 3] == 1
+    assert roll[0, 0, :, 2].sum() == 0 and roll.sum() == 3
+
+
+def test_the_yao_schedule_anneals_from_pmax_to_pmin():
+    shares = [yao_schedule(i, 100) for i in range(100)]
+    assert shares[0] == pytest.approx(0.9)
+    assert shares[69] > 0.1 and shares[70] == pytest.approx(0.1) and shares[-1] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(shares, shares[1:]))
+
+
+@pytest.mark.parametrize("sampler", ["gibbs", "ancestral"])
+def test_sampling_changes_only_free_cells_and_stays_in_range(net, sampler):
+    rng = np.random.default_rng(0)
+    chorales = rng.integers(50, 70, size=(2, 12, 4)).astype(np.int16)
+    free = rng.random(chorales.shape) < 0.5
+    out = generate(net, chorales, free, GibbsOptions(iterations=3, sampler=sampler), rng)
+    assert np.array_equal(out[~free], chorales[~free])
+    assert ((out[free] >= 36) & (out[free] <= 81)).all()
+
+
+def test_the_same_seed_gives_the_same_samples(net):
+    chorales = np.full((1, 16, 4), 60, np.int16)
+    free = np.ones_like(chorales, bool)
+    first = generate(net, chorales, free, GibbsOptions(iterations=2), np.random.default_rng(5))
+    again = generate(net, chorales, free, GibbsOptions(iterations=2), np.random.default_rng(5))
+    assert np.array_equal(first, again)
+
+
+def test_framewise_nll_windows_are_exact_and_the_radius_is_tight(net):
+    # The window of the receptive field gives the whole piece's figures; one
+    # step less of window changes them, so the radius is not overstated.
+    assert net.radius == 2 + 2 * (1 + 3)  # two residual blocks, dilations 1 and 3
+    rng = np.random.default_rng(0)
+    chorales = [rng.integers(40, 80, size=(n, 4)).astype(np.int16) for n in (7, 50)]
+    windowed = framewise_nll(net, chorales, samples=6, rng=np.random.default_rng(1))
+    whole = framewise_nll(Coconet(net.session, net.space, None), chorales, samples=6,
+                          rng=np.random.default_rng(1))
+    short = framewise_nll(Coconet(net.session, net.space, net.radius - 1), chorales, samples=6,
+                          rng=np.random.default_rng(1))
+    assert windowed["frame_nll"] == pytest.approx(whole["frame_nll"], abs=1e-9)
+    assert short["frame_nll"] != pytest.approx(whole["frame_nll"], abs=1e-9)
+    assert windowed["frames_scored"] == 12
+    assert windowed["frame_nll"] == pytest.approx(4 * windowed["note_nll"], rel=1e-9)  # no rests
+
+
+def test_training_batches_mask_cells_and_the_loss_only_scores_them():
+    rng = np.random.default_rng(0)
+    chorales = [rng.integers(55, 70, size=(80, 4)).astype(np.int16)]
+    crops = ChoraleCrops(chorales, LOOP)
+    roll, mask, targets, cells = crops.batch(rng)
+    assert roll.shape == (16, 64, 46, 4) and cells.any(dim=(1, 2)).all()
+    assert (roll * mask).sum() == 0  # masked cells are blanked
+    model = CoconetNet(filters=4, layers=4)
+    loss, count = (t.detach() for t in coconet_loss(model, (roll, mask, targets, cells)))
+    assert count == 16 and 0 < float(loss) < 10
+    # Changing the target of an unscored cell does not change the loss.
+    unscored = ~cells
+    altered = targets.clone()
+    altered[unscored] = (altered[unscored] + 1) % 46
+    assert float(coconet_loss(model, (roll, mask, altered, cells))[0]) == pytest.approx(float(loss))
+
+
+def test_the_export_matches_torch_at_any_length(tmp_path):
+    torch.manual_seed(0)
+    model = CoconetNet(filters=4, layers=4).eval()
+    path = tmp_path / "coconet.onnx"
+    export_graph(model, path)
+    assert parity_error(model, path) < 1e-4
+
+
+def test_harmonize_keeps_the_melody_as_the_soprano(model_path):
+    out = run(["harmonize", "--model", model_path, "--melody", MELODY, "--seed", "1",
+               "--iterations", "4", "--to", "jsonl"])
+    assert out.code == 0, out.stderr
+    score = jsonl_scores(out.stdout)[0]
+    soprano = [n for n in score["notes"] if n.get("instrument", 0) == 0]
+    assert [n["pitch"] for n in soprano] == [67, 69, 71, 72, 71, 69, 67, 74, 72]
+    assert {n.get("instrument", 0) for n in score["notes"]} == {0, 1, 2, 3}
+    assert [i["name"] for i in score["instrumentInfos"]] == ["Soprano", "Alto", "Tenor", "Bass"]
+    end = max(n["endTime"] for n in score["notes"])
+    assert end == pytest.approx(4.0)  # two bars at 120 qpm, the melody's length
+    assert score["mtools"]["model"] == "coconet"
+
+
+def test_harmonize_writes_n_outputs_and_keeps_the_tempo(model_path, tmp_path):
+    melody = Score(notes=tuple(Note(p, 70, i * 0.75, (i + 1) * 0.75) for i, p in
+                               enumerate([60, 62, 64, 65])),
+                   tempos=(Tempo(0.0, 80.0),), time_signatures=(TimeSignature(0.0, 3, 4),))
+    path = tmp_path / "m.mid"
+    path.write_bytes(score_to_midi(melody))
+    out = run(["harmonize", str(path), "--model", model_path, "-n", "3", "--seed", "2",
+               "--iterations", "2", "--program", "19", "--to", "jsonl"])
+    assert out.code == 0, out.stderr
+    scores = jsonl_scores(out.stdout)
+    assert len(scores) == 3
+    for score in scores:
+        assert score["tempos"][0]["qpm"] == pytest.approx(80.0)
+        assert score["timeSignatures"][0]["numerator"] == 3
+        assert {n.get("program", 0) for n in score["notes"]} == {19}
+
+
+def test_a_long_melody_is_harmonized_in_windows(model_path, monkeypatch):
+    import mtools.models.harmonization as harmonization
+
+    monkeypatch.setattr(harmonization, "MAX_WINDOW_STEPS", 32)
+    monkeypatch.setattr(harmonization, "WINDOW_OVERLAP_STEPS", 8)
+    text = " ".join(["60 _ 62 _ 64 _ 65 _"] * 12)  # 96 steps: four windows
+    out = run(["harmonize", "--model", model_path, "--melody", text, "--iterations", "1",
+               "--seed", "0", "--to", "jsonl"])
+    assert out.code == 0, out.stderr
+    notes = jsonl_scores(out.stdout)[0]["notes"]
+    bass = [n for n in notes if n.get("instrument") == 3]
+    assert max(n["endTime"] for n in bass) == pytest.approx(12.0)  # 96 16ths at 120 qpm
+    covered = sum(n["endTime"] - n.get("startTime", 0) for n in bass)
+    assert covered == pytest.approx(12.0)
+
+
+def test_harmonize_refuses_an_input_without_notes(model_path):
+    out = run(["harmonize", "--model", model_path, "--to", "jsonl"],
+              stdin=score_to_jsonl(Score()).encode())
+    assert out.code == 65
+    assert "no notes" in out.stderr and "\n" == out.stderr[-1] and out.stderr.count("\n") == 1
+
+
+def four_part_score() -> Score:
+    notes = []
+    for voice, base in enumerate([72, 67, 60, 48]):
+        for i in range(8):  # two bars of quarter notes at 120 qpm
+            notes.append(Note(base + (i % 3), 60 + voice, i * 0.5, (i + 1) * 0.5, instrument=voice,
+                              program=52))
+    notes.append(Note(50, 70, 3.8, 4.0, instrument=3, program=52))  # overlaps nothing else
+    infos = tuple(InstrumentInfo(i, n) for i, n in enumerate("SATB"))
+    return Score(notes=tuple(notes), tempos=(Tempo(0.0, 120.0),), instrument_infos=infos)
+
+
+def test_infill_keeps_everything_outside_the_region(model_path, tmp_path):
+    score = four_part_score()
+    path = tmp_path / "satb.jsonl"
+    path.write_text(score_to_jsonl(score))
+    out = run(["infill", str(path), "--model", model_path, "--start", "2", "--end", "3",
+               "--voices", "alto,tenor", "--seed", "4", "--iterations", "3", "--to", "jsonl"])
+    assert out.code == 0, out.stderr
+    notes = jsonl_scores(out.stdout)[0]["notes"]
+    key = lambda n: (n.get("instrument", 0), n["pitch"], round(n.get("startTime", 0), 6),  # noqa: E731
+                     round(n["endTime"], 6), n["velocity"], n.get("program", 0))
+    original = {key(n) for n in jsonl_scores(score_to_jsonl(score).encode())[0]["notes"]}
+    outside = {k for k in original if k[0] in (0, 3) or k[3] <= 2.0 + 1e-9}
+    assert outside <= {key(n) for n in notes}  # bit for bit, bar 1 and the outer voices
+    inside = [n for n in notes if n.get("instrument", 0) in (1, 2) and n.get("startTime", 0) >= 2.0]
+    assert inside and all(36 <= n["pitch"] <= 81 for n in inside)
+    assert all(n.get("program") == 52 for n in inside)
+    assert sum(n["endTime"] - n["startTime"] for n in inside if n["instrument"] == 1) == \
+        pytest.approx(2.0)
+
+
+def test_infill_needs_four_parts_and_a_region(model_path):
+    melody_only = score_to_jsonl(Score(notes=(Note(60, 80, 0.0, 1.0),))).encode()
+    out = run(["infill", "--model", model_path, "--voices", "alto", "--to", "jsonl"],
+              stdin=melody_only)
+    assert out.code == 65 and "needs 4 parts" in out.stderr
+    out = run(["infill", "--model", model_path, "--to", "jsonl"], stdin=melody_only)
+    assert out.code == 2 and "--start/--end, --voices" in out.stderr
+    out = run(["infill", "--model", model_path, "--start", "0", "--to", "jsonl"],
+              stdin=melody_only)
+    assert out.code == 2 and "counted from 1" in out.stderr
+
+
+def test_voice_and_position_parsing():
+    assert parse_voices("alto, Tenor") == (1, 2)
+    assert parse_voices("4,1") == (0, 3)
+    assert parse_position("5") == (5.0, "bar")
+    assert parse_position("12.5s") == (12.5, "s")
+    with pytest.raises(Exception, match="not a voice"):
+        parse_voices("viola")
+    with pytest.raises(Exception, match="not a position"):
+        parse_position("five")
+
+
+def test_eval_prints_the_framewise_nll_of_midi_chorales(model_path, tmp_path):
+    (tmp_path / "satb.mid").write_bytes(score_to_midi(four_part_score()))
+    out = run(["eval", "--model", model_path, str(tmp_path), "--samples", "4", "--json"])
+    assert out.code == 0, out.stderr
+    figures = json.loads(out.stdout)
+    assert figures["pieces"] == 1 and figures["frames_scored"] == 4
+    assert figures["frame_nll"] > figures["note_nll"] > 0
+
+
+def test_train_coconet_exports_a_card_that_eval_reproduces(tmp_path):
+    rng = np.random.default_rng(0)
+    pieces = lambda count: np.array([rng.integers(55, 70, size=(48, 4)).astype(float)  # noqa: E731
+                                     for _ in range(count)] + [np.zeros((1, 4))],
+                                    dtype=object)[:-1]
+    data = tmp_path / "chorales.npz"
+    np.savez(data, train=pieces(6), valid=pieces(2))
+    out = tmp_path / "models"
+    trained = run(["train", "coconet", "--data", data, "--out", out, "--run-dir", tmp_path / "run",
+                   "--max-steps", "2", "--hidden", "4", "--layers", "4", "--batch-size", "2",
+                   "--quiet"])
+    assert trained.code == 0, trained.stderr
+    card = resolve_model(str(out / "coconet.json")).card
+    assert card.tasks == ("harmonize", "infill") and card.training["steps"] == 2
+    assert card.hyperparameters["filters"] == 4 and "--hidden 4" in card.training["command"]
+    assert card.metrics["split"] == "valid" and card.metrics["pieces"] == 2
+    again = run(["eval", "--model", out, data, "--split", "valid", "--json"])
+    assert again.code == 0, again.stderr
+    assert json.loads(again.stdout)["frame_nll"] == card.metrics["frame_nll"]
