@@ -94,3 +94,10 @@ def test_builder_reads_holds_and_rests():
     score = melody("60 _ - 62", qpm=120)
     assert [(n.pitch, n.start_s, n.end_s) for n in score.notes] == [
         (60, 0.0, 0.25), (62, 0.375, 0.5)]
+
+
+def test_quantize_rounds_halves_up_as_note_seq_does():
+    # At 120 qpm a 16th is 0.125 s: onsets half a step past 0, 2 and 4 steps.
+    notes = [Note(60, 80, 0.0625, 0.3), Note(62, 80, 0.3125, 0.55), Note(64, 80, 0.5625, 0.8)]
+    grid = quantize(make_score(notes, tempos=(Tempo(0.0, 120.0),)), 4)
+    assert [n.start_step for n in grid.notes] == [1, 3, 5]

@@ -242,14 +242,20 @@ def quantize(score: Score, steps_per_quarter: int = 4) -> Score:
     tmap = TempoMap(score.tempos)
     notes = []
     for note in score.notes:
-        start = round(tmap.quarters_at(note.start_s) * steps_per_quarter)
-        end = max(round(tmap.quarters_at(note.end_s) * steps_per_quarter), start + 1)
+        start = _nearest_step(tmap.quarters_at(note.start_s) * steps_per_quarter)
+        end = max(_nearest_step(tmap.quarters_at(note.end_s) * steps_per_quarter), start + 1)
         notes.append(replace(
             note, start_step=start, end_step=end,
             start_s=tmap.seconds_at(start / steps_per_quarter),
             end_s=tmap.seconds_at(end / steps_per_quarter)))
     quantized = with_notes(replace(score, steps_per_quarter=steps_per_quarter), notes)
     return replace(quantized, total_s=max((n.end_s for n in notes), default=0.0))
+
+
+def _nearest_step(steps: float) -> int:
+    """The nearest grid step, halves rounding up as note_seq's
+    quantize_to_step does (Python's round() would round halves to even)."""
+    return math.floor(steps + 0.5)
 
 
 def unquantize(score: Score, qpm: float | None = None) -> Score:
