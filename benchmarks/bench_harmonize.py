@@ -38,7 +38,7 @@ from _results import machine_info, time_commands, write_section
 
 from mtools.io.midi import score_to_midi
 from mtools.models.coconet import REST, Coconet, GibbsOptions
-from mtools.models.harmonization import FillOptions, fill, soprano_shift, _fold
+from mtools.models.harmonization import FillOptions, fill, fold, soprano_shift
 from mtools.models.registry import resolve_model
 from mtools.score import Note, Score, Tempo, TimeSignature
 from mtools.training.chorales import load_chorales
@@ -123,9 +123,10 @@ def harmonize_all(net: Coconet, chorales: list[np.ndarray], iterations: int) -> 
     outputs = []
     for index, chorale in enumerate(chorales):
         soprano = chorale[:, 0]
-        shift = soprano_shift(soprano[soprano != REST], net.space)
+        shift = soprano_shift(soprano[soprano != REST])
         batch = np.full((1, *chorale.shape), REST, np.int16)
-        batch[0, :, 0] = np.where(soprano == REST, REST, _fold(soprano + shift, net.space))
+        batch[0, :, 0] = np.where(soprano == REST, REST,
+                                  fold(soprano + shift, net.space.min_pitch, net.space.max_pitch))
         free = np.ones(batch.shape, bool)
         free[:, :, 0] = False
         filled = fill(net, batch, free, options, np.random.default_rng(index))[0]

@@ -17,7 +17,8 @@ from mtools.io.jsonl import score_to_jsonl  # noqa: E402
 from mtools.io.midi import score_to_midi  # noqa: E402
 from mtools.models.coconet import REST, ChoraleSpace, Coconet, GibbsOptions, framewise_nll, \
     generate, yao_schedule  # noqa: E402
-from mtools.models.harmonization import parse_position, parse_voices  # noqa: E402
+from mtools.models.harmonization import bar_starts, parse_position, parse_voices, \
+    region_steps  # noqa: E402
 from mtools.models.registry import resolve_model  # noqa: E402
 from mtools.score import InstrumentInfo, Note, Score, Tempo, TimeSignature  # noqa: E402
 from mtools.training.coconet import LOOP, ChoraleCrops, coconet_loss, export_graph, \
@@ -106,7 +107,8 @@ def test_training_batches_mask_cells_and_the_loss_only_scores_them():
     unscored = ~cells
     altered = targets.clone()
     altered[unscored] = (altered[unscored] + 1) % 46
-    assert float(coconet_loss(model, (roll, mask, altered, cells))[0]) == pytest.approx(float(loss))
+    again = coconet_loss(model, (roll, mask, altered, cells))[0].detach()
+    assert float(again) == pytest.approx(float(loss))
 
 
 def test_the_export_matches_torch_at_any_length(tmp_path):
@@ -148,20 +150,57 @@ def test_harmonize_writes_n_outputs_and_keeps_the_tempo(model_path, tmp_path):
         assert {n.get("program", 0) for n in score["notes"]} == {19}
 
 
-def test_a_long_melody_is_harmonized_in_windows(model_path, monkeypatch):
+def test_a_long_melody_is_harmonized_in_overlapping_windows(model_path, monkeypatch):
     import mtools.models.harmonization as harmonization
 
+    calls = []
+
+    def recording(model, chorales, free, options, rng):
+        calls.append(free.copy())
+        return generate(model, chorales, free, options, rng)
+
+    monkeypatch.setattr(harmonization, "generate", recording)
     monkeypatch.setattr(harmonization, "MAX_WINDOW_STEPS", 32)
     monkeypatch.setattr(harmonization, "WINDOW_OVERLAP_STEPS", 8)
-    text = " ".join(["60 _ 62 _ 64 _ 65 _"] * 12)  # 96 steps: four windows
+    text = " ".join(["60 _ 62 _ 64 _ 65 _"] * 10)  # 80 steps: windows at 0, 16, 32, 48
     out = run(["harmonize", "--model", model_path, "--melody", text, "--iterations", "1",
                "--seed", "0", "--to", "jsonl"])
     assert out.code == 0, out.stderr
+    assert [c.shape[1] for c in calls] == [32, 32, 32, 32]
+    # A later window starts with 8 steps of fixed context from the one before,
+    # then samples again the 8 steps that window left free, with what follows in view.
+    for later in calls[1:]:
+        assert not later[0, :8, 1:].any() and later[0, 8:, 1:].all()
+    assert calls[0][0, :, 1:].all() and not any(c[0, :, 0].any() for c in calls)
     notes = jsonl_scores(out.stdout)[0]["notes"]
     bass = [n for n in notes if n.get("instrument") == 3]
-    assert max(n["endTime"] for n in bass) == pytest.approx(12.0)  # 96 16ths at 120 qpm
-    covered = sum(n["endTime"] - n.get("startTime", 0) for n in bass)
-    assert covered == pytest.approx(12.0)
+    assert sum(n["endTime"] - n.get("startTime", 0) for n in bass) == pytest.approx(10.0)
+
+
+def test_the_same_seed_gives_the_same_bytes_and_outputs_differ(model_path):
+    args = ["harmonize", "--model", model_path, "--melody", MELODY, "--iterations", "3",
+            "--to", "jsonl", "-n", "2", "--seed", "9"]
+    first, again = run(args), run(args)
+    assert first.code == 0 and first.stdout == again.stdout
+    one, two = jsonl_scores(first.stdout)
+    assert one["notes"] != two["notes"]
+
+
+def test_the_voices_follow_the_melody_from_its_pickup_to_its_end(model_path):
+    # 3/4, a one-beat pickup after a beat of silence; a whole bar of rest in
+    # the middle; lower voices only sound where the melody does.
+    notes = [Note(67, 80, 0.5, 1.0)] + [Note(p, 80, 1.0 + i * 0.5, 1.5 + i * 0.5)
+                                        for i, p in enumerate([72, 71, 69])]
+    notes += [Note(67, 80, 4.0, 5.5)]  # after a rest of 1.5 s = one 3/4 bar at 120 qpm
+    score = Score(notes=tuple(notes), tempos=(Tempo(0.0, 120.0),),
+                  time_signatures=(TimeSignature(0.0, 3, 4),))
+    out = run(["harmonize", "--model", model_path, "--iterations", "2", "--seed", "1",
+               "--to", "jsonl"], stdin=score_to_jsonl(score).encode())
+    assert out.code == 0, out.stderr
+    lower = [n for n in jsonl_scores(out.stdout)[0]["notes"] if n.get("instrument", 0) > 0]
+    assert min(n.get("startTime", 0) for n in lower) == pytest.approx(0.5)
+    assert max(n["endTime"] for n in lower) == pytest.approx(5.5)
+    assert not [n for n in lower if n["endTime"] > 2.5 + 1e-9 and n.get("startTime", 0) < 4.0 - 1e-9]
 
 
 def test_harmonize_refuses_an_input_without_notes(model_path):
@@ -174,12 +213,19 @@ def test_harmonize_refuses_an_input_without_notes(model_path):
 def four_part_score() -> Score:
     notes = []
     for voice, base in enumerate([72, 67, 60, 48]):
-        for i in range(8):  # two bars of quarter notes at 120 qpm
-            notes.append(Note(base + (i % 3), 60 + voice, i * 0.5, (i + 1) * 0.5, instrument=voice,
-                              program=52))
-    notes.append(Note(50, 70, 3.8, 4.0, instrument=3, program=52))  # overlaps nothing else
+        for i in range(12):  # three bars of quarter notes at 120 qpm
+            if (voice, i) != (1, 3):  # the alto rests on beat 4 of bar 1
+                notes.append(Note(base + (i % 3), 60 + voice, i * 0.5, (i + 1) * 0.5,
+                                  instrument=voice, program=52))
+    notes.append(Note(66, 61, 1.97, 2.47, instrument=1, program=52))  # starts just before bar 2
+    notes.append(Note(50, 70, 3.5, 4.5, instrument=3, program=52))  # crosses into bar 3
     infos = tuple(InstrumentInfo(i, n) for i, n in enumerate("SATB"))
     return Score(notes=tuple(notes), tempos=(Tempo(0.0, 120.0),), instrument_infos=infos)
+
+
+def note_key(n: dict) -> tuple:
+    return (n.get("instrument", 0), n["pitch"], round(n.get("startTime", 0), 6),
+            round(n["endTime"], 6), n["velocity"], n.get("program", 0))
 
 
 def test_infill_keeps_everything_outside_the_region(model_path, tmp_path):
@@ -187,19 +233,39 @@ def test_infill_keeps_everything_outside_the_region(model_path, tmp_path):
     path = tmp_path / "satb.jsonl"
     path.write_text(score_to_jsonl(score))
     out = run(["infill", str(path), "--model", model_path, "--start", "2", "--end", "3",
-               "--voices", "alto,tenor", "--seed", "4", "--iterations", "3", "--to", "jsonl"])
+               "--voices", "alto,bass", "--seed", "4", "--iterations", "3", "--to", "jsonl"])
     assert out.code == 0, out.stderr
     notes = jsonl_scores(out.stdout)[0]["notes"]
-    key = lambda n: (n.get("instrument", 0), n["pitch"], round(n.get("startTime", 0), 6),  # noqa: E731
-                     round(n["endTime"], 6), n["velocity"], n.get("program", 0))
-    original = {key(n) for n in jsonl_scores(score_to_jsonl(score).encode())[0]["notes"]}
-    outside = {k for k in original if k[0] in (0, 3) or k[3] <= 2.0 + 1e-9}
-    assert outside <= {key(n) for n in notes}  # bit for bit, bar 1 and the outer voices
-    inside = [n for n in notes if n.get("instrument", 0) in (1, 2) and n.get("startTime", 0) >= 2.0]
-    assert inside and all(36 <= n["pitch"] <= 81 for n in inside)
-    assert all(n.get("program") == 52 for n in inside)
-    assert sum(n["endTime"] - n["startTime"] for n in inside if n["instrument"] == 1) == \
-        pytest.approx(2.0)
+    got = {note_key(n) for n in notes}
+    original = jsonl_scores(score_to_jsonl(score).encode())[0]["notes"]
+    untouched = [n for n in original if n.get("instrument", 0) in (0, 2)
+                 or n["endTime"] <= 2.0 + 1e-9 or n.get("startTime", 0) >= 4.0 - 1e-9]
+    assert {note_key(n) for n in untouched} <= got  # bit for bit
+    # The alto note at 1.97 s sits on step 16 = bar 2 on the grid: it is
+    # inside the region, so no 30 ms sliver of it is left before bar 2.
+    assert not [n for n in notes if n.get("instrument") == 1 and n["endTime"] == pytest.approx(2.0)
+                and n.get("startTime", 0) == pytest.approx(1.97)]
+    # The bass note crossing the region's end keeps its part after it.
+    assert (3, 50, 4.0, 4.5, 70, 52) in got
+    for voice in (1, 3):
+        inside = [n for n in notes if n.get("instrument") == voice
+                  and 2.0 - 1e-9 <= n.get("startTime", 0) < 4.0 - 1e-9]
+        assert sum(n["endTime"] - n["startTime"] for n in inside) == pytest.approx(2.0)
+        assert all(36 <= n["pitch"] <= 81 and n["program"] == 52 for n in inside)
+    assert max(n["endTime"] for n in notes) == pytest.approx(6.0)  # nothing past the piece
+
+
+def test_bars_follow_every_time_signature_and_a_pickup_is_bar_one():
+    score = Score(time_signatures=(TimeSignature(0.0, 1, 4), TimeSignature(0.5, 3, 4),
+                                   TimeSignature(5.0, 2, 4)), tempos=(Tempo(0.0, 120.0),))
+    assert bar_starts(score, 60, 4) == [0, 4, 16, 28, 40, 48, 56]
+    assert region_steps(score, "2", "4", 60, 4) == (4, 28)
+    assert region_steps(score, "1s", None, 60, 4) == (8, 60)
+    assert region_steps(score, "7", "8", 60, 4) == (56, 60)
+    with pytest.raises(Exception, match="past the end"):
+        region_steps(score, "9", None, 60, 4)
+    with pytest.raises(Exception, match="empty"):
+        region_steps(score, "3", "3", 60, 4)
 
 
 def test_infill_needs_four_parts_and_a_region(model_path):
@@ -212,6 +278,8 @@ def test_infill_needs_four_parts_and_a_region(model_path):
     out = run(["infill", "--model", model_path, "--start", "0", "--to", "jsonl"],
               stdin=melody_only)
     assert out.code == 2 and "counted from 1" in out.stderr
+    out = run(["infill", "--model", model_path, "--voices", "", "--to", "jsonl"], stdin=melody_only)
+    assert out.code == 2 and "names no voice" in out.stderr
 
 
 def test_voice_and_position_parsing():
@@ -232,6 +300,15 @@ def test_eval_prints_the_framewise_nll_of_midi_chorales(model_path, tmp_path):
     figures = json.loads(out.stdout)
     assert figures["pieces"] == 1 and figures["frames_scored"] == 4
     assert figures["frame_nll"] > figures["note_nll"] > 0
+
+
+def test_chorales_are_read_into_range_with_rests(tmp_path):
+    from mtools.training.chorales import load_chorales
+
+    piece = np.array([[84.0, 60, np.nan, 30], [72, 60, 55, 40]])
+    np.savez(tmp_path / "c.npz", valid=np.array([piece, piece[:1]], dtype=object))
+    first = load_chorales(str(tmp_path / "c.npz"), "valid")[0]
+    assert first.tolist() == [[72, 60, REST, 42], [72, 60, 55, 40]]
 
 
 def test_train_coconet_exports_a_card_that_eval_reproduces(tmp_path):

@@ -237,19 +237,29 @@ def quantize(score: Score, steps_per_quarter: int = 4) -> Score:
     following the score's tempo map. Notes get start_step/end_step and their
     seconds move onto the grid; a note never shrinks below one step. Other
     events keep their times."""
-    if steps_per_quarter <= 0:
-        raise ValueError("steps_per_quarter must be positive")
     tmap = TempoMap(score.tempos)
     notes = []
-    for note in score.notes:
-        start = _nearest_step(tmap.quarters_at(note.start_s) * steps_per_quarter)
-        end = max(_nearest_step(tmap.quarters_at(note.end_s) * steps_per_quarter), start + 1)
+    for note, (start, end) in zip(score.notes, grid_steps(score, steps_per_quarter)):
         notes.append(replace(
             note, start_step=start, end_step=end,
             start_s=tmap.seconds_at(start / steps_per_quarter),
             end_s=tmap.seconds_at(end / steps_per_quarter)))
     quantized = with_notes(replace(score, steps_per_quarter=steps_per_quarter), notes)
     return replace(quantized, total_s=max((n.end_s for n in notes), default=0.0))
+
+
+def grid_steps(score: Score, steps_per_quarter: int = 4) -> list[tuple[int, int]]:
+    """(start_step, end_step) of each of score.notes, in order, as `quantize`
+    places them (end at least one step after start)."""
+    if steps_per_quarter <= 0:
+        raise ValueError("steps_per_quarter must be positive")
+    tmap = TempoMap(score.tempos)
+    steps = []
+    for note in score.notes:
+        start = _nearest_step(tmap.quarters_at(note.start_s) * steps_per_quarter)
+        steps.append((start, max(_nearest_step(tmap.quarters_at(note.end_s) * steps_per_quarter),
+                                 start + 1)))
+    return steps
 
 
 def _nearest_step(steps: float) -> int:

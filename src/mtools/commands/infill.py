@@ -73,7 +73,8 @@ def infill(
                            skip_existing=skip_existing, quiet=quiet, progress=progress)
     options = FillOptions(model=model, sampling=sampling_options(temperature, iterations, sampler),
                           num_outputs=num_outputs, seed=seed, device=device.value if device else None,
-                          start=start, end=end, voices=parse_voices(voices) if voices else ())
+                          start=start, end=end,
+                          voices=parse_voices(voices) if voices is not None else ())
     job = partial(fill_input, FillCommand(INFILL, from_.value if from_ else None, settings.format),
                   options)
     code = run_batch(score_inputs(inputs), job, settings)

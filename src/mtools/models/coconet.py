@@ -172,11 +172,12 @@ def framewise_nll(model: Coconet, chorales: list[np.ndarray], *, samples: int,
     frames come in a random order and each frame's voices in a random
     order; a frame's cost is the sum over its voices of -log p(true pitch)
     given every earlier frame in the ordering and the frame's earlier voices
-    (ground truth). For a uniformly drawn position k in the ordering, the
-    frames before it are context and one frame is scored, so the average over
-    draws estimates the mean NLL per frame (nats). Also returns the
-    mean NLL per note (per scored voice cell) of the same draws."""
-    frame_costs, note_costs = [], []
+    (ground truth). A draw takes a uniform position k in a random ordering:
+    the k frames before it are context, and the frame at k is scored. Each
+    piece gets `samples` draws, weighted by its number of frames, so
+    frame_nll estimates the mean NLL per frame over all frames (nats) and
+    note_nll the mean per sounding voice cell."""
+    total_cost = total_notes = total_weight = 0.0
     for chorale in chorales:
         steps, voices = chorale.shape
         width = steps if model.radius is None else min(steps, 2 * model.radius + 1)
@@ -195,7 +196,7 @@ def framewise_nll(model: Coconet, chorales: list[np.ndarray], *, samples: int,
         batch = chorale[window]  # (samples, width, voices)
         mask = mask[rows[:, None], window]
         local = target - starts
-        cost = np.zeros(samples)
+        cost, notes = np.zeros(samples), np.zeros(samples)
         voice_orders = np.array([rng.permutation(voices) for _ in rows])
         for voice in voice_orders.T:
             pitch = batch[rows, local, voice]
@@ -204,11 +205,14 @@ def framewise_nll(model: Coconet, chorales: list[np.ndarray], *, samples: int,
             index = np.clip(pitch - model.space.min_pitch, 0, model.space.pitches - 1)
             nll = -logp[rows, local, index, voice]
             cost += np.where(sounding, nll, 0.0)
-            note_costs.extend(nll[sounding].tolist())
+            notes += sounding
             mask[rows, local, voice] = False  # the voice is now known context
-        frame_costs.extend(cost.tolist())
-    return {"frame_nll": float(np.mean(frame_costs)), "note_nll": float(np.mean(note_costs)),
-            "frames_scored": len(frame_costs)}
+        weight = steps / samples
+        total_cost += weight * cost.sum()
+        total_notes += weight * notes.sum()
+        total_weight += weight * samples
+    return {"frame_nll": total_cost / total_weight, "note_nll": total_cost / max(total_notes, 1e-9),
+            "frames_scored": samples * len(chorales)}
 
 
 def _log_softmax_pitch(logits: np.ndarray) -> np.ndarray:

@@ -1,16 +1,19 @@
 """`harmonize` and `infill`: scores ⇄ four-voice grids, and the dispatch to
-the model that fills the cells. Coconet is the one model so far; another
-plugs in as a module under mtools.models with
-`fill(ref, chorales, free, options, rng) -> chorales` (see coconet_fill).
+the model that fills the cells. Coconet is the one model so far; the
+families a card may name are in FAMILIES, each played through
+`mtools.models.coconet.generate`'s contract (fill the free cells, keep the
+rest).
 
 Harmonize takes the top line of whatever comes in as the soprano, shifts
-it into the model's soprano range and back, and writes four named tracks.
-Infill reads a four-part score, regenerates the cells inside the mask, and
-keeps every note outside it as it was.
+it into the model's soprano range and back, and writes four named tracks
+over the span the melody covers. Infill reads a four-part score,
+regenerates the cells inside the mask, and keeps every note outside it as
+it was.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, replace
 
@@ -18,15 +21,14 @@ import numpy as np
 
 from mtools.errors import InputFormatError, UsageError
 from mtools.models.coconet import REST, ChoraleSpace, Coconet, GibbsOptions, generate
-from mtools.score import (InstrumentInfo, Note, Score, TempoMap, extract_melody, quantize,
-                          with_notes)
+from mtools.score import (InstrumentInfo, Note, Score, TempoMap, extract_melody, grid_steps,
+                          quantize, with_notes)
 
 HARMONIZE, INFILL = "harmonize", "infill"
 FAMILIES = frozenset({"coconet"})
 SOPRANO_CENTRE = 70  # the middle of the Bach sopranos' range (60-81)
 MAX_WINDOW_STEPS = 512  # longer pieces are filled in overlapping windows of this many steps
-WINDOW_OVERLAP_STEPS = 64
-DEFAULT_VELOCITY = 80
+WINDOW_OVERLAP_STEPS = 64  # (less than half of MAX_WINDOW_STEPS)
 VOICE_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
 
 
@@ -54,7 +56,9 @@ class FillResult:
 # --- the model -------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
 def _load(model: str, task: str, device: str | None) -> tuple[Coconet, object]:
+    """The model, loaded once per process (a JSONL input holds many scores)."""
     from mtools.models.registry import resolve_model
 
     ref = resolve_model(model, task=task)
@@ -66,21 +70,50 @@ def _load(model: str, task: str, device: str | None) -> tuple[Coconet, object]:
 
 def fill(model: Coconet, chorales: np.ndarray, free: np.ndarray, options: FillOptions,
          rng: np.random.Generator) -> np.ndarray:
-    """Fill the free cells, the whole piece at once when it is short, else
-    window by window, each window conditioned on the end of the one before."""
-    steps = chorales.shape[1]
+    """Fill the free cells: the whole piece at once when it is short, else
+    window by window. Each window after the first begins with
+    WINDOW_OVERLAP_STEPS of fixed context from the one before, then
+    WINDOW_OVERLAP_STEPS that window left free, which it samples again now
+    that what follows is in view."""
+    steps, overlap = chorales.shape[1], WINDOW_OVERLAP_STEPS
     if steps <= MAX_WINDOW_STEPS:
         return generate(model, chorales, free, options.sampling, rng)
     result, free = chorales.copy(), free.copy()
     start = 0
     while True:
         end = min(steps, start + MAX_WINDOW_STEPS)
-        window = generate(model, result[:, start:end], free[:, start:end], options.sampling, rng)
-        result[:, start:end] = window
-        free[:, start:end] = False  # filled: context for the next window
+        result[:, start:end] = generate(model, result[:, start:end], free[:, start:end],
+                                        options.sampling, rng)
         if end == steps:
             return result
-        start = end - WINDOW_OVERLAP_STEPS
+        free[:, start:end - overlap] = False
+        start = end - 2 * overlap
+
+
+def fold(pitches: np.ndarray, low: int, high: int) -> np.ndarray:
+    """Pitches moved by whole octaves into [low, high] (REST stays REST)."""
+    folded = pitches.astype(np.int64).copy()
+    rest = pitches == REST
+    while (below := (folded < low) & ~rest).any():
+        folded[below] += 12
+    while (above := (folded > high) & ~rest).any():
+        folded[above] -= 12
+    return folded.astype(np.int16)
+
+
+def soprano_shift(pitches: np.ndarray) -> int:
+    """The transposition that centres a melody on the Bach sopranos' range."""
+    if len(pitches) == 0:
+        return 0
+    return int(SOPRANO_CENTRE - round(float(np.median(pitches))))
+
+
+def _to_model(line: np.ndarray, shift: int, space: ChoraleSpace) -> np.ndarray:
+    return np.where(line == REST, REST, fold(line + shift, space.min_pitch, space.max_pitch))
+
+
+def _from_model(line: np.ndarray, shift: int) -> np.ndarray:
+    return np.where(line == REST, REST, fold(line - shift, 0, 127))
 
 
 # --- harmonize -------------------------------------------------------------------
@@ -92,65 +125,54 @@ def harmonize_score(score: Score, options: FillOptions) -> FillResult:
     melody = extract_melody(quantize(score, space.steps_per_quarter))
     if not melody.notes:
         raise InputFormatError("no notes to harmonize: the input has no pitched notes")
-    steps = _padded_steps(score, melody.notes, space)
+    steps = max(n.end_step for n in melody.notes)
     soprano = np.full(steps, REST, np.int16)
     for note in melody.notes:
         soprano[note.start_step:note.end_step] = note.pitch
-    shift = soprano_shift(soprano[soprano != REST], space)
+    shift = soprano_shift(soprano[soprano != REST])
     chorales = np.full((options.num_outputs, steps, len(space.voices)), REST, np.int16)
-    chorales[:, :, 0] = np.where(soprano == REST, REST, _fold(soprano + shift, space))
-    free = np.ones(chorales.shape, bool)
-    free[:, :, 0] = False
-    rng = np.random.default_rng(options.seed)
-    filled = fill(model, chorales, free, options, rng)
+    chorales[:, :, 0] = _to_model(soprano, shift, space)
+    free = np.zeros(chorales.shape, bool)
+    bars = bar_starts(score, steps + 1, space.steps_per_quarter)
+    free[:, :, 1:] = _harmonized_steps(soprano, bars[1] - bars[0] if len(bars) > 1 else steps + 1)[
+        None, :, None]
+    filled = fill(model, chorales, free, options, np.random.default_rng(options.seed))
     clock = TempoMap(score.tempos)
     velocity = int(np.median([n.velocity for n in melody.notes]))
+    made_by = provenance(ref, options)
     outputs = []
     for chorale in filled:
         notes = [replace(n, instrument=0, program=options.program, is_drum=False,
                          start_step=None, end_step=None) for n in melody.notes]
         for voice in range(1, len(space.voices)):
-            notes += voice_notes(chorale[:, voice] - shift, voice, clock, space, velocity,
-                                 options.program)
-        outputs.append(_four_part_score(score, notes, provenance(ref, options)))
+            notes += voice_notes(_from_model(chorale[:, voice], shift), voice, clock,
+                                 space.steps_per_quarter, velocity, options.program)
+        outputs.append(_four_part_score(score, notes, made_by))
     warnings = []
-    if any(n.pitch + shift != _fold(np.array([n.pitch + shift]), space)[0] for n in melody.notes):
+    heard = _to_model(soprano, shift, space)
+    if np.any(heard != np.where(soprano == REST, REST, soprano + shift)):
         warnings.append("the melody is wider than the model's soprano range: the model heard "
                         "some notes an octave away (the output keeps them as written)")
     return FillResult(outputs, warnings)
 
 
-def soprano_shift(pitches: np.ndarray, space: ChoraleSpace) -> int:
-    """The transposition that centres a melody on the Bach sopranos' range."""
-    if len(pitches) == 0:
-        return 0
-    return int(SOPRANO_CENTRE - round(float(np.median(pitches))))
+def _harmonized_steps(soprano: np.ndarray, long_rest: int) -> np.ndarray:
+    """The steps that get lower voices: from the melody's first note to its
+    end, except rests of `long_rest` steps (a bar) or more."""
+    sounding = soprano != REST
+    keep = sounding.copy()
+    start = None
+    for step in range(len(soprano) + 1):
+        if step < len(soprano) and not sounding[step]:
+            start = step if start is None else start
+            continue
+        if start is not None and start > 0 and step < len(soprano) and step - start < long_rest:
+            keep[start:step] = True  # a short rest inside the melody: the harmony goes on
+        start = None
+    return keep
 
 
-def _fold(pitches: np.ndarray, space: ChoraleSpace) -> np.ndarray:
-    """Pitches moved by octaves into [min_pitch, max_pitch]."""
-    folded = pitches.astype(np.int64).copy()
-    while (low := folded < space.min_pitch).any():
-        folded[low] += 12
-    while (high := folded > space.max_pitch).any():
-        folded[high] -= 12
-    return folded.astype(np.int16)
-
-
-def _padded_steps(score: Score, notes, space: ChoraleSpace) -> int:
-    """The piece's length in steps, rounded up to whole bars."""
-    steps = max(n.end_step for n in notes)
-    bar = _steps_per_bar(score, space)
-    return -(-steps // bar) * bar
-
-
-def _steps_per_bar(score: Score, space: ChoraleSpace) -> int:
-    sig = score.time_signatures[0] if score.time_signatures else None
-    numerator, denominator = (sig.numerator, sig.denominator) if sig else (4, 4)
-    return max(1, round(numerator * 4 / denominator * space.steps_per_quarter))
-
-
-def voice_notes(line: np.ndarray, instrument: int, clock: TempoMap, space: ChoraleSpace,
+def voice_notes(line: np.ndarray, instrument: int, clock: TempoMap, steps_per_quarter: int,
                 velocity: int, program: int, offset: int = 0) -> list[Note]:
     """One voice's pitches per step → notes (a run of one pitch is one
     note); line[0] is grid step `offset` of the piece."""
@@ -161,8 +183,8 @@ def voice_notes(line: np.ndarray, instrument: int, clock: TempoMap, space: Chora
             if line[start] != REST:
                 first, stop = start + offset, step + offset
                 notes.append(Note(int(line[start]), velocity,
-                                  clock.seconds_at(first / space.steps_per_quarter),
-                                  clock.seconds_at(stop / space.steps_per_quarter),
+                                  clock.seconds_at(first / steps_per_quarter),
+                                  clock.seconds_at(stop / steps_per_quarter),
                                   program=program, instrument=instrument))
             start = step
     return notes
@@ -196,110 +218,143 @@ def parse_voices(text: str, names=("soprano", "alto", "tenor", "bass")) -> tuple
             raise UsageError(f"--voices: {word!r} is not a voice",
                              hint=f"use {', '.join(names)} or 1-{len(names)}")
     if not voices:
-        raise UsageError("--voices names no voice")
+        raise UsageError("--voices names no voice", hint="e.g. --voices alto,tenor")
     return tuple(sorted(set(voices)))
 
 
-_POSITION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|bar|bars)?\s*$")
+_POSITION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s)?\s*$")
 
 
 def parse_position(text: str) -> tuple[float, str]:
-    """"5" or "5bar" → (5, "bar"), bars counted from 1; "12.5s" → (12.5, "s")."""
+    """"5" → (5, "bar"), bars counted from 1; "12.5s" → (12.5, "s")."""
     match = _POSITION.match(text)
     if not match:
-        raise UsageError(f"{text!r} is not a position", hint='use a bar number ("5") or seconds ("12.5s")')
-    unit = "s" if match.group(2) == "s" else "bar"
-    value = float(match.group(1))
-    if unit == "bar" and value < 1:
-        raise UsageError(f"bar {text} does not exist: bars are counted from 1")
+        raise UsageError(f"{text!r} is not a position",
+                         hint='use a bar number ("5") or seconds ("12.5s")')
+    value, unit = float(match.group(1)), "s" if match.group(2) else "bar"
+    if unit == "bar" and (value < 1 or value != int(value)):
+        raise UsageError(f"bar {text} does not exist: bars are whole numbers counted from 1")
     return value, unit
 
 
-def region_steps(score: Score, start: str | None, end: str | None, steps: int,
-                 space: ChoraleSpace) -> tuple[int, int]:
-    """The masked region [first, stop) in grid steps."""
+def bar_starts(score: Score, steps: int, steps_per_quarter: int) -> list[int]:
+    """The grid step where each bar starts, bar 1 at step 0, following every
+    time signature (a bar cut short by a new signature ends there: a pickup
+    written as its own short bar is bar 1). 4/4 when the score has none."""
     clock = TempoMap(score.tempos)
-    bar = _steps_per_bar(score, space)
+    changes = sorted((int(round(clock.quarters_at(sig.time_s) * steps_per_quarter)),
+                      max(1, round(sig.numerator * 4 / sig.denominator * steps_per_quarter)))
+                     for sig in score.time_signatures)
+    if not changes or changes[0][0] > 0:
+        changes.insert(0, (0, 4 * steps_per_quarter))
+    starts, position, index = [], 0, 0
+    while position < steps:
+        while index + 1 < len(changes) and changes[index + 1][0] <= position:
+            index += 1
+        starts.append(position)
+        following = changes[index + 1][0] if index + 1 < len(changes) else None
+        position += changes[index][1]
+        if following is not None and starts[-1] < following < position:
+            position = following
+    return starts
+
+
+def region_steps(score: Score, start: str | None, end: str | None, steps: int,
+                 steps_per_quarter: int) -> tuple[int, int]:
+    """The masked region [first, stop) in grid steps, within [0, steps)."""
+    clock = TempoMap(score.tempos)
+    bars = bar_starts(score, steps, steps_per_quarter)
 
     def step_of(text: str) -> int:
         value, unit = parse_position(text)
         if unit == "s":
-            return int(round(clock.quarters_at(value) * space.steps_per_quarter))
-        return int(round((value - 1) * bar))
+            return int(round(clock.quarters_at(value) * steps_per_quarter))
+        if value > len(bars) + 1:
+            raise UsageError(f"bar {text} is past the end: the piece has {len(bars)} bars")
+        return bars[int(value) - 1] if value <= len(bars) else steps
 
     first = step_of(start) if start else 0
-    stop = step_of(end) if end else steps
-    first, stop = max(0, first), min(steps, stop)
+    stop = min(step_of(end), steps) if end else steps
     if stop <= first:
-        raise UsageError(f"the region {start or 'start'}..{end or 'end'} is empty in this "
-                         f"{steps / bar:g}-bar piece")
+        raise UsageError(f"the region {start or 'start'}..{end or 'end'} is empty: "
+                         f"the piece has {len(bars)} bars "
+                         f"({clock.seconds_at(steps / steps_per_quarter):.2f} s)")
     return first, stop
 
 
 def infill_score(score: Score, options: FillOptions) -> FillResult:
     model, ref = _load(options.model, INFILL, options.device)
     space = model.space
-    grid = quantize(score, space.steps_per_quarter)
-    parts = four_parts(grid, len(space.voices))
+    placed = list(zip(score.notes, grid_steps(score, space.steps_per_quarter)))
+    parts = four_parts(placed, len(space.voices))
     if parts is None:
         raise InputFormatError(f"infill needs {len(space.voices)} parts (tracks); the input has "
                                f"{len({n.instrument for n in score.notes if not n.is_drum})}")
-    steps = _padded_steps(score, grid.notes, space)
+    steps = max(end for part in parts for _, (_, end) in part)
     chorale = _parts_grid(parts, steps)
-    first, stop = region_steps(score, options.start, options.end, steps, space)
+    first, stop = region_steps(score, options.start, options.end, steps, space.steps_per_quarter)
     voices = options.voices or tuple(range(len(space.voices)))
-    free = np.zeros(chorale.shape, bool)
-    free[first:stop, list(voices)] = True
-    sounding = chorale[chorale != REST]
-    shift = soprano_shift(chorale[:, 0][chorale[:, 0] != REST], space) if len(sounding) else 0
-    model_view = np.where(chorale == REST, REST, _fold(chorale + shift, space))
-    batch = np.repeat(model_view[None], options.num_outputs, axis=0)
-    rng = np.random.default_rng(options.seed)
-    filled = fill(model, batch, np.repeat(free[None], options.num_outputs, axis=0), options, rng)
+    free = np.zeros((options.num_outputs, *chorale.shape), bool)
+    free[:, first:stop, list(voices)] = True
+    shift = soprano_shift(chorale[:, 0][chorale[:, 0] != REST])
+    batch = np.repeat(_to_model(chorale, shift, space)[None], options.num_outputs, axis=0)
+    filled = fill(model, batch, free, options, np.random.default_rng(options.seed))
     clock = TempoMap(score.tempos)
-    instruments = [notes[0].instrument for notes in parts]
+    instruments = {v: parts[v][0][0].instrument for v in voices}
     region = (clock.seconds_at(first / space.steps_per_quarter),
               clock.seconds_at(stop / space.steps_per_quarter))
-    masked = {instruments[v] for v in voices}
+    made_by = provenance(ref, options)
     outputs = []
     for result in filled:
-        kept = _outside(score.notes, masked, *region)
-        for voice in voices:
-            line = np.where(result[:, voice] == REST, REST, result[:, voice] - shift)
-            part = parts[voice]
-            velocity = int(np.median([n.velocity for n in part]))
-            kept += voice_notes(line[first:stop], instruments[voice], clock, space, velocity,
-                                part[0].program, offset=first)
-        outputs.append(replace(with_notes(score, kept), provenance=provenance(ref, options)))
+        notes = _outside(placed, set(instruments.values()), (first, stop), region)
+        for voice, instrument in instruments.items():
+            part = [note for note, _ in parts[voice]]
+            notes += voice_notes(_from_model(result[first:stop, voice], shift), instrument, clock,
+                                 space.steps_per_quarter, int(np.median([n.velocity for n in part])),
+                                 part[0].program, offset=first)
+        outputs.append(replace(with_notes(score, notes), provenance=made_by))
     return FillResult(outputs, [])
 
 
-def four_parts(grid: Score, voices: int) -> list[list[Note]] | None:
+Placed = tuple[Note, tuple[int, int]]  # a note and its (start_step, end_step) on the grid
+
+
+def four_parts(placed: list[Placed], voices: int) -> list[list[Placed]] | None:
     """The `voices` tracks with the most notes, highest mean pitch first."""
-    parts: dict[int, list[Note]] = {}
-    for note in grid.notes:
+    parts: dict[int, list[Placed]] = {}
+    for note, steps in placed:
         if not note.is_drum:
-            parts.setdefault(note.instrument, []).append(note)
+            parts.setdefault(note.instrument, []).append((note, steps))
     if len(parts) < voices:
         return None
     chosen = sorted(parts.values(), key=len, reverse=True)[:voices]
-    chosen.sort(key=lambda notes: -np.mean([n.pitch for n in notes]))
+    chosen.sort(key=lambda part: -np.mean([note.pitch for note, _ in part]))
     return chosen
 
 
-def _outside(notes, instruments: set[int], start_s: float, end_s: float) -> list[Note]:
-    """The notes outside the region: untouched when they miss it, else (for
-    the masked tracks) the parts of them before and after it."""
+def _parts_grid(parts: list[list[Placed]], steps: int) -> np.ndarray:
+    """Parts → (steps, voices) pitches, the highest sounding note per step."""
+    chorale = np.full((steps, len(parts)), REST, np.int16)
+    for v, part in enumerate(parts):
+        for note, (start, end) in sorted(part, key=lambda item: item[0].pitch):
+            chorale[start:end, v] = note.pitch
+    return chorale
+
+
+def _outside(placed: list[Placed], instruments: set[int], region_steps: tuple[int, int],
+             region_s: tuple[float, float]) -> list[Note]:
+    """The notes outside the region, as they were; a note of a masked track
+    that reaches into the region (on the grid) keeps its parts before and
+    after it."""
+    (first, stop), (start_s, end_s) = region_steps, region_s
     kept = []
-    eps = 1e-9
-    for note in notes:
-        if note.instrument not in instruments or note.is_drum \
-                or note.end_s <= start_s + eps or note.start_s >= end_s - eps:
+    for note, (start, end) in placed:
+        if note.instrument not in instruments or note.is_drum or end <= first or start >= stop:
             kept.append(note)
             continue
-        if note.start_s < start_s - eps:
+        if start < first:
             kept.append(replace(note, end_s=start_s, end_step=None))
-        if note.end_s > end_s + eps:
+        if end > stop:
             kept.append(replace(note, start_s=end_s, start_step=None))
     return kept
 
@@ -307,16 +362,7 @@ def _outside(notes, instruments: set[int], start_s: float, end_s: float) -> list
 def chorale_from_score(score: Score, voices: int = 4, steps_per_quarter: int = 4) -> np.ndarray | None:
     """A four-part score as (steps, voices) pitches; each step holds the
     part's highest sounding pitch. None when it has fewer parts."""
-    parts = four_parts(quantize(score, steps_per_quarter), voices)
+    parts = four_parts(list(zip(score.notes, grid_steps(score, steps_per_quarter))), voices)
     if parts is None:
         return None
-    return _parts_grid(parts, max(n.end_step for notes in parts for n in notes))
-
-
-def _parts_grid(parts: list[list[Note]], steps: int) -> np.ndarray:
-    """Parts → (steps, voices) pitches, the highest sounding note per step."""
-    chorale = np.full((steps, len(parts)), REST, np.int16)
-    for v, notes in enumerate(parts):
-        for note in sorted(notes, key=lambda n: n.pitch):
-            chorale[note.start_step:note.end_step, v] = note.pitch
-    return chorale
+    return _parts_grid(parts, max(end for part in parts for _, (_, end) in part))

@@ -26,7 +26,16 @@ PARTS = ("train", "valid", "test", "all")
 
 def load_chorales(source: str, part: str) -> list[np.ndarray]:
     """The chorales of `part` ("train", "valid", "test", "all") in a source,
-    each an int16 array (steps, 4) of pitches, REST for a rest."""
+    each an int16 array (steps, 4) of pitches, REST for a rest; pitches
+    outside Coconet's range are moved into it by octaves."""
+    from mtools.models.coconet import ChoraleSpace
+    from mtools.models.harmonization import fold
+
+    space = ChoraleSpace()
+    return [fold(c, space.min_pitch, space.max_pitch) for c in _load(source, part)]
+
+
+def _load(source: str, part: str) -> list[np.ndarray]:
     if part not in PARTS:
         raise UsageError(f"unknown split part {part!r}", hint="use 'train' or 'valid'")
     if source == "jsb":

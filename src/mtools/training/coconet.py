@@ -58,9 +58,9 @@ class ChoraleCrops:
         if transpose:
             sounding = crop[crop != REST]
             if len(sounding):
-                low = self.space.min_pitch - int(sounding.min())
-                high = self.space.max_pitch - int(sounding.max())
-                shift = int(rng.integers(max(low, -6), min(high, 6) + 1)) if low <= high else 0
+                low = max(self.space.min_pitch - int(sounding.min()), -6)
+                high = min(self.space.max_pitch - int(sounding.max()), 6)
+                shift = int(rng.integers(low, high + 1)) if low <= high else 0
                 crop = np.where(crop == REST, REST, crop + shift).astype(np.int16)
         return crop
 
