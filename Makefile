@@ -43,6 +43,13 @@ demo: install
 	$(BIN)/mtools continue --model improv_rnn --chords "C Am F G7" --bars 8 --render-chords --seed 1 \
 	  -o demo/improv.mid < /dev/null
 	$(BIN)/mtools convert demo/improv.mid -o demo/improv.wav
+	@echo "== Coconet harmonizes the tune in four voices (it stays the soprano), organ sound"
+	$(BIN)/mtools convert examples/ode_to_joy.abc --to midi \
+	  | $(BIN)/mtools harmonize --seed 1 --program 19 -o demo/ode_to_joy_satb.mid
+	$(BIN)/mtools convert demo/ode_to_joy_satb.mid -o demo/ode_to_joy_satb.wav
+	@echo "== Coconet writes new alto and tenor parts for bars 3 and 4, three takes"
+	$(BIN)/mtools infill demo/ode_to_joy_satb.mid --start 3 --end 5 --voices alto,tenor -n 3 --seed 2 \
+	  -o demo/ode_to_joy_infilled/
 	@$(BIN)/mtools models
 	@ls -lR demo/
 

@@ -1,6 +1,7 @@
-"""Golden outputs of the bundled event models: after a fixed primer, the
-first logits (compared with a tolerance) and a greedy continuation
-(compared exactly). `python tests/golden_outputs.py` rewrites them after a
+"""Golden outputs of the bundled models. Event models: after a fixed
+primer, the first logits (compared with a tolerance) and a greedy
+continuation (compared exactly). Coconet: the logits of a fixed melody's
+lower voices, and a greedy (temperature 0) Gibbs harmonization of it. `python tests/golden_outputs.py` rewrites them after a
 model is retrained; tests/test_golden.py checks them."""
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ PRIMERS = {  # event ids in each family's model space
     "drums_rnn": [5, 0, 4, 0, 6, 0, 4, 0, 5, 0, 4, 0, 6, 0, 4, 0],  # kick/hat, hat, snare/hat
 }
 CHORD_ROW = (0, 0b000010010001, 0)  # C major under every step (improv_rnn)
+CHORALE_SOPRANO = [72] * 4 + [71] * 4 + [69] * 8 + [67] * 4 + [69] * 4 + [71] * 4 + [72] * 4
+FAMILIES = {*PRIMERS, "coconet"}
 
 
 def golden_run(ref) -> dict:
     """The golden figures of a bundled model (see module docstring)."""
+    if ref.card.name == "coconet":
+        return _coconet_run(ref)
     from mtools.models.sequence import EventRnn, SearchOptions, generate
 
     model = EventRnn.from_ref(ref, device="cpu")
@@ -41,12 +46,28 @@ def golden_run(ref) -> dict:
             "greedy_ids": greedy[0, len(primer):].tolist()}
 
 
+def _coconet_run(ref) -> dict:
+    from mtools.models.coconet import Coconet, GibbsOptions, generate
+
+    model = Coconet.from_ref(ref, device="cpu")
+    chorale = np.full((1, len(CHORALE_SOPRANO), 4), -1, np.int16)
+    chorale[0, :, 0] = CHORALE_SOPRANO
+    free = np.zeros(chorale.shape, bool)
+    free[:, :, 1:] = True
+    logits = model.logits(chorale, free)
+    greedy = generate(model, chorale, free, GibbsOptions(iterations=4, temperature=0.0),
+                      np.random.default_rng(0))
+    return {"sha256": ref.card.sha256, "primer": CHORALE_SOPRANO,
+            "first_logits": [round(float(v), 6) for v in logits[0, 0, :, 1:].ravel()],
+            "greedy_ids": greedy[0].tolist()}
+
+
 def write_all() -> None:
     from mtools.models.registry import list_models, resolve_model
 
     GOLDEN_DIR.mkdir(exist_ok=True)
     for card in list_models():
-        if card.name in PRIMERS:
+        if card.name in FAMILIES:
             path = GOLDEN_DIR / f"{card.stem}.json"
             path.write_text(json.dumps(golden_run(resolve_model(card.spec)), indent=1) + "\n")
             print(f"wrote {path}", file=sys.stderr)

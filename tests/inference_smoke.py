@@ -65,3 +65,16 @@ def test_every_bundled_continue_model_runs_from_the_console_script(card):
     assert done.returncode == 0, done.stderr
     notes = json.loads(done.stdout)["notes"]
     assert notes and all(0 <= n["pitch"] <= 127 for n in notes)
+
+
+@pytest.mark.parametrize("card", [c for c in list_models() if c.task == "harmonize"],
+                         ids=lambda card: card.spec)
+def test_every_bundled_harmonize_model_runs_from_the_console_script(card):
+    done = subprocess.run([shutil.which("mtools", path=str(BIN)), "harmonize", "--model", card.spec,
+                           "--melody", "72 _ _ _ 71 _ _ _ 69 _ _ _ _ _ _ _", "--iterations", "4",
+                           "--seed", "1", "--to", "jsonl"],
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    notes = json.loads(done.stdout)["notes"]
+    assert {n.get("instrument", 0) for n in notes} == {0, 1, 2, 3}
+    assert [n["pitch"] for n in notes if n.get("instrument", 0) == 0] == [72, 71, 69]
