@@ -20,7 +20,10 @@ the rules a chorale teacher marks, next to the same counts on Bach.
   - range: voice-steps outside the textbook SATB ranges (S C4-G5, A G3-D5,
     T C3-G4, B E2-C4);
   - the share of chord changes whose four sounding pitch classes form a
-    major or minor triad or a dominant seventh (complete or missing the fifth).
+    major or minor triad or a dominant seventh (complete or missing the fifth);
+  - how busy the lower voices are: new notes per bar per voice (a run of
+    one pitch counts as one note, as the 16th-note grid cannot tell a
+    repeated note from a held one).
 Rewrites the `bench_harmonize` section of benchmarks/results.md.
 """
 
@@ -95,7 +98,9 @@ def rule_counts(chorale: np.ndarray) -> dict:
     out_of_range = sum(int(((chorale[:, v] < lo) | (chorale[:, v] > hi))[sounding[:, v]].sum())
                        for v, (lo, hi) in enumerate(RANGES))
     chords = sum(is_common_chord(chorale[t]) for t in changes)
-    return {"changes": len(changes), "parallels": parallels, "steps": len(chorale),
+    lower = chorale[:, 1:]
+    onsets = int(((lower[1:] != lower[:-1]) & (lower[1:] != REST)).sum() + (lower[0] != REST).sum())
+    return {"changes": len(changes), "parallels": parallels, "steps": len(chorale), "onsets": onsets,
             "crossing": int(crossing.sum()), "spacing": int(spacing.sum()),
             "voice_steps": int(sounding.sum()), "out_of_range": out_of_range, "chords": chords}
 
@@ -115,11 +120,13 @@ def summarize(counts: list[dict]) -> dict:
             "crossing % of steps": 100 * total["crossing"] / total["steps"],
             "spacing % of steps": 100 * total["spacing"] / total["steps"],
             "out of range % of notes-steps": 100 * total["out_of_range"] / total["voice_steps"],
-            "common chords % of changes": 100 * total["chords"] / max(total["changes"], 1)}
+            "common chords % of changes": 100 * total["chords"] / max(total["changes"], 1),
+            "A/T/B notes per bar": total["onsets"] / 3 / (total["steps"] / STEPS_PER_BAR)}
 
 
-def harmonize_all(net: Coconet, chorales: list[np.ndarray], iterations: int) -> list[np.ndarray]:
-    options = FillOptions(sampling=GibbsOptions(iterations=iterations))
+def harmonize_all(net: Coconet, chorales: list[np.ndarray], iterations: int,
+                  temperature: float) -> list[np.ndarray]:
+    options = FillOptions(sampling=GibbsOptions(iterations=iterations, temperature=temperature))
     outputs = []
     for index, chorale in enumerate(chorales):
         soprano = chorale[:, 0]
@@ -142,6 +149,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pieces", type=int, default=76)
     parser.add_argument("--iterations", type=int, nargs="+", default=[16, 32, 48])
+    parser.add_argument("--temperature", type=float, default=GibbsOptions().temperature)
     args = parser.parse_args()
     mtools = str(Path(sys.executable).with_name("mtools"))
     valid = load_chorales("jsb", "valid")
@@ -151,7 +159,8 @@ def main() -> None:
         out = Path(tmp) / "out.mid"
         for iterations in args.iterations:
             command = [mtools, "harmonize", str(melody), "--model", args.model, "--seed", "1",
-                       "--iterations", str(iterations), "-o", str(out)]
+                       "--iterations", str(iterations), "--temperature", str(args.temperature),
+                       "-o", str(out)]
             stats = time_commands({"run": command}, args.repeat)["run"]
             met = "met" if stats.median_s < GOAL_S else "missed"
             rows.append(f"| {iterations} | {stats.cell()} | {met} |")
@@ -160,8 +169,8 @@ def main() -> None:
     pieces = valid[:args.pieces]
     results = {"Bach (the valid chorales)": summarize([rule_counts(c) for c in pieces])}
     for iterations in args.iterations:
-        made = harmonize_all(net, pieces, iterations)
-        results[f"mtools, {iterations} iterations"] = summarize([rule_counts(c) for c in made])
+        made = harmonize_all(net, pieces, iterations, args.temperature)
+        results[f"mtools, {iterations} iterations, temperature {args.temperature:g}"] = summarize([rule_counts(c) for c in made])
     names = list(next(iter(results.values())))
     table = ["| harmonization of the same sopranos | " + " | ".join(names) + " |",
              "|---|" + "---|" * len(names)]
