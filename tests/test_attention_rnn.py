@@ -55,3 +55,21 @@ def test_continue_with_a_tiny_attention_model(tmp_path):
     assert first.stdout == again.stdout and len(first.stdout.splitlines()) == 2
     notes = json.loads(first.stdout.splitlines()[0])["notes"]
     assert [n["pitch"] for n in notes[:4]] == [60, 62, 64, 65]
+
+
+def test_a_whole_sequence_matches_one_step_at_a_time():
+    # Training runs many steps per call (with the keys of stored outputs
+    # cached); the export runs one step per call. Both must agree.
+    torch.manual_seed(1)
+    model = AttentionLSTM(74, 40, hidden=16, layers=2, attn_length=5, dropout=0.0).eval()
+    inputs = torch.randn(2, 9, 74)
+    state = tuple(torch.randn_like(t) * 0.5 for t in model.zero_state(2))
+    with torch.no_grad():
+        whole, *whole_state = model(inputs, *state)
+        steps = []
+        for t in range(inputs.shape[1]):
+            logits, *state = model(inputs[:, t:t + 1], *state)
+            steps.append(logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), whole, atol=1e-5, rtol=1e-5)
+    for got, want in zip(state, whole_state):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
