@@ -221,7 +221,8 @@ def _card(request: CoconetRequest, model: CoconetNet, history, train, valid) -> 
         "training": {
             "datasets": list(request.sources),
             "split": "JSB chorales: Boulanger-Lewandowski's train part for training, its valid "
-                     "part for selection and the figures; the test part is not used",
+                     "part for selection and the figures; the test part is not used. JS Fakes "
+                     "(when listed) count as training data only",
             "train_pieces": len(train), "valid_pieces": len(valid),
             "steps": history.step, "best_step": history.best_step,
             "best_valid_loss_per_note": round(history.best_valid, 4),
