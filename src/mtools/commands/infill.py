@@ -48,7 +48,7 @@ def infill(
         help='The voices to regenerate, e.g. "alto,tenor" or "2,3" (1 = soprano). '
              "Default: all four.")] = None,
     temperature: opt.Temperature = 0.99,
-    iterations: Iterations = 48,
+    iterations: Iterations = 32,
     sampler: Sampler = "gibbs",
     num_outputs: opt.NumOutputs = 1,
     seed: opt.Seed = None,

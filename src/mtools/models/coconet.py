@@ -115,7 +115,7 @@ class GibbsOptions:
     temperature: softmax temperature; sampler: "gibbs" (annealed blocked
     Gibbs, Yao schedule) or "ancestral" (one cell at a time in random order)."""
 
-    iterations: int = 48
+    iterations: int = 32
     temperature: float = 0.99
     sampler: str = "gibbs"
 
