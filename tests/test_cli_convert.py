@@ -177,3 +177,39 @@ def test_usage_errors_exit_2():
 def test_debug_shows_the_traceback():
     result = run(["convert", "--to", "jsonl", "--debug"], stdin=b"garbage")
     assert result.code != 0
+
+
+MUSICXML = """<?xml version="1.0" encoding="{encoding}"?>
+<score-partwise version="3.1"><part-list><score-part id="P1"><part-name>M</part-name>
+</score-part></part-list><part id="P1"><measure number="1"><attributes><divisions>1</divisions>
+<time><beats>4</beats><beat-type>4</beat-type></time></attributes>
+<note><pitch><step>C</step><octave>4</octave></pitch><duration>2</duration></note>
+<note><pitch><step>E</step><octave>4</octave></pitch><duration>2</duration></note>
+</measure></part></score-partwise>
+"""
+
+
+@pytest.mark.parametrize("kind", ["utf-8", "utf-16", "mxl"])
+def test_musicxml_in_plain_utf16_and_compressed(tmp_path, kind):
+    import zipfile
+
+    if kind == "mxl":
+        path = tmp_path / "tune.mxl"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("META-INF/container.xml",
+                             '<container><rootfiles><rootfile full-path="score/tune.xml"/>'
+                             "</rootfiles></container>")
+            archive.writestr("score/tune.xml", MUSICXML.format(encoding="UTF-16").encode("utf-16"))
+    else:
+        path = tmp_path / "tune.musicxml"
+        path.write_bytes(MUSICXML.format(encoding=kind.upper()).encode(kind))
+    out = run(["convert", str(path), "--to", "jsonl"])
+    assert out.code == 0, out.stderr
+    notes = json.loads(out.stdout)["notes"]
+    assert [n["pitch"] for n in notes] == [60, 64]
+    assert notes[1]["startTime"] == pytest.approx(1.0)  # a half note at 120 qpm
+
+
+def test_an_empty_input_path_is_a_usage_error_not_the_current_folder():
+    out = run(["convert", "", "--to", "jsonl"])
+    assert out.code == 2 and "input path is empty" in out.stderr and out.stdout == b""

@@ -19,9 +19,13 @@ def notation_to_score(data: bytes, fmt: str, name: str = "input") -> Score:
         warnings.simplefilter("ignore")
         import music21
         try:
+            if fmt == "mxl":
+                data, fmt = _unzip_mxl(data), "musicxml"
+            if fmt == "musicxml":
+                data = _as_utf8(data)
             parsed = music21.converter.parse(
                 data if fmt != "abc" else data.decode("utf-8", "replace"),
-                format={"mxl": "musicxml"}.get(fmt, fmt), forceSource=True)
+                format=fmt, forceSource=True)
         except Exception as exc:  # music21 raises many unrelated types
             raise InputFormatError(f"{name}: cannot parse {fmt.upper()}: {exc}") from None
         if isinstance(parsed, music21.stream.Opus):
@@ -33,6 +37,39 @@ def notation_to_score(data: bytes, fmt: str, name: str = "input") -> Score:
         except Exception:
             pass  # malformed or absent repeats: keep the written order
         return _stream_to_score(parsed, music21)
+
+
+def _unzip_mxl(data: bytes) -> bytes:
+    """The score inside compressed MusicXML: the rootfile that
+    META-INF/container.xml names, else the first .xml/.musicxml file."""
+    import io
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        root = None
+        if "META-INF/container.xml" in names:
+            container = archive.read("META-INF/container.xml").decode("utf-8", "replace")
+            match = re.search(r'full-path="([^"]+)"', container)
+            root = match.group(1) if match and match.group(1) in names else None
+        if root is None:
+            root = next(n for n in names if n.lower().endswith((".xml", ".musicxml"))
+                        and not n.startswith("META-INF/"))
+        return archive.read(root)
+
+
+def _as_utf8(data: bytes) -> bytes:
+    """MusicXML bytes as UTF-8 (music21 reads bytes as UTF-8; files in the
+    wild, music21's own corpus among them, are often UTF-16 with a BOM)."""
+    import re
+
+    for bom, codec in ((b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"),
+                       (b"\xef\xbb\xbf", "utf-8-sig")):
+        if data.startswith(bom):
+            text = data.decode(codec)
+            return re.sub(r'(<\?xml[^>]*?)\s+encoding="[^"]*"', r"\1", text, count=1).encode("utf-8")
+    return data
 
 
 def _stream_to_score(stream, music21) -> Score:

@@ -35,6 +35,8 @@ def sniff_format(head: bytes, name: str = "input") -> str:
         return "ogg"
     if head.startswith(b"PK\x03\x04"):
         return "mxl"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 text: MusicXML is often saved so
+        head = head[:len(head) // 2 * 2].decode("utf-16", "replace").encode("utf-8", "replace")
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text.startswith(b"{"):
         return "jsonl"

@@ -101,6 +101,8 @@ def expand_inputs(args: Iterable[str], *, extensions: Iterable[str] | None = Non
                                  hint="see --help for examples")
             inputs.append(stdin_input())
             continue
+        if not arg.strip():  # Path("") is ".": an unset shell variable must not read the folder
+            raise UsageError("an input path is empty", hint="check the variable that names it")
         path = Path(arg)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file()
