@@ -41,9 +41,9 @@ from _results import machine_info, time_commands, write_section
 
 from mtools.io.midi import score_to_midi
 from mtools.models.coconet import REST, Coconet, GibbsOptions
-from mtools.models.harmonization import FillOptions, fill, fold, soprano_shift
+from mtools.models.harmonization import FillOptions, fill, fold, soprano_shift, voice_notes
 from mtools.models.registry import resolve_model
-from mtools.score import Note, Score, Tempo, TimeSignature
+from mtools.score import Score, Tempo, TempoMap, TimeSignature
 from mtools.training.chorales import load_chorales
 
 SECTION = "bench_harmonize"
@@ -56,13 +56,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def melody_file(chorales: list[np.ndarray], folder: Path) -> Path:
     steps = BARS * STEPS_PER_BAR
     chorale = next(c for c in chorales if len(c) >= steps)
-    line, notes, start = chorale[:steps, 0], [], 0
-    for step in range(1, steps + 1):
-        if step == steps or line[step] != line[start]:
-            if line[start] != REST:
-                notes.append(Note(int(line[start]), 80, start * 0.125, step * 0.125))
-            start = step
-    score = Score(notes=tuple(notes), tempos=(Tempo(0.0, 120.0),),
+    tempos = (Tempo(0.0, 120.0),)
+    notes = voice_notes(chorale[:steps, 0], 0, TempoMap(tempos), 4, 80, 0)
+    score = Score(notes=tuple(notes), tempos=tempos,
                   time_signatures=(TimeSignature(0.0, 4, 4),))
     path = folder / "melody16.mid"
     path.write_bytes(score_to_midi(score))

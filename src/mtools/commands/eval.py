@@ -86,19 +86,15 @@ def _print(figures: dict, as_json: bool) -> None:
 
 
 def _coconet_figures(ref, data: list[str], split: str, device, samples: int) -> dict:
-    import numpy as np
-
     from mtools.errors import InputFormatError
-    from mtools.models.coconet import Coconet, framewise_nll
+    from mtools.models.coconet import Coconet, framewise_figures
     from mtools.training.chorales import load_chorales
 
     chorales = [c for source in data for c in load_chorales(source, split)]
     if not chorales:
         raise InputFormatError(f"no four-part pieces in the {split} part of {' '.join(data)}")
     net = Coconet.from_ref(ref, device=device)
-    figures = framewise_nll(net, chorales, samples=samples, rng=np.random.default_rng(0))
-    return {**{k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()},
-            "pieces": len(chorales), "samples_per_piece": samples}
+    return framewise_figures(net, chorales, samples)
 
 
 eval_.__doc__ = HELP

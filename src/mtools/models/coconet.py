@@ -42,6 +42,12 @@ class ChoraleSpace:
         return {"min_pitch": self.min_pitch, "max_pitch": self.max_pitch,
                 "voices": list(self.voices), "steps_per_quarter": self.steps_per_quarter}
 
+    def network_inputs(self, chorales: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The graph's pianoroll (masked cells blanked) and mask (spread over
+        pitch) for (batch, steps, voices) pitches and a boolean cell mask."""
+        cells = np.repeat(mask[:, :, None, :], self.pitches, axis=2).astype(np.float32)
+        return self.roll(np.where(mask, REST, chorales)), cells
+
     def roll(self, chorales: np.ndarray) -> np.ndarray:
         """(batch, steps, voices) pitches → (batch, steps, pitches, voices)
         one-hot float32 (rests and out-of-range pitches: all zero)."""
@@ -90,11 +96,8 @@ class Coconet:
                    receptive_radius(ref.card.hyperparameters))
 
     def logits(self, chorales: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        space = self.space
-        known = np.where(mask, REST, chorales)
-        cell_mask = np.repeat(mask[:, :, None, :], space.pitches, axis=2).astype(np.float32)
-        out = self.session.run({"pianoroll": space.roll(known), "mask": cell_mask})
-        return out["logits"]
+        roll, cells = self.space.network_inputs(chorales, mask)
+        return self.session.run({"pianoroll": roll, "mask": cells})["logits"]
 
 
 def receptive_radius(hyperparameters: dict) -> int | None:
@@ -213,6 +216,13 @@ def framewise_nll(model: Coconet, chorales: list[np.ndarray], *, samples: int,
         total_weight += weight * samples
     return {"frame_nll": total_cost / total_weight, "note_nll": total_cost / max(total_notes, 1e-9),
             "frames_scored": samples * len(chorales)}
+
+
+def framewise_figures(model: Coconet, chorales: list[np.ndarray], samples: int) -> dict:
+    """framewise_nll with a fixed seed, rounded for cards and `mtools eval`."""
+    figures = framewise_nll(model, chorales, samples=samples, rng=np.random.default_rng(0))
+    return {**{k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()},
+            "pieces": len(chorales), "samples_per_piece": samples}
 
 
 def _log_softmax_pitch(logits: np.ndarray) -> np.ndarray:

@@ -149,8 +149,7 @@ def harmonize_score(score: Score, options: FillOptions) -> FillResult:
                                  space.steps_per_quarter, velocity, options.program)
         outputs.append(_four_part_score(score, notes, made_by))
     warnings = []
-    heard = _to_model(soprano, shift, space)
-    if np.any(heard != np.where(soprano == REST, REST, soprano + shift)):
+    if np.any(chorales[0, :, 0] != np.where(soprano == REST, REST, soprano + shift)):
         warnings.append("the melody is wider than the model's soprano range: the model heard "
                         "some notes an octave away (the output keeps them as written)")
     return FillResult(outputs, warnings)

@@ -7,10 +7,8 @@ torch; the card holds the frame-wise NLL measured on the valid split."""
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
-import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -24,7 +22,7 @@ from mtools.models.coconet import GRAPH_INPUTS, GRAPH_OUTPUTS, REST, ChoraleSpac
 from mtools.models.registry import write_card
 from mtools.training import corpora
 from mtools.training.chorales import load_chorales
-from mtools.training.export import OPSET
+from mtools.training.export import export_onnx
 from mtools.training.loop import TrainConfig, Trainer, load_checkpoint
 from mtools.training.nets import CoconetNet
 
@@ -86,10 +84,9 @@ def make_batch(chorales: np.ndarray, cells: np.ndarray, space: ChoraleSpace = SP
     """Tensors for `coconet_loss`: pianoroll with the masked cells blanked,
     the mask spread over pitch, target pitch indices (-1 = rest: not scored)
     and the boolean cells to score."""
-    known = np.where(cells, REST, chorales)
-    mask = np.repeat(cells[:, :, None, :], space.pitches, axis=2).astype(np.float32)
+    roll, mask = space.network_inputs(chorales, cells)
     targets = np.where(chorales == REST, -1, chorales.astype(np.int64) - space.min_pitch)
-    return (torch.from_numpy(space.roll(known)), torch.from_numpy(mask),
+    return (torch.from_numpy(roll), torch.from_numpy(mask),
             torch.from_numpy(targets), torch.from_numpy(cells & (chorales != REST)))
 
 
@@ -143,19 +140,9 @@ def train_coconet(request: CoconetRequest, progress: Progress = lambda message: 
 
 def export_graph(model: CoconetNet, path: Path) -> None:
     """The network as one ONNX file, dynamic batch and time axes, atomically."""
-    model = model.eval()
     example = (torch.zeros(2, 8, SPACE.pitches, len(SPACE.voices)),) * 2
     dynamic = {name: {0: "batch", 1: "time"} for name in (*GRAPH_INPUTS, *GRAPH_OUTPUTS)}
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, example, str(temporary), input_names=list(GRAPH_INPUTS),
-                              output_names=list(GRAPH_OUTPUTS), dynamic_axes=dynamic,
-                              opset_version=OPSET, dynamo=False)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    export_onnx(model.eval(), example, Path(path), list(GRAPH_INPUTS), list(GRAPH_OUTPUTS), dynamic)
 
 
 def parity_error(model: CoconetNet, path: Path, seed: int = 0) -> float:
@@ -176,7 +163,7 @@ def parity_error(model: CoconetNet, path: Path, seed: int = 0) -> float:
 
 def export_coconet(request: CoconetRequest, model: CoconetNet, history, train, valid,
                    progress: Progress) -> Path:
-    from mtools.models.coconet import Coconet, framewise_nll
+    from mtools.models.coconet import Coconet, framewise_figures
     from mtools.models.registry import resolve_model
     from mtools.training.export import PARITY_TOLERANCE
 
@@ -190,9 +177,7 @@ def export_coconet(request: CoconetRequest, model: CoconetNet, history, train, v
     write_card(card, path)
     progress("measuring the frame-wise NLL on the validation chorales")
     net = Coconet.from_ref(resolve_model(str(path)), device="cpu")
-    figures = framewise_nll(net, valid, samples=EVAL_SAMPLES, rng=np.random.default_rng(0))
-    card["metrics"] = {**{k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()},
-                       "split": "valid", "pieces": len(valid), "samples_per_piece": EVAL_SAMPLES,
+    card["metrics"] = {**framewise_figures(net, valid, EVAL_SAMPLES), "split": "valid",
                        "parity_max_abs_error": float(f"{error:.2e}"),
                        "protocol": FRAMEWISE_PROTOCOL,
                        "measured_by": "mtools train (at export); reproduce: mtools eval --model "

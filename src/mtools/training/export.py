@@ -49,15 +49,22 @@ def export_event_rnn(model: nn.Module, path: Path) -> None:
         dynamic = {"inputs": {0: "batch"}, "logits": {0: "batch"}}
     for name, shape in shapes.items():
         dynamic[name] = dynamic[f"{name}_out"] = {shape.index(BATCH): "batch"}
-    path = Path(path)
+    # The tracer's notes on LSTM shape checks do not apply: the state is an
+    # explicit input, so any batch and time run correctly (tested).
+    export_onnx(model, example, Path(path), inputs_names, output_names, dynamic)
+
+
+def export_onnx(model: nn.Module, example: tuple, path: Path, inputs: list[str],
+                outputs: list[str], dynamic: dict) -> None:
+    """torch.onnx.export into a temporary file, renamed to `path` when it is
+    whole, with the tracer's warnings silenced (each caller's tests check
+    its graph)."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         with warnings.catch_warnings():
-            # The tracer's notes on LSTM shape checks do not apply: the state
-            # is an explicit input, so any batch and time run correctly (tested).
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, example, str(temporary), input_names=inputs_names,
-                              output_names=output_names, dynamic_axes=dynamic,
+            torch.onnx.export(model, example, str(temporary), input_names=inputs,
+                              output_names=outputs, dynamic_axes=dynamic,
                               opset_version=OPSET, dynamo=False)
         os.replace(temporary, path)
     finally:
