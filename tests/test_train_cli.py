@@ -5,27 +5,19 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 pytest.importorskip("torch")
 
-from builders import melody  # noqa: E402
+from builders import write_random_tunes  # noqa: E402
 from clirunner import run  # noqa: E402
-from mtools.io.midi import score_to_midi  # noqa: E402
 from mtools.models.registry import resolve_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tunes(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tunes")
-    rng = np.random.default_rng(0)
-    scale = [60, 62, 64, 65, 67, 69, 71, 72]
-    for index in range(30):  # 8 bars each, stepwise tunes with held notes
-        tokens = []
-        for _ in range(64):
-            tokens += [str(scale[rng.integers(len(scale))]), "_"]
-        (folder / f"tune{index:02d}.mid").write_bytes(score_to_midi(melody(" ".join(tokens))))
+    write_random_tunes(folder)
     return folder
 
 

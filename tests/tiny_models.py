@@ -51,3 +51,24 @@ def tiny_coconet(folder: Path, seed: int = 0) -> Path:
                 "hyperparameters": dict(model.config), "encoding": SPACE.to_card(),
                 "description": "tiny random test model"}, path)
     return path
+
+
+def tiny_music_vae(folder: Path, config: str = "mel_2bar", seed: int = 0) -> Path:
+    """Export a random, tiny MusicVAE with a real card; returns the .onnx path."""
+    from mtools.models.music_vae import GRAPH_INPUTS, GRAPH_OUTPUTS
+    from mtools.training.music_vae import export_graph
+    from mtools.training.nets import MusicVAENet
+    from mtools.training.vae_windows import CONFIGS
+
+    space = CONFIGS[config].space
+    torch.manual_seed(seed)
+    model = MusicVAENet(space.input_size, space.num_classes, z_size=8, enc_hidden=8,
+                        dec_hidden=8, dec_layers=2).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"music_vae-{config}.onnx"
+    export_graph(model, path)
+    write_card({"name": "music_vae", "config": config, "task": "interpolate",
+                "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
+                "hyperparameters": dict(model.config), "encoding": space.to_card(),
+                "description": "tiny random test model"}, path)
+    return path

@@ -16,6 +16,7 @@ from mtools.commands.convert import convert
 from mtools.commands.eval import eval_
 from mtools.commands.harmonize import harmonize
 from mtools.commands.infill import infill
+from mtools.commands.interpolate import interpolate
 from mtools.commands.models import models
 from mtools.commands.train import train
 from mtools.errors import EXIT_FAILURE, EXIT_INTERRUPTED, MtoolsError, StdoutClosed
@@ -54,6 +55,7 @@ app.command("continue")(continue_)
 app.command("convert")(convert)
 app.command("harmonize")(harmonize)
 app.command("infill")(infill)
+app.command("interpolate")(interpolate)
 app.command("models")(models)
 app.command("train")(train)
 app.command("eval")(eval_)

@@ -292,9 +292,11 @@ class Session:
             for node in self._inner.get_inputs()
         }
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, np.ndarray],
+            outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Run the graph once. `feeds` maps every input name to an array of
-        the graph's dtype and shape; returns the expected outputs by name.
+        the graph's dtype and shape; returns the expected outputs by name,
+        or only `outputs` (then only the nodes they need are run).
 
         A feed that is missing or unknown is a bug in the caller and raises
         ValueError; a failure inside ONNX Runtime raises MtoolsError.
@@ -303,13 +305,16 @@ class Session:
         unknown = [name for name in feeds if name not in self.input_names]
         if missing or unknown:
             raise ValueError(f"{self.label}: missing feeds {missing}, unknown feeds {unknown}")
+        wanted = list(self.output_names if outputs is None else outputs)
+        if not set(wanted) <= set(self.output_names):
+            raise ValueError(f"{self.label}: unknown outputs {sorted(set(wanted) - set(self.output_names))}")
         try:
-            values = self._inner.run(list(self.output_names), dict(feeds))
+            values = self._inner.run(wanted, dict(feeds))
         except Exception as error:
             if not _is_ort_error(error):
                 raise
             raise MtoolsError(f"running model {self.label} failed: {error}") from error
-        return dict(zip(self.output_names, values))
+        return dict(zip(wanted, values))
 
     def __repr__(self) -> str:
         return f"Session({self.label!r}, provider={self.provider!r})"

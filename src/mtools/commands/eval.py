@@ -9,7 +9,7 @@ import typer
 from mtools.commands import _options as opt
 
 HELP = """Score a model on data: NLL per step and next-event accuracy (event
-models), or Coconet's frame-wise NLL.
+models), Coconet's frame-wise NLL, or MusicVAE's reconstruction accuracy.
 
 DATA is a folder or file of MIDI/JSONL/ABC/MusicXML, or a corpus name
 (music21:folk, nottingham, groove). --split picks the pieces the training
@@ -20,7 +20,9 @@ decode to the same event summed), and how often the most likely event is
 the true one. For coconet, DATA is jsb (the JSB chorales), js_fakes, a
 Coconet-style .npz, or four-part MIDI/JSONL; it prints the frame-wise NLL
 (nats per 16th-note frame, random frame and voice order; see the model
-card for the protocol) and the NLL per note. Prints one JSON object
+card for the protocol) and the NLL per note. For music_vae it prints the
+reconstruction accuracies of every 2-bar window (teacher-forced and free
+running from the posterior mean) and the KL term. Prints one JSON object
 (--json) or a short table.
 
 Examples:
@@ -29,6 +31,7 @@ Examples:
   mtools eval --model melody_rnn:basic_rnn nottingham --split valid
   mtools eval --model melody_rnn my_tunes/ --json | jq .nll_per_step
   mtools eval --model coconet jsb --split valid
+  mtools eval --model music_vae:drums_2bar groove --split valid
 """
 
 
@@ -61,6 +64,11 @@ def eval_(
                    **_coconet_figures(ref, data, split, device.value if device else None, samples)}
         _print(figures, as_json)
         return
+    if ref.card.name == "music_vae":
+        figures = {"model": ref.card.spec, "data": data, "split": split,
+                   **_music_vae_figures(ref, data, split, device.value if device else None)}
+        _print(figures, as_json)
+        return
     spec = find_spec(ref.card.name, ref.card.config or None)
     progress = None
     if not quiet and sys.stderr.isatty():
@@ -82,7 +90,8 @@ def _print(figures: dict, as_json: bool) -> None:
     if as_json:
         write_stdout(json.dumps(figures) + "\n")
     else:
-        write_stdout("".join(f"{key:>14}  {value}\n" for key, value in figures.items()))
+        width = max(len(key) for key in figures)
+        write_stdout("".join(f"{key:>{width}}  {value}\n" for key, value in figures.items()))
 
 
 def _coconet_figures(ref, data: list[str], split: str, device, samples: int) -> dict:
@@ -95,6 +104,18 @@ def _coconet_figures(ref, data: list[str], split: str, device, samples: int) -> 
         raise InputFormatError(f"no four-part pieces in the {split} part of {' '.join(data)}")
     net = Coconet.from_ref(ref, device=device)
     return framewise_figures(net, chorales, samples)
+
+
+def _music_vae_figures(ref, data: list[str], split: str, device) -> dict:
+    from mtools.errors import InputFormatError
+    from mtools.models.music_vae import MusicVae, reconstruction_figures
+    from mtools.training.vae_windows import find_config, load_windows
+
+    windows = load_windows(find_config(ref.card.config), data, split)
+    if not len(windows):
+        raise InputFormatError(f"no {ref.card.config} windows in the {split} part of "
+                               f"{' '.join(data)}")
+    return reconstruction_figures(MusicVae.from_ref(ref, device=device), windows)
 
 
 eval_.__doc__ = HELP

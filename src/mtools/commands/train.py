@@ -15,7 +15,8 @@ Data sources: music21:folk (the folk tunes of music21's corpus), nottingham
 and groove (from $MTOOLS_DATA or ../shared/data), or a folder/file of MIDI,
 JSONL, ABC or MusicXML. Coconet trains on chorales: jsb (the JSB chorales'
 train part; its valid part selects and measures), js_fakes, or a
-Coconet-style .npz with train and valid parts. Parsed data is cached under ~/.cache/mtools/data;
+Coconet-style .npz with train and valid parts. MusicVAE (--config mel_2bar
+or drums_2bar) trains on every 2-bar window of the melodies or drum tracks. Parsed data is cached under ~/.cache/mtools/data;
 checkpoints go to --run-dir (default ~/.cache/mtools/runs/NAME) every few
 minutes, and a stopped run resumes from there. The exported model goes to
 --out as NAME-CONFIG.onnx with its card; use it with --model PATH, or put
@@ -28,6 +29,7 @@ Examples:
   mtools train melody_rnn --config lookback_rnn --data nottingham --data my_tunes/ --out models/
   mtools train melody_rnn --max-minutes 30 --out models/   # resumes next time
   mtools train coconet --data jsb --max-minutes 120 --out models/
+  mtools train music_vae --config drums_2bar --data groove --out models/
 """
 
 
@@ -50,9 +52,9 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, metavar="N",
                                                       help="Crops per optimizer step.")] = None,
     hidden: Annotated[Optional[int], typer.Option("--hidden", min=1, metavar="N",
-                                                  help="LSTM units per layer (coconet: filters).")] = None,
+                                                  help="LSTM units per layer (coconet: filters; music_vae: encoder and decoder).")] = None,
     layers: Annotated[Optional[int], typer.Option("--layers", min=1, metavar="N",
-                                                  help="LSTM layers (coconet: convolution layers).")] = None,
+                                                  help="LSTM layers (coconet: convolution layers; music_vae: decoder layers).")] = None,
     export_only: Annotated[bool, typer.Option(
         "--export-only", help="Export the run's best checkpoint without training more.")] = False,
     seed: opt.Seed = None,
@@ -74,6 +76,12 @@ def train(
         _train_coconet(data, out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,
                        seed, network, say)
         return
+    if model == "music_vae":
+        network = {k: v for k, v in {"enc_hidden": hidden, "dec_hidden": hidden,
+                                     "dec_layers": layers}.items() if v is not None}
+        _train_music_vae(config, data, out, run_dir, fresh, export_only, max_minutes, max_steps,
+                         batch_size, seed, network, say)
+        return
     spec = find_spec(model, config)
     loop = with_limits(TrainConfig(), max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
                        batch_size=batch_size, seed=seed)
@@ -94,6 +102,20 @@ def _train_coconet(data, out, run_dir, fresh, export_only, max_minutes, max_step
     request = CoconetRequest(tuple(data or DEFAULT_SOURCES), out, run_dir or default_run_dir(),
                              loop, network, fresh)
     train_coconet(request, progress=say)
+
+
+def _train_music_vae(config, data, out, run_dir, fresh, export_only, max_minutes, max_steps,
+                     batch_size, seed, network, say) -> None:
+    from mtools.training.music_vae import LOOP, VaeRequest, default_run_dir, train_music_vae
+    from mtools.training.vae_windows import find_config
+    from mtools.training.run import with_limits
+
+    vae = find_config(config)
+    loop = with_limits(LOOP, max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
+                       batch_size=batch_size, seed=seed)
+    request = VaeRequest(vae, tuple(data or vae.default_sources), out,
+                         run_dir or default_run_dir(vae), loop, network, fresh)
+    train_music_vae(request, progress=say)
 
 
 train.__doc__ = HELP

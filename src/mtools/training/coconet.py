@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +22,7 @@ from mtools.models.coconet import GRAPH_INPUTS, GRAPH_OUTPUTS, REST, ChoraleSpac
 from mtools.models.registry import write_card
 from mtools.training import corpora
 from mtools.training.chorales import load_chorales
-from mtools.training.export import export_onnx
+from mtools.training.export import export_checked, export_onnx, run_card
 from mtools.training.loop import TrainConfig, Trainer, load_checkpoint
 from mtools.training.nets import CoconetNet
 
@@ -165,14 +165,10 @@ def export_coconet(request: CoconetRequest, model: CoconetNet, history, train, v
                    progress: Progress) -> Path:
     from mtools.models.coconet import Coconet, framewise_figures
     from mtools.models.registry import resolve_model
-    from mtools.training.export import PARITY_TOLERANCE
 
     request.out_dir.mkdir(parents=True, exist_ok=True)
     path = request.out_dir / "coconet.onnx"
-    export_graph(model, path)
-    error = parity_error(model, path)
-    if error > PARITY_TOLERANCE:
-        raise MtoolsError(f"ONNX export differs from torch by {error:.2e} (> {PARITY_TOLERANCE})")
+    error = export_checked(model, path, export_graph, parity_error)
     card = _card(request, model, history, train, valid)
     write_card(card, path)
     progress("measuring the frame-wise NLL on the validation chorales")
@@ -209,11 +205,8 @@ def _card(request: CoconetRequest, model: CoconetNet, history, train, valid) -> 
                      "part for selection and the figures; the test part is not used. JS Fakes "
                      "(when listed) count as training data only",
             "train_pieces": len(train), "valid_pieces": len(valid),
-            "steps": history.step, "best_step": history.best_step,
             "best_valid_loss_per_note": round(history.best_valid, 4),
-            "seconds": round(history.seconds), "loop": asdict(request.config),
-            "log": history.log[-20:], "command": reproduce_command(request),
-            "torch": torch.__version__,
+            **run_card(history, request.config, reproduce_command(request)),
         },
         "metrics": {},
     }

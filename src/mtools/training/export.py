@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,25 @@ def parity_error(model: nn.Module, path: Path, *, seed: int = 0) -> float:
     got = session.run(dict(zip(names_in, [inputs, *state])))
     return max(float(np.abs(got[name] - want.numpy()).max())
                for name, want in zip(names_out, expected))
+
+
+def export_checked(model: nn.Module, path: Path, export, parity) -> float:
+    """`export(model, path)`, then `parity(model, path)` (the largest
+    |torch - ONNX Runtime|) must be within PARITY_TOLERANCE, else
+    MtoolsError; returns the parity error for the card."""
+    from mtools.errors import MtoolsError
+
+    export(model, path)
+    error = parity(model, path)
+    if error > PARITY_TOLERANCE:
+        raise MtoolsError(f"ONNX export differs from torch by {error:.2e} (> {PARITY_TOLERANCE})")
+    return error
+
+
+def run_card(history, loop, command: str) -> dict:
+    """The card's `training` fields every trainer shares: how long it
+    trained, where the best validation was, the loop settings, the last
+    validations, the command that reproduces it and torch's version."""
+    return {"steps": history.step, "best_step": history.best_step,
+            "seconds": round(history.seconds), "loop": asdict(loop), "log": history.log[-20:],
+            "command": command, "torch": torch.__version__}

@@ -166,3 +166,67 @@ class CoconetNet(nn.Module):
 
 
 MODULES[CoconetNet.kind] = CoconetNet
+
+
+class MusicVAENet(nn.Module):
+    """MusicVAE with a flat decoder (Roberts et al. 2018): a bidirectional
+    LSTM encodes a whole window into the mean and scale of a Gaussian over
+    z; an LSTM decoder, its state initialised from tanh(dense(z)), reads z
+    and the previous step's features at every step and predicts the step's
+    class.
+
+    forward (the exported graph: each caller asks only for what it needs):
+    sequence (batch, steps, input_size) → mu, sigma (batch, z_size);
+    z (batch, z_size) → state_h0, state_c0 (layers, batch, dec_hidden);
+    z, step_inputs (batch, time, input_size), state_h, state_c → logits
+    (batch, time, num_classes), state_h_out, state_c_out.
+    """
+
+    kind = "music_vae_flat"
+
+    def __init__(self, input_size: int, num_classes: int, z_size: int = 256,
+                 enc_hidden: int = 256, dec_hidden: int = 256, dec_layers: int = 2,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.config = {"input_size": input_size, "num_classes": num_classes, "z_size": z_size,
+                       "enc_hidden": enc_hidden, "dec_hidden": dec_hidden,
+                       "dec_layers": dec_layers, "dropout": dropout}
+        self.encoder = nn.LSTM(input_size, enc_hidden, batch_first=True, bidirectional=True)
+        self.to_mu = nn.Linear(2 * enc_hidden, z_size)
+        self.to_sigma = nn.Linear(2 * enc_hidden, z_size)
+        self.to_state = nn.Linear(z_size, 2 * dec_layers * dec_hidden)
+        self.decoder = nn.LSTM(input_size + z_size, dec_hidden, dec_layers, batch_first=True,
+                               dropout=dropout if dec_layers > 1 else 0.0)
+        self.head = nn.Linear(dec_hidden, num_classes)
+
+    def encode(self, sequence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, (h, _) = self.encoder(sequence)
+        final = torch.cat([h[0], h[1]], dim=1)  # forward and backward final states
+        return self.to_mu(final), nn.functional.softplus(self.to_sigma(final))
+
+    def initial_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        layers, hidden = self.config["dec_layers"], self.config["dec_hidden"]
+        state = torch.tanh(self.to_state(z)).reshape(z.shape[0], 2, layers, hidden)
+        return (state[:, 0].permute(1, 0, 2).contiguous(),
+                state[:, 1].permute(1, 0, 2).contiguous())
+
+    def decode(self, z: torch.Tensor, step_inputs: torch.Tensor, state_h: torch.Tensor,
+               state_c: torch.Tensor):
+        tiled = z[:, None, :].expand(-1, step_inputs.shape[1], -1)
+        outputs, (state_h, state_c) = self.decoder(torch.cat([step_inputs, tiled], dim=2),
+                                                   (state_h, state_c))
+        return self.head(outputs), state_h, state_c
+
+    def teacher_forced(self, z: torch.Tensor, sequence: torch.Tensor) -> torch.Tensor:
+        """Logits of every step given the true previous steps."""
+        previous = torch.cat([torch.zeros_like(sequence[:, :1]), sequence[:, :-1]], dim=1)
+        return self.decode(z, previous, *self.initial_state(z))[0]
+
+    def forward(self, sequence, z, step_inputs, state_h, state_c):
+        mu, sigma = self.encode(sequence)
+        state_h0, state_c0 = self.initial_state(z)
+        logits, state_h_out, state_c_out = self.decode(z, step_inputs, state_h, state_c)
+        return mu, sigma, state_h0, state_c0, logits, state_h_out, state_c_out
+
+
+MODULES[MusicVAENet.kind] = MusicVAENet

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -16,8 +16,8 @@ from mtools.errors import MtoolsError
 from mtools.models.registry import model_stem, write_card
 from mtools.training import corpora
 from mtools.training.evaluate import ngram_baseline, score_examples
-from mtools.training.export import PARITY_TOLERANCE, card_hyperparameters, export_event_rnn, \
-    graph_names, parity_error
+from mtools.training.export import card_hyperparameters, export_checked, export_event_rnn, \
+    graph_names, parity_error, run_card
 from mtools.training.loop import CropSampler, TrainConfig, Trainer, load_checkpoint
 from mtools.training.nets import MODULES
 from mtools.training.tasks import DEFAULT_CONFIGS, ModelSpec, load_examples
@@ -86,10 +86,7 @@ def export_and_card(request: TrainRequest, model, history, train, valid,
     spec = request.spec
     request.out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = request.out_dir / f"{model_stem(spec.family, spec.config)}.onnx"
-    export_event_rnn(model, onnx_path)
-    error = parity_error(model, onnx_path)
-    if error > PARITY_TOLERANCE:
-        raise MtoolsError(f"ONNX export differs from torch by {error:.2e} (> {PARITY_TOLERANCE})")
+    error = export_checked(model, onnx_path, export_event_rnn, parity_error)
     card = _card(request, model, history, train, valid, parity=error)
     if spec.card_data is not None:
         card["encoding"].update(spec.card_data(request.sources))
@@ -107,7 +104,6 @@ def export_and_card(request: TrainRequest, model, history, train, valid,
 
 def _card(request: TrainRequest, model, history, train, valid, *, parity: float) -> dict:
     spec = request.spec
-    config = model.config
     return {
         "name": spec.family, "config": spec.config, "task": "continue",
         "default": spec.config == DEFAULT_CONFIGS.get(spec.family, spec.config),
@@ -122,12 +118,8 @@ def _card(request: TrainRequest, model, history, train, valid, *, parity: float)
                      "Groove MIDI keeps its own split",
             "train_pieces": len(train), "valid_pieces": len(valid),
             "train_events": int(sum(len(e.ids) for e in train)),
-            "steps": history.step, "best_step": history.best_step,
             "best_valid_loss_per_class": round(history.best_valid, 4),
-            "seconds": round(history.seconds), "loop": asdict(request.config),
-            "log": history.log[-20:],
-            "command": reproduce_command(request, model.config),
-            "torch": torch.__version__,
+            **run_card(history, request.config, reproduce_command(request, model.config)),
         },
         "metrics": {},
     }

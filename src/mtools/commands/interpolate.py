@@ -1,0 +1,164 @@
+"""`mtools interpolate`: morph between two inputs through a MusicVAE's
+latent space, or decode draws from its prior."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mtools.commands import _options as opt
+
+HELP = """Morph from A to B through a MusicVAE's latent space, or sample it.
+
+Takes a 2-bar window of each input: the top line for melody models, the
+drum hits for drum models, from the first bar with a note (or the bar
+--window names). Both windows are encoded (posterior means), the path
+between them on the sphere is cut into --steps points (A and B included),
+and each point is decoded. MIDI output is one sequence of the points back
+to back (--concat); --no-concat gives one output per point (-o DIR/, or
+JSONL lines). --sample N decodes N draws from the prior instead;
+--emit-latents writes the latent vectors as JSONL, for arithmetic on them.
+
+Models: music_vae:mel_2bar (default), music_vae:drums_2bar.
+
+Examples:
+
+\b
+  mtools interpolate a.mid b.mid --steps 5 > morph.mid
+  mtools interpolate a.mid b.mid --no-concat -o morph/
+  mtools interpolate beat1.mid beat2.mid --model music_vae:drums_2bar --temperature 0 > fill.mid
+  mtools interpolate --sample 4 --seed 3 --no-concat -o samples/
+  mtools interpolate a.mid b.mid --emit-latents | jq '.z | length'
+  mtools interpolate long_tune.mid other.mid --window 5,1 > morph.mid
+"""
+
+
+def interpolate(
+    inputs: Annotated[Optional[list[str]], typer.Argument(
+        metavar="A B", show_default=False,
+        help="Two files (or one JSONL file or stdin holding two scores).")] = None,
+    output: opt.Output = None,
+    model: opt.Model = "music_vae",
+    steps: Annotated[int, typer.Option(
+        "--steps", min=2, metavar="N", help="Points from A to B, both ends included.")] = 8,
+    sample: Annotated[Optional[int], typer.Option(
+        "--sample", min=1, metavar="N", help="Decode N draws from the prior instead (no inputs).")] = None,
+    window: Annotated[Optional[str], typer.Option(
+        "--window", metavar="BAR[,BAR]",
+        help="The bar the windows start at, or A's and B's (default: each one's first bar "
+             "with a note).")] = None,
+    concat: Annotated[Optional[bool], typer.Option(
+        "--concat/--no-concat", show_default=False,
+        help="One sequence of every point back to back (default for MIDI/WAV), or one output "
+             "per point (default for JSONL).")] = None,
+    emit_latents: Annotated[bool, typer.Option(
+        "--emit-latents", help="Write the latent vectors (JSONL, one per point) instead of music.")] = False,
+    temperature: opt.Temperature = 0.5,
+    seed: opt.Seed = None,
+    program: Annotated[int, typer.Option(
+        "--program", min=0, max=127, metavar="N",
+        help="General MIDI program of melody output (default 0, piano).")] = 0,
+    from_: opt.From = None,
+    to: opt.To = None,
+    device: opt.DeviceOpt = None,
+    quiet: opt.Quiet = False,
+    debug: opt.Debug = False,
+) -> None:
+    import json
+
+    from mtools.commands._batch import say, score_batch
+    from mtools.errors import UsageError
+    from mtools.io.formats import encode_outputs
+    from mtools.io.streams import check_binary_stdout
+    from mtools.models import interpolation as lib
+
+    settings = score_batch(output, "jsonl" if emit_latents else (to.value if to else None),
+                           jobs=1, skip_existing=False, quiet=quiet, progress=False)
+    if emit_latents and to is not None and to.value != "jsonl":
+        raise UsageError("--emit-latents writes JSONL", hint=f"drop --to {to.value}")
+    if settings.plan.mode == "stdout":
+        check_binary_stdout(settings.binary)
+    bars = _window_bars(window)
+    options = lib.InterpolateOptions(
+        model=model, steps=steps, temperature=temperature, seed=seed,
+        concat=settings.single_per_file if concat is None else concat, program=program,
+        device=device.value if device else None)
+    warnings: list[str] = []
+    if sample is not None:
+        if inputs:
+            raise UsageError("--sample draws from the prior and takes no inputs")
+        result, name = lib.sample(sample, options), "sample"
+    else:
+        windows = []
+        space = lib.load(options.model, options.device)[0].space
+        found = _two_scores(inputs, from_.value if from_ else None)
+        for (score, label), bar in zip(found, bars):
+            taken, notes = lib.take_window(score, space, label, bar)
+            windows.append(taken)
+            warnings.extend(notes)
+        result, name = lib.interpolate(windows[0], windows[1], options), "interpolation"
+    if emit_latents:
+        outputs = ["".join(json.dumps(row) + "\n" for row in result.latents).encode()]
+    else:
+        outputs = encode_outputs(result.scores, settings.format)
+    if not quiet:
+        for warning in warnings + result.warnings:
+            say(f"warning: {warning}")
+    _write(outputs, settings, name)
+
+
+def _window_bars(text: str | None) -> tuple[int | None, int | None]:
+    """--window "5" (both inputs) or "5,1" (A's, B's) → bars, 1-based."""
+    from mtools.errors import UsageError
+
+    if text is None:
+        return None, None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) > 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise UsageError(f"--window {text!r}: give a bar number from 1, or two as A,B")
+    bars = [int(p) for p in parts]
+    return (bars[0], bars[-1])
+
+
+def _two_scores(args: list[str] | None, in_format: str | None):
+    """(score, label) of the two inputs: two files, or one input holding two scores."""
+    from mtools.commands._batch import score_inputs
+    from mtools.errors import UsageError
+    from mtools.io.formats import detect_format, read_scores
+
+    found = []
+    for source in score_inputs(args):
+        data = source.read_bytes()
+        scores = read_scores(data, detect_format(data, in_format, source.name), source.name)
+        labels = [source.name] if len(scores) == 1 else \
+            [f"{source.name} (score {i + 1})" for i in range(len(scores))]
+        found.extend(zip(scores, labels))
+    if len(found) != 2:
+        raise UsageError(f"interpolate takes two scores (A and B), got {len(found)}",
+                         hint="name two files, or use --sample N to draw from the prior")
+    return found
+
+
+def _write(outputs: list[bytes], settings, name: str) -> None:
+    from mtools.errors import UsageError
+    from mtools.io.streams import Input, atomic_write, write_stdout
+
+    plan = settings.plan
+    if plan.mode == "dir":
+        source = Input(name, None, Path(f"{name}.{settings.extension}"))
+        for index, data in enumerate(outputs):
+            atomic_write(plan.target(source, settings.extension, index, len(outputs)), data)
+        return
+    if len(outputs) > 1:
+        where = "stdout" if plan.mode == "stdout" else f"-o {plan.path}"
+        raise UsageError(f"{len(outputs)} outputs cannot all go to {where} as one "
+                         f".{settings.extension} file", hint="use -o DIR/, --concat or --to jsonl")
+    if plan.mode == "file":
+        atomic_write(plan.path, outputs[0])
+    else:
+        write_stdout(outputs[0])
+
+
+interpolate.__doc__ = HELP

@@ -1,0 +1,172 @@
+"""`mtools interpolate` as library calls: take a window of each input,
+encode it to its posterior mean, walk the sphere between the two latent
+vectors, decode every point; or decode draws from the prior.
+
+A window is the model's length (2 bars of 4/4 for the 2-bar configs) of
+the input's top line (melody configs) or of its drum hits (drum configs),
+starting on a bar line: the first bar with a note, or the bar asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mtools.errors import InputFormatError, UsageError
+from mtools.models.music_vae import MusicVae, VaeSpace, restrike, slerp
+from mtools.score import Score, Tempo, TimeSignature, make_score
+
+FAMILIES = ("music_vae",)
+DEFAULT_QPM = 120.0
+MELODY_VELOCITY = 90
+DRUM_VELOCITY = 100
+
+
+@dataclass(frozen=True)
+class InterpolateOptions:
+    """What interpolate takes besides the inputs (see its --help)."""
+
+    model: str = "music_vae"
+    steps: int = 8  # points from A to B, both ends included
+    temperature: float = 0.5
+    seed: int | None = None
+    concat: bool = True
+    program: int = 0
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """One input's window: ids (steps,), where it was taken, its tempo."""
+
+    ids: np.ndarray
+    name: str
+    first_bar: int  # 1-based
+    qpm: float
+
+
+@dataclass
+class VaeResult:
+    scores: list[Score]
+    latents: list[dict]
+    warnings: list[str] = field(default_factory=list)
+
+
+@functools.lru_cache(maxsize=4)
+def load(model: str, device: str | None) -> tuple[MusicVae, object]:
+    """The model, loaded once per process."""
+    from mtools.models.registry import resolve_model
+
+    ref = resolve_model(model, task="interpolate")
+    if ref.card.name not in FAMILIES:
+        raise UsageError(f"model {ref.card.spec} is not a model `interpolate` knows how to play",
+                         hint=f"interpolate plays {', '.join(FAMILIES)}")
+    return MusicVae.from_ref(ref, device=device), ref
+
+
+def take_window(score: Score, space: VaeSpace, name: str, bar: int | None = None
+                ) -> tuple[Window, list[str]]:
+    """The window of `score` the model encodes, and warnings about the
+    choice. InputFormatError when there is nothing the model can read."""
+    from mtools.models.events import NO_EVENT, primer_drum_track, primer_melody
+
+    if space.kind == "drums":
+        line = primer_drum_track(score, steps_per_quarter=space.steps_per_quarter)
+        starts = np.flatnonzero(np.asarray(line.events) > 0)
+        missing = "no drum notes (General MIDI drums, MIDI channel 10)"
+    else:
+        line = primer_melody(score, steps_per_quarter=space.steps_per_quarter)
+        starts = np.flatnonzero(np.asarray(line.events) >= 0)
+        missing = "no pitched notes to take a melody from"
+    if not len(starts):
+        raise InputFormatError(f"{name}: {missing}")
+    bar_steps = line.steps_per_bar
+    total_bars = max(1, -(-len(line.events) // bar_steps))
+    first = int(starts[0]) // bar_steps if bar is None else bar - 1
+    if first >= total_bars:
+        raise UsageError(f"--window: {name} has {total_bars} bar(s), no bar {bar}")
+    events = np.asarray(line.events)
+    short = max(0, first * bar_steps + space.steps - len(events))
+    padded = np.concatenate([events, np.full(short, 0 if space.kind == "drums" else NO_EVENT,
+                                             events.dtype)])
+    ids = restrike(space.ids_from_events(padded), first * bar_steps, space)
+    window_bars = space.steps / bar_steps
+    last_bar = first + int(np.ceil(window_bars))
+    if not space.has_notes(ids):
+        raise InputFormatError(f"{name}: bars {first + 1}-{last_bar} hold no notes",
+                               hint="choose a bar with --window BAR")
+    warnings = []
+    if bar_steps != 16:
+        num, den = line.time_signature
+        warnings.append(f"{name} is in {num}/{den}; the model reads {space.steps} 16th notes "
+                        f"(bars {first + 1}-{last_bar} here)")
+    elif total_bars > window_bars:
+        warnings.append(f"{name}: took bars {first + 1}-{last_bar} of {total_bars} "
+                        f"(the model reads {window_bars:g}; --window BAR takes others)")
+    return Window(ids, name, first + 1, line.qpm), warnings
+
+
+def interpolate(first: Window, second: Window, options: InterpolateOptions) -> VaeResult:
+    """Decode `options.steps` points on the sphere from first's latent
+    vector to second's."""
+    model, ref = load(options.model, options.device)
+    mu, _ = model.encode(np.stack([first.ids, second.ids]))
+    fractions = np.linspace(0.0, 1.0, options.steps)
+    z = slerp(mu[0], mu[1], fractions).astype(np.float32)
+    rows = _decode(model, z, options)
+    latents = [{"index": i, "fraction": round(float(f), 6), "z": _floats(row)}
+               for i, (f, row) in enumerate(zip(fractions, z))]
+    made_by = _provenance(ref, options, inputs=[first.name, second.name],
+                          windows=[first.first_bar, second.first_bar])
+    return VaeResult(_scores(rows, model.space, first.qpm, options, made_by), latents)
+
+
+def sample(count: int, options: InterpolateOptions) -> VaeResult:
+    """Decode `count` draws of z from the prior N(0, I)."""
+    model, ref = load(options.model, options.device)
+    rng = np.random.default_rng(options.seed)
+    z = rng.standard_normal((count, model.z_size)).astype(np.float32)
+    rows = _decode(model, z, options, rng)
+    latents = [{"index": i, "z": _floats(row)} for i, row in enumerate(z)]
+    made_by = _provenance(ref, options, sampled=count)
+    return VaeResult(_scores(rows, model.space, DEFAULT_QPM, options, made_by), latents)
+
+
+def _decode(model: MusicVae, z: np.ndarray, options: InterpolateOptions,
+            rng: np.random.Generator | None = None) -> np.ndarray:
+    if rng is None:
+        rng = np.random.default_rng(options.seed)
+    return model.decode(z, temperature=options.temperature, rng=rng)
+
+
+def _floats(row: np.ndarray) -> list[float]:
+    return [round(float(x), 6) for x in row]
+
+
+def _provenance(ref, options: InterpolateOptions, **extra) -> dict:
+    return {"model": ref.card.spec, "seed": options.seed, "temperature": options.temperature,
+            **extra}
+
+
+def _scores(rows: np.ndarray, space: VaeSpace, qpm: float, options: InterpolateOptions,
+            made_by: dict) -> list[Score]:
+    """Decoded windows as scores: one score of them back to back
+    (options.concat), or one score each."""
+    groups = [np.concatenate(list(rows))] if options.concat else list(rows)
+    return [_window_score(space.events_from_ids(ids), space, qpm, options.program, made_by)
+            for ids in groups]
+
+
+def _window_score(events: np.ndarray, space: VaeSpace, qpm: float, program: int,
+                  made_by: dict) -> Score:
+    from mtools.models.events import drums_to_notes, melody_to_notes
+
+    step_s = 60.0 / qpm / space.steps_per_quarter
+    if space.kind == "drums":
+        notes = drums_to_notes(events, step_s=step_s, velocity=DRUM_VELOCITY)
+    else:
+        notes = melody_to_notes(events, step_s=step_s, velocity=MELODY_VELOCITY, program=program)
+    return make_score(notes, tempos=(Tempo(0.0, qpm),), time_signatures=(TimeSignature(0.0),),
+                      total_s=len(events) * step_s, provenance=dict(made_by))

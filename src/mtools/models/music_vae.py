@@ -1,0 +1,225 @@
+"""MusicVAE (Roberts et al. 2018, "A Hierarchical Latent Vector Model for
+Learning Long-Term Structure in Music"): a window of music ↔ a latent
+vector z. Encoding takes the posterior mean; decoding runs the LSTM
+decoder step by step in numpy around the ONNX graph, batched over z rows.
+
+A window is (steps,) int class ids on a 16th-note grid:
+- melody: 0 no event (the note or rest goes on), 1 note off, 2 + pitch -
+  min_pitch (Magenta's 90-class melody one-hot over MIDI 21..108);
+- drums: the bitmask of the 9 drum classes struck at the step (512 classes),
+  fed to the network as 9 bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mtools.models.encoding import MELODY_SPECIAL_IDS, melody_event_ids, melody_ids_to_events
+from mtools.models.events import NUM_DRUM_CLASSES, NUM_DRUM_SETS
+from mtools.models.sampling import log_softmax, sample_categorical
+
+GRAPH_INPUTS = ("sequence", "z", "step_inputs", "state_h", "state_c")
+GRAPH_OUTPUTS = ("mu", "sigma", "state_h0", "state_c0", "logits", "state_h_out", "state_c_out")
+KINDS = ("melody", "drums")
+NO_EVENT_ID = 0  # melody: the note or rest goes on
+
+
+@dataclass(frozen=True)
+class VaeSpace:
+    """What a window is: kind ("melody" or "drums"), its length in steps,
+    the grid, and (melody) the pitch range min_pitch..max_pitch inclusive."""
+
+    kind: str = "melody"
+    steps: int = 32
+    steps_per_quarter: int = 4
+    min_pitch: int = 21
+    max_pitch: int = 108
+
+    @property
+    def num_classes(self) -> int:
+        if self.kind == "drums":
+            return NUM_DRUM_SETS
+        return self.max_pitch - self.min_pitch + 1 + MELODY_SPECIAL_IDS
+
+    @property
+    def input_size(self) -> int:
+        return NUM_DRUM_CLASSES if self.kind == "drums" else self.num_classes
+
+    @classmethod
+    def from_card(cls, encoding: dict) -> VaeSpace:
+        return cls(str(encoding["kind"]), int(encoding["steps"]),
+                   int(encoding["steps_per_quarter"]), int(encoding.get("min_pitch", 21)),
+                   int(encoding.get("max_pitch", 108)))
+
+    def to_card(self) -> dict:
+        card = {"kind": self.kind, "steps": self.steps, "steps_per_quarter": self.steps_per_quarter,
+                "num_classes": self.num_classes, "input_size": self.input_size}
+        if self.kind == "melody":
+            card.update(min_pitch=self.min_pitch, max_pitch=self.max_pitch,
+                        class_ids="0 no event, 1 note off, 2 + pitch - min_pitch")
+        else:
+            card.update(class_ids="bitmask of the drum classes struck at the step; "
+                                  "the network reads the 9 bits")
+        return card
+
+    def features(self, ids: np.ndarray) -> np.ndarray:
+        """(batch, steps) ids → (batch, steps, input_size) float32 inputs."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.kind == "drums":
+            bits = (ids[..., None] >> np.arange(NUM_DRUM_CLASSES)) & 1
+            return bits.astype(np.float32)
+        return np.eye(self.num_classes, dtype=np.float32)[ids]
+
+    def ids_from_events(self, events: np.ndarray) -> np.ndarray:
+        """A line's events (melody events or drum bitmasks) → class ids;
+        melody pitches outside the range move by octaves into it."""
+        events = np.asarray(events, dtype=np.int64)
+        if self.kind == "drums":
+            return events.copy()
+        pitched = events >= 0
+        folded = events.copy()
+        while np.any(pitched & (folded < self.min_pitch)):
+            folded = np.where(pitched & (folded < self.min_pitch), folded + 12, folded)
+        while np.any(pitched & (folded > self.max_pitch)):
+            folded = np.where(pitched & (folded > self.max_pitch), folded - 12, folded)
+        return melody_event_ids(folded, self.min_pitch, self.max_pitch + 1)
+
+    def events_from_ids(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        return ids.copy() if self.kind == "drums" else melody_ids_to_events(ids, self.min_pitch)
+
+    def has_notes(self, ids: np.ndarray) -> np.ndarray:
+        """Per row of (..., steps) ids: whether any note starts (melody) or
+        any drum is struck."""
+        ids = np.asarray(ids)
+        starts = ids >= MELODY_SPECIAL_IDS if self.kind == "melody" else ids > 0
+        return starts.any(axis=-1)
+
+
+def windows_of(events: np.ndarray, space: VaeSpace, hop: int) -> np.ndarray:
+    """Every window of `space.steps` steps starting on multiples of `hop`
+    that has a note in it, as ids (n, steps) int16; a window that begins
+    inside a held melody note starts by striking that note again."""
+    ids = space.ids_from_events(events)
+    rows = []
+    for start in range(0, len(ids) - space.steps + 1, hop):
+        row = restrike(ids, start, space)
+        if space.has_notes(row):
+            rows.append(row)
+    if not rows:
+        return np.zeros((0, space.steps), np.int16)
+    return np.stack(rows).astype(np.int16)
+
+
+def restrike(ids: np.ndarray, start: int, space: VaeSpace) -> np.ndarray:
+    """ids[start:start + steps], the held note (if any) struck at its start."""
+    row = np.array(ids[start:start + space.steps], dtype=np.int64)
+    if space.kind == "melody" and start > 0 and len(row) and row[0] == NO_EVENT_ID:
+        marked = np.flatnonzero(ids[:start] != 0)
+        if len(marked) and ids[marked[-1]] >= MELODY_SPECIAL_IDS:
+            row[0] = ids[marked[-1]]
+    return row
+
+
+def slerp(a: np.ndarray, b: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """Spherical interpolation between vectors a and b (straight when they
+    are parallel) at each fraction in [0, 1] → (len(fractions), dim)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    fractions = np.asarray(fractions, np.float64)[:, None]
+    cosine = np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)
+    omega = np.arccos(np.clip(cosine, -1.0, 1.0))
+    if np.sin(omega) < 1e-6:
+        return (1 - fractions) * a + fractions * b
+    return (np.sin((1 - fractions) * omega) * a + np.sin(fractions * omega) * b) / np.sin(omega)
+
+
+class MusicVae:
+    """A MusicVAE graph and its space: `encode` windows to posterior means
+    and scales, `decode` latent rows to windows."""
+
+    def __init__(self, session, space: VaeSpace, z_size: int, layers: int, hidden: int):
+        self.session, self.space = session, space
+        self.z_size, self.layers, self.hidden = z_size, layers, hidden
+
+    @classmethod
+    def from_ref(cls, ref, *, device: str | None = None, threads: int | None = None) -> MusicVae:
+        h = ref.card.hyperparameters
+        return cls(ref.load_session(device=device, threads=threads),
+                   VaeSpace.from_card(ref.card.encoding), int(h["z_size"]),
+                   int(h["dec_layers"]), int(h["dec_hidden"]))
+
+    def _feeds(self, batch: int, **given) -> dict[str, np.ndarray]:
+        feeds = {"sequence": np.zeros((1, 1, self.space.input_size), np.float32),
+                 "z": np.zeros((batch, self.z_size), np.float32),
+                 "step_inputs": np.zeros((batch, 1, self.space.input_size), np.float32),
+                 "state_h": np.zeros((self.layers, batch, self.hidden), np.float32),
+                 "state_c": np.zeros((self.layers, batch, self.hidden), np.float32)}
+        feeds.update({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in given.items()})
+        return feeds
+
+    def encode(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(batch, steps) ids → posterior mean and scale, each (batch, z)."""
+        out = self.session.run(self._feeds(1, sequence=self.space.features(ids)),
+                               outputs=["mu", "sigma"])
+        return out["mu"], out["sigma"]
+
+    def teacher_forced_logits(self, z: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Logits (batch, steps, classes) of every step given the true
+        previous ones."""
+        state = self.initial_state(z)
+        features = self.space.features(ids)
+        previous = np.concatenate([np.zeros_like(features[:, :1]), features[:, :-1]], axis=1)
+        return self.session.run(self._feeds(len(z), z=z, step_inputs=previous, **state),
+                                outputs=["logits"])["logits"]
+
+    def initial_state(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.session.run(self._feeds(len(z), z=z), outputs=["state_h0", "state_c0"])
+        return {"state_h": out["state_h0"], "state_c": out["state_c0"]}
+
+    def decode(self, z: np.ndarray, *, temperature: float = 0.5,
+               rng: np.random.Generator | None = None) -> np.ndarray:
+        """Latent rows (batch, z) → windows (batch, steps) of ids; a
+        temperature of 0 takes the most likely class at every step."""
+        z = np.asarray(z, np.float32)
+        state = self.initial_state(z)
+        previous = np.zeros((len(z), 1, self.space.input_size), np.float32)
+        ids = np.zeros((len(z), self.space.steps), np.int64)
+        for step in range(self.space.steps):
+            out = self.session.run(self._feeds(len(z), z=z, step_inputs=previous, **state),
+                                   outputs=["logits", "state_h_out", "state_c_out"])
+            logits = out["logits"][:, 0]
+            if temperature <= 0 or rng is None:
+                ids[:, step] = logits.argmax(axis=1)
+            else:
+                ids[:, step] = sample_categorical(log_softmax(logits, temperature), rng)
+            state = {"state_h": out["state_h_out"], "state_c": out["state_c_out"]}
+            previous = self.space.features(ids[:, step:step + 1])
+        return ids
+
+
+def reconstruction_figures(model: MusicVae, windows: np.ndarray, batch: int = 256) -> dict:
+    """The MusicVAE paper's two reconstruction accuracies on windows
+    (n, steps): z is each window's posterior mean; `teacher_forced` is the
+    share of steps whose most likely class is the true one given the true
+    previous steps, `sampled` the share of steps a greedy free-running decode
+    gets right. Also the mean KL (nats per window) and teacher-forced NLL
+    (nats per step)."""
+    right_tf = right_free = kl = nll = 0.0
+    for first in range(0, len(windows), batch):
+        ids = np.asarray(windows[first:first + batch], np.int64)
+        mu, sigma = model.encode(ids)
+        logp = log_softmax(model.teacher_forced_logits(mu, ids))
+        picked = np.take_along_axis(logp, ids[..., None], axis=2)[..., 0]
+        nll -= picked.sum()
+        right_tf += (logp.argmax(axis=2) == ids).sum()
+        right_free += (model.decode(mu, temperature=0) == ids).sum()
+        sigma = np.maximum(sigma.astype(np.float64), 1e-12)
+        kl += (0.5 * (mu.astype(np.float64) ** 2 + sigma ** 2 - 1) - np.log(sigma)).sum()
+    cells = windows.size
+    return {"windows": int(len(windows)),
+            "accuracy_teacher_forced": round(float(right_tf) / cells, 4),
+            "accuracy_sampled": round(float(right_free) / cells, 4),
+            "kl_per_window": round(float(kl) / len(windows), 2),
+            "nll_per_step": round(float(nll) / cells, 4)}

@@ -1,0 +1,226 @@
+"""Training MusicVAE: every bar-aligned window of the training melodies or
+drum tracks, melodies transposed at random; the loss is the reconstruction
+cross-entropy summed over a window's steps plus beta times the KL
+divergence above a free-bits allowance (Magenta's `free_bits`/`max_beta`).
+Export writes one graph (encoder, decoder start state and decoder steps,
+see `mtools.models.music_vae`) and checks it against torch; the card holds
+the reconstruction accuracies measured on the valid split."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtools.errors import MtoolsError
+from mtools.models.music_vae import GRAPH_INPUTS, GRAPH_OUTPUTS, VaeSpace
+from mtools.models.registry import model_stem, write_card
+from mtools.training import corpora
+from mtools.training.export import export_checked, export_onnx, run_card
+from mtools.training.loop import TrainConfig, Trainer, load_checkpoint
+from mtools.training.nets import MusicVAENet
+from mtools.training.vae_windows import DEFAULT_CONFIG, TRANSPOSE, VaeConfig, load_windows, \
+    transpose_ids
+
+Progress = Callable[[str], None]
+NETWORK = {"z_size": 256, "enc_hidden": 256, "dec_hidden": 256, "dec_layers": 2}
+LOOP = TrainConfig(batch_size=64, eval_every=250, valid_crops=1024, patience=8)
+
+
+class WindowBatches:
+    """Batches for `Trainer`: (features, ids) tensors of random windows,
+    melodies transposed at random when `transpose`."""
+
+    def __init__(self, windows: np.ndarray, space: VaeSpace, config: TrainConfig,
+                 transpose: bool = True):
+        self.windows, self.space, self.config = np.asarray(windows, np.int64), space, config
+        self.transpose = transpose and space.kind == "melody"
+
+    def _batch(self, ids: np.ndarray):
+        return torch.from_numpy(self.space.features(ids)), torch.from_numpy(ids)
+
+    def batch(self, rng: np.random.Generator):
+        ids = self.windows[rng.integers(len(self.windows), size=self.config.batch_size)]
+        if self.transpose:
+            ids = transpose_ids(ids, rng.integers(-TRANSPOSE, TRANSPOSE + 1, size=len(ids)),
+                                self.space)
+        return self._batch(ids)
+
+    def fixed_batches(self, count: int, seed: int = 1234):
+        rng = np.random.default_rng(seed)
+        picks = rng.choice(len(self.windows), size=min(count, len(self.windows)), replace=False)
+        size = self.config.batch_size
+        return [self._batch(self.windows[picks[i:i + size]]) for i in range(0, len(picks), size)]
+
+
+@dataclass(frozen=True)
+class VaeLoss:
+    """Per window: reconstruction NLL (summed over steps) + beta ·
+    max(KL − free_bits, 0); the mean over windows. Training draws z from
+    the posterior; validation uses its mean, so the figure is steady."""
+
+    beta: float
+    free_bits: float
+
+    def __call__(self, model: MusicVAENet, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        features, ids = batch
+        mu, sigma = model.encode(features)
+        z = mu + sigma * torch.randn_like(sigma) if model.training else mu
+        logits = model.teacher_forced(z, features)
+        nll = nn.functional.cross_entropy(logits.transpose(1, 2), ids, reduction="none").sum(1)
+        kl = (0.5 * (mu ** 2 + sigma ** 2 - 1) - torch.log(sigma.clamp(min=1e-8))).sum(1)
+        loss = nll + self.beta * torch.clamp(kl - self.free_bits, min=0)
+        return loss.mean(), torch.tensor(float(len(ids)))
+
+
+@dataclass(frozen=True)
+class VaeRequest:
+    config: VaeConfig
+    sources: tuple[str, ...]
+    out_dir: Path
+    run_dir: Path
+    loop: TrainConfig = LOOP
+    network: dict | None = None
+    fresh: bool = False
+
+
+def default_run_dir(config: VaeConfig) -> Path:
+    return corpora.cache_dir() / "runs" / model_stem("music_vae", config.name)
+
+
+def train_music_vae(request: VaeRequest, progress: Progress = lambda message: None) -> Path:
+    """Train (or resume), export, measure on valid and write the card."""
+    config = request.config
+    if request.fresh and request.run_dir.exists():
+        shutil.rmtree(request.run_dir)
+    report = lambda done, total, what: progress(f"parsing {what} ({done}/{total})")  # noqa: E731
+    train = load_windows(config, request.sources, "train", report)
+    valid = load_windows(config, request.sources, "valid", report)
+    if not len(train) or not len(valid):
+        raise MtoolsError(f"{config.spec}: the data gave {len(train)} training and {len(valid)} "
+                          "validation windows; both must be non-empty")
+    progress(f"{len(train)} training and {len(valid)} validation windows")
+    space = config.space
+    model = MusicVAENet(space.input_size, space.num_classes, **{**NETWORK, **(request.network or {})})
+    loss = VaeLoss(config.beta, config.free_bits)
+    trainer = Trainer(model, model.kind, WindowBatches(train, space, request.loop),
+                      WindowBatches(valid, space, request.loop, transpose=False), request.loop,
+                      request.run_dir, extra={"spec": config.spec},
+                      progress=lambda history, message: progress(message), loss_fn=loss)
+    history = trainer.run()
+    if not (request.run_dir / "best.pt").exists():
+        raise MtoolsError(f"{request.run_dir} holds no trained checkpoint to export",
+                          hint="train some steps first (drop --export-only)")
+    best, state = load_checkpoint(request.run_dir / "best.pt")
+    trained_with = TrainConfig(**state["train_config"])
+    return export_music_vae(replace(request, loop=trained_with), best, history, len(train), valid,
+                            progress)
+
+
+def export_graph(model: MusicVAENet, path: Path) -> None:
+    """The network as one ONNX file (see MusicVAENet.forward), atomically."""
+    c = model.config
+    layers, hidden = c["dec_layers"], c["dec_hidden"]
+    example = (torch.zeros(2, 3, c["input_size"]), torch.zeros(2, c["z_size"]),
+               torch.zeros(2, 3, c["input_size"]), torch.zeros(layers, 2, hidden),
+               torch.zeros(layers, 2, hidden))
+    dynamic = {"sequence": {0: "windows", 1: "steps"}, "mu": {0: "windows"},
+               "sigma": {0: "windows"}, "z": {0: "batch"},
+               "step_inputs": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}}
+    for name in ("state_h", "state_c", "state_h0", "state_c0", "state_h_out", "state_c_out"):
+        dynamic[name] = {1: "batch"}
+    export_onnx(model.eval(), example, Path(path), list(GRAPH_INPUTS), list(GRAPH_OUTPUTS), dynamic)
+
+
+def parity_error(model: MusicVAENet, path: Path, seed: int = 0) -> float:
+    """Largest |torch - ONNX Runtime| over every output, for random inputs
+    with batch and lengths the export did not see."""
+    from mtools.runtime import load_session
+
+    rng = np.random.default_rng(seed)
+    c = model.config
+    shapes = [(5, 32, c["input_size"]), (3, c["z_size"]), (3, 7, c["input_size"]),
+              (c["dec_layers"], 3, c["dec_hidden"]), (c["dec_layers"], 3, c["dec_hidden"])]
+    inputs = [rng.normal(size=shape).astype(np.float32) * 0.5 for shape in shapes]
+    with torch.no_grad():
+        expected = model.eval()(*(torch.from_numpy(x) for x in inputs))
+    session = load_session(path, inputs=list(GRAPH_INPUTS), outputs=list(GRAPH_OUTPUTS),
+                           device="cpu")
+    got = session.run(dict(zip(GRAPH_INPUTS, inputs)))
+    return max(float(np.abs(got[name] - want.numpy()).max())
+               for name, want in zip(GRAPH_OUTPUTS, expected))
+
+
+def export_music_vae(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
+                     valid: np.ndarray, progress: Progress) -> Path:
+    from mtools.models.music_vae import MusicVae, reconstruction_figures
+    from mtools.models.registry import resolve_model
+
+    config = request.config
+    request.out_dir.mkdir(parents=True, exist_ok=True)
+    path = request.out_dir / f"{model_stem('music_vae', config.name)}.onnx"
+    error = export_checked(model, path, export_graph, parity_error)
+    card = _card(request, model, history, train_windows, len(valid))
+    write_card(card, path)
+    progress(f"measuring reconstruction on {len(valid)} validation windows")
+    net = MusicVae.from_ref(resolve_model(str(path)), device="cpu")
+    card["metrics"] = {**reconstruction_figures(net, valid), "split": "valid",
+                       "parity_max_abs_error": float(f"{error:.2e}"),
+                       "protocol": RECONSTRUCTION_PROTOCOL,
+                       "measured_by": "mtools train (at export); reproduce: mtools eval --model "
+                                      f"{config.spec} {' '.join(request.sources)} --split valid"}
+    write_card(card, path)
+    progress(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
+    return path
+
+
+RECONSTRUCTION_PROTOCOL = (
+    "Every window of the valid pieces (bar-aligned, untransposed, empty ones left out) is "
+    "encoded to its posterior mean z. accuracy_teacher_forced: share of steps whose most likely "
+    "class given z and the true previous steps is the true class. accuracy_sampled: share of "
+    "steps right when the decoder runs free from z, taking its most likely class at every step. "
+    "kl_per_window: KL(q(z|x) || N(0, I)) in nats; nll_per_step: teacher-forced, nats.")
+
+
+def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
+          valid_windows: int) -> dict:
+    config = request.config
+    return {
+        "name": "music_vae", "config": config.name, "task": "interpolate",
+        "default": config.name == DEFAULT_CONFIG, "description": config.description,
+        "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
+        "hyperparameters": {**model.config, "architecture": model.__doc__.split(".")[0],
+                            "beta": config.beta, "free_bits": config.free_bits},
+        "encoding": config.space.to_card(),
+        "training": {
+            "datasets": list(request.sources),
+            "split": "the pieces' fixed train/valid split (see mtools.training.corpora); "
+                     "windows of train pieces train, windows of valid pieces select and measure",
+            "windows": "32 steps starting on every 16-step bar line of pieces whose bar divides "
+                       "the window; a window starting inside a held note strikes it; melodies "
+                       f"transposed by up to ±{TRANSPOSE} semitones while training",
+            "train_windows": train_windows, "valid_windows": valid_windows,
+            "best_valid_loss_per_window": round(history.best_valid, 4),
+            **run_card(history, request.loop, reproduce_command(request)),
+        },
+        "metrics": {},
+    }
+
+
+def reproduce_command(request: VaeRequest) -> str:
+    words = ["mtools", "train", "music_vae", "--config", request.config.name]
+    for source in request.sources:
+        words += ["--data", source]
+    network = request.network or {}
+    if network.get("dec_hidden", NETWORK["dec_hidden"]) != NETWORK["dec_hidden"]:
+        words += ["--hidden", str(network["dec_hidden"])]
+    if network.get("dec_layers", NETWORK["dec_layers"]) != NETWORK["dec_layers"]:
+        words += ["--layers", str(network["dec_layers"])]
+    words += ["--max-minutes", f"{request.loop.max_minutes:g}", "--out", "DIR"]
+    return " ".join(shlex.quote(word) for word in words)

@@ -1,0 +1,77 @@
+"""What MusicVAE trains and is measured on, without torch (`mtools eval`
+uses it too): the trainable configs, and the windows of a corpus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mtools.errors import UsageError
+from mtools.models.encoding import MELODY_SPECIAL_IDS
+from mtools.models.music_vae import VaeSpace, windows_of
+from mtools.training import corpora
+
+TRANSPOSE = 5  # melodies: a random shift of up to this many semitones either way
+
+
+@dataclass(frozen=True)
+class VaeConfig:
+    """A trainable MusicVAE config: its space, default data, and the
+    loss's KL weight and free bits (nats)."""
+
+    name: str
+    space: VaeSpace
+    default_sources: tuple[str, ...]
+    description: str
+    beta: float = 0.2
+    free_bits: float = 48.0
+
+    @property
+    def spec(self) -> str:
+        return f"music_vae:{self.name}"
+
+
+CONFIGS = {
+    "mel_2bar": VaeConfig("mel_2bar", VaeSpace("melody", 32), ("music21:folk", "nottingham"),
+                          "2-bar melodies ↔ z (Magenta cat-mel_2bar_small layout)"),
+    "drums_2bar": VaeConfig("drums_2bar", VaeSpace("drums", 32), ("groove",),
+                            "2-bar drum patterns, 9 classes as 512 sets ↔ z "
+                            "(Magenta cat-drums_2bar_small layout)"),
+}
+DEFAULT_CONFIG = "mel_2bar"
+
+
+def find_config(name: str | None) -> VaeConfig:
+    config = CONFIGS.get(name or DEFAULT_CONFIG)
+    if config is None:
+        raise UsageError(f"no trainable model music_vae:{name}",
+                         hint=f"choose from {', '.join(f'music_vae:{c}' for c in CONFIGS)}")
+    return config
+
+
+def load_windows(config: VaeConfig, sources, part: str, progress=None) -> np.ndarray:
+    """All windows (n, steps) of one split part of the sources: melodies
+    (or drum tracks) whose bar divides the window, windows starting on
+    every bar line of 16 steps, empty windows left out."""
+    space = config.space
+    load = corpora.load_drum_tracks if space.kind == "drums" else corpora.load_melodies
+    rows = []
+    for source in sources:
+        lines = load(source, progress=progress)
+        if part != "all":
+            lines = corpora.split(lines, part)
+        for line in lines:
+            if space.steps % line.steps_per_bar == 0 and 16 % line.steps_per_bar == 0:
+                rows.append(windows_of(np.asarray(line.events), space, 16))
+    rows = [r for r in rows if len(r)]
+    return np.concatenate(rows) if rows else np.zeros((0, space.steps), np.int16)
+
+
+def transpose_ids(ids: np.ndarray, shifts: np.ndarray, space: VaeSpace) -> np.ndarray:
+    """Melody ids (batch, steps) moved by shifts (batch,) semitones; a row
+    whose shift would leave the range stays where it is."""
+    pitched = ids >= MELODY_SPECIAL_IDS
+    moved = np.where(pitched, ids + shifts[:, None], ids)
+    bad = (pitched & ((moved < MELODY_SPECIAL_IDS) | (moved >= space.num_classes))).any(axis=1)
+    return np.where(bad[:, None], ids, moved)

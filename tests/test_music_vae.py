@@ -1,0 +1,276 @@
+"""MusicVAE: window encodings, slerp, the exported graph against torch, the
+decoder's consistency, training and eval end to end, and `interpolate` with
+tiny random networks (the bundled models' quality is in their cards and
+benchmarks)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from builders import melody, write_random_tunes  # noqa: E402
+from clirunner import run  # noqa: E402
+from tiny_models import tiny_music_vae  # noqa: E402
+from mtools.io.jsonl import score_to_jsonl, scores_to_jsonl  # noqa: E402
+from mtools.io.midi import score_to_midi  # noqa: E402
+from mtools.models.interpolation import take_window  # noqa: E402
+from mtools.models.music_vae import MusicVae, VaeSpace, reconstruction_figures, restrike, \
+    slerp, windows_of  # noqa: E402
+from mtools.models.registry import resolve_model  # noqa: E402
+from mtools.score import Note, Score, Tempo, TimeSignature  # noqa: E402
+from mtools.training.music_vae import VaeLoss, parity_error  # noqa: E402
+from mtools.training.nets import MusicVAENet  # noqa: E402
+from mtools.training.vae_windows import transpose_ids  # noqa: E402
+
+MELODY = VaeSpace("melody", 32)
+DRUMS = VaeSpace("drums", 32)
+TUNE_A = "60 _ 62 _ 64 _ 65 _ 67 _ _ _ 67 _ _ _ 69 _ 69 _ 69 _ 69 _ 67 _ _ _ - - - -"
+TUNE_B = "72 _ _ _ 71 _ _ _ 69 _ _ _ 67 _ _ _ 65 _ 64 _ 62 _ 60 _ 59 _ _ _ 60 _ _ _"
+
+
+@pytest.fixture(scope="module")
+def mel_path(tmp_path_factory):
+    return str(tiny_music_vae(tmp_path_factory.mktemp("mel"), "mel_2bar"))
+
+
+@pytest.fixture(scope="module")
+def drums_path(tmp_path_factory):
+    return str(tiny_music_vae(tmp_path_factory.mktemp("drums"), "drums_2bar"))
+
+
+@pytest.fixture(scope="module")
+def mel(mel_path):
+    return MusicVae.from_ref(resolve_model(mel_path))
+
+
+def jsonl_lines(stdout: bytes) -> list[dict]:
+    return [json.loads(line) for line in stdout.decode().splitlines()]
+
+
+def beat(bars: int = 2) -> Score:
+    """Kick on beats 1 and 3, snare on 2 and 4, closed hi-hat on 8ths, at 120 qpm."""
+    notes = []
+    for eighth in range(8 * bars):
+        start = eighth * 0.25
+        notes.append(Note(42, 80, start, start + 0.1, instrument=9, is_drum=True))
+        if eighth % 2 == 0:
+            pitch = 36 if eighth % 4 == 0 else 38
+            notes.append(Note(pitch, 100, start, start + 0.1, instrument=9, is_drum=True))
+    return Score(notes=tuple(notes), tempos=(Tempo(0.0, 120.0),),
+                 time_signatures=(TimeSignature(0.0),), total_s=bars * 2.0)
+
+
+# --- encodings and windows -------------------------------------------------------
+
+
+def test_melody_features_are_one_hot_and_drum_features_are_the_bits():
+    ids = np.array([[0, 1, 2, 89]])
+    onehot = MELODY.features(ids)
+    assert onehot.shape == (1, 4, 90) and (onehot.sum(axis=2) == 1).all()
+    assert onehot[0, 3, 89] == 1
+    bits = DRUMS.features(np.array([[0, 1, 5, 511]]))
+    assert bits.shape == (1, 4, 9)
+    assert bits[0, 2].tolist() == [1, 0, 1, 0, 0, 0, 0, 0, 0] and bits[0, 3].sum() == 9
+
+
+def test_melody_ids_fold_out_of_range_pitches_by_octaves_and_invert():
+    events = np.array([60, -2, -1, 110, 15])
+    ids = MELODY.ids_from_events(events)
+    assert ids.tolist() == [60 - 21 + 2, 0, 1, 98 - 21 + 2, 27 - 21 + 2]
+    assert MELODY.events_from_ids(ids).tolist() == [60, -2, -1, 98, 27]
+
+
+def test_windows_start_on_bar_lines_skip_empty_ones_and_strike_held_notes():
+    events = np.full(80, -2)
+    events[0] = 60  # held through bar 2, into the window at step 16
+    events[40] = 62
+    events[44] = -1  # then silence from step 45 on: the window at step 48 is empty
+    rows = windows_of(events, MELODY, 16)
+    assert len(rows) == 3  # at steps 0, 16 and 32; the one at 48 holds no note
+    assert rows[1][0] == 60 - 21 + 2  # the held 60 is struck again at the window's start
+    assert rows[2][0] == 60 - 21 + 2 and rows[2][8] == 62 - 21 + 2
+    assert restrike(MELODY.ids_from_events(events), 48, MELODY)[0] == 0  # after NOTE_OFF: a rest
+
+
+def test_transposition_moves_pitches_only_and_keeps_rows_in_range():
+    ids = np.array([[0, 1, 2, 50], [0, 1, 40, 50]])
+    moved = transpose_ids(ids, np.array([-1, 3]), MELODY)
+    assert moved[0].tolist() == [0, 1, 2, 50]  # 2 - 1 would leave the range: unchanged
+    assert moved[1].tolist() == [0, 1, 43, 53]
+
+
+def test_slerp_hits_both_ends_and_keeps_the_norm_between_equal_norm_vectors():
+    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.0, 2.0, 0.0]) / 2
+    path = slerp(a, b, np.linspace(0, 1, 5))
+    assert np.allclose(path[0], a) and np.allclose(path[-1], b)
+    assert np.allclose(np.linalg.norm(path, axis=1), 1.0)
+    straight = slerp(a, 3 * a, np.array([0.5]))
+    assert np.allclose(straight[0], 2 * a)
+
+
+# --- network, export, decoding ------------------------------------------------------
+
+
+def test_the_export_computes_what_torch_computes(mel_path):
+    model = MusicVAENet(90, 90, z_size=8, enc_hidden=8, dec_hidden=8, dec_layers=2)
+    from mtools.training.music_vae import export_graph
+
+    export_graph(model, mel_path.replace(".onnx", "-parity.onnx"))
+    assert parity_error(model, mel_path.replace(".onnx", "-parity.onnx")) < 1e-4
+
+
+def test_greedy_decoding_agrees_with_teacher_forcing_on_its_own_output(mel):
+    z = np.random.default_rng(0).normal(size=(3, mel.z_size)).astype(np.float32)
+    ids = mel.decode(z, temperature=0)
+    assert ids.shape == (3, 32)
+    assert np.array_equal(mel.teacher_forced_logits(z, ids).argmax(axis=2), ids)
+
+
+def test_sampling_is_reproducible_with_a_seed(mel):
+    z = np.zeros((2, mel.z_size), np.float32)
+    first = mel.decode(z, temperature=1.0, rng=np.random.default_rng(3))
+    again = mel.decode(z, temperature=1.0, rng=np.random.default_rng(3))
+    other = mel.decode(z, temperature=1.0, rng=np.random.default_rng(4))
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+
+
+def test_reconstruction_figures_count_the_steps_right(mel):
+    rng = np.random.default_rng(1)
+    windows = rng.integers(0, 90, size=(5, 32))
+    figures = reconstruction_figures(mel, windows, batch=2)
+    mu, _ = mel.encode(windows)
+    right = (mel.teacher_forced_logits(mu, windows).argmax(axis=2) == windows).mean()
+    assert figures["windows"] == 5
+    assert figures["accuracy_teacher_forced"] == pytest.approx(right, abs=1e-4)
+    assert figures["accuracy_sampled"] == pytest.approx(
+        (mel.decode(mu, temperature=0) == windows).mean(), abs=1e-4)
+    assert figures["kl_per_window"] > 0
+
+
+def test_free_bits_spare_a_small_kl_and_charge_a_large_one():
+    torch.manual_seed(0)
+    model = MusicVAENet(9, 512, z_size=4, enc_hidden=4, dec_hidden=4, dec_layers=1).eval()
+    ids = torch.from_numpy(np.random.default_rng(0).integers(0, 512, size=(3, 32)))
+    batch = (torch.from_numpy(DRUMS.features(ids.numpy())), ids)
+    with torch.no_grad():
+        free = VaeLoss(beta=1.0, free_bits=1e6)(model, batch)[0]
+        charged = VaeLoss(beta=1.0, free_bits=0.0)(model, batch)[0]
+        none = VaeLoss(beta=0.0, free_bits=0.0)(model, batch)[0]
+    assert float(free) == pytest.approx(float(none)) and float(charged) > float(none)
+
+
+# --- the command ------------------------------------------------------------------
+
+
+def test_interpolate_writes_the_points_back_to_back(mel_path, tmp_path):
+    a, b = tmp_path / "a.mid", tmp_path / "b.mid"
+    a.write_bytes(score_to_midi(melody(TUNE_A)))
+    b.write_bytes(score_to_midi(melody(TUNE_B)))
+    out = run(["interpolate", a, b, "--model", mel_path, "--steps", "5", "--seed", "1",
+               "--to", "jsonl", "--concat"])
+    assert out.code == 0, out.stderr
+    [score] = jsonl_lines(out.stdout)
+    assert score["totalTime"] == pytest.approx(5 * 32 * 0.125)  # 5 windows of 32 16ths at 120
+    assert score["mtools"]["model"] == "music_vae:mel_2bar"
+
+
+def test_interpolate_without_concat_gives_one_output_per_point(mel_path, tmp_path):
+    both = scores_to_jsonl([melody(TUNE_A), melody(TUNE_B)]).encode()
+    lines = run(["interpolate", "--model", mel_path, "--steps", "4", "--to", "jsonl"], both)
+    assert lines.code == 0, lines.stderr
+    assert len(jsonl_lines(lines.stdout)) == 4  # JSONL defaults to one line per point
+    files = run(["interpolate", "--model", mel_path, "--steps", "3", "--no-concat",
+                 "-o", f"{tmp_path}/morph/"], both)
+    assert files.code == 0, files.stderr
+    assert sorted(p.name for p in (tmp_path / "morph").iterdir()) == [
+        "interpolation-1.mid", "interpolation-2.mid", "interpolation-3.mid"]
+    refused = run(["interpolate", "--model", mel_path, "--no-concat"], both)
+    assert refused.code == 2 and "-o DIR/" in refused.stderr
+
+
+def test_sampling_the_prior_and_emitting_latents(mel_path):
+    out = run(["interpolate", "--model", mel_path, "--sample", "3", "--seed", "2",
+               "--emit-latents"])
+    assert out.code == 0, out.stderr
+    rows = jsonl_lines(out.stdout)
+    assert [r["index"] for r in rows] == [0, 1, 2] and all(len(r["z"]) == 8 for r in rows)
+    first = run(["interpolate", "--model", mel_path, "--sample", "2", "--seed", "2", "--to", "jsonl"])
+    again = run(["interpolate", "--model", mel_path, "--sample", "2", "--seed", "2", "--to", "jsonl"])
+    assert first.code == 0 and first.stdout == again.stdout
+
+
+def test_interpolation_latents_run_from_a_to_b(mel_path, mel):
+    both = scores_to_jsonl([melody(TUNE_A), melody(TUNE_B)]).encode()
+    out = run(["interpolate", "--model", mel_path, "--steps", "3", "--emit-latents"], both)
+    rows = jsonl_lines(out.stdout)
+    assert [r["fraction"] for r in rows] == [0.0, 0.5, 1.0]
+    ids = np.stack([take_window(melody(t), mel.space, "tune")[0].ids for t in (TUNE_A, TUNE_B)])
+    mu, _ = mel.encode(ids)
+    assert np.allclose(rows[0]["z"], mu[0], atol=1e-5) and np.allclose(rows[-1]["z"], mu[1], atol=1e-5)
+
+
+def test_interpolate_explains_inputs_it_cannot_use(mel_path, drums_path, tmp_path):
+    tune = score_to_jsonl(melody(TUNE_A)).encode()
+    one = run(["interpolate", "--model", mel_path], tune)
+    assert one.code == 2 and "two scores" in one.stderr
+    both = scores_to_jsonl([melody(TUNE_A), melody(TUNE_B)]).encode()
+    no_drums = run(["interpolate", "--model", drums_path], both)
+    assert no_drums.code == 65 and "no drum notes" in no_drums.stderr
+    beats = scores_to_jsonl([beat(), beat()]).encode()
+    no_melody = run(["interpolate", "--model", mel_path], beats)
+    assert no_melody.code == 65 and "no pitched notes" in no_melody.stderr
+    past = run(["interpolate", "--model", mel_path, "--window", "9"], both)
+    assert past.code == 2 and "has 2 bar(s), no bar 9" in past.stderr
+    bad = run(["interpolate", "--model", mel_path, "--window", "0"], both)
+    assert bad.code == 2 and "--window" in bad.stderr
+    (tmp_path / "a.jsonl").write_bytes(both)
+    with_inputs = run(["interpolate", "--model", mel_path, "--sample", "2", tmp_path / "a.jsonl"])
+    assert with_inputs.code == 2 and "takes no inputs" in with_inputs.stderr
+
+
+def test_a_longer_input_says_which_window_was_taken(mel_path):
+    long = melody(" ".join([TUNE_A] * 3))  # 6 bars
+    both = scores_to_jsonl([long, melody(TUNE_B)]).encode()
+    out = run(["interpolate", "--model", mel_path, "--window", "3,1", "--to", "jsonl"], both)
+    assert out.code == 0, out.stderr
+    assert "took bars 3-4 of 6" in out.stderr
+
+
+def test_drum_interpolation_writes_drum_notes(drums_path):
+    beats = scores_to_jsonl([beat(), beat(4)]).encode()
+    out = run(["interpolate", "--model", drums_path, "--steps", "2", "--to", "jsonl", "--concat"],
+              beats)
+    assert out.code == 0, out.stderr
+    [score] = jsonl_lines(out.stdout)
+    assert all(n.get("isDrum") for n in score["notes"])
+
+
+# --- train and eval ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tunes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vae_tunes")
+    write_random_tunes(folder)
+    return folder
+
+
+def test_train_exports_a_card_that_eval_reproduces(tunes, tmp_path):
+    out = tmp_path / "models"
+    trained = run(["train", "music_vae", "--config", "mel_2bar", "--data", tunes, "--out", out,
+                   "--run-dir", tmp_path / "run", "--max-steps", "3", "--hidden", "8",
+                   "--batch-size", "4", "--quiet"])
+    assert trained.code == 0, trained.stderr
+    card = resolve_model(str(out / "music_vae-mel_2bar.json")).card
+    assert card.task == "interpolate" and card.training["steps"] == 3
+    assert card.training["valid_windows"] > 0
+    figures = run(["eval", "--model", str(out / "music_vae-mel_2bar.onnx"), tunes, "--split",
+                   "valid", "--json"])
+    assert figures.code == 0, figures.stderr
+    measured = json.loads(figures.stdout)
+    for key in ("windows", "accuracy_teacher_forced", "accuracy_sampled", "kl_per_window"):
+        assert measured[key] == card.metrics[key]
