@@ -15,7 +15,7 @@ _mtools() {
         esac
     done
     case $cmd in
-    '') _mtools_words 'continue convert harmonize infill interpolate models train eval --version -h --help' "$cur" ;;
+    '') _mtools_words 'continue convert harmonize infill humanize drumify interpolate models train eval --version -h --help' "$cur" ;;
     continue)
         case $prev in
             -o|--output) _mtools_files "$cur"; return ;;
@@ -93,6 +93,36 @@ _mtools() {
             -j|--jobs) _mtools_files "$cur"; return ;;
         esac
         if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --start --end --voices --temperature --iterations --sampler -n --num-outputs --seed --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
+        else _mtools_files "$cur"; fi
+        ;;
+    humanize)
+        case $prev in
+            -o|--output) _mtools_files "$cur"; return ;;
+            -m|--model) _mtools_files "$cur"; return ;;
+            --temperature) return ;;
+            -n|--num-outputs) _mtools_files "$cur"; return ;;
+            --seed) _mtools_files "$cur"; return ;;
+            --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
+            --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
+            --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
+            -j|--jobs) _mtools_files "$cur"; return ;;
+        esac
+        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --temperature -n --num-outputs --seed --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
+        else _mtools_files "$cur"; fi
+        ;;
+    drumify)
+        case $prev in
+            -o|--output) _mtools_files "$cur"; return ;;
+            -m|--model) _mtools_files "$cur"; return ;;
+            --temperature) return ;;
+            -n|--num-outputs) _mtools_files "$cur"; return ;;
+            --seed) _mtools_files "$cur"; return ;;
+            --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
+            --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
+            --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
+            -j|--jobs) _mtools_files "$cur"; return ;;
+        esac
+        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --temperature -n --num-outputs --seed --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     interpolate)

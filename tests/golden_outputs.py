@@ -1,7 +1,9 @@
 """Golden outputs of the bundled models. Event models: after a fixed
 primer, the first logits (compared with a tolerance) and a greedy
 continuation (compared exactly). Coconet: the logits of a fixed melody's
-lower voices, and a greedy (temperature 0) Gibbs harmonization of it. `python tests/golden_outputs.py` rewrites them after a
+lower voices, and a greedy (temperature 0) Gibbs harmonization of it.
+MusicVAE: a fixed window's posterior mean and first step's logits, and
+the greedy decode of that mean. `python tests/golden_outputs.py` rewrites them after a
 model is retrained; tests/test_golden.py checks them."""
 
 from __future__ import annotations
@@ -22,13 +24,20 @@ PRIMERS = {  # event ids in each family's model space
 }
 CHORD_ROW = (0, 0b000010010001, 0)  # C major under every step (improv_rnn)
 CHORALE_SOPRANO = [72] * 4 + [71] * 4 + [69] * 8 + [67] * 4 + [69] * 4 + [71] * 4 + [72] * 4
-FAMILIES = {*PRIMERS, "coconet"}
+VAE_WINDOWS = {  # a window in each config's class ids
+    "mel_2bar": [41, 0, 43, 0, 45, 0, 46, 0, 48, 0, 0, 0, 48, 0, 0, 0,
+                 50, 0, 50, 0, 50, 0, 50, 0, 48, 0, 0, 0, 1, 0, 0, 0],  # C D E F G . G . A A A A G
+    "drums_2bar": [5, 4, 6, 4] * 8,  # kick/hat, hat, snare/hat, hat
+}
+FAMILIES = {*PRIMERS, "coconet", "music_vae"}
 
 
 def golden_run(ref) -> dict:
     """The golden figures of a bundled model (see module docstring)."""
     if ref.card.name == "coconet":
         return _coconet_run(ref)
+    if ref.card.name == "music_vae":
+        return _music_vae_run(ref)
     from mtools.models.sequence import EventRnn, SearchOptions, generate
 
     model = EventRnn.from_ref(ref, device="cpu")
@@ -60,6 +69,18 @@ def _coconet_run(ref) -> dict:
     return {"sha256": ref.card.sha256, "primer": CHORALE_SOPRANO,
             "first_logits": [round(float(v), 6) for v in logits[0, 0, :, 1:].ravel()],
             "greedy_ids": greedy[0].tolist()}
+
+
+def _music_vae_run(ref) -> dict:
+    from mtools.models.music_vae import MusicVae
+
+    model = MusicVae.from_ref(ref, device="cpu")
+    window = np.array([VAE_WINDOWS[ref.card.config]])
+    mu, _ = model.encode(window)
+    logits = model.teacher_forced_logits(mu, window)
+    return {"sha256": ref.card.sha256, "primer": window[0].tolist(),
+            "first_logits": [round(float(v), 6) for v in np.concatenate([mu[0], logits[0, 0]])],
+            "greedy_ids": model.decode(mu, temperature=0)[0].tolist()}
 
 
 def write_all() -> None:

@@ -78,3 +78,14 @@ def test_every_bundled_harmonize_model_runs_from_the_console_script(card):
     notes = json.loads(done.stdout)["notes"]
     assert {n.get("instrument", 0) for n in notes} == {0, 1, 2, 3}
     assert [n["pitch"] for n in notes if n.get("instrument", 0) == 0] == [72, 71, 69]
+
+
+@pytest.mark.parametrize("card", [c for c in list_models() if c.task == "interpolate"],
+                         ids=lambda card: card.spec)
+def test_every_bundled_interpolate_model_samples_from_the_console_script(card):
+    done = subprocess.run([shutil.which("mtools", path=str(BIN)), "interpolate", "--model", card.spec,
+                           "--sample", "2", "--seed", "1", "--to", "jsonl"],
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    scores = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert len(scores) == 2 and all(s["totalTime"] == pytest.approx(4.0) for s in scores)

@@ -6,6 +6,7 @@ benchmarks)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,11 +19,12 @@ from tiny_models import tiny_music_vae  # noqa: E402
 from mtools.io.jsonl import score_to_jsonl, scores_to_jsonl  # noqa: E402
 from mtools.io.midi import score_to_midi  # noqa: E402
 from mtools.models.interpolation import take_window  # noqa: E402
-from mtools.models.music_vae import MusicVae, VaeSpace, reconstruction_figures, restrike, \
-    slerp, windows_of  # noqa: E402
+from mtools.models.events import score_to_drum_tracks  # noqa: E402
+from mtools.models.music_vae import MusicVae, VaeSpace, frames_to_hits, groove_frames, \
+    reconstruction_figures, restrike, slerp, windows_of  # noqa: E402
 from mtools.models.registry import resolve_model  # noqa: E402
 from mtools.score import Note, Score, Tempo, TimeSignature  # noqa: E402
-from mtools.training.music_vae import VaeLoss, parity_error  # noqa: E402
+from mtools.training.music_vae import VaeLoss, groove_loss, parity_error  # noqa: E402
 from mtools.training.nets import MusicVAENet  # noqa: E402
 from mtools.training.vae_windows import transpose_ids  # noqa: E402
 
@@ -155,7 +157,8 @@ def test_free_bits_spare_a_small_kl_and_charge_a_large_one():
     torch.manual_seed(0)
     model = MusicVAENet(9, 512, z_size=4, enc_hidden=4, dec_hidden=4, dec_layers=1).eval()
     ids = torch.from_numpy(np.random.default_rng(0).integers(0, 512, size=(3, 32)))
-    batch = (torch.from_numpy(DRUMS.features(ids.numpy())), ids)
+    features = torch.from_numpy(DRUMS.features(ids.numpy()))
+    batch = (features, features, ids)
     with torch.no_grad():
         free = VaeLoss(beta=1.0, free_bits=1e6)(model, batch)[0]
         charged = VaeLoss(beta=1.0, free_bits=0.0)(model, batch)[0]
@@ -274,3 +277,117 @@ def test_train_exports_a_card_that_eval_reproduces(tunes, tmp_path):
     measured = json.loads(figures.stdout)
     for key in ("windows", "accuracy_teacher_forced", "accuracy_sampled", "kl_per_window"):
         assert measured[key] == card.metrics[key]
+
+
+# --- grooves (GrooVAE): humanize and drumify ---------------------------------------
+
+GROOVE = VaeSpace("groove", 32, encoder="quantized")
+
+
+@pytest.fixture(scope="module")
+def groove_paths(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("grooves")
+    return {config: str(tiny_music_vae(folder, config)) for config in ("groovae", "groovae_tap")}
+
+
+def played_beat(bars: int = 2, late_s: float = 0.02) -> Score:
+    """beat() with every snare played late_s late and softer."""
+    score = beat(bars)
+    notes = [replace(n, start_s=n.start_s + late_s, end_s=n.end_s + late_s, velocity=60)
+             if n.pitch == 38 else n for n in score.notes]
+    return replace(score, notes=tuple(notes))
+
+
+def test_drum_tracks_keep_the_timing_of_each_hit():
+    (track,) = score_to_drum_tracks(played_beat(late_s=0.03), min_bars=0, timing=True)
+    snare = 1  # class index of the snare
+    steps = np.flatnonzero(track.events >> snare & 1)
+    assert steps.tolist() == [4, 12, 20, 28]  # beats 2 and 4 of each bar, 16ths
+    assert np.allclose(track.offsets[steps, snare], 0.03 / 0.125, atol=1e-4)  # 125 ms per 16th
+    assert np.allclose(track.offsets[:, 0], 0) and track.velocities[4, snare] == 60
+
+
+def test_groove_frames_round_trip_and_what_each_encoder_reads():
+    (track,) = score_to_drum_tracks(played_beat(), min_bars=0, timing=True)
+    frames = groove_frames(track, 0, 32)
+    events, velocities, offsets = frames_to_hits(frames)
+    length = len(track.events)  # a track ends one step after its last hit; frames pad to 32
+    assert length == 31 and events[length:].tolist() == [0]
+    assert np.array_equal(events[:length], track.events)
+    assert np.array_equal(velocities[:length], track.velocities)
+    assert np.allclose(offsets[:length], track.offsets, atol=1e-6)
+    quantized = GROOVE.encoder_features(frames[None])[0]
+    assert np.array_equal(quantized[:, :9], frames[:, :9]) and not quantized[:, 9:].any()
+    taps = VaeSpace("groove", 32, encoder="tap").encoder_features(frames[None])[0]
+    assert np.array_equal(taps[:, 0], frames[:, :9].max(axis=1)) and not taps[:, 1:18].any()
+    assert taps[4, 18] == 0.0  # the loudest hit of the step is the on-grid hi-hat, not the snare
+    frames[4, 9 + 1] = 0.9  # now the late snare is the loudest
+    taps = VaeSpace("groove", 32, encoder="tap").encoder_features(frames[None])[0]
+    assert taps[4, 18] == pytest.approx(frames[4, 18 + 1]) and frames[4, 18 + 1] > 0.3
+
+
+def test_groove_loss_ignores_velocity_and_offset_where_nothing_is_struck():
+    frames = torch.zeros(1, 32, 27)
+    frames[0, 0, 0], frames[0, 0, 9] = 1.0, 0.8
+    outputs = torch.full((1, 32, 27), -20.0)
+    outputs[0, 0, 0], outputs[0, 0, 9], outputs[0, :, 18:] = 20.0, float(np.log(0.8 / 0.2)), 0.0
+    assert float(groove_loss(outputs, frames)[0]) == pytest.approx(0.0, abs=1e-5)
+    outputs[0, 5, 9] = 5.0  # a velocity where nothing is struck costs nothing
+    assert float(groove_loss(outputs, frames)[0]) == pytest.approx(0.0, abs=1e-5)
+    outputs[0, 0, 18] = 1.0  # a wrong offset on the hit does
+    assert float(groove_loss(outputs, frames)[0]) > 0.5
+
+
+def test_humanize_moves_and_reweights_every_hit_but_keeps_keys_and_steps(groove_paths):
+    score = beat(4)
+    out = run(["humanize", "--model", groove_paths["groovae"], "--seed", "1", "--to", "jsonl"],
+              score_to_jsonl(score).encode())
+    assert out.code == 0, out.stderr
+    [played] = jsonl_lines(out.stdout)
+    before = sorted((n.pitch, round(n.start_s / 0.125)) for n in score.notes)
+    after = sorted((n["pitch"], round(n.get("startTime", 0.0) / 0.125)) for n in played["notes"])
+    assert before == after  # same keys on the same 16ths
+    assert {n["velocity"] for n in played["notes"]} != {80, 100}
+    again = run(["humanize", "--model", groove_paths["groovae"], "--seed", "1", "--to", "jsonl"],
+                score_to_jsonl(score).encode())
+    assert again.stdout == out.stdout
+
+
+def test_drumify_plays_the_rhythm_of_a_melody_and_keeps_it(groove_paths):
+    tune = melody(TUNE_A)
+    out = run(["drumify", "--model", groove_paths["groovae_tap"], "--seed", "3", "--temperature",
+               "0", "--to", "jsonl"], score_to_jsonl(tune).encode())
+    assert out.code == 0, out.stderr
+    [made] = jsonl_lines(out.stdout)
+    kept = [n for n in made["notes"] if not n.get("isDrum")]
+    assert [n["pitch"] for n in kept] == [n.pitch for n in tune.notes]
+    assert all(35 <= n["pitch"] <= 81 for n in made["notes"] if n.get("isDrum"))
+
+
+def test_groove_commands_explain_what_they_cannot_do(groove_paths, mel_path):
+    tune = score_to_jsonl(melody(TUNE_A)).encode()
+    no_drums = run(["humanize", "--model", groove_paths["groovae"]], tune)
+    assert no_drums.code == 65 and "no drum notes" in no_drums.stderr and "drumify" in no_drums.stderr
+    wrong = run(["humanize", "--model", groove_paths["groovae_tap"]], score_to_jsonl(beat()).encode())
+    assert wrong.code == 2 and "drumify" in wrong.stderr
+    melody_model = run(["humanize", "--model", mel_path], score_to_jsonl(beat()).encode())
+    assert melody_model.code == 2
+
+
+def test_train_a_groove_model_and_eval_reproduces_its_card(tmp_path):
+    folder = tmp_path / "beats"
+    folder.mkdir()
+    for index in range(12):
+        (folder / f"beat{index:02d}.mid").write_bytes(score_to_midi(played_beat(4, 0.01 * index)))
+    out = tmp_path / "models"
+    trained = run(["train", "music_vae", "--config", "groovae", "--data", folder, "--out", out,
+                   "--run-dir", tmp_path / "run", "--max-steps", "2", "--hidden", "8",
+                   "--batch-size", "4", "--quiet"])
+    assert trained.code == 0, trained.stderr
+    card = resolve_model(str(out / "music_vae-groovae.json")).card
+    assert card.task == "humanize" and card.encoding["encoder"] == "quantized"
+    figures = run(["eval", "--model", str(out / "music_vae-groovae.onnx"), folder, "--split",
+                   "all", "--json"])
+    assert figures.code == 0, figures.stderr
+    measured = json.loads(figures.stdout)
+    assert measured["windows"] > 0 and "hit_f1" in measured and "offset_mae_on_grid" in measured

@@ -67,7 +67,7 @@ def tiny_music_vae(folder: Path, config: str = "mel_2bar", seed: int = 0) -> Pat
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"music_vae-{config}.onnx"
     export_graph(model, path)
-    write_card({"name": "music_vae", "config": config, "task": "interpolate",
+    write_card({"name": "music_vae", "config": config, "task": CONFIGS[config].task,
                 "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
                 "hyperparameters": dict(model.config), "encoding": space.to_card(),
                 "description": "tiny random test model"}, path)

@@ -13,8 +13,10 @@ import typer
 from mtools import __version__
 from mtools.commands.continue_ import continue_
 from mtools.commands.convert import convert
+from mtools.commands.drumify import drumify
 from mtools.commands.eval import eval_
 from mtools.commands.harmonize import harmonize
+from mtools.commands.humanize import humanize
 from mtools.commands.infill import infill
 from mtools.commands.interpolate import interpolate
 from mtools.commands.models import models
@@ -55,6 +57,8 @@ app.command("continue")(continue_)
 app.command("convert")(convert)
 app.command("harmonize")(harmonize)
 app.command("infill")(infill)
+app.command("humanize")(humanize)
+app.command("drumify")(drumify)
 app.command("interpolate")(interpolate)
 app.command("models")(models)
 app.command("train")(train)

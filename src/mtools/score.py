@@ -256,13 +256,13 @@ def grid_steps(score: Score, steps_per_quarter: int = 4) -> list[tuple[int, int]
     tmap = TempoMap(score.tempos)
     steps = []
     for note in score.notes:
-        start = _nearest_step(tmap.quarters_at(note.start_s) * steps_per_quarter)
-        steps.append((start, max(_nearest_step(tmap.quarters_at(note.end_s) * steps_per_quarter),
+        start = nearest_step(tmap.quarters_at(note.start_s) * steps_per_quarter)
+        steps.append((start, max(nearest_step(tmap.quarters_at(note.end_s) * steps_per_quarter),
                                  start + 1)))
     return steps
 
 
-def _nearest_step(steps: float) -> int:
+def nearest_step(steps: float) -> int:
     """The nearest grid step, halves rounding up as note_seq's
     quantize_to_step does (Python's round() would round halves to even)."""
     return math.floor(steps + 0.5)

@@ -59,6 +59,23 @@ def score_inputs(args: Sequence[str] | None) -> list[Input]:
     return expand_inputs(args or [], extensions=extensions_for(SYMBOLIC_FORMATS))
 
 
+def score_job(work: Callable, in_format: str | None, out_format: str, source: Input) -> JobResult:
+    """Read one input, run `work(score)` on every score in it (it returns
+    an object with `scores` and `warnings`), encode what they made. Bind
+    the first three with functools.partial (module-level callables only,
+    so --jobs can send the job to worker processes)."""
+    from mtools.io.formats import detect_format, encode_outputs, read_scores
+
+    data = source.read_bytes()
+    scores = read_scores(data, detect_format(data, in_format, source.name), source.name)
+    outputs, warnings = [], []
+    for score in scores:
+        result = work(score)
+        outputs.extend(result.scores)
+        warnings.extend(result.warnings)
+    return JobResult(encode_outputs(outputs, out_format), warnings)
+
+
 def say(message: str) -> None:
     """One line on stderr, prefixed with the program name."""
     print(f"mtools: {message}", file=sys.stderr, flush=True)

@@ -3,14 +3,13 @@ sequence model."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Optional
 
 import typer
 
 from mtools.commands import _options as opt
-from mtools.commands._batch import JobResult, run_batch, score_batch, score_inputs
+from mtools.commands._batch import run_batch, score_batch, score_inputs, score_job
 
 HELP = """Continue a primer with a sequence model, or start from nothing.
 
@@ -33,29 +32,6 @@ Examples:
   mtools continue --model improv_rnn --chords "Dm7 G7 Cmaj7 Cmaj7" --render-chords -o solo.mid
   mtools continue --model melody_rnn --seed 7 --num-outputs 8 --to jsonl | jq '.notes | length'
 """
-
-
-@dataclass(frozen=True)
-class ContinueCommand:
-    """What the command needs per input, besides the library options."""
-
-    in_format: str | None
-    out_format: str
-
-
-def continue_input(command: ContinueCommand, options, source) -> JobResult:
-    """Read one primer input, continue every score in it, encode."""
-    from mtools.io.formats import detect_format, encode_outputs, read_scores
-    from mtools.models.continuation import continue_score
-
-    data = source.read_bytes()
-    scores = read_scores(data, detect_format(data, command.in_format, source.name), source.name)
-    outputs, warnings = [], []
-    for score in scores:
-        result = continue_score(score, options)
-        warnings.extend(result.warnings)
-        outputs.extend(result.scores)
-    return JobResult(encode_outputs(outputs, command.out_format), warnings)
 
 
 def continue_(
@@ -140,7 +116,9 @@ def continue_(
     else:
         sources = score_inputs(inputs)
         in_format = from_.value if from_ else None
-    job = partial(continue_input, ContinueCommand(in_format, settings.format), options)
+    from mtools.models.continuation import continue_score
+
+    job = partial(score_job, partial(continue_score, options=options), in_format, settings.format)
     code = run_batch(sources, job, settings)
     if code:
         raise typer.Exit(code)

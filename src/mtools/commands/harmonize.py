@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Optional
 
 import typer
 
 from mtools.commands import _options as opt
-from mtools.commands._batch import JobResult, run_batch, score_batch, score_inputs
+from mtools.commands._batch import run_batch, score_batch, score_inputs, score_job
 
 HELP = """Harmonize a melody in four voices (soprano, alto, tenor, bass).
 
@@ -29,32 +28,6 @@ Examples:
   mtools harmonize melody.mid -n 4 --iterations 64 -o takes/
   mtools transcribe song.wav | mtools harmonize | mtools convert --to wav > satb.wav
 """
-
-
-@dataclass(frozen=True)
-class FillCommand:
-    """The job's settings besides the library options: which task runs,
-    and the input and output formats."""
-
-    task: str
-    in_format: str | None
-    out_format: str
-
-
-def fill_input(command: FillCommand, options, source) -> JobResult:
-    """Read one input, harmonize or infill every score in it, encode."""
-    from mtools.io.formats import detect_format, encode_outputs, read_scores
-    from mtools.models.harmonization import HARMONIZE, harmonize_score, infill_score
-
-    data = source.read_bytes()
-    scores = read_scores(data, detect_format(data, command.in_format, source.name), source.name)
-    work = harmonize_score if command.task == HARMONIZE else infill_score
-    outputs, warnings = [], []
-    for score in scores:
-        result = work(score, options)
-        outputs.extend(result.scores)
-        warnings.extend(result.warnings)
-    return JobResult(encode_outputs(outputs, command.out_format), warnings)
 
 
 Iterations = Annotated[int, typer.Option(
@@ -102,7 +75,7 @@ def harmonize(
 ) -> None:
     from mtools.errors import UsageError
     from mtools.io.streams import primer_input
-    from mtools.models.harmonization import HARMONIZE, FillOptions
+    from mtools.models.harmonization import FillOptions, harmonize_score
 
     settings = score_batch(output, to.value if to else None, jobs=jobs,
                            skip_existing=skip_existing, quiet=quiet, progress=progress)
@@ -115,7 +88,7 @@ def harmonize(
         sources, in_format = [primer_input(melody, "melody")], "jsonl"
     else:
         sources, in_format = score_inputs(inputs), from_.value if from_ else None
-    job = partial(fill_input, FillCommand(HARMONIZE, in_format, settings.format), options)
+    job = partial(score_job, partial(harmonize_score, options=options), in_format, settings.format)
     code = run_batch(sources, job, settings)
     if code:
         raise typer.Exit(code)

@@ -8,9 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from mtools.commands import _options as opt
-from mtools.commands._batch import run_batch, score_batch, score_inputs
-from mtools.commands.harmonize import FillCommand, Iterations, Sampler, fill_input, \
-    sampling_options
+from mtools.commands._batch import run_batch, score_batch, score_inputs, score_job
+from mtools.commands.harmonize import Iterations, Sampler, sampling_options
 
 HELP = """Regenerate part of a four-part score: a span of bars or seconds,
 some voices, or both.
@@ -62,7 +61,7 @@ def infill(
     debug: opt.Debug = False,
 ) -> None:
     from mtools.errors import UsageError
-    from mtools.models.harmonization import INFILL, FillOptions, parse_position, parse_voices
+    from mtools.models.harmonization import FillOptions, infill_score, parse_position, parse_voices
 
     if start is None and end is None and voices is None:
         raise UsageError("say what to regenerate: --start/--end, --voices, or both")
@@ -75,8 +74,8 @@ def infill(
                           num_outputs=num_outputs, seed=seed, device=device.value if device else None,
                           start=start, end=end,
                           voices=parse_voices(voices) if voices is not None else ())
-    job = partial(fill_input, FillCommand(INFILL, from_.value if from_ else None, settings.format),
-                  options)
+    job = partial(score_job, partial(infill_score, options=options),
+                  from_.value if from_ else None, settings.format)
     code = run_batch(score_inputs(inputs), job, settings)
     if code:
         raise typer.Exit(code)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mtools.score import DEFAULT_QPM, Note, Score, TempoMap, extract_melody, quantize
+from mtools.score import DEFAULT_QPM, Note, Score, TempoMap, extract_melody, nearest_step, quantize
 
 STEPS_PER_QUARTER = 4
 NO_EVENT = -2  # melody: the previous note holds, or the rest goes on
@@ -106,9 +106,12 @@ class DrumTrack(GridLine):
     """Drum hits: events are the bitmask of the classes struck per step;
     velocities (steps, NUM_DRUM_CLASSES) uint8 the MIDI velocity of each
     class's hit (the loudest when several keys of a class coincide), 0 where
-    it is not struck (all 0 when not given)."""
+    it is not struck (all 0 when not given); offsets (steps, NUM_DRUM_CLASSES)
+    float32 where that hit was played relative to its step, in steps
+    (-0.5..0.5, early < 0), or None when the timing was not kept."""
 
     velocities: np.ndarray | None = None
+    offsets: np.ndarray | None = None
 
     def __post_init__(self):
         if self.velocities is None:
@@ -399,18 +402,18 @@ def bitmask_pitches(mask: int, type_pitches=DRUM_TYPE_PITCHES) -> list[int]:
 def score_to_drum_tracks(score: Score, *, steps_per_quarter: int = STEPS_PER_QUARTER,
                          gap_bars: float = DEFAULT_GAP_BARS, min_bars: int = DEFAULT_MIN_BARS,
                          max_steps: int | None = None, type_pitches=DRUM_TYPE_PITCHES,
-                         piece: str = "") -> list[DrumTrack]:
+                         piece: str = "", timing: bool = False) -> list[DrumTrack]:
     """Drum tracks of a score, note_seq's `extract_drum_tracks`: every drum
     note (is_drum, velocity > 0) of every instrument, grouped by onset step;
     `gap_bars` bars without a hit end a track, the next starts on the
     following bar line; tracks shorter than `min_bars` bars are dropped and
     `max_steps` truncates. Keys in no class still count as hits for the
-    track's extent (as in note_seq) but set no bit."""
+    track's extent (as in note_seq) but set no bit. With `timing`, each
+    track keeps its hits' offsets from the grid (GrooVAE's microtiming)."""
     grid = score_grid(score, steps_per_quarter)
     if grid is None:
         return []
-    hits = sorted((n.start_step, n.pitch, n.velocity) for n in grid.notes
-                  if n.is_drum and n.velocity > 0)
+    hits = _drum_hits(score, grid, steps_per_quarter, timing)
     if not hits:
         return []
     table = drum_class_table(type_pitches)
@@ -426,9 +429,10 @@ def score_to_drum_tracks(score: Score, *, steps_per_quarter: int = STEPS_PER_QUA
         if length >= grid.steps_per_bar * min_bars:
             keep = min(length, max_steps) if max_steps else length
             lo, hi = bisect.bisect_left(steps, origin), bisect.bisect_left(steps, origin + keep)
-            events, velocities = _drum_rows(hits[lo:hi], origin, keep, table)
+            events, velocities, offsets = _drum_rows(hits[lo:hi], origin, keep, table)
             tracks.append(DrumTrack(events, velocities=velocities, start_step=origin,
-                                    piece=piece, **_grid_fields(grid)))
+                                    offsets=offsets if timing else None, piece=piece,
+                                    **_grid_fields(grid)))
         search = end + (search - end) % grid.steps_per_bar
 
 
@@ -442,31 +446,54 @@ def _drum_span(onsets: np.ndarray, search: int, steps_per_bar: int,
     return origin, int(last - origin + 1)
 
 
+def _drum_hits(score: Score, grid: Grid, steps_per_quarter: int, timing: bool) -> list[tuple]:
+    """(step, pitch, velocity, offset) of every drum hit, sorted; the offset
+    (where it was played relative to the step, in steps) is 0 unless
+    `timing`, which reads it from the unquantized notes."""
+    if not timing or score.steps_per_quarter == steps_per_quarter:
+        return sorted((n.start_step, n.pitch, n.velocity, 0.0) for n in grid.notes
+                      if n.is_drum and n.velocity > 0)
+    tempo = TempoMap(score.tempos)
+    hits = []
+    for note in score.notes:
+        if note.is_drum and note.velocity > 0:
+            exact = tempo.quarters_at(note.start_s) * steps_per_quarter
+            step = nearest_step(exact)
+            hits.append((step, note.pitch, note.velocity, exact - step))
+    return sorted(hits)
+
+
 def _drum_rows(hits, origin: int, length: int, table: np.ndarray):
-    """Bitmask events (length,) and velocities (length, classes) of hits
-    (step, pitch, velocity) that fall in [origin, origin + length)."""
+    """Bitmask events (length,), velocities (length, classes) and offsets
+    (length, classes) of hits (step, pitch, velocity, offset) that fall in
+    [origin, origin + length); the loudest hit of a class at a step wins."""
     events = np.zeros(length, dtype=np.int16)
     velocities = np.zeros((length, NUM_DRUM_CLASSES), dtype=np.uint8)
-    for step, pitch, velocity in hits:
+    offsets = np.zeros((length, NUM_DRUM_CLASSES), dtype=np.float32)
+    for step, pitch, velocity, offset in hits:
         index = table[pitch]
         if index >= 0:
             events[step - origin] |= 1 << int(index)
             row = velocities[step - origin]
-            row[index] = max(row[index], min(velocity, 127))
-    return events, velocities
+            if velocity > row[index]:
+                row[index] = min(velocity, 127)
+                offsets[step - origin, index] = offset
+    return events, velocities, offsets
 
 
 def primer_drum_track(score: Score, *, steps_per_quarter: int = STEPS_PER_QUARTER,
-                      num_steps: int | None = None) -> DrumTrack:
+                      num_steps: int | None = None, timing: bool = False) -> DrumTrack:
     """All drum hits of the input as one track from step 0 (no splitting at
-    gaps) to the score's end or `num_steps`, for a model to continue."""
+    gaps) to the score's end or `num_steps`, for a model to continue (with
+    the hits' offsets from the grid when `timing`)."""
     grid = score_grid(score, steps_per_quarter, strict=False)
-    hits = sorted((n.start_step, n.pitch, n.velocity) for n in grid.notes
-                  if n.is_drum and n.velocity > 0)
+    hits = _drum_hits(score, grid, steps_per_quarter, timing)
     if num_steps is None:
         num_steps = max([total_steps(score, steps_per_quarter)] + [h[0] + 1 for h in hits])
-    events, velocities = _drum_rows([h for h in hits if h[0] < num_steps], 0, num_steps, _CLASS_OF)
-    return DrumTrack(events, velocities=velocities, **_grid_fields(grid))
+    events, velocities, offsets = _drum_rows([h for h in hits if h[0] < num_steps], 0, num_steps,
+                                             _CLASS_OF)
+    return DrumTrack(events, velocities=velocities, offsets=offsets if timing else None,
+                     **_grid_fields(grid))
 
 
 def drums_to_notes(events: np.ndarray, *, step_s: float, start_s: float = 0.0,

@@ -55,14 +55,14 @@ class VaeResult:
 
 
 @functools.lru_cache(maxsize=4)
-def load(model: str, device: str | None) -> tuple[MusicVae, object]:
+def load(model: str, device: str | None, task: str = "interpolate") -> tuple[MusicVae, object]:
     """The model, loaded once per process."""
     from mtools.models.registry import resolve_model
 
-    ref = resolve_model(model, task="interpolate")
+    ref = resolve_model(model, task=task)
     if ref.card.name not in FAMILIES:
-        raise UsageError(f"model {ref.card.spec} is not a model `interpolate` knows how to play",
-                         hint=f"interpolate plays {', '.join(FAMILIES)}")
+        raise UsageError(f"model {ref.card.spec} is not a model `{task}` knows how to play",
+                         hint=f"{task} plays {', '.join(FAMILIES)}")
     return MusicVae.from_ref(ref, device=device), ref
 
 
@@ -120,7 +120,7 @@ def interpolate(first: Window, second: Window, options: InterpolateOptions) -> V
                for i, (f, row) in enumerate(zip(fractions, z))]
     made_by = _provenance(ref, options, inputs=[first.name, second.name],
                           windows=[first.first_bar, second.first_bar])
-    return VaeResult(_scores(rows, model.space, first.qpm, options, made_by), latents)
+    return VaeResult(windows_to_scores(rows, model.space, first.qpm, options, made_by), latents)
 
 
 def sample(count: int, options: InterpolateOptions) -> VaeResult:
@@ -131,7 +131,7 @@ def sample(count: int, options: InterpolateOptions) -> VaeResult:
     rows = _decode(model, z, options, rng)
     latents = [{"index": i, "z": _floats(row)} for i, row in enumerate(z)]
     made_by = _provenance(ref, options, sampled=count)
-    return VaeResult(_scores(rows, model.space, DEFAULT_QPM, options, made_by), latents)
+    return VaeResult(windows_to_scores(rows, model.space, DEFAULT_QPM, options, made_by), latents)
 
 
 def _decode(model: MusicVae, z: np.ndarray, options: InterpolateOptions,
@@ -150,7 +150,7 @@ def _provenance(ref, options: InterpolateOptions, **extra) -> dict:
             **extra}
 
 
-def _scores(rows: np.ndarray, space: VaeSpace, qpm: float, options: InterpolateOptions,
+def windows_to_scores(rows: np.ndarray, space: VaeSpace, qpm: float, options: InterpolateOptions,
             made_by: dict) -> list[Score]:
     """Decoded windows as scores: one score of them back to back
     (options.concat), or one score each."""

@@ -7,7 +7,12 @@ A window is (steps,) int class ids on a 16th-note grid:
 - melody: 0 no event (the note or rest goes on), 1 note off, 2 + pitch -
   min_pitch (Magenta's 90-class melody one-hot over MIDI 21..108);
 - drums: the bitmask of the 9 drum classes struck at the step (512 classes),
-  fed to the network as 9 bits.
+  fed to the network as 9 bits;
+or, for grooves (GrooVAE, Gillick et al. 2019), (steps, 27) float frames:
+per drum class whether it is struck, its velocity / 127 and its offset from
+the step (in half steps, -1..1). A groove model's encoder reads the frames
+as its `encoder` mode says: "full", "quantized" (hits only: humanize) or
+"tap" (every hit folded onto one channel, no velocity: drumify).
 """
 
 from __future__ import annotations
@@ -22,36 +27,43 @@ from mtools.models.sampling import log_softmax, sample_categorical
 
 GRAPH_INPUTS = ("sequence", "z", "step_inputs", "state_h", "state_c")
 GRAPH_OUTPUTS = ("mu", "sigma", "state_h0", "state_c0", "logits", "state_h_out", "state_c_out")
-KINDS = ("melody", "drums")
+KINDS = ("melody", "drums", "groove")
+ENCODER_MODES = ("full", "quantized", "tap")
+GROOVE_SIZE = 3 * NUM_DRUM_CLASSES  # hits, velocities, offsets
 NO_EVENT_ID = 0  # melody: the note or rest goes on
 
 
 @dataclass(frozen=True)
 class VaeSpace:
-    """What a window is: kind ("melody" or "drums"), its length in steps,
-    the grid, and (melody) the pitch range min_pitch..max_pitch inclusive."""
+    """What a window is: kind ("melody", "drums" or "groove"), its length in
+    steps, the grid, (melody) the pitch range min_pitch..max_pitch
+    inclusive, and (groove) what the encoder reads."""
 
     kind: str = "melody"
     steps: int = 32
     steps_per_quarter: int = 4
     min_pitch: int = 21
     max_pitch: int = 108
+    encoder: str = "full"
 
     @property
     def num_classes(self) -> int:
+        """The decoder's outputs per step (classes; a groove's 27 values)."""
         if self.kind == "drums":
             return NUM_DRUM_SETS
+        if self.kind == "groove":
+            return GROOVE_SIZE
         return self.max_pitch - self.min_pitch + 1 + MELODY_SPECIAL_IDS
 
     @property
     def input_size(self) -> int:
-        return NUM_DRUM_CLASSES if self.kind == "drums" else self.num_classes
+        return {"drums": NUM_DRUM_CLASSES, "groove": GROOVE_SIZE}.get(self.kind, self.num_classes)
 
     @classmethod
     def from_card(cls, encoding: dict) -> VaeSpace:
         return cls(str(encoding["kind"]), int(encoding["steps"]),
                    int(encoding["steps_per_quarter"]), int(encoding.get("min_pitch", 21)),
-                   int(encoding.get("max_pitch", 108)))
+                   int(encoding.get("max_pitch", 108)), str(encoding.get("encoder", "full")))
 
     def to_card(self) -> dict:
         card = {"kind": self.kind, "steps": self.steps, "steps_per_quarter": self.steps_per_quarter,
@@ -59,18 +71,41 @@ class VaeSpace:
         if self.kind == "melody":
             card.update(min_pitch=self.min_pitch, max_pitch=self.max_pitch,
                         class_ids="0 no event, 1 note off, 2 + pitch - min_pitch")
-        else:
+        elif self.kind == "drums":
             card.update(class_ids="bitmask of the drum classes struck at the step; "
                                   "the network reads the 9 bits")
+        else:
+            card.update(encoder=self.encoder,
+                        frames="per step, for each of the 9 drum classes: struck (0/1), "
+                               "velocity / 127, offset from the step in half steps (-1..1)")
         return card
 
     def features(self, ids: np.ndarray) -> np.ndarray:
-        """(batch, steps) ids → (batch, steps, input_size) float32 inputs."""
+        """(batch, steps) ids → (batch, steps, input_size) float32 inputs
+        (groove frames are their own features)."""
+        if self.kind == "groove":
+            return np.asarray(ids, dtype=np.float32)
         ids = np.asarray(ids, dtype=np.int64)
         if self.kind == "drums":
             bits = (ids[..., None] >> np.arange(NUM_DRUM_CLASSES)) & 1
             return bits.astype(np.float32)
         return np.eye(self.num_classes, dtype=np.float32)[ids]
+
+    def encoder_features(self, windows: np.ndarray) -> np.ndarray:
+        """What the encoder reads of windows: their features, or for a
+        groove model the frames as its encoder mode says."""
+        frames = self.features(windows)
+        if self.kind != "groove" or self.encoder == "full":
+            return frames
+        n = NUM_DRUM_CLASSES
+        hits = frames[..., :n]
+        if self.encoder == "quantized":
+            return np.concatenate([hits, np.zeros_like(frames[..., n:])], axis=-1)
+        loudest = frames[..., n:2 * n].argmax(axis=-1)[..., None]
+        taps = np.zeros_like(frames)
+        taps[..., 0] = hits.max(axis=-1)
+        taps[..., 2 * n] = np.take_along_axis(frames[..., 2 * n:], loudest, axis=-1)[..., 0]
+        return taps
 
     def ids_from_events(self, events: np.ndarray) -> np.ndarray:
         """A line's events (melody events or drum bitmasks) → class ids;
@@ -94,6 +129,8 @@ class VaeSpace:
         """Per row of (..., steps) ids: whether any note starts (melody) or
         any drum is struck."""
         ids = np.asarray(ids)
+        if self.kind == "groove":
+            return ids[..., :NUM_DRUM_CLASSES].max(axis=(-2, -1)) > 0
         starts = ids >= MELODY_SPECIAL_IDS if self.kind == "melody" else ids > 0
         return starts.any(axis=-1)
 
@@ -111,6 +148,31 @@ def windows_of(events: np.ndarray, space: VaeSpace, hop: int) -> np.ndarray:
     if not rows:
         return np.zeros((0, space.steps), np.int16)
     return np.stack(rows).astype(np.int16)
+
+
+def groove_frames(track, start: int, steps: int) -> np.ndarray:
+    """(steps, 27) frames of a DrumTrack (with offsets) from `start`,
+    padded with silence past its end."""
+    frames = np.zeros((steps, GROOVE_SIZE), np.float32)
+    events = np.asarray(track.events[start:start + steps], np.int64)
+    n, count = NUM_DRUM_CLASSES, len(events)
+    hits = (events[:, None] >> np.arange(n)) & 1
+    frames[:count, :n] = hits
+    frames[:count, n:2 * n] = track.velocities[start:start + count] / 127.0 * hits
+    if track.offsets is not None:
+        frames[:count, 2 * n:] = np.clip(track.offsets[start:start + count] * 2, -1, 1) * hits
+    return frames
+
+
+def frames_to_hits(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Groove frames (steps, 27) → bitmask events (steps,), MIDI velocities
+    (steps, 9) and offsets in steps (steps, 9), zero where nothing is struck."""
+    n = NUM_DRUM_CLASSES
+    hits = frames[:, :n] > 0.5
+    events = (hits.astype(np.int64) << np.arange(n)).sum(axis=1)
+    velocities = np.where(hits, np.clip(np.rint(frames[:, n:2 * n] * 127), 1, 127), 0)
+    offsets = np.where(hits, frames[:, 2 * n:] / 2, 0.0)
+    return events, velocities.astype(np.uint8), offsets.astype(np.float32)
 
 
 def restrike(ids: np.ndarray, start: int, space: VaeSpace) -> np.ndarray:
@@ -160,8 +222,9 @@ class MusicVae:
         return feeds
 
     def encode(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(batch, steps) ids → posterior mean and scale, each (batch, z)."""
-        out = self.session.run(self._feeds(1, sequence=self.space.features(ids)),
+        """(batch, steps) ids (or groove frames) → posterior mean and scale,
+        each (batch, z)."""
+        out = self.session.run(self._feeds(1, sequence=self.space.encoder_features(ids)),
                                outputs=["mu", "sigma"])
         return out["mu"], out["sigma"]
 
@@ -179,24 +242,102 @@ class MusicVae:
         return {"state_h": out["state_h0"], "state_c": out["state_c0"]}
 
     def decode(self, z: np.ndarray, *, temperature: float = 0.5,
-               rng: np.random.Generator | None = None) -> np.ndarray:
-        """Latent rows (batch, z) → windows (batch, steps) of ids; a
-        temperature of 0 takes the most likely class at every step."""
+               rng: np.random.Generator | None = None,
+               hits: np.ndarray | None = None) -> np.ndarray:
+        """Latent rows (batch, z) → windows (batch, steps) of ids, or groove
+        frames (batch, steps, 27); a temperature of 0 (or no rng) takes the
+        most likely class (or hit) at every step. `hits` (batch, steps, 9)
+        bool fixes a groove's hits: the model then only plays them."""
         z = np.asarray(z, np.float32)
         state = self.initial_state(z)
         previous = np.zeros((len(z), 1, self.space.input_size), np.float32)
-        ids = np.zeros((len(z), self.space.steps), np.int64)
-        for step in range(self.space.steps):
+        rows = []
+        for _ in range(self.space.steps):
             out = self.session.run(self._feeds(len(z), z=z, step_inputs=previous, **state),
                                    outputs=["logits", "state_h_out", "state_c_out"])
             logits = out["logits"][:, 0]
-            if temperature <= 0 or rng is None:
-                ids[:, step] = logits.argmax(axis=1)
+            greedy = temperature <= 0 or rng is None
+            if self.space.kind == "groove":
+                forced = None if hits is None else hits[:, len(rows)]
+                rows.append(groove_step(logits, temperature, None if greedy else rng, forced))
+            elif greedy:
+                rows.append(logits.argmax(axis=1))
             else:
-                ids[:, step] = sample_categorical(log_softmax(logits, temperature), rng)
+                rows.append(sample_categorical(log_softmax(logits, temperature), rng))
             state = {"state_h": out["state_h_out"], "state_c": out["state_c_out"]}
-            previous = self.space.features(ids[:, step:step + 1])
-        return ids
+            previous = self.space.features(rows[-1][:, None])
+        return np.stack(rows, axis=1)
+
+
+def groove_step(outputs: np.ndarray, temperature: float, rng: np.random.Generator | None,
+                hits: np.ndarray | None = None) -> np.ndarray:
+    """A groove decoder's outputs (batch, 27) → frames: hits where
+    sigmoid(logit / temperature) wins a draw (or is over 1/2 without rng),
+    or the given `hits` (batch, 9); velocity sigmoid(v) and offset tanh(o)
+    where struck, else 0."""
+    n = NUM_DRUM_CLASSES
+    if hits is not None:
+        hits = np.asarray(hits, bool)
+    elif rng is None:
+        hits = outputs[:, :n] > 0
+    else:
+        p = 1 / (1 + np.exp(-outputs[:, :n] / max(temperature, 1e-6)))
+        hits = rng.random(p.shape) < p
+    velocity = 1 / (1 + np.exp(-outputs[:, n:2 * n]))
+    offset = np.tanh(outputs[:, 2 * n:])
+    return np.concatenate([hits, velocity * hits, offset * hits], axis=1).astype(np.float32)
+
+
+def kl_divergence(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """KL(N(mu, sigma) || N(0, I)) per row, in nats (float64)."""
+    mu, sigma = mu.astype(np.float64), np.maximum(sigma.astype(np.float64), 1e-12)
+    return (0.5 * (mu ** 2 + sigma ** 2 - 1) - np.log(sigma)).sum(axis=-1)
+
+
+def vae_figures(model: MusicVae, windows: np.ndarray) -> dict:
+    """The card's figures: groove_figures for grooves, else
+    reconstruction_figures."""
+    if model.space.kind == "groove":
+        return groove_figures(model, windows)
+    return reconstruction_figures(model, windows)
+
+
+def groove_figures(model: MusicVae, windows: np.ndarray, batch: int = 256) -> dict:
+    """How well a groove model rebuilds frames (n, steps, 27) from what its
+    encoder reads (for humanize: the quantized hits), decoding greedily from
+    the posterior mean: precision, recall and F1 of the hits; mean absolute
+    error of velocity (MIDI units) and offset (steps) on the hits it got
+    right, next to two do-nothing baselines on the same hits (every hit at
+    its class's mean velocity over these windows; every hit on the grid);
+    and the mean KL (nats per window)."""
+    n = NUM_DRUM_CLASSES
+    true_hits = windows[..., :n] > 0.5
+    class_mean = (windows[..., n:2 * n] * true_hits).sum(axis=(0, 1)) / \
+        np.maximum(true_hits.sum(axis=(0, 1)), 1)
+    found = made = right = 0
+    velocity_error = offset_error = base_velocity = base_offset = kl = 0.0
+    for first in range(0, len(windows), batch):
+        frames = np.asarray(windows[first:first + batch], np.float32)
+        mu, sigma = model.encode(frames)
+        decoded = model.decode(mu, temperature=0)
+        truth, guess = frames[..., :n] > 0.5, decoded[..., :n] > 0.5
+        both = truth & guess
+        found, made, right = found + truth.sum(), made + guess.sum(), right + both.sum()
+        velocity_error += np.abs(decoded[..., n:2 * n] - frames[..., n:2 * n])[both].sum() * 127
+        offset_error += np.abs(decoded[..., 2 * n:] - frames[..., 2 * n:])[both].sum() / 2
+        base_velocity += np.abs(class_mean - frames[..., n:2 * n])[both].sum() * 127
+        base_offset += np.abs(frames[..., 2 * n:])[both].sum() / 2
+        kl += kl_divergence(mu, sigma).sum()
+    precision, recall = right / max(made, 1), right / max(found, 1)
+    hits = max(right, 1)
+    return {"windows": int(len(windows)), "hit_precision": round(float(precision), 4),
+            "hit_recall": round(float(recall), 4),
+            "hit_f1": round(float(2 * precision * recall / max(precision + recall, 1e-12)), 4),
+            "velocity_mae": round(float(velocity_error / hits), 2),
+            "velocity_mae_class_mean": round(float(base_velocity / hits), 2),
+            "offset_mae_steps": round(float(offset_error / hits), 4),
+            "offset_mae_on_grid": round(float(base_offset / hits), 4),
+            "kl_per_window": round(float(kl) / len(windows), 2)}
 
 
 def reconstruction_figures(model: MusicVae, windows: np.ndarray, batch: int = 256) -> dict:
@@ -215,8 +356,7 @@ def reconstruction_figures(model: MusicVae, windows: np.ndarray, batch: int = 25
         nll -= picked.sum()
         right_tf += (logp.argmax(axis=2) == ids).sum()
         right_free += (model.decode(mu, temperature=0) == ids).sum()
-        sigma = np.maximum(sigma.astype(np.float64), 1e-12)
-        kl += (0.5 * (mu.astype(np.float64) ** 2 + sigma ** 2 - 1) - np.log(sigma)).sum()
+        kl += kl_divergence(mu, sigma).sum()
     cells = windows.size
     return {"windows": int(len(windows)),
             "accuracy_teacher_forced": round(float(right_tf) / cells, 4),

@@ -133,6 +133,13 @@ def load_drum_tracks(source: str, *, progress: Progress | None = None, refresh: 
     return _load("drums", source, progress, refresh, workers)
 
 
+def load_grooves(source: str, *, progress: Progress | None = None, refresh: bool = False,
+                 workers: int = DEFAULT_WORKERS) -> list[DrumTrack]:
+    """Drum tracks with their microtiming (DrumTrack.offsets) for GrooVAE:
+    2 bars at least, 1-bar gaps."""
+    return _load("grooves", source, progress, refresh, workers)
+
+
 def load_lead_sheets(source: str, *, progress: Progress | None = None, refresh: bool = False,
                      workers: int = DEFAULT_WORKERS) -> list[LeadSheet]:
     """Lead sheets (melody + chord per step) of a source: chords from chord
@@ -328,6 +335,8 @@ def _read_pieces(job: Job) -> list[tuple[str, Score]]:
 def _extract(kind: str, score: Score, piece: str, melody: str) -> list:
     if kind == "drums":
         return score_to_drum_tracks(score, piece=piece)
+    if kind == "grooves":
+        return score_to_drum_tracks(score, piece=piece, min_bars=2, timing=True)
     if kind == "lead_sheets":
         return score_to_lead_sheets(score, piece=piece)
     top = top_instrument(score.notes) if melody == "top" else None
@@ -432,10 +441,13 @@ def _pack(kind: str, items: list) -> dict[str, np.ndarray]:
     }
     if kind == "melodies" or kind == "lead_sheets":
         arrays["program"] = np.array([line.program for line in lines], dtype=np.int32)
-    if kind == "drums":
+    if kind in ("drums", "grooves"):
         empty = np.zeros((0, len(DRUM_CLASS_NAMES)))
         arrays["velocities"] = np.concatenate([t.velocities for t in items] or [empty]
                                               ).astype(np.uint8)
+    if kind == "grooves":
+        arrays["timing"] = np.concatenate([t.offsets for t in items] or [empty]
+                                          ).astype(np.float32)
     if kind == "lead_sheets":
         arrays["chords"] = np.concatenate([s.chords for s in items]
                                           or [np.zeros((0, 3))]).astype(np.int16)
@@ -453,9 +465,10 @@ def _unpack(kind: str, arrays) -> list:
                       steps_per_quarter=int(data["steps_per_quarter"][i]),
                       time_signature=tuple(int(v) for v in data["time_signature"][i]),
                       piece=str(data["piece"][i]), part=str(data["part"][i]))
-        if kind == "drums":
+        if kind in ("drums", "grooves"):
+            timing = data["timing"][span] if kind == "grooves" else None
             items.append(DrumTrack(data["events"][span], velocities=data["velocities"][span],
-                                   **common))
+                                   offsets=timing, **common))
             continue
         line = MelodyLine(data["events"][span], program=int(data["program"][i]), **common)
         items.append(LeadSheet(line, data["chords"][span]) if kind == "lead_sheets" else line)

@@ -9,7 +9,7 @@ import numpy as np
 
 from mtools.errors import UsageError
 from mtools.models.encoding import MELODY_SPECIAL_IDS
-from mtools.models.music_vae import VaeSpace, windows_of
+from mtools.models.music_vae import VaeSpace, groove_frames, windows_of
 from mtools.training import corpora
 
 TRANSPOSE = 5  # melodies: a random shift of up to this many semitones either way
@@ -26,6 +26,7 @@ class VaeConfig:
     description: str
     beta: float = 0.2
     free_bits: float = 48.0
+    task: str = "interpolate"  # the command that plays it
 
     @property
     def spec(self) -> str:
@@ -38,6 +39,13 @@ CONFIGS = {
     "drums_2bar": VaeConfig("drums_2bar", VaeSpace("drums", 32), ("groove",),
                             "2-bar drum patterns, 9 classes as 512 sets ↔ z "
                             "(Magenta cat-drums_2bar_small layout)"),
+    "groovae": VaeConfig("groovae", VaeSpace("groove", 32, encoder="quantized"), ("groove",),
+                         "GrooVAE humanize: 2 bars of quantized drum hits → velocities and "
+                         "microtiming (Magenta groovae_2bar_humanize layout)", task="humanize"),
+    "groovae_tap": VaeConfig("groovae_tap", VaeSpace("groove", 32, encoder="tap"), ("groove",),
+                             "GrooVAE drumify: 2 bars of taps (one rhythm, no velocity) → a "
+                             "drum groove (Magenta groovae_2bar_tap_fixed_velocity layout)",
+                             task="drumify"),
 }
 DEFAULT_CONFIG = "mel_2bar"
 
@@ -51,11 +59,13 @@ def find_config(name: str | None) -> VaeConfig:
 
 
 def load_windows(config: VaeConfig, sources, part: str, progress=None) -> np.ndarray:
-    """All windows (n, steps) of one split part of the sources: melodies
-    (or drum tracks) whose bar divides the window, windows starting on
-    every bar line of 16 steps, empty windows left out."""
+    """All windows of one split part of the sources: of melodies (or drum
+    tracks) whose bar divides the window, starting on every bar line of 16
+    steps, empty windows left out. Ids (n, steps), or groove frames (n,
+    steps, 27)."""
     space = config.space
-    load = corpora.load_drum_tracks if space.kind == "drums" else corpora.load_melodies
+    load = {"drums": corpora.load_drum_tracks, "groove": corpora.load_grooves}.get(
+        space.kind, corpora.load_melodies)
     rows = []
     for source in sources:
         lines = load(source, progress=progress)
@@ -63,9 +73,21 @@ def load_windows(config: VaeConfig, sources, part: str, progress=None) -> np.nda
             lines = corpora.split(lines, part)
         for line in lines:
             if space.steps % line.steps_per_bar == 0 and 16 % line.steps_per_bar == 0:
-                rows.append(windows_of(np.asarray(line.events), space, 16))
+                rows.append(_line_windows(line, space))
     rows = [r for r in rows if len(r)]
-    return np.concatenate(rows) if rows else np.zeros((0, space.steps), np.int16)
+    if rows:
+        return np.concatenate(rows)
+    shape = (0, space.steps, space.input_size) if space.kind == "groove" else (0, space.steps)
+    return np.zeros(shape, np.float32 if space.kind == "groove" else np.int16)
+
+
+def _line_windows(line, space: VaeSpace, hop: int = 16) -> np.ndarray:
+    if space.kind != "groove":
+        return windows_of(np.asarray(line.events), space, hop)
+    frames = [groove_frames(line, start, space.steps)
+              for start in range(0, len(line.events) - space.steps + 1, hop)]
+    frames = [f for f in frames if space.has_notes(f)]
+    return np.stack(frames) if frames else np.zeros((0, space.steps, space.input_size), np.float32)
 
 
 def transpose_ids(ids: np.ndarray, shifts: np.ndarray, space: VaeSpace) -> np.ndarray:

@@ -1,0 +1,128 @@
+"""`mtools interpolate` with MusicVAE: speed, and whether an interpolation
+starts at A, ends at B and changes smoothly in between.
+
+    benchmarks/quiet_machine.sh .venv/bin/python benchmarks/bench_interpolate.py \\
+        [--models music_vae:mel_2bar music_vae:drums_2bar] [--repeat 5] [--pairs 200]
+
+- Speed: `mtools interpolate A.mid B.mid --steps 8 --seed 1 -o out.mid`,
+  A and B two windows of the model's valid data written as MIDI, start-up
+  included, median (min) of --repeat runs after a warm-up.
+- Endpoints and smoothness, on --pairs random pairs of valid windows
+  (in-process, as the command decodes: posterior means, slerp, 8 points):
+  - endpoint accuracy: the share of steps of the first decoded point equal
+    to A's and of the last equal to B's (greedy decoding, temperature 0, and
+    the command's default temperature 0.5);
+  - hop: the share of steps that differ between consecutive points, mean and
+    largest over the path, next to the share that differs between A and B;
+  - monotone: the share of consecutive points where the distance (share of
+    steps that differ) to A's reconstruction does not fall.
+Rewrites the `bench_interpolate` section of benchmarks/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from _results import machine_info, time_commands, write_section
+
+from mtools.io.midi import score_to_midi
+from mtools.models.interpolation import InterpolateOptions, windows_to_scores
+from mtools.models.music_vae import MusicVae, slerp
+from mtools.models.registry import resolve_model
+from mtools.training.vae_windows import find_config, load_windows
+
+SECTION = "bench_interpolate"
+GOAL_S = 1.0
+POINTS = 8
+
+
+def window_file(model: MusicVae, ids: np.ndarray, path: Path) -> Path:
+    score = windows_to_scores(ids[None], model.space, 120.0, InterpolateOptions(concat=True), {})[0]
+    path.write_bytes(score_to_midi(score))
+    return path
+
+
+def path_figures(model: MusicVae, pairs: np.ndarray, temperature: float, seed: int) -> dict:
+    """Endpoint accuracy and smoothness over pairs (n, 2, steps)."""
+    rng = np.random.default_rng(seed)
+    fractions = np.linspace(0, 1, POINTS)
+    ends, hops, largest, spans, monotone = [], [], [], [], []
+    for a, b in pairs:
+        mu, _ = model.encode(np.stack([a, b]))
+        z = slerp(mu[0], mu[1], fractions).astype(np.float32)
+        rows = model.decode(z, temperature=temperature, rng=rng)
+        ends += [(rows[0] == a).mean(), (rows[-1] == b).mean()]
+        hop = (rows[1:] != rows[:-1]).mean(axis=1)
+        hops.append(hop.mean())
+        largest.append(hop.max())
+        spans.append((a != b).mean())
+        to_a = (rows != rows[0]).mean(axis=1)
+        monotone.append((np.diff(to_a) >= 0).mean())
+    return {"endpoint accuracy": np.mean(ends), "mean hop": np.mean(hops),
+            "largest hop": np.mean(largest), "A vs B": np.mean(spans),
+            "monotone": np.mean(monotone)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+",
+                        default=["music_vae:mel_2bar", "music_vae:drums_2bar"])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=200)
+    args = parser.parse_args()
+    mtools = str(Path(sys.executable).with_name("mtools"))
+    speed = ["| model | 8-point 2-bar interpolation, end to end (s) | goal < 1 s |",
+             "|---|---|---|"]
+    quality = ["| model | temperature | endpoint accuracy | mean hop | largest hop | A vs B | "
+               "monotone |", "|---|---|---|---|---|---|---|"]
+    sizes = []
+    for spec in args.models:
+        ref = resolve_model(spec)
+        model = MusicVae.from_ref(ref)
+        sizes.append(f"{spec} {ref.onnx_path.stat().st_size / 1e6:.1f} MB")
+        config = find_config(ref.card.config)
+        valid = load_windows(config, config.default_sources, "valid").astype(np.int64)
+        rng = np.random.default_rng(0)
+        pairs = valid[rng.choice(len(valid), size=(args.pairs, 2))]
+        with tempfile.TemporaryDirectory() as tmp:
+            a = window_file(model, pairs[0, 0], Path(tmp) / "a.mid")
+            b = window_file(model, pairs[0, 1], Path(tmp) / "b.mid")
+            command = [mtools, "interpolate", str(a), str(b), "--model", spec, "--steps",
+                       str(POINTS), "--seed", "1", "-o", str(Path(tmp) / "out.mid")]
+            stats = time_commands({"run": command}, args.repeat)["run"]
+        met = "met" if stats.median_s < GOAL_S else "missed"
+        speed.append(f"| {spec} | {stats.cell()} | {met} |")
+        for temperature in (0.0, 0.5):
+            f = path_figures(model, pairs, temperature, seed=1)
+            quality.append(f"| {spec} | {temperature:g} | {f['endpoint accuracy']:.3f} | "
+                           f"{f['mean hop']:.3f} | {f['largest hop']:.3f} | {f['A vs B']:.3f} | "
+                           f"{f['monotone']:.3f} |")
+    command = "benchmarks/quiet_machine.sh .venv/bin/python benchmarks/bench_interpolate.py " + \
+        shlex.join(sys.argv[1:])
+    body = "\n".join([
+        "## interpolate (MusicVAE): speed, endpoints and smoothness",
+        "",
+        machine_info(["onnxruntime", "numpy"], command.strip()),
+        f"- models: {', '.join(sizes)}",
+        "",
+        "Speed: `mtools interpolate A.mid B.mid --steps 8 --seed 1 -o out.mid` (two valid "
+        "windows), start-up included.",
+        "",
+        *speed,
+        "",
+        f"Endpoints and smoothness over {args.pairs} random pairs of valid windows, "
+        f"{POINTS} points each (see the script's docstring):",
+        "",
+        *quality,
+    ])
+    write_section(SECTION, body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
