@@ -150,6 +150,9 @@ def test_reconstruction_figures_count_the_steps_right(mel):
     assert figures["accuracy_teacher_forced"] == pytest.approx(right, abs=1e-4)
     assert figures["accuracy_sampled"] == pytest.approx(
         (mel.decode(mu, temperature=0) == windows).mean(), abs=1e-4)
+    events = windows != 0
+    tf = mel.teacher_forced_logits(mu, windows).argmax(axis=2) == windows
+    assert figures["event_accuracy_teacher_forced"] == pytest.approx(tf[events].mean(), abs=1e-4)
     assert figures["kl_per_window"] > 0
 
 

@@ -345,21 +345,27 @@ def reconstruction_figures(model: MusicVae, windows: np.ndarray, batch: int = 25
     (n, steps): z is each window's posterior mean; `teacher_forced` is the
     share of steps whose most likely class is the true one given the true
     previous steps, `sampled` the share of steps a greedy free-running decode
-    gets right. Also the mean KL (nats per window) and teacher-forced NLL
-    (nats per step)."""
-    right_tf = right_free = kl = nll = 0.0
+    gets right. As most steps of a melody hold a note (class 0), the same
+    two shares over only the steps where something happens (a note starts or
+    stops, a drum is struck) follow. Also the mean KL (nats per window) and
+    teacher-forced NLL (nats per step)."""
+    right_tf = right_free = event_tf = event_free = kl = nll = 0.0
     for first in range(0, len(windows), batch):
         ids = np.asarray(windows[first:first + batch], np.int64)
         mu, sigma = model.encode(ids)
         logp = log_softmax(model.teacher_forced_logits(mu, ids))
         picked = np.take_along_axis(logp, ids[..., None], axis=2)[..., 0]
         nll -= picked.sum()
-        right_tf += (logp.argmax(axis=2) == ids).sum()
-        right_free += (model.decode(mu, temperature=0) == ids).sum()
+        events = ids != NO_EVENT_ID
+        hit_tf, hit_free = logp.argmax(axis=2) == ids, model.decode(mu, temperature=0) == ids
+        right_tf, right_free = right_tf + hit_tf.sum(), right_free + hit_free.sum()
+        event_tf, event_free = event_tf + hit_tf[events].sum(), event_free + hit_free[events].sum()
         kl += kl_divergence(mu, sigma).sum()
-    cells = windows.size
+    cells, event_cells = windows.size, max(int(np.count_nonzero(windows)), 1)
     return {"windows": int(len(windows)),
             "accuracy_teacher_forced": round(float(right_tf) / cells, 4),
             "accuracy_sampled": round(float(right_free) / cells, 4),
+            "event_accuracy_teacher_forced": round(float(event_tf) / event_cells, 4),
+            "event_accuracy_sampled": round(float(event_free) / event_cells, 4),
             "kl_per_window": round(float(kl) / len(windows), 2),
             "nll_per_step": round(float(nll) / cells, 4)}

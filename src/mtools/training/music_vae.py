@@ -209,6 +209,8 @@ RECONSTRUCTION_PROTOCOL = (
     "encoded to its posterior mean z. accuracy_teacher_forced: share of steps whose most likely "
     "class given z and the true previous steps is the true class. accuracy_sampled: share of "
     "steps right when the decoder runs free from z, taking its most likely class at every step. "
+    "event_accuracy_*: the same over only the steps where a note starts or stops (melody) or a "
+    "drum is struck (drums). "
     "kl_per_window: KL(q(z|x) || N(0, I)) in nats; nll_per_step: teacher-forced, nats.")
 
 
