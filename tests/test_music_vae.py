@@ -132,6 +132,33 @@ def test_greedy_decoding_agrees_with_teacher_forcing_on_its_own_output(mel):
     assert np.array_equal(mel.teacher_forced_logits(z, ids).argmax(axis=2), ids)
 
 
+def test_the_hierarchical_decoder_restarts_every_bar_from_its_embedding(tmp_path):
+    from mtools.models.music_vae import GRAPH_INPUTS, GRAPH_OUTPUTS
+    from mtools.models.registry import write_card
+    from mtools.training.music_vae import export_graph
+
+    torch.manual_seed(0)
+    model = MusicVAENet(90, 90, z_size=8, enc_hidden=8, dec_hidden=8, bars=16,
+                        conductor_hidden=8).eval()
+    path = tmp_path / "music_vae-mel_16bar.onnx"
+    export_graph(model, path)
+    assert parity_error(model, path) < 1e-4
+    write_card({"name": "music_vae", "config": "mel_16bar", "task": "interpolate",
+                "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
+                "hyperparameters": dict(model.config),
+                "encoding": VaeSpace("melody", 256).to_card()}, path)
+    bars16 = MusicVae.from_ref(resolve_model(str(path)))
+    assert bars16.bars == 16 and bars16.bar_steps == 16
+    z = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)
+    ids = bars16.decode(z, temperature=0)
+    assert ids.shape == (2, 256)
+    logits = bars16.teacher_forced_logits(z, ids)
+    assert np.array_equal(logits.argmax(axis=2), ids)  # greedy = its own teacher-forced argmax
+    with torch.no_grad():
+        want = model.teacher_forced(torch.from_numpy(z), torch.from_numpy(MELODY.features(ids)))
+    assert np.abs(want.numpy() - logits).max() < 1e-4
+
+
 def test_sampling_is_reproducible_with_a_seed(mel):
     z = np.zeros((2, mel.z_size), np.float32)
     first = mel.decode(z, temperature=1.0, rng=np.random.default_rng(3))

@@ -25,8 +25,9 @@ from mtools.models.encoding import MELODY_SPECIAL_IDS, melody_event_ids, melody_
 from mtools.models.events import NUM_DRUM_CLASSES, NUM_DRUM_SETS
 from mtools.models.sampling import log_softmax, sample_categorical
 
-GRAPH_INPUTS = ("sequence", "z", "step_inputs", "state_h", "state_c")
-GRAPH_OUTPUTS = ("mu", "sigma", "state_h0", "state_c0", "logits", "state_h_out", "state_c_out")
+GRAPH_INPUTS = ("sequence", "z", "embedding", "step_inputs", "state_h", "state_c")
+GRAPH_OUTPUTS = ("mu", "sigma", "embeddings", "state_h0", "state_c0", "logits", "state_h_out",
+                 "state_c_out")
 KINDS = ("melody", "drums", "groove")
 ENCODER_MODES = ("full", "quantized", "tap")
 GROOVE_SIZE = 3 * NUM_DRUM_CLASSES  # hits, velocities, offsets
@@ -199,22 +200,32 @@ def slerp(a: np.ndarray, b: np.ndarray, fractions: np.ndarray) -> np.ndarray:
 
 class MusicVae:
     """A MusicVAE graph and its space: `encode` windows to posterior means
-    and scales, `decode` latent rows to windows."""
+    and scales, `decode` latent rows to windows. The decoder plays `bars`
+    bars, each from its own embedding (z itself when there is one bar)."""
 
-    def __init__(self, session, space: VaeSpace, z_size: int, layers: int, hidden: int):
+    def __init__(self, session, space: VaeSpace, z_size: int, layers: int, hidden: int,
+                 bars: int = 1, embedding_size: int | None = None):
         self.session, self.space = session, space
         self.z_size, self.layers, self.hidden = z_size, layers, hidden
+        self.bars, self.embedding_size = bars, embedding_size or z_size
 
     @classmethod
     def from_ref(cls, ref, *, device: str | None = None, threads: int | None = None) -> MusicVae:
         h = ref.card.hyperparameters
+        bars = int(h.get("bars", 1))
         return cls(ref.load_session(device=device, threads=threads),
                    VaeSpace.from_card(ref.card.encoding), int(h["z_size"]),
-                   int(h["dec_layers"]), int(h["dec_hidden"]))
+                   int(h["dec_layers"]), int(h["dec_hidden"]), bars,
+                   int(h["z_size"]) if bars == 1 else int(h["conductor_hidden"]))
+
+    @property
+    def bar_steps(self) -> int:
+        return self.space.steps // self.bars
 
     def _feeds(self, batch: int, **given) -> dict[str, np.ndarray]:
         feeds = {"sequence": np.zeros((1, 1, self.space.input_size), np.float32),
-                 "z": np.zeros((batch, self.z_size), np.float32),
+                 "z": np.zeros((1, self.z_size), np.float32),
+                 "embedding": np.zeros((batch, self.embedding_size), np.float32),
                  "step_inputs": np.zeros((batch, 1, self.space.input_size), np.float32),
                  "state_h": np.zeros((self.layers, batch, self.hidden), np.float32),
                  "state_c": np.zeros((self.layers, batch, self.hidden), np.float32)}
@@ -228,18 +239,27 @@ class MusicVae:
                                outputs=["mu", "sigma"])
         return out["mu"], out["sigma"]
 
+    def embeddings(self, z: np.ndarray) -> np.ndarray:
+        """(batch, z) → (batch, bars, embedding_size)."""
+        return self.session.run(self._feeds(1, z=z), outputs=["embeddings"])["embeddings"]
+
+    def initial_state(self, embedding: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.session.run(self._feeds(len(embedding), embedding=embedding),
+                               outputs=["state_h0", "state_c0"])
+        return {"state_h": out["state_h0"], "state_c": out["state_c0"]}
+
     def teacher_forced_logits(self, z: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Logits (batch, steps, classes) of every step given the true
-        previous ones."""
-        state = self.initial_state(z)
+        previous steps of its bar."""
+        batch = len(z)
+        embedding = self.embeddings(z).reshape(batch * self.bars, -1)
         features = self.space.features(ids)
-        previous = np.concatenate([np.zeros_like(features[:, :1]), features[:, :-1]], axis=1)
-        return self.session.run(self._feeds(len(z), z=z, step_inputs=previous, **state),
-                                outputs=["logits"])["logits"]
-
-    def initial_state(self, z: np.ndarray) -> dict[str, np.ndarray]:
-        out = self.session.run(self._feeds(len(z), z=z), outputs=["state_h0", "state_c0"])
-        return {"state_h": out["state_h0"], "state_c": out["state_c0"]}
+        per_bar = features.reshape(batch * self.bars, self.bar_steps, -1)
+        previous = np.concatenate([np.zeros_like(per_bar[:, :1]), per_bar[:, :-1]], axis=1)
+        out = self.session.run(self._feeds(len(embedding), embedding=embedding,
+                                           step_inputs=previous, **self.initial_state(embedding)),
+                               outputs=["logits"])["logits"]
+        return out.reshape(batch, self.space.steps, -1)
 
     def decode(self, z: np.ndarray, *, temperature: float = 0.5,
                rng: np.random.Generator | None = None,
@@ -249,23 +269,27 @@ class MusicVae:
         most likely class (or hit) at every step. `hits` (batch, steps, 9)
         bool fixes a groove's hits: the model then only plays them."""
         z = np.asarray(z, np.float32)
-        state = self.initial_state(z)
-        previous = np.zeros((len(z), 1, self.space.input_size), np.float32)
+        embeddings = self.embeddings(z)
+        greedy = temperature <= 0 or rng is None
         rows = []
-        for _ in range(self.space.steps):
-            out = self.session.run(self._feeds(len(z), z=z, step_inputs=previous, **state),
-                                   outputs=["logits", "state_h_out", "state_c_out"])
-            logits = out["logits"][:, 0]
-            greedy = temperature <= 0 or rng is None
-            if self.space.kind == "groove":
-                forced = None if hits is None else hits[:, len(rows)]
-                rows.append(groove_step(logits, temperature, None if greedy else rng, forced))
-            elif greedy:
-                rows.append(logits.argmax(axis=1))
-            else:
-                rows.append(sample_categorical(log_softmax(logits, temperature), rng))
-            state = {"state_h": out["state_h_out"], "state_c": out["state_c_out"]}
-            previous = self.space.features(rows[-1][:, None])
+        for bar in range(self.bars):
+            embedding = embeddings[:, bar]
+            state = self.initial_state(embedding)
+            previous = np.zeros((len(z), 1, self.space.input_size), np.float32)
+            for _ in range(self.bar_steps):
+                out = self.session.run(self._feeds(len(z), embedding=embedding,
+                                                   step_inputs=previous, **state),
+                                       outputs=["logits", "state_h_out", "state_c_out"])
+                logits = out["logits"][:, 0]
+                if self.space.kind == "groove":
+                    forced = None if hits is None else hits[:, len(rows)]
+                    rows.append(groove_step(logits, temperature, None if greedy else rng, forced))
+                elif greedy:
+                    rows.append(logits.argmax(axis=1))
+                else:
+                    rows.append(sample_categorical(log_softmax(logits, temperature), rng))
+                state = {"state_h": out["state_h_out"], "state_c": out["state_c_out"]}
+                previous = self.space.features(rows[-1][:, None])
         return np.stack(rows, axis=1)
 
 

@@ -130,7 +130,8 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
                           "validation windows; both must be non-empty")
     progress(f"{len(train)} training and {len(valid)} validation windows")
     space = config.space
-    model = MusicVAENet(space.input_size, space.num_classes, **{**NETWORK, **(request.network or {})})
+    model = MusicVAENet(space.input_size, space.num_classes,
+                        **{**NETWORK, **dict(config.network), **(request.network or {})})
     loss = VaeLoss(config.beta, config.free_bits, groove=space.kind == "groove")
     trainer = Trainer(model, model.kind, WindowBatches(train, space, request.loop),
                       WindowBatches(valid, space, request.loop, transpose=False), request.loop,
@@ -151,11 +152,12 @@ def export_graph(model: MusicVAENet, path: Path) -> None:
     c = model.config
     layers, hidden = c["dec_layers"], c["dec_hidden"]
     example = (torch.zeros(2, 3, c["input_size"]), torch.zeros(2, c["z_size"]),
-               torch.zeros(2, 3, c["input_size"]), torch.zeros(layers, 2, hidden),
-               torch.zeros(layers, 2, hidden))
+               torch.zeros(2, model.embedding_size), torch.zeros(2, 3, c["input_size"]),
+               torch.zeros(layers, 2, hidden), torch.zeros(layers, 2, hidden))
     dynamic = {"sequence": {0: "windows", 1: "steps"}, "mu": {0: "windows"},
-               "sigma": {0: "windows"}, "z": {0: "batch"},
-               "step_inputs": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}}
+               "sigma": {0: "windows"}, "z": {0: "latents"}, "embeddings": {0: "latents"},
+               "embedding": {0: "batch"}, "step_inputs": {0: "batch", 1: "time"},
+               "logits": {0: "batch", 1: "time"}}
     for name in ("state_h", "state_c", "state_h0", "state_c0", "state_h_out", "state_c_out"):
         dynamic[name] = {1: "batch"}
     export_onnx(model.eval(), example, Path(path), list(GRAPH_INPUTS), list(GRAPH_OUTPUTS), dynamic)
@@ -168,8 +170,9 @@ def parity_error(model: MusicVAENet, path: Path, seed: int = 0) -> float:
 
     rng = np.random.default_rng(seed)
     c = model.config
-    shapes = [(5, 32, c["input_size"]), (3, c["z_size"]), (3, 7, c["input_size"]),
-              (c["dec_layers"], 3, c["dec_hidden"]), (c["dec_layers"], 3, c["dec_hidden"])]
+    shapes = [(5, 32, c["input_size"]), (4, c["z_size"]), (3, model.embedding_size),
+              (3, 7, c["input_size"]), (c["dec_layers"], 3, c["dec_hidden"]),
+              (c["dec_layers"], 3, c["dec_hidden"])]
     inputs = [rng.normal(size=shape).astype(np.float32) * 0.5 for shape in shapes]
     with torch.no_grad():
         expected = model.eval()(*(torch.from_numpy(x) for x in inputs))

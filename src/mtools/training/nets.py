@@ -169,33 +169,45 @@ MODULES[CoconetNet.kind] = CoconetNet
 
 
 class MusicVAENet(nn.Module):
-    """MusicVAE with a flat decoder (Roberts et al. 2018): a bidirectional
-    LSTM encodes a whole window into the mean and scale of a Gaussian over
-    z; an LSTM decoder, its state initialised from tanh(dense(z)), reads z
-    and the previous step's features at every step and predicts the step's
-    class.
+    """MusicVAE (Roberts et al. 2018): a bidirectional LSTM encodes a whole
+    window into the mean and scale of a Gaussian over z. With one bar
+    (`bars=1`, the flat decoder) the embedding is z itself; with more, a
+    two-layer "conductor" LSTM, its state from tanh(dense(z)), turns z into
+    one embedding per bar (the hierarchical decoder). An LSTM decoder plays
+    each bar from its embedding: state from tanh(dense(embedding)), input
+    the embedding and the previous step's features (zero at a bar's start),
+    output the step's class logits (or a groove's 27 values).
 
     forward (the exported graph: each caller asks only for what it needs):
-    sequence (batch, steps, input_size) → mu, sigma (batch, z_size);
-    z (batch, z_size) → state_h0, state_c0 (layers, batch, dec_hidden);
-    z, step_inputs (batch, time, input_size), state_h, state_c → logits
-    (batch, time, num_classes), state_h_out, state_c_out.
+    sequence (windows, steps, input_size) → mu, sigma (windows, z_size);
+    z (batch, z_size) → embeddings (batch, bars, embedding_size);
+    embedding (batch, embedding_size) → state_h0, state_c0 (layers, batch,
+    dec_hidden); embedding, step_inputs (batch, time, input_size),
+    state_h, state_c → logits (batch, time, num_classes), state_h_out,
+    state_c_out.
     """
 
-    kind = "music_vae_flat"
+    kind = "music_vae"
 
     def __init__(self, input_size: int, num_classes: int, z_size: int = 256,
                  enc_hidden: int = 256, dec_hidden: int = 256, dec_layers: int = 2,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, bars: int = 1, conductor_hidden: int = 256):
         super().__init__()
         self.config = {"input_size": input_size, "num_classes": num_classes, "z_size": z_size,
                        "enc_hidden": enc_hidden, "dec_hidden": dec_hidden,
-                       "dec_layers": dec_layers, "dropout": dropout}
+                       "dec_layers": dec_layers, "dropout": dropout, "bars": bars,
+                       "conductor_hidden": conductor_hidden}
         self.encoder = nn.LSTM(input_size, enc_hidden, batch_first=True, bidirectional=True)
         self.to_mu = nn.Linear(2 * enc_hidden, z_size)
         self.to_sigma = nn.Linear(2 * enc_hidden, z_size)
-        self.to_state = nn.Linear(z_size, 2 * dec_layers * dec_hidden)
-        self.decoder = nn.LSTM(input_size + z_size, dec_hidden, dec_layers, batch_first=True,
+        embedding = z_size
+        if bars > 1:
+            self.conductor_state = nn.Linear(z_size, 2 * 2 * conductor_hidden)
+            self.conductor = nn.LSTM(z_size, conductor_hidden, 2, batch_first=True)
+            embedding = conductor_hidden
+        self.embedding_size = embedding
+        self.to_state = nn.Linear(embedding, 2 * dec_layers * dec_hidden)
+        self.decoder = nn.LSTM(input_size + embedding, dec_hidden, dec_layers, batch_first=True,
                                dropout=dropout if dec_layers > 1 else 0.0)
         self.head = nn.Linear(dec_hidden, num_classes)
 
@@ -204,29 +216,49 @@ class MusicVAENet(nn.Module):
         final = torch.cat([h[0], h[1]], dim=1)  # forward and backward final states
         return self.to_mu(final), nn.functional.softplus(self.to_sigma(final))
 
-    def initial_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        layers, hidden = self.config["dec_layers"], self.config["dec_hidden"]
-        state = torch.tanh(self.to_state(z)).reshape(z.shape[0], 2, layers, hidden)
-        return (state[:, 0].permute(1, 0, 2).contiguous(),
-                state[:, 1].permute(1, 0, 2).contiguous())
+    def embeddings(self, z: torch.Tensor) -> torch.Tensor:
+        """(batch, bars, embedding_size): what each bar is decoded from."""
+        bars = self.config["bars"]
+        if bars == 1:
+            return z[:, None, :]
+        h0, c0 = _lstm_state(torch.tanh(self.conductor_state(z)), 2, self.config["conductor_hidden"])
+        outputs, _ = self.conductor(z[:, None, :].expand(-1, bars, -1).contiguous(), (h0, c0))
+        return outputs
 
-    def decode(self, z: torch.Tensor, step_inputs: torch.Tensor, state_h: torch.Tensor,
+    def initial_state(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _lstm_state(torch.tanh(self.to_state(embedding)), self.config["dec_layers"],
+                           self.config["dec_hidden"])
+
+    def decode(self, embedding: torch.Tensor, step_inputs: torch.Tensor, state_h: torch.Tensor,
                state_c: torch.Tensor):
-        tiled = z[:, None, :].expand(-1, step_inputs.shape[1], -1)
+        tiled = embedding[:, None, :].expand(-1, step_inputs.shape[1], -1)
         outputs, (state_h, state_c) = self.decoder(torch.cat([step_inputs, tiled], dim=2),
                                                    (state_h, state_c))
         return self.head(outputs), state_h, state_c
 
     def teacher_forced(self, z: torch.Tensor, sequence: torch.Tensor) -> torch.Tensor:
-        """Logits of every step given the true previous steps."""
-        previous = torch.cat([torch.zeros_like(sequence[:, :1]), sequence[:, :-1]], dim=1)
-        return self.decode(z, previous, *self.initial_state(z))[0]
+        """Logits of every step given the true previous steps of its bar."""
+        batch, steps, width = sequence.shape
+        bars = self.config["bars"]
+        embedding = self.embeddings(z).reshape(batch * bars, -1)
+        per_bar = sequence.reshape(batch * bars, steps // bars, width)
+        previous = torch.cat([torch.zeros_like(per_bar[:, :1]), per_bar[:, :-1]], dim=1)
+        logits = self.decode(embedding, previous, *self.initial_state(embedding))[0]
+        return logits.reshape(batch, steps, -1)
 
-    def forward(self, sequence, z, step_inputs, state_h, state_c):
+    def forward(self, sequence, z, embedding, step_inputs, state_h, state_c):
         mu, sigma = self.encode(sequence)
-        state_h0, state_c0 = self.initial_state(z)
-        logits, state_h_out, state_c_out = self.decode(z, step_inputs, state_h, state_c)
-        return mu, sigma, state_h0, state_c0, logits, state_h_out, state_c_out
+        embeddings = self.embeddings(z)
+        state_h0, state_c0 = self.initial_state(embedding)
+        logits, state_h_out, state_c_out = self.decode(embedding, step_inputs, state_h, state_c)
+        return mu, sigma, embeddings, state_h0, state_c0, logits, state_h_out, state_c_out
+
+
+def _lstm_state(flat: torch.Tensor, layers: int, hidden: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(batch, 2 · layers · hidden) → LSTM (h, c), each (layers, batch, hidden)."""
+    state = flat.reshape(flat.shape[0], 2, layers, hidden)
+    return state[:, 0].permute(1, 0, 2).contiguous(), state[:, 1].permute(1, 0, 2).contiguous()
 
 
 MODULES[MusicVAENet.kind] = MusicVAENet
+MODULES["music_vae_flat"] = MusicVAENet  # checkpoints written before the hierarchical decoder

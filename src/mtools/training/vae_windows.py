@@ -27,6 +27,7 @@ class VaeConfig:
     beta: float = 0.2
     free_bits: float = 48.0
     task: str = "interpolate"  # the command that plays it
+    network: tuple = ()  # (name, value) pairs over the default network (nets.MusicVAENet)
 
     @property
     def spec(self) -> str:
@@ -39,6 +40,10 @@ CONFIGS = {
     "drums_2bar": VaeConfig("drums_2bar", VaeSpace("drums", 32), ("groove",),
                             "2-bar drum patterns, 9 classes as 512 sets ↔ z "
                             "(Magenta cat-drums_2bar_small layout)"),
+    "mel_16bar": VaeConfig("mel_16bar", VaeSpace("melody", 256), ("music21:folk", "nottingham"),
+                           "16-bar melodies ↔ z, hierarchical decoder: a conductor over 16 bars "
+                           "(Magenta hierdec-mel_16bar layout)",
+                           network=(("bars", 16), ("conductor_hidden", 256))),
     "groovae": VaeConfig("groovae", VaeSpace("groove", 32, encoder="quantized"), ("groove",),
                          "GrooVAE humanize: 2 bars of quantized drum hits → velocities and "
                          "microtiming (Magenta groovae_2bar_humanize layout)", task="humanize"),
