@@ -26,6 +26,7 @@ Examples:
 # The figures the table shows, when a card has them, with short labels
 # (--json shows all).
 HEADLINE_METRICS = {"nll_per_step": "nll", "ngram_nll_per_step": "n-gram", "accuracy": "acc",
+                    "accuracy_sampled": "recon acc", "hit_f1": "hit F1",
                     "note_f1": "note F1", "frame_nll": "frame nll"}
 
 
