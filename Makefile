@@ -50,6 +50,14 @@ demo: install
 	@echo "== Coconet writes new alto and tenor parts for bars 3 and 4, three takes"
 	$(BIN)/mtools infill demo/ode_to_joy_satb.mid --start 3 --end 5 --voices alto,tenor -n 3 --seed 2 \
 	  -o demo/ode_to_joy_infilled/
+	@echo "== MusicVAE morphs the opening of Ode to Joy into Frere Jacques in 6 steps"
+	$(BIN)/mtools convert examples/frere_jacques.abc --to midi -o demo/frere_jacques.mid
+	$(BIN)/mtools interpolate demo/ode_to_joy.mid demo/frere_jacques.mid --steps 6 --seed 1 \
+	  -o demo/ode_to_frere.mid
+	$(BIN)/mtools convert demo/ode_to_frere.mid -o demo/ode_to_frere.wav
+	@echo "== ... and a rock beat into a half-time groove (drums_2bar)"
+	$(BIN)/mtools interpolate examples/rock_beat.mid examples/halftime_beat.mid --steps 4 \
+	  --model music_vae:drums_2bar --seed 1 -o demo/rock_to_halftime.mid
 	@$(BIN)/mtools models
 	@ls -lR demo/
 
@@ -74,6 +82,7 @@ bench: install
 	bash benchmarks/quiet_machine.sh .venv-bench/bin/python benchmarks/bench_cli.py
 	bash benchmarks/quiet_machine.sh $(BIN)/python benchmarks/bench_continue.py $(BENCH_CONTINUE_ARGS)
 	$(BIN)/python benchmarks/bench_continue_stats.py $(BENCH_CONTINUE_ARGS)
+	bash benchmarks/quiet_machine.sh $(BIN)/python benchmarks/bench_interpolate.py
 
 docs: install
 	$(BIN)/python -m mtools.docs

@@ -107,11 +107,14 @@ def _coconet_figures(ref, data: list[str], split: str, device, samples: int) -> 
 
 
 def _music_vae_figures(ref, data: list[str], split: str, device) -> dict:
+    from dataclasses import replace
+
     from mtools.errors import InputFormatError
-    from mtools.models.music_vae import MusicVae, vae_figures
+    from mtools.models.music_vae import MusicVae, VaeSpace, vae_figures
     from mtools.training.vae_windows import find_config, load_windows
 
-    windows = load_windows(find_config(ref.card.config), data, split)
+    config = replace(find_config(ref.card.config), space=VaeSpace.from_card(ref.card.encoding))
+    windows = load_windows(config, data, split)
     if not len(windows):
         raise InputFormatError(f"no {ref.card.config} windows in the {split} part of "
                                f"{' '.join(data)}")

@@ -12,16 +12,17 @@ from mtools.commands import _options as opt
 
 HELP = """Morph from A to B through a MusicVAE's latent space, or sample it.
 
-Takes a 2-bar window of each input: the top line for melody models, the
-drum hits for drum models, from the first bar with a note (or the bar
---window names). Both windows are encoded (posterior means), the path
+Takes a window of each input as long as the model's (2 bars, or 16 for
+mel_16bar): the top line for melody models, the drum hits for drum models,
+from the first bar with a note (or the bar --window names). Both windows are encoded (posterior means), the path
 between them on the sphere is cut into --steps points (A and B included),
 and each point is decoded. MIDI output is one sequence of the points back
 to back (--concat); --no-concat gives one output per point (-o DIR/, or
 JSONL lines). --sample N decodes N draws from the prior instead;
 --emit-latents writes the latent vectors as JSONL, for arithmetic on them.
 
-Models: music_vae:mel_2bar (default), music_vae:drums_2bar.
+Models: music_vae:mel_2bar (default), music_vae:drums_2bar, music_vae:mel_16bar
+(when you train it).
 
 Examples:
 
@@ -78,6 +79,12 @@ def interpolate(
                            jobs=1, skip_existing=False, quiet=quiet, progress=False)
     if emit_latents and to is not None and to.value != "jsonl":
         raise UsageError("--emit-latents writes JSONL", hint=f"drop --to {to.value}")
+    named = settings.plan.extension_format() if settings.plan.mode == "file" else None
+    if emit_latents and settings.plan.mode == "file" and named not in (None, "jsonl"):
+        raise UsageError(f"--emit-latents writes JSONL, not into {settings.plan.path}",
+                         hint="name a .jsonl file")
+    if sample is not None and window is not None:
+        raise UsageError("--window picks the inputs' bars; --sample takes no inputs")
     if settings.plan.mode == "stdout":
         check_binary_stdout(settings.binary)
     bars = _window_bars(window)

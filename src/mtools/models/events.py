@@ -402,14 +402,17 @@ def bitmask_pitches(mask: int, type_pitches=DRUM_TYPE_PITCHES) -> list[int]:
 def score_to_drum_tracks(score: Score, *, steps_per_quarter: int = STEPS_PER_QUARTER,
                          gap_bars: float = DEFAULT_GAP_BARS, min_bars: int = DEFAULT_MIN_BARS,
                          max_steps: int | None = None, type_pitches=DRUM_TYPE_PITCHES,
-                         piece: str = "", timing: bool = False) -> list[DrumTrack]:
+                         piece: str = "", timing: bool = False,
+                         pad_end: bool = False) -> list[DrumTrack]:
     """Drum tracks of a score, note_seq's `extract_drum_tracks`: every drum
     note (is_drum, velocity > 0) of every instrument, grouped by onset step;
     `gap_bars` bars without a hit end a track, the next starts on the
     following bar line; tracks shorter than `min_bars` bars are dropped and
     `max_steps` truncates. Keys in no class still count as hits for the
     track's extent (as in note_seq) but set no bit. With `timing`, each
-    track keeps its hits' offsets from the grid (GrooVAE's microtiming)."""
+    track keeps its hits' offsets from the grid (GrooVAE's microtiming);
+    with `pad_end` (note_seq's pad_end), a track runs to the end of its
+    last bar, so a 2-bar loop is 2 bars long."""
     grid = score_grid(score, steps_per_quarter)
     if grid is None:
         return []
@@ -426,6 +429,8 @@ def score_to_drum_tracks(score: Score, *, steps_per_quarter: int = STEPS_PER_QUA
             return tracks
         origin, length = _drum_span(onsets[first:], search, grid.steps_per_bar, gap_bars)
         end = origin + length
+        if pad_end:
+            length = -(-length // grid.steps_per_bar) * grid.steps_per_bar
         if length >= grid.steps_per_bar * min_bars:
             keep = min(length, max_steps) if max_steps else length
             lo, hi = bisect.bisect_left(steps, origin), bisect.bisect_left(steps, origin + keep)

@@ -83,8 +83,8 @@ def groove_score(score: Score, options: GrooveOptions) -> GrooveResult:
 def _drum_frames(score: Score, space) -> tuple[np.ndarray, list[str]]:
     track = primer_drum_track(score, steps_per_quarter=space.steps_per_quarter, timing=True)
     if not np.any(track.events):
-        raise InputFormatError("no drum notes to humanize (General MIDI drums, MIDI channel 10)",
-                               hint="drumify makes drums from any rhythm")
+        raise InputFormatError("no drum notes to humanize (General MIDI drum keys on MIDI "
+                               "channel 10)", hint="drumify makes drums from any rhythm")
     warnings = [] if track.steps_per_bar == 16 else [
         f"the model learned 4/4 grooves; this is {track.time_signature[0]}/"
         f"{track.time_signature[1]}"]

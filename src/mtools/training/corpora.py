@@ -136,7 +136,7 @@ def load_drum_tracks(source: str, *, progress: Progress | None = None, refresh: 
 def load_grooves(source: str, *, progress: Progress | None = None, refresh: bool = False,
                  workers: int = DEFAULT_WORKERS) -> list[DrumTrack]:
     """Drum tracks with their microtiming (DrumTrack.offsets) for GrooVAE:
-    2 bars at least, 1-bar gaps."""
+    2 bars at least, 1-bar gaps, each running to the end of its last bar."""
     return _load("grooves", source, progress, refresh, workers)
 
 
@@ -336,7 +336,7 @@ def _extract(kind: str, score: Score, piece: str, melody: str) -> list:
     if kind == "drums":
         return score_to_drum_tracks(score, piece=piece)
     if kind == "grooves":
-        return score_to_drum_tracks(score, piece=piece, min_bars=2, timing=True)
+        return score_to_drum_tracks(score, piece=piece, min_bars=2, timing=True, pad_end=True)
     if kind == "lead_sheets":
         return score_to_lead_sheets(score, piece=piece)
     top = top_instrument(score.notes) if melody == "top" else None

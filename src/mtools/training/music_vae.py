@@ -1,7 +1,8 @@
 """Training MusicVAE: every bar-aligned window of the training melodies or
 drum tracks, melodies transposed at random; the loss is the reconstruction
 cross-entropy summed over a window's steps plus beta times the KL
-divergence above a free-bits allowance (Magenta's `free_bits`/`max_beta`).
+divergence above a free-bits allowance in nats (Magenta's `max_beta` and
+`free_bits`, which Magenta counts in bits).
 Export writes one graph (encoder, decoder start state and decoder steps,
 see `mtools.models.music_vae`) and checks it against torch; the card holds
 the reconstruction accuracies measured on the valid split."""
@@ -220,10 +221,12 @@ RECONSTRUCTION_PROTOCOL = (
 GROOVE_PROTOCOL = (
     "Every 2-bar window of the valid drum tracks (bar-aligned, with at least one hit) is "
     "encoded from what the encoder reads (quantized hits for humanize, taps for drumify) to its "
-    "posterior mean and decoded greedily (a hit where p > 1/2). hit_*: precision, recall and F1 "
-    "of the decoded hits against the drummer's. velocity_mae (MIDI units) and offset_mae_steps "
-    "(16ths) on the hits found; baselines on the same hits: every hit at its class's mean "
-    "velocity over the windows, every hit exactly on the grid. kl_per_window in nats.")
+    "posterior mean and decoded greedily, as the command does: humanize plays the true hits "
+    "(only velocity and timing are the model's); drumify chooses hits (a hit where p > 1/2), "
+    "scored by hit_precision/recall/f1 against the drummer's. velocity_mae (MIDI units) and "
+    "offset_mae_steps (16ths) over the true hits played; baselines on the same hits: every hit "
+    "at its class's mean velocity over the windows, every hit exactly on the grid. "
+    "kl_per_window in nats.")
 
 
 def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
@@ -234,14 +237,15 @@ def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
         "default": config.name == DEFAULT_CONFIG, "description": config.description,
         "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
         "hyperparameters": {**model.config, "architecture": model.__doc__.split(".")[0],
-                            "beta": config.beta, "free_bits": config.free_bits},
+                            "beta": config.beta, "free_bits_nats": config.free_bits},
         "encoding": config.space.to_card(),
         "training": {
             "datasets": list(request.sources),
             "split": "the pieces' fixed train/valid split (see mtools.training.corpora); "
                      "windows of train pieces train, windows of valid pieces select and measure",
-            "windows": "32 steps starting on every 16-step bar line of pieces whose bar divides "
-                       "the window; a window starting inside a held note strikes it; melodies "
+            "windows": f"{config.space.steps} steps starting on every 16-step bar line of pieces "
+                       "whose bar divides 16 steps, each piece padded with silence to whole "
+                       "bars; a window starting inside a held note strikes it; melodies "
                        f"transposed by up to ±{TRANSPOSE} semitones while training",
             "train_windows": train_windows, "valid_windows": valid_windows,
             "best_valid_loss_per_window": round(history.best_valid, 4),
@@ -255,6 +259,8 @@ def reproduce_command(request: VaeRequest) -> str:
     words = ["mtools", "train", "music_vae", "--config", request.config.name]
     for source in request.sources:
         words += ["--data", source]
+    if request.loop.batch_size != LOOP.batch_size:
+        words += ["--batch-size", str(request.loop.batch_size)]
     network = request.network or {}
     if network.get("dec_hidden", NETWORK["dec_hidden"]) != NETWORK["dec_hidden"]:
         words += ["--hidden", str(network["dec_hidden"])]

@@ -18,7 +18,8 @@ TRANSPOSE = 5  # melodies: a random shift of up to this many semitones either wa
 @dataclass(frozen=True)
 class VaeConfig:
     """A trainable MusicVAE config: its space, default data, and the
-    loss's KL weight and free bits (nats)."""
+    loss's KL weight and free bits (in nats here; Magenta's `free_bits` is
+    in bits)."""
 
     name: str
     space: VaeSpace
@@ -43,6 +44,7 @@ CONFIGS = {
     "mel_16bar": VaeConfig("mel_16bar", VaeSpace("melody", 256), ("music21:folk", "nottingham"),
                            "16-bar melodies ↔ z, hierarchical decoder: a conductor over 16 bars "
                            "(Magenta hierdec-mel_16bar layout)",
+                           free_bits=177.0,  # Magenta's hierdec-mel_16bar: 256 bits
                            network=(("bars", 16), ("conductor_hidden", 256))),
     "groovae": VaeConfig("groovae", VaeSpace("groove", 32, encoder="quantized"), ("groove",),
                          "GrooVAE humanize: 2 bars of quantized drum hits → velocities and "
@@ -89,8 +91,9 @@ def load_windows(config: VaeConfig, sources, part: str, progress=None) -> np.nda
 def _line_windows(line, space: VaeSpace, hop: int = 16) -> np.ndarray:
     if space.kind != "groove":
         return windows_of(np.asarray(line.events), space, hop)
+    padded = len(line.events) + -len(line.events) % hop  # the last bars count (frames pad)
     frames = [groove_frames(line, start, space.steps)
-              for start in range(0, len(line.events) - space.steps + 1, hop)]
+              for start in range(0, padded - space.steps + 1, hop)]
     frames = [f for f in frames if space.has_notes(f)]
     return np.stack(frames) if frames else np.zeros((0, space.steps, space.input_size), np.float32)
 
