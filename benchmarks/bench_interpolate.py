@@ -6,7 +6,8 @@ starts at A, ends at B and changes smoothly in between.
 
 - Speed: `mtools interpolate A.mid B.mid --steps 8 --seed 1 -o out.mid`,
   A and B two windows of the model's valid data written as MIDI, start-up
-  included, median (min) of --repeat runs after a warm-up.
+  included, median (min) of --repeat runs after a warm-up. --speed-only
+  models (an untrained network of a config's size) are timed, not scored.
 - Endpoints and smoothness, on --pairs random pairs of valid windows
   (in-process, as the command decodes: posterior means, slerp, 8 points):
   - endpoint accuracy: the share of steps of the first decoded point equal
@@ -74,29 +75,37 @@ def main() -> None:
                         default=["music_vae:mel_2bar", "music_vae:drums_2bar"])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--speed-only", nargs="*", default=[], metavar="MODEL",
+                        help="models timed but not scored (e.g. an untrained network of a "
+                             "config's size, for its speed)")
     args = parser.parse_args()
     mtools = str(Path(sys.executable).with_name("mtools"))
-    speed = ["| model | 8-point 2-bar interpolation, end to end (s) | goal < 1 s |",
-             "|---|---|---|"]
+    speed = ["| model | bars | 8-point interpolation, end to end (s) | goal < 1 s (2 bars) |",
+             "|---|---|---|---|"]
     quality = ["| model | temperature | endpoint accuracy | mean hop | largest hop | A vs B | "
                "monotone |", "|---|---|---|---|---|---|---|"]
     sizes = []
-    for spec in args.models:
+    for spec in [*args.models, *args.speed_only]:
         ref = resolve_model(spec)
         model = MusicVae.from_ref(ref)
-        sizes.append(f"{spec} {ref.onnx_path.stat().st_size / 1e6:.1f} MB")
+        scored = spec in args.models
+        label = spec if scored else f"{ref.card.spec}, untrained weights (speed only)"
+        sizes.append(f"{label} {ref.onnx_path.stat().st_size / 1e6:.1f} MB")
         config = find_config(ref.card.config)
         valid = load_windows(config, config.default_sources, "valid").astype(np.int64)
         rng = np.random.default_rng(0)
         pairs = valid[rng.choice(len(valid), size=(args.pairs, 2))]
+        bars = model.space.steps // 16
         with tempfile.TemporaryDirectory() as tmp:
             a = window_file(model, pairs[0, 0], Path(tmp) / "a.mid")
             b = window_file(model, pairs[0, 1], Path(tmp) / "b.mid")
             command = [mtools, "interpolate", str(a), str(b), "--model", spec, "--steps",
                        str(POINTS), "--seed", "1", "-o", str(Path(tmp) / "out.mid")]
             stats = time_commands({"run": command}, args.repeat)["run"]
-        met = "met" if stats.median_s < GOAL_S else "missed"
-        speed.append(f"| {spec} | {stats.cell()} | {met} |")
+        met = ("met" if stats.median_s < GOAL_S else "missed") if bars == 2 else "(no goal)"
+        speed.append(f"| {label} | {bars} | {stats.cell()} | {met} |")
+        if not scored:
+            continue
         for temperature in (0.0, 0.5):
             f = path_figures(model, pairs, temperature, seed=1)
             quality.append(f"| {spec} | {temperature:g} | {f['endpoint accuracy']:.3f} | "
