@@ -15,7 +15,22 @@ _mtools() {
         esac
     done
     case $cmd in
-    '') _mtools_words 'continue convert harmonize infill humanize drumify interpolate models train eval --version -h --help' "$cur" ;;
+    '') _mtools_words 'transcribe continue convert harmonize infill humanize drumify interpolate models train eval --version -h --help' "$cur" ;;
+    transcribe)
+        case $prev in
+            -o|--output) _mtools_files "$cur"; return ;;
+            -m|--model) _mtools_files "$cur"; return ;;
+            --onset-threshold) return ;;
+            --frame-threshold) return ;;
+            --min-note-ms) return ;;
+            --program) _mtools_files "$cur"; return ;;
+            --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
+            --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
+            -j|--jobs) _mtools_files "$cur"; return ;;
+        esac
+        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --onset-threshold --frame-threshold --min-note-ms --program --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
+        else _mtools_files "$cur"; fi
+        ;;
     continue)
         case $prev in
             -o|--output) _mtools_files "$cur"; return ;;
@@ -156,9 +171,10 @@ _mtools() {
             --batch-size) _mtools_files "$cur"; return ;;
             --hidden) _mtools_files "$cur"; return ;;
             --layers) _mtools_files "$cur"; return ;;
+            --hours) return ;;
             --seed) _mtools_files "$cur"; return ;;
         esac
-        if [[ $cur == -* ]]; then _mtools_words '--config --data --out --run-dir --fresh --max-minutes --max-steps --batch-size --hidden --layers --export-only --seed -q --quiet --debug -h --help' "$cur"
+        if [[ $cur == -* ]]; then _mtools_words '--config --data --out --run-dir --fresh --max-minutes --max-steps --batch-size --hidden --layers --hours --export-only --seed -q --quiet --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     eval)
@@ -166,9 +182,10 @@ _mtools() {
             -m|--model) _mtools_files "$cur"; return ;;
             --split) _mtools_files "$cur"; return ;;
             --samples) _mtools_files "$cur"; return ;;
+            --ref) _mtools_files "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
         esac
-        if [[ $cur == -* ]]; then _mtools_words '-m --model --split --json --samples --device -q --quiet --debug -h --help' "$cur"
+        if [[ $cur == -* ]]; then _mtools_words '-m --model --split --json --samples --ref --device -q --quiet --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     esac

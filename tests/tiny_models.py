@@ -73,3 +73,25 @@ def tiny_music_vae(folder: Path, config: str = "mel_2bar", seed: int = 0) -> Pat
                 "hyperparameters": dict(model.config), "encoding": space.to_card(),
                 "description": "tiny random test model"}, path)
     return path
+
+
+def tiny_transcriber(folder: Path, seed: int = 0) -> Path:
+    """Export a random, tiny Onsets and Frames network with a real card;
+    returns the .onnx path."""
+    from mtools.models.onsets_frames import GRAPH_INPUTS, GRAPH_OUTPUTS
+    from mtools.models.transcription import FrontEnd, KeySpace
+    from mtools.training.nets import OnsetsFramesNet
+    from mtools.training.transcription import export_graph
+
+    torch.manual_seed(seed)
+    model = OnsetsFramesNet(FrontEnd().mel_bins, KeySpace().keys, channels=(2, 4), acoustic=16,
+                            lstm=4).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "onsets_frames.onnx"
+    export_graph(model, path)
+    write_card({"name": "onsets_frames", "task": "transcribe",
+                "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
+                "hyperparameters": dict(model.config),
+                "encoding": {"front_end": FrontEnd().to_card(), **KeySpace().to_card()},
+                "description": "tiny random test model"}, path)
+    return path

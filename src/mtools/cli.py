@@ -21,6 +21,7 @@ from mtools.commands.infill import infill
 from mtools.commands.interpolate import interpolate
 from mtools.commands.models import models
 from mtools.commands.train import train
+from mtools.commands.transcribe import transcribe
 from mtools.errors import EXIT_FAILURE, EXIT_INTERRUPTED, MtoolsError, StdoutClosed
 
 HELP = """Music models in Unix pipelines: transcribe, continue, harmonize, ...
@@ -53,6 +54,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version,
     pass
 
 
+app.command("transcribe")(transcribe)
 app.command("continue")(continue_)
 app.command("convert")(convert)
 app.command("harmonize")(harmonize)

@@ -22,7 +22,13 @@ Coconet-style .npz, or four-part MIDI/JSONL; it prints the frame-wise NLL
 (nats per 16th-note frame, random frame and voice order; see the model
 card for the protocol) and the NLL per note. For music_vae it prints the
 reconstruction accuracies of every 2-bar window (teacher-forced and free
-running from the posterior mean) and the KL term. Prints one JSON object
+running from the posterior mean) and the KL term. For onsets_frames
+(`mtools eval transcribe ...` picks it), DATA is audio with its reference
+MIDI: --ref REF.mid per audio file, or a folder where each audio file has
+a MIDI file of the same name beside it, or asap (held-out ASAP
+performances rendered with the held-out soundfont); it prints mir_eval's
+note precision/recall/F1 (onsets within 50 ms), with offsets, with
+velocities, and frame F1, averaged over pieces. Prints one JSON object
 (--json) or a short table.
 
 Examples:
@@ -32,6 +38,8 @@ Examples:
   mtools eval --model melody_rnn my_tunes/ --json | jq .nll_per_step
   mtools eval --model coconet jsb --split valid
   mtools eval --model music_vae:drums_2bar groove --split valid
+  mtools eval transcribe --ref piano.mid piano.wav
+  mtools eval transcribe recordings/ --json | jq .note_f1
 """
 
 
@@ -44,6 +52,9 @@ def eval_(
     samples: Annotated[int, typer.Option(
         "--samples", min=1, metavar="N",
         help="coconet: Monte Carlo draws per piece for the frame-wise NLL.")] = 32,
+    ref: Annotated[Optional[list[str]], typer.Option(
+        "--ref", metavar="MIDI",
+        help="transcription: the reference MIDI of each audio input, in order.")] = None,
     device: opt.DeviceOpt = None,
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
@@ -58,7 +69,21 @@ def eval_(
 
     if split not in ("valid", "train", "all"):
         raise UsageError(f"--split must be valid, train or all, not {split!r}")
+    if data and data[0] == "transcribe":  # `mtools eval transcribe ...`: the task's default model
+        data = data[1:]
+        model = "onsets_frames" if model == "melody_rnn" else model
+        if not data:
+            raise UsageError("name the audio to score", hint="see mtools eval --help")
+    references = ref
     ref = resolve_model(model)
+    if ref.card.task == "transcribe":
+        figures = {"model": ref.card.spec, "data": data,
+                   **_transcription_figures(ref, data, references or [],
+                                            device.value if device else None)}
+        _print(figures, as_json)
+        return
+    if references:
+        raise UsageError("--ref is for transcription models")
     if ref.card.name == "coconet":
         figures = {"model": ref.card.spec, "data": data, "split": split,
                    **_coconet_figures(ref, data, split, device.value if device else None, samples)}
@@ -119,6 +144,19 @@ def _music_vae_figures(ref, data: list[str], split: str, device) -> dict:
         raise InputFormatError(f"no {ref.card.config} windows in the {split} part of "
                                f"{' '.join(data)}")
     return vae_figures(MusicVae.from_ref(ref, device=device), windows)
+
+
+def _transcription_figures(ref, data: list[str], references: list[str], device) -> dict:
+    from mtools.models.onsets_frames import OnsetsFrames
+    from mtools.training.transcription_metrics import audio_pairs, pieces_figures
+
+    net = OnsetsFrames.from_ref(ref, device=device)
+    if data == ["asap"]:
+        from mtools.training.piano_renders import valid_pieces
+        from mtools.training.transcription import EVAL_PIECES
+
+        return pieces_figures(net, valid_pieces(EVAL_PIECES))
+    return pieces_figures(net, audio_pairs(data, references, net.front_end.sample_rate_hz))
 
 
 eval_.__doc__ = HELP

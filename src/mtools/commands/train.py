@@ -16,7 +16,11 @@ and groove (from $MTOOLS_DATA or ../shared/data), or a folder/file of MIDI,
 JSONL, ABC or MusicXML. Coconet trains on chorales: jsb (the JSB chorales'
 train part; its valid part selects and measures), js_fakes, or a
 Coconet-style .npz with train and valid parts. MusicVAE (--config mel_2bar
-or drums_2bar) trains on every 2-bar window of the melodies or drum tracks. Parsed data is cached under ~/.cache/mtools/data;
+or drums_2bar) trains on every 2-bar window of the melodies or drum tracks.
+onsets_frames trains on ASAP piano performances rendered to audio with
+several soundfonts and room/microphone/noise augmentation (--hours of it,
+rendered once and cached; one soundfont and 10% of the pieces are held out).
+Parsed data is cached under ~/.cache/mtools/data;
 checkpoints go to --run-dir (default ~/.cache/mtools/runs/NAME) every few
 minutes, and a stopped run resumes from there. The exported model goes to
 --out as NAME-CONFIG.onnx with its card; use it with --model PATH, or put
@@ -30,6 +34,7 @@ Examples:
   mtools train melody_rnn --max-minutes 30 --out models/   # resumes next time
   mtools train coconet --data jsb --max-minutes 120 --out models/
   mtools train music_vae --config drums_2bar --data groove --out models/
+  mtools train onsets_frames --hours 12 --max-minutes 240 --out models/
 """
 
 
@@ -52,9 +57,12 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, metavar="N",
                                                       help="Crops per optimizer step.")] = None,
     hidden: Annotated[Optional[int], typer.Option("--hidden", min=1, metavar="N",
-                                                  help="LSTM units per layer (coconet: filters; music_vae: encoder and decoder).")] = None,
+                                                  help="LSTM units per layer (coconet: filters; music_vae: encoder and decoder; onsets_frames: each direction).")] = None,
     layers: Annotated[Optional[int], typer.Option("--layers", min=1, metavar="N",
                                                   help="LSTM layers (coconet: convolution layers; music_vae: decoder layers).")] = None,
+    hours: Annotated[Optional[float], typer.Option(
+        "--hours", min=0.01, metavar="H",
+        help="onsets_frames: hours of rendered training audio (validation: a twelfth).")] = None,
     export_only: Annotated[bool, typer.Option(
         "--export-only", help="Export the run's best checkpoint without training more.")] = False,
     seed: opt.Seed = None,
@@ -75,6 +83,14 @@ def train(
         network = {k: v for k, v in {"filters": hidden, "layers": layers}.items() if v is not None}
         _train_coconet(data, out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,
                        seed, network, say)
+        return
+    if model == "onsets_frames":
+        from mtools.training.transcription import DEFAULT_HOURS
+
+        network = {"lstm": hidden} if hidden is not None else {}
+        hours_pair = (hours, hours / 12) if hours else DEFAULT_HOURS
+        _train_transcriber(out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,
+                           seed, network, hours_pair, say)
         return
     if model == "music_vae":
         network = {k: v for k, v in {"enc_hidden": hidden, "dec_hidden": hidden,
@@ -102,6 +118,19 @@ def _train_coconet(data, out, run_dir, fresh, export_only, max_minutes, max_step
     request = CoconetRequest(tuple(data or DEFAULT_SOURCES), out, run_dir or default_run_dir(),
                              loop, network, fresh)
     train_coconet(request, progress=say)
+
+
+def _train_transcriber(out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,
+                       seed, network, hours, say) -> None:
+    from mtools.training.run import with_limits
+    from mtools.training.transcription import LOOP, TranscriptionRequest, default_run_dir, \
+        train_transcriber
+
+    loop = with_limits(LOOP, max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
+                       batch_size=batch_size, seed=seed)
+    request = TranscriptionRequest(out, run_dir or default_run_dir(), loop, network or None,
+                                   hours, fresh)
+    train_transcriber(request, progress=say)
 
 
 def _train_music_vae(config, data, out, run_dir, fresh, export_only, max_minutes, max_steps,

@@ -262,3 +262,61 @@ def _lstm_state(flat: torch.Tensor, layers: int, hidden: int) -> tuple[torch.Ten
 
 MODULES[MusicVAENet.kind] = MusicVAENet
 MODULES["music_vae_flat"] = MusicVAENet  # checkpoints written before the hierarchical decoder
+
+
+class OnsetsFramesNet(nn.Module):
+    """Onsets and Frames (Hawthorne et al. 2018), sized for a CPU: one
+    convolutional acoustic stack shared by the heads (the paper gives each
+    head its own), then per head:
+    onset: bidirectional LSTM → keys logits;
+    offset, velocity: linear from the acoustic features;
+    frame: linear from the acoustic features, joined with the onset and
+    offset probabilities (gradients stopped, as in the paper) through a
+    bidirectional LSTM → keys logits.
+    The acoustic stack: two 3×3 convolutions of `channels[0]`, max-pool
+    over frequency, one of `channels[1]`, max-pool, then a linear layer
+    of `acoustic` units; batch norm and ReLU after each.
+
+    forward: mel (batch, frames, mel_bins) → onset_logits, frame_logits,
+    offset_logits, velocity, each (batch, frames, keys).
+    """
+
+    kind = "onsets_frames"
+
+    def __init__(self, mel_bins: int = 229, keys: int = 88, channels: tuple = (16, 32),
+                 acoustic: int = 256, lstm: int = 96, dropout: float = 0.25):
+        super().__init__()
+        c0, c1 = channels
+        self.config = {"mel_bins": mel_bins, "keys": keys, "channels": [c0, c1],
+                       "acoustic": acoustic, "lstm": lstm, "dropout": dropout}
+
+        def conv(cin, cout):
+            return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+
+        self.convs = nn.Sequential(*conv(1, c0), *conv(c0, c0), nn.MaxPool2d((1, 2)),
+                                   nn.Dropout(dropout), *conv(c0, c1), nn.MaxPool2d((1, 2)),
+                                   nn.Dropout(dropout))
+        self.acoustic = nn.Sequential(nn.Linear(c1 * (mel_bins // 4), acoustic), nn.ReLU(),
+                                      nn.Dropout(dropout))
+        self.onset_rnn = nn.LSTM(acoustic, lstm, batch_first=True, bidirectional=True)
+        self.onset_head = nn.Linear(2 * lstm, keys)
+        self.offset_head = nn.Linear(acoustic, keys)
+        self.velocity_head = nn.Linear(acoustic, keys)
+        self.frame_in = nn.Linear(acoustic, keys)
+        self.frame_rnn = nn.LSTM(3 * keys, lstm, batch_first=True, bidirectional=True)
+        self.frame_head = nn.Linear(2 * lstm, keys)
+
+    def forward(self, mel: torch.Tensor):
+        batch, frames, _ = mel.shape
+        x = self.convs(mel[:, None])  # (batch, c1, frames, mel_bins // 4)
+        x = self.acoustic(x.permute(0, 2, 1, 3).reshape(batch, frames, -1))
+        onset = self.onset_head(self.onset_rnn(x)[0])
+        offset = self.offset_head(x)
+        velocity = self.velocity_head(x)
+        joined = torch.cat([torch.sigmoid(self.frame_in(x)), torch.sigmoid(onset).detach(),
+                            torch.sigmoid(offset).detach()], dim=2)
+        frame = self.frame_head(self.frame_rnn(joined)[0])
+        return onset, frame, offset, velocity
+
+
+MODULES[OnsetsFramesNet.kind] = OnsetsFramesNet

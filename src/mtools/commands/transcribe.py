@@ -1,0 +1,79 @@
+"""`mtools transcribe`: audio → notes."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated
+
+import typer
+
+from mtools.commands import _options as opt
+from mtools.commands._batch import JobResult, run_batch, score_batch
+
+HELP = """Transcribe piano audio into notes (MIDI, or JSONL with --to jsonl).
+
+Reads WAV, FLAC or OGG at any sample rate and channel count, from files,
+folders or stdin. Long recordings stream through in blocks, so memory
+stays bounded. Notes get velocities; the sustain pedal is heard as longer
+notes.
+
+Models: onsets_frames (piano, default).
+
+Examples:
+
+\b
+  mtools transcribe piano.wav > piano.mid
+  cat piano.wav | mtools transcribe --to jsonl | jq '.notes | length'
+  mtools transcribe recordings/ -o midi/ --skip-existing --jobs 2
+  mtools transcribe song.wav | mtools harmonize > satb.mid
+  mtools transcribe take.flac --onset-threshold 0.7 --min-note-ms 30 -o take.mid
+"""
+
+
+def transcribe(
+    inputs: opt.Inputs = None,
+    output: opt.Output = None,
+    model: opt.Model = "onsets_frames",
+    onset_threshold: Annotated[float, typer.Option(
+        "--onset-threshold", min=0.0, max=1.0, metavar="P",
+        help="Onset probability that starts a note (higher: fewer, surer notes).")] = 0.5,
+    frame_threshold: Annotated[float, typer.Option(
+        "--frame-threshold", min=0.0, max=1.0, metavar="P",
+        help="Frame probability that keeps a note sounding.")] = 0.5,
+    min_note_ms: Annotated[float, typer.Option(
+        "--min-note-ms", min=0.0, metavar="MS", help="Drop notes shorter than this.")] = 0.0,
+    program: Annotated[int, typer.Option(
+        "--program", min=0, max=127, metavar="N",
+        help="General MIDI program of the notes written (default 0, piano).")] = 0,
+    to: opt.To = None,
+    device: opt.DeviceOpt = None,
+    skip_existing: opt.SkipExisting = False,
+    jobs: opt.Jobs = 1,
+    quiet: opt.Quiet = False,
+    progress: opt.Progress = False,
+    debug: opt.Debug = False,
+) -> None:
+    from mtools.io.sniff import AUDIO_FORMATS, extensions_for
+    from mtools.io.streams import expand_inputs
+    from mtools.models.onsets_frames import TranscribeOptions
+    from mtools.models.transcription import DecodeOptions
+
+    settings = score_batch(output, to.value if to else None, jobs=jobs,
+                           skip_existing=skip_existing, quiet=quiet, progress=progress)
+    options = TranscribeOptions(
+        model=model, device=device.value if device else None, program=program,
+        decode=DecodeOptions(onset_threshold, frame_threshold, min_note_ms / 1000.0))
+    sources = expand_inputs(inputs or [], extensions=extensions_for(AUDIO_FORMATS))
+    code = run_batch(sources, partial(transcribe_job, options, settings.format), settings)
+    if code:
+        raise typer.Exit(code)
+
+
+def transcribe_job(options, out_format: str, source) -> JobResult:
+    from mtools.io.formats import encode_outputs
+    from mtools.models.onsets_frames import transcribe_input
+
+    return JobResult(encode_outputs([transcribe_input(source, options)], out_format))
+
+
+transcribe.__doc__ = HELP

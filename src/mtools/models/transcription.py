@@ -1,0 +1,197 @@
+"""Onsets and Frames (Hawthorne et al. 2018) as numpy around one ONNX graph:
+the log-mel front end, frame labels from notes (for training and
+evaluation), and the decoding of the network's onset / frame / offset /
+velocity predictions into notes.
+
+Frames are centred: frame i covers the window centred on sample
+i · hop_samples, so it stands for time i · hop_samples / sample_rate_hz.
+Every constant comes from the model card (`FrontEnd.from_card`,
+`KeySpace.from_card`), so the piano and drum models share this code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from mtools.score import Note, Score, apply_sustain
+
+LOG_FLOOR = 1e-6  # added to mel power before the log: silence reads ~ -13.8
+HEADS = ("onset", "frame", "offset", "velocity")
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """The log-mel spectrogram the network reads: a Hann-windowed STFT of
+    `fft_samples` every `hop_samples` at `sample_rate_hz`, its power summed
+    into `mel_bins` triangular bands between fmin_hz and fmax_hz (HTK mel
+    scale, each band of unit area), then log(power + LOG_FLOOR)."""
+
+    sample_rate_hz: int = 16_000
+    hop_samples: int = 512
+    fft_samples: int = 2048
+    mel_bins: int = 229
+    fmin_hz: float = 30.0
+    fmax_hz: float = 8000.0
+
+    @classmethod
+    def from_card(cls, encoding: dict) -> FrontEnd:
+        f = encoding["front_end"]
+        return cls(int(f["sample_rate_hz"]), int(f["hop_samples"]), int(f["fft_samples"]),
+                   int(f["mel_bins"]), float(f["fmin_hz"]), float(f["fmax_hz"]))
+
+    def to_card(self) -> dict:
+        return {"sample_rate_hz": self.sample_rate_hz, "hop_samples": self.hop_samples,
+                "fft_samples": self.fft_samples, "mel_bins": self.mel_bins,
+                "fmin_hz": self.fmin_hz, "fmax_hz": self.fmax_hz}
+
+    @property
+    def frame_s(self) -> float:
+        return self.hop_samples / self.sample_rate_hz
+
+    def frames_for(self, num_samples: int) -> int:
+        """How many centred frames `num_samples` samples give."""
+        return 1 + num_samples // self.hop_samples
+
+    @cached_property
+    def filterbank(self) -> np.ndarray:
+        """(fft_samples // 2 + 1, mel_bins) float32 triangular mel bands."""
+        to_mel = lambda hz: 2595.0 * np.log10(1.0 + hz / 700.0)  # noqa: E731
+        edges_mel = np.linspace(to_mel(self.fmin_hz), to_mel(self.fmax_hz), self.mel_bins + 2)
+        edges_hz = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)
+        bins_hz = np.fft.rfftfreq(self.fft_samples, 1.0 / self.sample_rate_hz)[:, None]
+        lower, centre, upper = edges_hz[:-2], edges_hz[1:-1], edges_hz[2:]
+        rising = (bins_hz - lower) / (centre - lower)
+        falling = (upper - bins_hz) / (upper - centre)
+        bands = np.maximum(0.0, np.minimum(rising, falling))
+        return (bands * (2.0 / (upper - lower))).astype(np.float32)
+
+    @cached_property
+    def window(self) -> np.ndarray:
+        return np.hanning(self.fft_samples + 1)[:-1].astype(np.float32)
+
+    def log_mel(self, samples: np.ndarray) -> np.ndarray:
+        """(samples,) float mono at sample_rate_hz → (frames, mel_bins)
+        float32, frames = frames_for(len(samples))."""
+        half = self.fft_samples // 2
+        padded = np.concatenate([np.zeros(half, np.float32), np.asarray(samples, np.float32),
+                                 np.zeros(half, np.float32)])
+        return self._frames_mel(padded, self.frames_for(len(samples)))
+
+    def _frames_mel(self, padded: np.ndarray, frames: int) -> np.ndarray:
+        """Mel frames of windows starting every hop in `padded` (the first
+        window starts at padded[0])."""
+        out = np.empty((frames, self.mel_bins), np.float32)
+        step = 2048  # frames per FFT batch: bounds the temporary spectra
+        windows = np.lib.stride_tricks.sliding_window_view(padded, self.fft_samples)
+        for first in range(0, frames, step):
+            block = windows[first * self.hop_samples:
+                            (min(frames, first + step) - 1) * self.hop_samples + 1:self.hop_samples]
+            power = np.abs(np.fft.rfft(block * self.window, axis=1)) ** 2  # (n, bins)
+            out[first:first + len(block)] = np.log(power.astype(np.float32) @ self.filterbank
+                                                   + LOG_FLOOR)
+        return out
+
+    def stream(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Log-mel frames of audio arriving in blocks, as (n, mel_bins)
+        arrays whose concatenation equals `log_mel` of the whole signal;
+        memory is bounded by the block size."""
+        half = self.fft_samples // 2
+        buffer = np.zeros(half, np.float32)  # the centred first frame's left padding
+        done, total = 0, 0  # frames emitted; samples seen
+        for block in blocks:
+            buffer = np.concatenate([buffer, np.asarray(block, np.float32)])
+            total += len(block)
+            ready = max(0, (len(buffer) - self.fft_samples) // self.hop_samples + 1)
+            if ready:
+                yield self._frames_mel(buffer, ready)
+                buffer = buffer[ready * self.hop_samples:]
+                done += ready
+        remaining = self.frames_for(total) - done
+        if remaining > 0:
+            tail = np.concatenate([buffer, np.zeros(self.fft_samples, np.float32)])
+            yield self._frames_mel(tail, remaining)
+
+
+@dataclass(frozen=True)
+class KeySpace:
+    """The keys the network predicts: `keys` consecutive MIDI pitches from
+    `min_pitch` (piano: 21..108)."""
+
+    min_pitch: int = 21
+    keys: int = 88
+
+    @classmethod
+    def from_card(cls, encoding: dict) -> KeySpace:
+        return cls(int(encoding["min_pitch"]), int(encoding["keys"]))
+
+    def to_card(self) -> dict:
+        return {"min_pitch": self.min_pitch, "keys": self.keys}
+
+
+def note_labels(score: Score, frames: int, front_end: FrontEnd, keys: KeySpace,
+                *, sustain: bool = True) -> dict[str, np.ndarray]:
+    """Training and evaluation targets of a score over `frames` frames, each
+    (frames, keys): onset, frame and offset as 0/1 uint8, velocity as
+    float32 velocity/127 on onset frames (0 elsewhere). Notes are first
+    lengthened by the sustain pedal when `sustain` (as they are heard);
+    drum and out-of-range notes are left out. A note lasts at least one
+    frame; a later onset on the same key wins the frame it starts."""
+    labels = {name: np.zeros((frames, keys.keys), np.uint8) for name in ("onset", "frame", "offset")}
+    velocity = np.zeros((frames, keys.keys), np.float32)
+    notes = (apply_sustain(score) if sustain else score).notes
+    rate = 1.0 / front_end.frame_s
+    for note in sorted(notes, key=lambda n: n.start_s):
+        key = note.pitch - keys.min_pitch
+        start = int(round(note.start_s * rate))
+        if note.is_drum or not 0 <= key < keys.keys or start >= frames:
+            continue
+        end = max(start + 1, int(round(note.end_s * rate)))
+        labels["frame"][start:min(end, frames), key] = 1
+        labels["onset"][start, key] = 1
+        velocity[start, key] = note.velocity / 127.0
+        if end < frames:
+            labels["offset"][end, key] = 1
+    return {**labels, "velocity": velocity}
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Thresholds on the sigmoid outputs, and the shortest note kept."""
+
+    onset_threshold: float = 0.5
+    frame_threshold: float = 0.5
+    min_note_s: float = 0.0
+
+
+def decode_notes(probs: dict[str, np.ndarray], front_end: FrontEnd, keys: KeySpace,
+                 options: DecodeOptions = DecodeOptions(), *, program: int = 0) -> list[Note]:
+    """Notes from per-frame predictions, each (frames, keys) in [0, 1]:
+    a note starts on the first frame of a run of onsets above the onset
+    threshold and lasts while its frame prediction stays above the frame
+    threshold (a new onset on the key ends it). Its velocity is the
+    velocity head's value at the onset, times 127."""
+    onsets = probs["onset"] > options.onset_threshold
+    active = (probs["frame"] > options.frame_threshold) | onsets
+    frames = len(onsets)
+    starts = onsets & ~np.vstack([np.zeros((1, keys.keys), bool), onsets[:-1]])
+    notes = []
+    for key in np.nonzero(starts.any(axis=0))[0]:
+        begin = np.nonzero(starts[:, key])[0]
+        silent = np.append(np.nonzero(~active[:, key])[0], frames)  # end of input: silent
+        ends = silent[np.searchsorted(silent, begin)]  # the first silent frame after each start
+        ends = np.minimum(ends, np.append(begin[1:], frames))
+        velocity = np.clip(np.round(probs["velocity"][begin, key] * 127), 1, 127).astype(int)
+        for b, e, v in zip(begin, ends, velocity):
+            start_s, end_s = b * front_end.frame_s, max(e, b + 1) * front_end.frame_s
+            if end_s - start_s >= options.min_note_s:
+                notes.append(Note(int(key) + keys.min_pitch, int(v), float(start_s),
+                                  float(end_s), program=program))
+    return sorted(notes, key=lambda n: (n.start_s, n.pitch))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))

@@ -1,0 +1,183 @@
+"""Training Onsets and Frames on rendered piano audio (see
+`mtools.training.piano_renders`): random crops of the training renders,
+the paper's loss (onset, frame and offset binary cross-entropy, velocity
+squared error on the true onsets), validation on crops of the held-out
+soundfont's renders, export to one ONNX graph checked against torch, and a
+card whose figures are note-level scores on whole held-out performances
+(`mtools.training.transcription_metrics`)."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtools.errors import MtoolsError
+from mtools.models.onsets_frames import GRAPH_INPUTS, GRAPH_OUTPUTS
+from mtools.models.registry import write_card
+from mtools.models.transcription import FrontEnd, KeySpace
+from mtools.training import corpora
+from mtools.training.export import export_checked, export_onnx, run_card
+from mtools.training.loop import TrainConfig, Trainer, load_checkpoint
+from mtools.training.nets import OnsetsFramesNet
+
+Progress = Callable[[str], None]
+NAME = "onsets_frames"
+CROP_FRAMES = 160  # 5.1 s per training crop
+LOOP = TrainConfig(batch_size=8, crop_steps=CROP_FRAMES, learning_rate=6e-4, eval_every=500,
+                   valid_crops=96, patience=8)
+DEFAULT_HOURS = (12.0, 1.0)  # rendered audio for training and validation
+EVAL_PIECES = 12  # whole held-out performances the card's note figures come from
+
+
+class CropBatches:
+    """Batches for `Trainer` from a RenderSet: tensors mel (batch, frames,
+    mel_bins) and onset, frame, offset, velocity (batch, frames, keys)."""
+
+    def __init__(self, renders, config: TrainConfig):
+        self.renders, self.config = renders, config
+
+    def batch(self, rng: np.random.Generator):
+        crops = self.renders.batch(rng, self.config.batch_size, self.config.crop_steps)
+        return tuple(torch.from_numpy(np.ascontiguousarray(crops[name], np.float32))
+                     for name in ("mel", "onset", "frame", "offset", "velocity"))
+
+    def fixed_batches(self, count: int, seed: int = 1234):
+        rng = np.random.default_rng(seed)
+        return [self.batch(rng) for _ in range(max(1, count // self.config.batch_size))]
+
+
+def transcription_loss(model: OnsetsFramesNet, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean BCE of onsets, frames and offsets over every (frame, key) cell,
+    plus the velocity squared error averaged over the true onsets; the
+    weight is the batch's number of frames."""
+    mel, onset, frame, offset, velocity = batch
+    onset_logits, frame_logits, offset_logits, velocity_out = model(mel)
+    bce = nn.functional.binary_cross_entropy_with_logits
+    loss = bce(onset_logits, onset) + bce(frame_logits, frame) + bce(offset_logits, offset)
+    loss = loss + (onset * (velocity_out - velocity) ** 2).sum() / onset.sum().clamp(min=1.0)
+    return loss, torch.tensor(float(mel.shape[0] * mel.shape[1]))
+
+
+@dataclass(frozen=True)
+class TranscriptionRequest:
+    out_dir: Path
+    run_dir: Path
+    loop: TrainConfig = LOOP
+    network: dict | None = None
+    hours: tuple[float, float] = DEFAULT_HOURS
+    fresh: bool = False
+
+
+def default_run_dir() -> Path:
+    return corpora.cache_dir() / "runs" / NAME
+
+
+def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda m: None) -> Path:
+    """Render the data if needed, train (or resume), export, measure on
+    held-out performances and write the card; returns the .onnx path."""
+    from mtools.training import piano_renders
+
+    if request.fresh and request.run_dir.exists():
+        shutil.rmtree(request.run_dir)
+    train_hours, valid_hours = request.hours
+    piano_renders.build_renders(hours_train=train_hours, hours_valid=valid_hours,
+                                progress=progress)
+    train, valid = piano_renders.load_renders("train"), piano_renders.load_renders("valid")
+    progress(f"{len(train.segments)} training and {len(valid.segments)} validation segments")
+    front_end, keys = FrontEnd(), KeySpace()
+    model = OnsetsFramesNet(front_end.mel_bins, keys.keys, **(request.network or {}))
+    trainer = Trainer(model, model.kind, CropBatches(train, request.loop),
+                      CropBatches(valid, request.loop), request.loop, request.run_dir,
+                      extra={"spec": NAME}, progress=lambda history, message: progress(message),
+                      loss_fn=transcription_loss)
+    history = trainer.run()
+    if not (request.run_dir / "best.pt").exists():
+        raise MtoolsError(f"{request.run_dir} holds no trained checkpoint to export",
+                          hint="train some steps first (drop --export-only)")
+    best, state = load_checkpoint(request.run_dir / "best.pt")
+    trained_with = TrainConfig(**state["train_config"])
+    return export_transcriber(replace(request, loop=trained_with), best, history, progress)
+
+
+def export_graph(model: OnsetsFramesNet, path: Path) -> None:
+    """The network as one ONNX file with dynamic batch and frames."""
+    axes = {0: "batch", 1: "frames"}
+    dynamic = {name: axes for name in (*GRAPH_INPUTS, *GRAPH_OUTPUTS)}
+    example = (torch.zeros(2, 40, model.config["mel_bins"]),)
+    export_onnx(model.eval(), example, Path(path), list(GRAPH_INPUTS), list(GRAPH_OUTPUTS), dynamic)
+
+
+def parity_error(model: OnsetsFramesNet, path: Path, seed: int = 0) -> float:
+    """Largest |torch - ONNX Runtime| over the outputs for random log-mel
+    input of a batch and length the export did not see."""
+    from mtools.runtime import load_session
+
+    mel = np.random.default_rng(seed).normal(-6.0, 3.0, size=(3, 77, model.config["mel_bins"]))
+    mel = mel.astype(np.float32)
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(mel))
+    session = load_session(path, inputs=list(GRAPH_INPUTS), outputs=list(GRAPH_OUTPUTS),
+                           device="cpu")
+    got = session.run({"mel": mel})
+    return max(float(np.abs(got[name] - want.numpy()).max())
+               for name, want in zip(GRAPH_OUTPUTS, expected))
+
+
+def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, history,
+                       progress: Progress) -> Path:
+    from mtools.models.onsets_frames import OnsetsFrames
+    from mtools.models.registry import resolve_model
+    from mtools.training.piano_renders import valid_pieces
+    from mtools.training.transcription_metrics import PROTOCOL, pieces_figures
+
+    request.out_dir.mkdir(parents=True, exist_ok=True)
+    path = request.out_dir / f"{NAME}.onnx"
+    error = export_checked(model, path, export_graph, parity_error)
+    card = _card(request, model, history)
+    write_card(card, path)
+    progress(f"transcribing {EVAL_PIECES} held-out performances for the card")
+    net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
+    card["metrics"] = {**pieces_figures(net, valid_pieces(EVAL_PIECES)), "split": "valid",
+                       "protocol": PROTOCOL, "parity_max_abs_error": float(f"{error:.2e}"),
+                       "measured_by": "mtools train (at export); reproduce: mtools eval "
+                                      f"--model {NAME} asap --split valid"}
+    write_card(card, path)
+    progress(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
+    return path
+
+
+def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dict:
+    from mtools.training.piano_renders import manifest
+
+    return {
+        "name": NAME, "config": "", "task": "transcribe", "default": True,
+        "description": "Piano audio → notes with velocities (Onsets and Frames, CPU-sized)",
+        "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
+        "hyperparameters": {**model.config, "architecture": model.__doc__.split(".")[0]},
+        "encoding": {"front_end": FrontEnd().to_card(), **KeySpace().to_card(),
+                     "labels": "notes lengthened by the sustain pedal (as heard); onset on "
+                               "the note's nearest frame, offset on its end's"},
+        "training": {
+            "datasets": ["asap (rendered)"], "renders": manifest(),
+            "split": "by piece: 10% of ASAP pieces (sha1 of the folder) are validation, "
+                     "rendered with a soundfont training never hears",
+            "best_valid_loss": round(history.best_valid, 4),
+            **run_card(history, request.loop, reproduce_command(request)),
+        },
+        "metrics": {},
+    }
+
+
+def reproduce_command(request: TranscriptionRequest) -> str:
+    words = ["mtools", "train", NAME, "--hours", f"{request.hours[0]:g}",
+             "--max-minutes", f"{request.loop.max_minutes:g}", "--out", "DIR"]
+    if request.loop.batch_size != LOOP.batch_size:
+        words += ["--batch-size", str(request.loop.batch_size)]
+    return " ".join(shlex.quote(word) for word in words)

@@ -1,0 +1,145 @@
+"""Transcription figures, as the Onsets and Frames papers report them:
+mir_eval's note precision / recall / F1 (onsets within 50 ms), with
+offsets too, with velocities too, and frame F1; per piece, then averaged
+over pieces. Needs mir_eval (the `eval` extra, also in `train` and `dev`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+import numpy as np
+
+from mtools.errors import MtoolsError
+from mtools.models.onsets_frames import OnsetsFrames, TranscribeOptions, predictions_to_score
+from mtools.models.transcription import HEADS, note_labels
+from mtools.score import Note, Score, apply_sustain
+
+ONSET_TOLERANCE_S = 0.05
+OFFSET_RATIO = 0.2  # mir_eval's default: an offset within 20% of the note (or 50 ms)
+VELOCITY_TOLERANCE = 0.1
+PROTOCOL = (
+    "Whole held-out performances, rendered with the held-out soundfont, transcribed as "
+    "`mtools transcribe` does (default thresholds). The reference is the performance MIDI with "
+    "notes lengthened by the sustain pedal. note_*: mir_eval.transcription, onsets within "
+    "50 ms; note_offset_*: offsets too (within 20% of the note or 50 ms); note_velocity_*: "
+    "mir_eval.transcription_velocity (tolerance 0.1); frame_*: over (frame, key) cells at the "
+    "model's hop. Each figure is the mean over pieces, as the papers report.")
+
+
+def _mir_eval():
+    try:
+        import mir_eval
+        import mir_eval.transcription_velocity  # noqa: F401
+    except ImportError:
+        raise MtoolsError("scoring transcriptions needs mir_eval",
+                          hint="pip install 'mtools[eval]' (or pip install mir_eval)") from None
+    return mir_eval
+
+
+def _arrays(notes: Iterable[Note]):
+    notes = [n for n in notes if not n.is_drum]
+    intervals = np.array([[n.start_s, n.end_s] for n in notes], float).reshape(-1, 2)
+    hz = 440.0 * 2.0 ** ((np.array([n.pitch for n in notes], float) - 69.0) / 12.0)
+    velocities = np.array([n.velocity for n in notes], float)
+    return intervals, hz, velocities
+
+
+def score_figures(reference: Score, estimate: Score, net: OnsetsFrames) -> dict[str, float]:
+    """One piece's figures (see PROTOCOL); the reference's sustain pedal is
+    applied here."""
+    mir_eval = _mir_eval()
+    ref_i, ref_hz, ref_v = _arrays(apply_sustain(reference).notes)
+    est_i, est_hz, est_v = _arrays(estimate.notes)
+    if not len(ref_i):
+        raise MtoolsError("the reference holds no notes to score against")
+    figures = {}
+    for prefix, ratio in (("note", None), ("note_offset", OFFSET_RATIO)):
+        p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
+            ref_i, ref_hz, est_i, est_hz, onset_tolerance=ONSET_TOLERANCE_S, offset_ratio=ratio)
+        figures.update({f"{prefix}_precision": p, f"{prefix}_recall": r, f"{prefix}_f1": f})
+    p, r, f, _ = mir_eval.transcription_velocity.precision_recall_f1_overlap(
+        ref_i, ref_hz, ref_v, est_i, est_hz, est_v, onset_tolerance=ONSET_TOLERANCE_S,
+        offset_ratio=None, velocity_tolerance=VELOCITY_TOLERANCE)
+    figures.update({"note_velocity_precision": p, "note_velocity_recall": r, "note_velocity_f1": f})
+    figures.update(frame_figures(reference, estimate, net))
+    return figures
+
+
+def frame_figures(reference: Score, estimate: Score, net: OnsetsFrames) -> dict[str, float]:
+    """Precision, recall and F1 over (frame, key) cells: the reference
+    with its pedal, the estimate as decoded (no pedal of its own)."""
+    end = max([reference.total_s, estimate.total_s] + [n.end_s for n in estimate.notes])
+    frames = int(np.ceil(end / net.front_end.frame_s)) + 1
+    ref = note_labels(reference, frames, net.front_end, net.keys)["frame"].astype(bool)
+    est = note_labels(estimate, frames, net.front_end, net.keys, sustain=False)["frame"].astype(bool)
+    hits = float((ref & est).sum())
+    precision = hits / max(float(est.sum()), 1.0)
+    recall = hits / max(float(ref.sum()), 1.0)
+    f1 = 0.0 if hits == 0 else 2 * precision * recall / (precision + recall)
+    return {"frame_precision": precision, "frame_recall": recall, "frame_f1": f1}
+
+
+def transcribe_samples(net: OnsetsFrames, samples: np.ndarray,
+                       options: TranscribeOptions = TranscribeOptions()) -> Score:
+    """Transcribe mono float32 audio already at the model's rate."""
+    parts = list(net.predict(net.front_end.stream([samples])))
+    probs = {name: np.concatenate([p[name] for p in parts]).astype(np.float32) for name in HEADS}
+    return predictions_to_score(probs, net, options,
+                                len(samples) / net.front_end.sample_rate_hz)
+
+
+def pieces_figures(net: OnsetsFrames, pieces, options: TranscribeOptions = TranscribeOptions()
+                   ) -> dict:
+    """Mean figures over (name, reference Score, audio at the model's rate)
+    pieces, with how many, their seconds, and seconds of audio per second
+    of transcription (this process, after loading)."""
+    rows, audio_s, spent = [], 0.0, 0.0
+    for _, reference, samples in pieces:
+        started = time.perf_counter()
+        estimate = transcribe_samples(net, samples, options)
+        spent += time.perf_counter() - started
+        audio_s += len(samples) / net.front_end.sample_rate_hz
+        rows.append(score_figures(reference, estimate, net))
+    if not rows:
+        raise MtoolsError("no pieces to score")
+    means = {key: round(float(np.mean([row[key] for row in rows])), 4) for key in rows[0]}
+    return {**means, "pieces": len(rows), "audio_seconds": round(audio_s, 1),
+            "realtime_factor": round(audio_s / max(spent, 1e-9), 1)}
+
+
+MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")
+
+
+def audio_pairs(data: list[str], references: list[str], sample_rate_hz: int):
+    """(name, reference Score, mono audio at sample_rate_hz) for each audio
+    file named or found in folders of `data`, its reference from
+    `references` (in order) or the MIDI file of the same name beside it."""
+    from pathlib import Path
+
+    from mtools.errors import InputMissingError, UsageError
+    from mtools.io.audio import read_audio
+    from mtools.io.formats import detect_format, read_scores
+    from mtools.io.sniff import AUDIO_FORMATS, extensions_for
+    from mtools.io.streams import expand_inputs
+
+    inputs = expand_inputs(data, extensions=extensions_for(AUDIO_FORMATS), allow_stdin=False)
+    if references and len(references) != len(inputs):
+        raise UsageError(f"{len(references)} --ref files for {len(inputs)} audio inputs",
+                         hint="give one --ref per audio file, in order, or none")
+    for index, source in enumerate(inputs):
+        if references:
+            midi = Path(references[index])
+        else:
+            found = [source.path.with_suffix(s) for s in MIDI_SUFFIXES
+                     if source.path.with_suffix(s).exists()]
+            if not found:
+                raise InputMissingError(f"{source.name}: no reference MIDI of the same name "
+                                        "beside it", hint="name one with --ref")
+            midi = found[0]
+        if not midi.is_file():
+            raise InputMissingError(f"{midi}: no such file")
+        blob = midi.read_bytes()
+        reference = read_scores(blob, detect_format(blob, None, str(midi)), str(midi))[0]
+        yield source.name, reference, read_audio(source.path, sample_rate_hz, name=source.name)

@@ -1,0 +1,182 @@
+"""Onsets and Frames: the front end, labels, decoding, chunked inference,
+export parity and `mtools transcribe` end to end on a tiny random model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from builders import chord_notes, pedal
+from clirunner import run
+from mtools.io.audio import wav_bytes
+from mtools.models.onsets_frames import OnsetsFrames
+from mtools.models.registry import resolve_model
+from mtools.models.transcription import FrontEnd, KeySpace, decode_notes, note_labels
+from mtools.score import Note, make_score
+
+torch = pytest.importorskip("torch")
+
+FRONT_END, KEYS = FrontEnd(), KeySpace()
+RATE = FRONT_END.sample_rate_hz
+
+
+def tone(hz: float, seconds: float, rate: int = RATE) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    from tiny_models import tiny_transcriber
+
+    return tiny_transcriber(tmp_path_factory.mktemp("of"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_path):
+    return OnsetsFrames.from_ref(resolve_model(str(tiny_path)), device="cpu")
+
+
+def test_a_tone_lights_the_mel_band_of_its_frequency():
+    mel = FRONT_END.log_mel(tone(440.0, 1.0))
+    assert mel.shape == (FRONT_END.frames_for(RATE), FRONT_END.mel_bins)
+    bank = FRONT_END.filterbank  # (fft bins, mel bins)
+    bin_440 = round(440.0 * FRONT_END.fft_samples / RATE)
+    middle = mel[len(mel) // 2]
+    assert np.argmax(middle) in np.nonzero(bank[bin_440])[0]
+    assert middle.max() - np.median(middle) > 8  # nats above the rest of the spectrum
+
+
+def test_streaming_blocks_of_any_size_gives_the_whole_signal_mel():
+    rng = np.random.default_rng(0)
+    audio = rng.normal(0, 0.1, 3 * RATE + 123).astype(np.float32)
+    whole = FRONT_END.log_mel(audio)
+    cuts = np.sort(rng.integers(0, len(audio), 7))
+    streamed = np.concatenate(list(FRONT_END.stream(np.split(audio, cuts))))
+    assert streamed.shape == whole.shape
+    np.testing.assert_allclose(streamed, whole, atol=1e-4)
+
+
+def test_labels_follow_the_notes_and_the_pedal():
+    frame_s = FRONT_END.frame_s
+    notes = chord_notes([60], 10 * frame_s, 20 * frame_s, velocity=127)
+    notes += [Note(64, 64, 30 * frame_s, 32 * frame_s), Note(12, 90, 0.0, 1.0)]  # 12: off the keys
+    score = make_score(notes, control_changes=pedal(0, 31 * frame_s, 40 * frame_s))
+    labels = note_labels(score, 50, FRONT_END, KEYS)
+    c4, e4 = 60 - KEYS.min_pitch, 64 - KEYS.min_pitch
+    assert np.nonzero(labels["onset"][:, c4])[0].tolist() == [10]
+    assert np.nonzero(labels["frame"][:, c4])[0].tolist() == list(range(10, 20))
+    assert np.nonzero(labels["offset"][:, c4])[0].tolist() == [20]
+    assert labels["velocity"][10, c4] == pytest.approx(1.0)
+    assert np.nonzero(labels["frame"][:, e4])[0].tolist() == list(range(30, 40))  # held by the pedal
+    assert labels["frame"].sum() == 20  # the note below the keyboard is left out
+    unpedalled = note_labels(score, 50, FRONT_END, KEYS, sustain=False)
+    assert np.nonzero(unpedalled["frame"][:, e4])[0].tolist() == [30, 31]
+
+
+def test_decoding_perfect_predictions_gives_the_notes_back_on_the_frame_grid():
+    frame_s = FRONT_END.frame_s
+    notes = [Note(60, 100, 3 * frame_s, 9 * frame_s), Note(60, 50, 9 * frame_s, 12 * frame_s),
+             Note(72, 80, 5 * frame_s, 6 * frame_s)]
+    labels = note_labels(make_score(notes), 20, FRONT_END, KEYS)
+    probs = {name: labels[name].astype(np.float32) for name in ("onset", "frame", "offset")}
+    probs["velocity"] = labels["velocity"]
+    decoded = decode_notes(probs, FRONT_END, KEYS)
+    assert [(n.pitch, n.velocity) for n in decoded] == [(60, 100), (72, 80), (60, 50)]
+    for got, want in zip(sorted(decoded, key=lambda n: n.start_s), notes[:1] + notes[2:] + notes[1:2]):
+        assert got.start_s == pytest.approx(want.start_s) and got.end_s == pytest.approx(want.end_s)
+
+
+def test_frames_without_an_onset_start_no_note():
+    probs = {name: np.zeros((10, KEYS.keys), np.float32) for name in ("onset", "frame", "offset", "velocity")}
+    probs["frame"][2:6, 40] = 0.9
+    assert decode_notes(probs, FRONT_END, KEYS) == []
+
+
+def test_chunked_prediction_covers_every_frame_once_and_matches_one_run(tiny):
+    mel = FRONT_END.log_mel(np.random.default_rng(1).normal(0, 0.1, 5 * RATE).astype(np.float32))
+    whole = tiny.run(mel[None])
+    blocks = np.split(mel, [30, 31, 100])
+    one_chunk = list(tiny.predict(blocks, chunk=len(mel) + 10))
+    np.testing.assert_allclose(one_chunk[0]["onset"], whole["onset"][0], atol=2e-3)
+    chunked = list(tiny.predict(blocks, chunk=40, context=8))
+    joined = np.concatenate([c["frame"] for c in chunked])
+    assert joined.shape == (len(mel), KEYS.keys)
+    # Context makes chunk seams nearly invisible to the recurrent heads.
+    assert np.abs(joined - whole["frame"][0]).max() < 0.05
+
+
+def test_the_export_computes_what_torch_computes(tmp_path):
+    from mtools.training.nets import OnsetsFramesNet
+    from mtools.training.transcription import export_graph, parity_error
+
+    model = OnsetsFramesNet(channels=(2, 4), acoustic=16, lstm=4).eval()
+    export_graph(model, tmp_path / "of.onnx")
+    assert parity_error(model, tmp_path / "of.onnx") < 1e-4
+
+
+def test_transcribe_writes_midi_from_a_file_and_jsonl_from_stdin(tiny_path, tmp_path):
+    wav = wav_bytes(tone(261.6, 2.0, rate=44100), 44100)  # any rate: resampled to the model's
+    (tmp_path / "a.wav").write_bytes(wav)
+    result = run(["transcribe", tmp_path / "a.wav", "--model", tiny_path.parent,
+                  "--onset-threshold", "0.3"])
+    assert result.code == 0, result.stderr
+    assert result.stdout.startswith(b"MThd")
+    piped = run(["transcribe", "--model", tiny_path.parent, "--to", "jsonl"], stdin=wav)
+    assert piped.code == 0, piped.stderr
+    line = json.loads(piped.stdout.decode().splitlines()[0])
+    assert line["mtools"]["model"] == "onsets_frames"
+    assert line["totalTime"] >= 2.0
+
+
+def test_every_note_respects_the_thresholds_and_the_shortest_length(tiny, tmp_path):
+    from mtools.models.onsets_frames import TranscribeOptions
+    from mtools.models.transcription import DecodeOptions
+    from mtools.training.transcription_metrics import transcribe_samples
+
+    audio = np.random.default_rng(2).normal(0, 0.2, 3 * RATE).astype(np.float32)
+    loose = transcribe_samples(tiny, audio, TranscribeOptions(decode=DecodeOptions(0.0, 0.0)))
+    strict = transcribe_samples(tiny, audio, TranscribeOptions(decode=DecodeOptions(1.0, 1.0)))
+    long_only = transcribe_samples(tiny, audio, TranscribeOptions(
+        decode=DecodeOptions(0.0, 0.0, min_note_s=0.5)))
+    assert len(loose.notes) > 0 and strict.notes == ()
+    assert all(n.end_s - n.start_s >= 0.5 for n in long_only.notes)
+
+
+def test_a_batch_over_a_folder_keeps_going_past_a_bad_file(tiny_path, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.wav").write_bytes(wav_bytes(tone(440.0, 1.0), RATE))
+    (folder / "bad.wav").write_bytes(b"RIFF not really audio")
+    (folder / "notes.txt").write_text("not an input")
+    result = run(["transcribe", folder, "-o", f"{tmp_path}/out/", "--model", tiny_path.parent])
+    assert result.code == 65
+    assert "bad.wav" in result.stderr and "1 of 2 inputs failed" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mid"]
+    again = run(["transcribe", folder, "-o", f"{tmp_path}/out/", "--model", tiny_path.parent,
+                 "--skip-existing"])
+    assert "skipped 1 input" in again.stderr
+
+
+def test_a_symbolic_model_cannot_transcribe(tmp_path):
+    (tmp_path / "a.wav").write_bytes(wav_bytes(tone(440.0, 0.5), RATE))
+    result = run(["transcribe", tmp_path / "a.wav", "--model", "coconet"])
+    assert result.code == 2
+    assert "transcribe" in result.stderr
+
+
+def test_perfect_transcriptions_score_one_and_empty_ones_zero(tiny):
+    pytest.importorskip("mir_eval")
+    from mtools.training.transcription_metrics import score_figures
+
+    frame_s = FRONT_END.frame_s
+    reference = make_score([Note(60, 80, 10 * frame_s, 30 * frame_s),
+                            Note(67, 100, 20 * frame_s, 40 * frame_s)])
+    perfect = score_figures(reference, reference, tiny)
+    assert perfect["note_f1"] == perfect["note_offset_f1"] == perfect["frame_f1"] == 1.0
+    assert perfect["note_velocity_f1"] == 1.0
+    shifted = make_score([Note(60, 80, 10 * frame_s + 0.2, 30 * frame_s)])
+    missed = score_figures(reference, shifted, tiny)
+    assert missed["note_f1"] == 0.0 and missed["note_recall"] == 0.0
