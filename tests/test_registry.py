@@ -157,6 +157,15 @@ def test_unknown_name_suggests_close_ones(model_path):
         resolve_model("Tiny-RNN")
 
 
+def test_a_trainable_family_that_is_not_bundled_says_how_to_train_it(model_path, monkeypatch):
+    monkeypatch.setattr("mtools.models.registry.BUNDLED_DIR", model_path)
+    save_tiny_model(model_path, "tiny_rnn")
+    with pytest.raises(ModelNotFoundError) as caught:
+        resolve_model("onsets_frames")
+    assert "not bundled" in str(caught.value)
+    assert "mtools train onsets_frames --out DIR" in str(caught.value)
+
+
 def test_list_models_sees_model_path_sorted_by_task(model_path):
     save_tiny_model(model_path, "zeta_rnn", task="continue")
     save_tiny_model(model_path, "alpha_net", task="transcribe")

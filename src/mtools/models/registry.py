@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 MODEL_PATH_ENV = "MTOOLS_MODEL_PATH"
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+TRAINABLE = ("melody_rnn", "drums_rnn", "improv_rnn", "coconet", "music_vae", "onsets_frames")
 CARD_VERSION = 1  # the newest card layout this code reads
 
 _SPEC = re.compile(r"([a-z0-9_]+)(?::([a-z0-9_]+))?")
@@ -446,6 +447,11 @@ def _unknown_model(spec: str, dirs: list[Path] | None = None) -> ModelNotFoundEr
     if ":" in spec and name in families:
         configs = [s for s in known if s.startswith(f"{name}:")]
         message = f"model {name} has no config {spec.split(':', 1)[1]!r}; it has {', '.join(configs)}"
+    elif name in TRAINABLE and name not in families:
+        config = f" --config {spec.split(':', 1)[1]}" if ":" in spec else ""
+        return ModelNotFoundError(f"model {spec} is not bundled with this mtools",
+                                  hint=f"train it with `mtools train {name}{config} --out DIR` "
+                                       "(the train extra), then pass --model DIR")
     else:
         close = difflib.get_close_matches(spec.lower(), sorted(set(known) | set(families)), n=3)
         message = f"unknown model {spec!r}"
