@@ -76,13 +76,17 @@ test-inference:
 # Timings run through benchmarks/quiet_machine.sh, which pauses background
 # training jobs meanwhile. The `continue` benchmarks measure every bundled
 # continue model, or the models given: make bench BENCH_CONTINUE_ARGS="--model PATH".
+# The transcribe benchmark compares with basic-pitch (in .venv-bench):
+# make bench BENCH_TRANSCRIBE_ARGS="--model PATH --pieces 4".
 BENCH_CONTINUE_ARGS ?=
+BENCH_TRANSCRIBE_ARGS ?=
 bench: install
 	bash benchmarks/setup_venv.sh
 	bash benchmarks/quiet_machine.sh .venv-bench/bin/python benchmarks/bench_cli.py
 	bash benchmarks/quiet_machine.sh $(BIN)/python benchmarks/bench_continue.py $(BENCH_CONTINUE_ARGS)
 	$(BIN)/python benchmarks/bench_continue_stats.py $(BENCH_CONTINUE_ARGS)
 	bash benchmarks/quiet_machine.sh $(BIN)/python benchmarks/bench_interpolate.py
+	bash benchmarks/quiet_machine.sh .venv-bench/bin/python benchmarks/bench_transcribe.py $(BENCH_TRANSCRIBE_ARGS)
 
 docs: install
 	$(BIN)/python -m mtools.docs

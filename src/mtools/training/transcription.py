@@ -87,8 +87,9 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
     if request.fresh and request.run_dir.exists():
         shutil.rmtree(request.run_dir)
     train_hours, valid_hours = request.hours
-    piano_renders.build_renders(hours_train=train_hours, hours_valid=valid_hours,
-                                progress=progress)
+    piano_renders.build_renders(
+        hours_train=train_hours, hours_valid=valid_hours,
+        progress=lambda done_s, total_s, what: progress(f"rendering {what} ({done_s}/{total_s} s)"))
     train, valid = piano_renders.load_renders("train"), piano_renders.load_renders("valid")
     progress(f"{len(train.segments)} training and {len(valid.segments)} validation segments")
     front_end, keys = FrontEnd(), KeySpace()
@@ -154,8 +155,11 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
 
 
 def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dict:
-    from mtools.training.piano_renders import manifest
+    import json
 
+    from mtools.training.piano_renders import renders_dir
+
+    manifest = json.loads((renders_dir() / "manifest.json").read_text())
     return {
         "name": NAME, "config": "", "task": "transcribe", "default": True,
         "description": "Piano audio → notes with velocities (Onsets and Frames, CPU-sized)",
@@ -165,7 +169,7 @@ def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dic
                      "labels": "notes lengthened by the sustain pedal (as heard); onset on "
                                "the note's nearest frame, offset on its end's"},
         "training": {
-            "datasets": ["asap (rendered)"], "renders": manifest(),
+            "datasets": ["asap (rendered)"], "renders": manifest,
             "split": "by piece: 10% of ASAP pieces (sha1 of the folder) are validation, "
                      "rendered with a soundfont training never hears",
             "best_valid_loss": round(history.best_valid, 4),

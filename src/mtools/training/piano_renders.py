@@ -1,0 +1,470 @@
+"""Training data for piano transcription (Onsets and Frames): the ASAP human
+performance MIDI files (<data>/asap_performance_midi/metadata.csv; score
+MIDI ignored), split by piece with `corpora.piece_part(folder)`, rendered
+with soundfonts at 16 kHz, cut into SEGMENT_S segments, augmented (train
+only), and cached as log-mel frames with frame labels.
+
+Soundfonts, measured in tinysoundfont with single notes (pitches 21..108,
+velocities 20..127) and against the 2 s of real MAESTRO audio in
+maestro_excerpt rendered from its own MIDI:
+
+- FluidR3_GM.sf2 ("Yamaha Grand Piano"): every key at its pitch (>= 95 %
+  of the energy on harmonics), clean decays; log-mel correlation with the
+  real recording 0.62 (0.88 after a per-band gain fit). Program 1 plays the
+  same samples (renders correlate 0.99-1.00), ~6 dB louder.
+- TimGM6mb.sf2 ("Piano 1"): small but correct (>= 99 % harmonic); 0.68
+  with the real recording (0.92 after the gain fit).
+- FluidR3_GS.sf2 holds no piano (33 GS sound effects only): unused.
+- MuseScore_General_Lite.sf3 is broken in tinysoundfont, not just quiet:
+  11-31 dB below FluidR3_GM, louder velocities sound quieter (pitch 60: -47 dB at
+  velocity 50, -66 dB at 80), and from pitch 84 up almost all its energy
+  lies below half the fundamental. Normalising cannot repair that: unused.
+
+So training renders with FluidR3_GM (the bigger sample set: 148 MB against
+6 MB; programs 0/1 at random) and validation holds out TimGM6mb (program 0), the
+one measured closer to a real piano. Neither changes timbre with velocity
+here, only level.
+
+Layout of cache_dir()/data/piano_renders-<FORMAT_VERSION>/, per part:
+`{part}-mel.npy` (frames, 229) float16; `{part}-onset/frame/offset.npy`
+(frames, 88) uint8 0/1; `{part}-velocity.npy` (frames, 88) uint8 MIDI
+velocity on onset frames; `{part}-segments.npy` (n, 2) int64 [start, end)
+rows; plus manifest.json. Frame row k·625 of a performance is its sample
+k·320000; each segment's mel comes from its own (augmented) audio alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Mapping, Sequence, Union
+
+import numpy as np
+
+from mtools.errors import (InputMissingError, MtoolsError, RuntimeUnavailableError,
+                           UsageError)
+from mtools.io import render
+from mtools.io.midi import midi_to_score
+from mtools.models.transcription import LOG_FLOOR, FrontEnd, KeySpace, note_labels
+from mtools.score import PitchBend, Score, apply_sustain
+from mtools.training import corpora
+from mtools.training.audio_augment import AUGMENTATION, Augmentation, augment  # noqa: F401 (tests use pr.augment)
+
+FORMAT_VERSION = 1  # change whenever rendering, augmentation or layout changes
+SEGMENT_S = 20.0
+PARTS = ("train", "valid")
+VALID_SEED = 0  # the validation order and takes never depend on the build's seed
+PIANO_PROGRAMS = (0, 1)  # GM acoustic grand, bright acoustic piano
+VALID_PROGRAM = 0
+TRAIN_SOUNDFONTS = ("FluidR3_GM.sf2",)
+VALID_SOUNDFONT = "TimGM6mb.sf2"
+SOUNDFONT_PACKAGES = {"FluidR3_GM.sf2": "fluid-soundfont-gm",
+                      "TimGM6mb.sf2": "timgm6mb-soundfont"}
+BEND_RANGE_CENTS = 200.0  # tinysoundfont's default pitch-bend range: +-2 semitones
+BEND_FULL_SCALE = 8192  # Score bends are -8192..8191
+ASAP_FOLDER = "asap_performance_midi"
+LABELS = ("onset", "frame", "offset", "velocity")
+SILENT_MEL = float(np.log(LOG_FLOOR))  # the log-mel of silence: crops are padded with it
+
+Progress = Callable[[int, int, str], None]
+Source = tuple[str, Union[Path, Score]]  # (piece, performance MIDI path or Score)
+
+
+
+
+@dataclass(frozen=True)
+class Take:
+    """How one performance is rendered."""
+
+    soundfont: str
+    program: int
+    detune_cents: float = 0.0
+
+
+# --- locations -------------------------------------------------------------------
+
+
+def renders_dir() -> Path:
+    """The cache folder of the current format."""
+    return corpora.cache_dir() / "data" / f"piano_renders-{FORMAT_VERSION}"
+
+
+def soundfont_path(name: str) -> Path:
+    """A system soundfont by file name. Raises RuntimeUnavailableError
+    naming the Debian package that installs it."""
+    for folder in render.SYSTEM_SOUNDFONT_DIRS:
+        if (folder / name).is_file():
+            return folder / name
+    package = SOUNDFONT_PACKAGES.get(name, "a package providing it")
+    raise RuntimeUnavailableError(
+        f"soundfont {name} not found in " + ", ".join(map(str, render.SYSTEM_SOUNDFONT_DIRS)),
+        hint=f"apt-get install {package}")
+
+
+def performances(part: str) -> list[tuple[str, Path]]:
+    """(piece folder, performance MIDI path) of every ASAP performance in
+    `part` ("train" or "valid"), sorted."""
+    if part not in PARTS:
+        raise UsageError(f"unknown part {part!r}", hint="use 'train' or 'valid'")
+    root = corpora.data_root() / ASAP_FOLDER
+    try:
+        with open(root / "metadata.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise InputMissingError(f"{root / 'metadata.csv'}: {exc.strerror}") from None
+    return sorted((row["folder"], root / row["midi_performance"]) for row in rows
+                  if corpora.piece_part(row["folder"]) == part)
+
+
+# --- building ----------------------------------------------------------------------
+
+
+def build_renders(*, hours_train: float, hours_valid: float, seed: int = 0,
+                  progress: Progress | None = None, refresh: bool = False,
+                  sources: Mapping[str, Sequence[Source]] | None = None) -> Path:
+    """Render, augment and cache the data set (layout in the module
+    docstring); returns its folder. Each part takes performances in a
+    shuffled order fixed by `seed` (valid: by VALID_SEED) until its hours
+    are reached. A complete cache built with the same arguments is reused
+    unless `refresh`. `sources` replaces ASAP: {part: [(piece, path or
+    Score), ...]}. `progress(done_s, total_s, what)` reports seconds kept."""
+    if min(hours_train, hours_valid) < 0:
+        raise UsageError("hours_train and hours_valid must not be negative")
+    if sources is None:
+        sources = {part: performances(part) for part in PARTS}
+    recipe = _recipe({"train": hours_train, "valid": hours_valid}, seed, sources)
+    final = renders_dir()
+    if not refresh and _manifest_matches(final, recipe):
+        return final
+    for name in set(TRAIN_SOUNDFONTS) | {VALID_SOUNDFONT}:
+        soundfont_path(name)  # fail before any work
+    _remove_stale_partials(final)
+    partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        started, parts, done_s = time.monotonic(), {}, 0.0
+        for part in PARTS:
+            hours = hours_train if part == "train" else hours_valid
+            report = None if progress is None else _part_progress(
+                progress, done_s, 3600.0 * (hours_train + hours_valid))
+            parts[part] = _build_part(partial, part, sources.get(part, ()), 3600.0 * hours,
+                                      seed, report)
+            done_s += parts[part]["seconds"]
+        manifest = {**recipe, "segment_s": SEGMENT_S, "parts": parts,
+                    "front_end": FrontEnd().to_card(), "keys": KeySpace().to_card(),
+                    "build_seconds": round(time.monotonic() - started, 1),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        (partial / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        if final.exists():
+            final.rename(old)
+        partial.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return final
+
+
+def _recipe(hours: dict, seed: int, sources: Mapping[str, Sequence[Source]]) -> dict:
+    """What decides the content of a build: compared to reuse a cache."""
+    digest, scores = hashlib.sha1(), False
+    for part in PARTS:
+        for source in sources.get(part, ()):
+            scores |= isinstance(source[1], Score)
+            content = repr(source[1]) if isinstance(source[1], Score) else ""
+            digest.update(f"{part}\t{_source_name(source)}\t{content}\n".encode())
+    return {"format": FORMAT_VERSION,
+            "arguments": {"hours_train": hours["train"], "hours_valid": hours["valid"],
+                          "seed": seed, "sources": "scores" if scores else "asap",
+                          "sources_sha1": digest.hexdigest()},
+            "soundfonts": {"train": list(TRAIN_SOUNDFONTS), "valid": [VALID_SOUNDFONT]},
+            "programs": {"train": list(PIANO_PROGRAMS), "valid": [VALID_PROGRAM]},
+            "augmentation": {"train": asdict(AUGMENTATION), "valid": "none"}}
+
+
+def _manifest_matches(folder: Path, recipe: dict) -> bool:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    stored = {key: manifest.get(key) for key in recipe}
+    return json.loads(json.dumps(recipe)) == stored and all(
+        (folder / f"{part}-{name}.npy").is_file() for part in PARTS
+        for name in ("mel", "segments", *LABELS))
+
+
+def _remove_stale_partials(final: Path) -> None:
+    """Partial folders left by builds that were killed (their process is gone)."""
+    for folder in final.parent.glob(f".{final.name}.partial-*"):
+        try:
+            os.kill(int(folder.name.rsplit("-", 1)[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass
+
+
+def _build_part(folder: Path, part: str, sources: Sequence[Source], target_s: float,
+                seed: int, report: Callable[[float, str], None] | None) -> dict:
+    """Render `part` into `folder` until `target_s` seconds are kept; its
+    manifest entry. Files that cannot be read are skipped and listed."""
+    part_seed = seed if part == "train" else VALID_SEED
+    writer, kept_s, takes, skipped = _PartWriter(folder, part), 0.0, [], []
+    try:
+        for index, (piece, source) in _shuffled(sources, part_seed):
+            if kept_s >= target_s:
+                break
+            name, first = _source_name((piece, source)), len(writer.bounds)
+            try:
+                score = _load(source)
+            except (MtoolsError, ValueError, OSError) as exc:
+                skipped.append(f"{name}: {exc}")
+                continue
+            take = choose_take(part, part_seed, index)
+            seconds = _render_into(writer, score, take, target_s - kept_s,
+                                   (part_seed, index) if part == "train" else None)
+            kept_s += seconds
+            takes.append({"piece": piece, "performance": name, **asdict(take),
+                          "segments": [first, len(writer.bounds) - first]})
+            if report is not None:
+                report(kept_s, f"{part} {name}")
+    finally:
+        writer.close()
+    return {"soundfonts": list(TRAIN_SOUNDFONTS if part == "train" else [VALID_SOUNDFONT]),
+            "pieces": len({t["piece"] for t in takes}), "performances": len(takes),
+            "segments": len(writer.bounds), "seconds": round(kept_s, 3),
+            "hours": round(kept_s / 3600.0, 4), "skipped": skipped, "takes": takes}
+
+
+def _part_progress(progress: Progress, done_s: float, total_s: float):
+    """(seconds kept in this part, what) -> progress(done_s + those, total_s, what)."""
+    return lambda kept_s, what: progress(round(done_s + kept_s), round(total_s), what)
+
+
+def _shuffled(sources: Sequence[Source], seed: int) -> list[tuple[int, Source]]:
+    """(index in name order, source) in the order fixed by `seed`."""
+    ordered = sorted(sources, key=lambda s: (s[0], _source_name(s)))
+    return [(int(i), ordered[i]) for i in np.random.default_rng(seed).permutation(len(ordered))]
+
+
+def choose_take(part: str, seed: int, index: int) -> Take:
+    """The soundfont, program and detuning of performance `index` (in the
+    sorted source list) of a part: random for "train", fixed for "valid"."""
+    if part != "train":
+        return Take(VALID_SOUNDFONT, VALID_PROGRAM)
+    rng = np.random.default_rng([seed, index, 1])
+    soundfont = TRAIN_SOUNDFONTS[int(rng.integers(len(TRAIN_SOUNDFONTS)))]
+    program = PIANO_PROGRAMS[int(rng.integers(len(PIANO_PROGRAMS)))]
+    detune = 0.0
+    if rng.random() < AUGMENTATION.detune_p:
+        detune = round(float(rng.uniform(-1.0, 1.0)) * AUGMENTATION.detune_cents, 2)
+    return Take(soundfont, program, detune)
+
+
+def _source_name(source: Source) -> str:
+    """"<piece>/<file name>" for a MIDI file (ASAP keeps each performance in
+    its piece's folder), the piece for a Score."""
+    piece, performance = source
+    return f"{piece}/{performance.name}" if isinstance(performance, Path) else piece
+
+
+def _load(source: Union[Path, Score]) -> Score:
+    return source if isinstance(source, Score) else midi_to_score(source.read_bytes())
+
+
+def prepared_score(score: Score, take: Take) -> Score:
+    """The score as rendered: every note on `take.program` (drums dropped),
+    its pitch bends replaced by one detuning bend per track at 0 s."""
+    notes = tuple(replace(n, program=take.program) for n in score.notes if not n.is_drum)
+    bends = ()
+    if take.detune_cents:
+        bend = round(take.detune_cents / BEND_RANGE_CENTS * BEND_FULL_SCALE)
+        bend = min(max(bend, -BEND_FULL_SCALE), BEND_FULL_SCALE - 1)
+        bends = tuple(PitchBend(0.0, bend, take.program, instrument)
+                      for instrument in sorted({n.instrument for n in notes}))
+    return replace(score, notes=notes, pitch_bends=bends)
+
+
+def render_take(score: Score, take: Take) -> np.ndarray:
+    """(samples,) float32 mono audio of the prepared score at the front
+    end's rate (the channels of render_score averaged)."""
+    audio = render.render_score(score, sample_rate_hz=FrontEnd().sample_rate_hz,
+                                soundfont=soundfont_path(take.soundfont))
+    return 0.5 * (audio[:, 0] + audio[:, 1])
+
+
+def _render_into(writer: _PartWriter, score: Score, take: Take, budget_s: float,
+                 seed_key: tuple[int, int] | None) -> float:
+    """Render one performance, cut it into segments and append them until
+    `budget_s` is used; the seconds kept. With `seed_key` (seed, index),
+    segment k is augmented with a generator seeded by (seed, index, 2, k)."""
+    front_end, keys = FrontEnd(), KeySpace()
+    score = prepared_score(score, take)
+    audio = render_take(score, take)
+    # The pedal once, here, rather than again inside note_labels.
+    labels = note_labels(apply_sustain(score), front_end.frames_for(len(audio)), front_end,
+                         keys, sustain=False)
+    labels["velocity"] = np.rint(labels["velocity"] * 127.0).astype(np.uint8)
+    seg_rows = round(SEGMENT_S / front_end.frame_s)
+    seg_samples = seg_rows * front_end.hop_samples
+    context = round(AUGMENTATION.rt60_s[1] * front_end.sample_rate_hz)
+    kept_s = 0.0
+    for k, (start, end) in enumerate(segment_rows(labels["frame"], seg_rows)):
+        if kept_s >= budget_s:
+            break
+        first = start * front_end.hop_samples
+        clip = audio[first:first + seg_samples]
+        if seed_key is not None:
+            clip = augment(clip, np.random.default_rng([*seed_key, 2, k]), AUGMENTATION,
+                           context=audio[max(0, first - context):first])
+        mel = front_end.log_mel(clip)[:end - start]
+        writer.append(mel, {name: labels[name][start:end] for name in LABELS})
+        kept_s += (end - start) * front_end.frame_s
+    return kept_s
+
+
+def segment_rows(frame_labels: np.ndarray, seg_rows: int) -> list[tuple[int, int]]:
+    """[start, end) frame rows of the segments of a performance with
+    `frame_labels` (frames, keys): consecutive `seg_rows` pieces (the last
+    may be shorter), leaving out trailing ones where no key sounds."""
+    active = np.nonzero(frame_labels.any(axis=1))[0]
+    stop = int(active[-1]) + 1 if len(active) else 0
+    frames = len(frame_labels)
+    return [(start, min(start + seg_rows, frames)) for start in range(0, stop, seg_rows)]
+
+
+# --- storage -------------------------------------------------------------------------
+
+
+class _NpyWriter:
+    """Rows appended to a .npy file whose length is known only at close:
+    numpy's header leaves room for the first axis to grow, so it is
+    rewritten in place with the final shape."""
+
+    def __init__(self, path: Path, dtype, row_shape: tuple[int, ...]):
+        self.dtype, self.row_shape, self.rows = np.dtype(dtype), row_shape, 0
+        self.file = open(path, "wb")
+        self._header()
+        self.data_offset = self.file.tell()
+
+    def _header(self) -> None:
+        np.lib.format.write_array_header_1_0(self.file, {
+            "descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+            "shape": (self.rows, *self.row_shape)})
+
+    def append(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, self.dtype)
+        if rows.shape[1:] != self.row_shape:
+            raise ValueError(f"rows of shape {rows.shape[1:]}, expected {self.row_shape}")
+        self.file.write(rows.tobytes())
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        self.file.seek(0)
+        self._header()
+        if self.file.tell() != self.data_offset:  # numpy changed its header padding
+            raise RuntimeError("the .npy header grew while the data was written")
+        self.file.close()
+
+
+class _PartWriter:
+    """The .npy files of one part, filled one segment at a time."""
+
+    def __init__(self, folder: Path, part: str):
+        keys, bins = KeySpace().keys, FrontEnd().mel_bins
+        self.mel = _NpyWriter(folder / f"{part}-mel.npy", np.float16, (bins,))
+        self.labels = {name: _NpyWriter(folder / f"{part}-{name}.npy", np.uint8, (keys,))
+                       for name in LABELS}
+        self.bounds: list[tuple[int, int]] = []
+        self.segments_path = folder / f"{part}-segments.npy"
+
+    def append(self, mel: np.ndarray, labels: dict[str, np.ndarray]) -> None:
+        start = self.mel.rows
+        self.mel.append(mel)
+        for name, writer in self.labels.items():
+            writer.append(labels[name])
+        self.bounds.append((start, self.mel.rows))
+
+    def close(self) -> None:
+        for writer in (self.mel, *self.labels.values()):
+            writer.close()
+        np.save(self.segments_path, np.asarray(self.bounds, np.int64).reshape(-1, 2))
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderSet:
+    """One part of the cache, memory-mapped. mel (frames, 229) float16;
+    onset, frame, offset (frames, 88) uint8 0/1; velocity (frames, 88) uint8
+    MIDI velocity on onset frames; segments (n, 2) int64 [start, end) rows."""
+
+    mel: np.ndarray
+    onset: np.ndarray
+    frame: np.ndarray
+    offset: np.ndarray
+    velocity: np.ndarray
+    segments: np.ndarray
+
+    def crop(self, rng: np.random.Generator, frames: int) -> dict[str, np.ndarray]:
+        """A random `frames`-long window inside one random segment: mel
+        (frames, 229) float32; onset, frame, offset, velocity (frames, 88)
+        float32, velocity in [0, 1]. A shorter segment is padded at the end
+        with silence (mel SILENT_MEL, labels 0)."""
+        if not len(self.segments):
+            raise UsageError("this render set holds no segments")
+        start, end = (int(v) for v in self.segments[rng.integers(len(self.segments))])
+        first = start + int(rng.integers(max(0, end - start - frames) + 1))
+        last = min(end, first + frames)
+        mel = np.full((frames, self.mel.shape[1]), SILENT_MEL, np.float32)
+        mel[:last - first] = self.mel[first:last]
+        out = {"mel": mel}
+        for name in LABELS:
+            values = np.zeros((frames, self.onset.shape[1]), np.float32)
+            values[:last - first] = getattr(self, name)[first:last]
+            out[name] = values / 127.0 if name == "velocity" else values
+        return out
+
+    def batch(self, rng: np.random.Generator, batch_size: int,
+              frames: int) -> dict[str, np.ndarray]:
+        """`batch_size` crops stacked: mel (batch, frames, 229), the labels
+        (batch, frames, 88), all float32."""
+        crops = [self.crop(rng, frames) for _ in range(batch_size)]
+        return {name: np.stack([c[name] for c in crops]) for name in crops[0]}
+
+
+def load_renders(part: str) -> RenderSet:
+    """The cached part ("train" or "valid") of the last build, memory-mapped."""
+    if part not in PARTS:
+        raise UsageError(f"unknown part {part!r}", hint="use 'train' or 'valid'")
+    folder = renders_dir()
+    if not (folder / "manifest.json").is_file():
+        raise InputMissingError(f"no piano renders at {folder}",
+                                hint="build them first with build_renders()")
+    arrays = {name: np.load(folder / f"{part}-{name}.npy", mmap_mode="r")
+              for name in ("mel", *LABELS)}
+    return RenderSet(**arrays, segments=np.load(folder / f"{part}-segments.npy"))
+
+
+def valid_pieces(n: int, *, sources: Sequence[Source] | None = None
+                 ) -> list[tuple[str, Score, np.ndarray]]:
+    """The first `n` validation performances, in the order the valid part
+    takes them, rendered now, clean, with the validation soundfont: (name,
+    Score as rendered, (samples,) float32 mono audio at 16 kHz), for
+    note-level evaluation. `sources` replaces ASAP's valid performances."""
+    pieces = []
+    for index, source in _shuffled(performances("valid") if sources is None else sources,
+                                   VALID_SEED)[:n]:
+        take = choose_take("valid", VALID_SEED, index)
+        score = prepared_score(_load(source[1]), take)
+        pieces.append((_source_name(source), score, render_take(score, take)))
+    return pieces

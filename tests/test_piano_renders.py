@@ -1,0 +1,243 @@
+"""The piano-transcription training data: a tiny render set built from
+synthetic scores (skipped without tinysoundfont or the Debian soundfonts),
+its layout, labels, mel, crops, augmentation, atomic build and reuse."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from builders import chord_notes, pedal
+from mtools.errors import MtoolsError, RuntimeUnavailableError
+from mtools.io import render
+from mtools.models.transcription import FrontEnd, KeySpace, note_labels
+from mtools.score import Note, make_score
+from mtools.training import corpora
+from mtools.training import piano_renders as pr
+
+FRONT_END, KEYS = FrontEnd(), KeySpace()
+SEGMENT_ROWS = 625  # 20 s of 512-sample hops at 16 kHz
+
+
+def _needs_soundfonts() -> None:
+    pytest.importorskip("tinysoundfont", reason="rendering needs tinysoundfont")
+    try:
+        for name in (*pr.TRAIN_SOUNDFONTS, pr.VALID_SOUNDFONT):
+            pr.soundfont_path(name)
+    except RuntimeUnavailableError as exc:
+        pytest.skip(f"soundfont missing: {exc}")
+
+
+def _notes_score(seconds: float, seed: int, **fields):
+    """A note every 0.25 s for `seconds`, random keys and velocities, with
+    the pedal down from 1 s to 3 s."""
+    rng = np.random.default_rng(seed)
+    notes = [Note(int(rng.integers(21, 109)), int(rng.integers(20, 127)), t, t + 0.3)
+             for t in np.arange(0.0, seconds, 0.25)]
+    notes += chord_notes([48, 52, 55], 0.5, 1.5, velocity=70)
+    return make_score(notes, control_changes=pedal(0, 1.0, 3.0), **fields)
+
+
+SOURCES = {
+    "train": [("long", _notes_score(25.0, 1)),  # two segments
+              ("tail", _notes_score(6.0, 2, total_s=50.0))],  # silent segments at the end
+    "valid": [("held-out", _notes_score(22.0, 3))],
+}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One build of SOURCES in a private cache: (folder, manifest)."""
+    _needs_soundfonts()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MTOOLS_CACHE", str(tmp_path_factory.mktemp("renders-cache")))
+        folder = pr.build_renders(hours_train=1.0, hours_valid=1.0, sources=SOURCES)
+        yield folder, json.loads((folder / "manifest.json").read_text())
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTOOLS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _expected_labels(part: str, piece: str, take: dict, frames: int) -> dict:
+    chosen = pr.Take(take["soundfont"], take["program"], take["detune_cents"])
+    return note_labels(pr.prepared_score(dict(SOURCES[part])[piece], chosen), frames,
+                       FRONT_END, KEYS)
+
+
+def test_files_shapes_and_dtypes(built):
+    folder, manifest = built
+    assert manifest["format"] == pr.FORMAT_VERSION
+    for part in pr.PARTS:
+        rows = np.load(folder / f"{part}-mel.npy", mmap_mode="r")
+        assert rows.dtype == np.float16 and rows.shape[1] == 229
+        for name in pr.LABELS:
+            array = np.load(folder / f"{part}-{name}.npy", mmap_mode="r")
+            assert array.dtype == np.uint8 and array.shape == (len(rows), 88)
+        segments = np.load(folder / f"{part}-segments.npy")
+        assert segments.dtype == np.int64 and segments.shape == (manifest["parts"][part]
+                                                                 ["segments"], 2)
+        # Segments tile the rows in order, none longer than SEGMENT_S.
+        assert segments[0, 0] == 0 and segments[-1, 1] == len(rows)
+        assert (segments[1:, 0] == segments[:-1, 1]).all()
+        assert (np.diff(segments, axis=1) <= SEGMENT_ROWS).all()
+    assert manifest["parts"]["train"]["soundfonts"] == list(pr.TRAIN_SOUNDFONTS)
+    assert manifest["parts"]["valid"]["soundfonts"] == [pr.VALID_SOUNDFONT]
+
+
+def test_segments_and_trailing_silence(built):
+    _, manifest = built
+    takes = {t["performance"]: t for t in manifest["parts"]["train"]["takes"]}
+    assert takes["long"]["segments"][1] == 2
+    assert takes["tail"]["segments"][1] == 1  # 51 s of audio, notes only in the first 20
+    assert manifest["parts"]["train"]["performances"] == 2
+    assert manifest["parts"]["valid"]["seconds"] == pytest.approx(
+        pr.load_renders("valid").segments[-1, 1] * FRONT_END.frame_s)
+
+
+def test_labels_agree_with_note_labels(built):
+    _, manifest = built
+    for part in pr.PARTS:
+        renders = pr.load_renders(part)
+        for take in manifest["parts"][part]["takes"]:
+            first, count = take["segments"]
+            start, end = renders.segments[first, 0], renders.segments[first + count - 1, 1]
+            expected = _expected_labels(part, take["piece"], take, end - start)
+            for name in ("onset", "frame", "offset"):
+                np.testing.assert_array_equal(getattr(renders, name)[start:end], expected[name])
+            np.testing.assert_array_equal(renders.velocity[start:end],
+                                          np.rint(expected["velocity"] * 127))
+
+
+def test_clean_mel_matches_the_front_end(built):
+    (name, score, audio), = pr.valid_pieces(1, sources=SOURCES["valid"])
+    assert name == "held-out" and audio.dtype == np.float32 and audio.ndim == 1
+    renders = pr.load_renders("valid")
+    start, end = renders.segments[1]
+    segment_audio = audio[start * FRONT_END.hop_samples:]
+    expected = FRONT_END.log_mel(segment_audio)[:end - start]
+    np.testing.assert_allclose(renders.mel[start:end], expected, atol=0.01)
+    first = FRONT_END.log_mel(audio[:SEGMENT_ROWS * FRONT_END.hop_samples])[:SEGMENT_ROWS]
+    np.testing.assert_allclose(renders.mel[:SEGMENT_ROWS], first, atol=0.01)
+
+
+def test_training_mel_is_augmented(built):
+    _, manifest = built
+    take = manifest["parts"]["train"]["takes"][0]
+    chosen = pr.Take(take["soundfont"], take["program"], take["detune_cents"])
+    score = pr.prepared_score(dict(SOURCES["train"])[take["piece"]], chosen)
+    clean = FRONT_END.log_mel(pr.render_take(score, chosen))
+    renders = pr.load_renders("train")
+    start, end = renders.segments[take["segments"][0]]
+    assert np.abs(renders.mel[start:end] - clean[:end - start]).mean() > 0.1
+
+
+def test_crop_and_batch(built):
+    renders = pr.load_renders("valid")
+    rng = np.random.default_rng(0)
+    crop = renders.crop(rng, 100)
+    assert crop["mel"].shape == (100, 229) and crop["onset"].shape == (100, 88)
+    assert all(value.dtype == np.float32 for value in crop.values())
+    assert 0.0 <= crop["velocity"].min() and crop["velocity"].max() <= 1.0
+    # Longer than every segment: padded with silence after the segment's rows.
+    long = renders.crop(rng, 700)
+    pad_rows = (long["mel"] == pr.SILENT_MEL).all(axis=1)
+    assert pad_rows[-(700 - SEGMENT_ROWS):].all()
+    assert not long["frame"][pad_rows].any()
+    batch = renders.batch(np.random.default_rng(1), 3, 64)
+    assert batch["mel"].shape == (3, 64, 229) and batch["velocity"].shape == (3, 64, 88)
+    again = renders.batch(np.random.default_rng(1), 3, 64)
+    np.testing.assert_array_equal(batch["mel"], again["mel"])
+
+
+def test_augmentation_is_seeded_and_changes_the_audio():
+    every = pr.Augmentation(reverb_p=1.0, eq_p=1.0, noise_p=1.0, gain_p=1.0)
+    rng = np.random.default_rng(5)
+    audio = (0.3 * np.sin(np.arange(48_000) * 2 * np.pi * 440 / 16_000)).astype(np.float32)
+    context = rng.standard_normal(8000).astype(np.float32) * 0.1
+    first = pr.augment(audio, np.random.default_rng(7), every, context=context)
+    np.testing.assert_array_equal(
+        first, pr.augment(audio, np.random.default_rng(7), every, context=context))
+    assert first.dtype == np.float32 and first.shape == audio.shape
+    assert np.abs(first).max() <= 1.0
+    assert np.abs(first - audio).mean() > 1e-3
+    assert not np.array_equal(first, pr.augment(audio, np.random.default_rng(8), every))
+    none = pr.Augmentation(reverb_p=0.0, eq_p=0.0, noise_p=0.0, gain_p=0.0)
+    np.testing.assert_allclose(pr.augment(audio, rng, none), audio, atol=1e-7)
+
+
+def test_detune_bends_the_pitch():
+    pytest.importorskip("tinysoundfont", reason="rendering needs tinysoundfont")
+    try:
+        pr.soundfont_path(pr.VALID_SOUNDFONT)
+    except RuntimeUnavailableError as exc:
+        pytest.skip(str(exc))
+    score = make_score([Note(69, 100, 0.0, 1.0)])
+    take = pr.Take(pr.VALID_SOUNDFONT, 0, 20.0)
+    prepared = pr.prepared_score(score, take)
+    assert [b.bend for b in prepared.pitch_bends] == [819]
+    audio = pr.render_take(prepared, take)[:16_000]
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio)), 16 * 16_000))
+    freqs = np.fft.rfftfreq(16 * 16_000, 1 / 16_000)
+    band = (freqs > 400) & (freqs < 480)
+    assert freqs[band][np.argmax(spectrum[band])] == pytest.approx(440 * 2 ** (20 / 1200), abs=1)
+
+
+def test_hours_limit_the_part(cache):
+    _needs_soundfonts()
+    folder = pr.build_renders(hours_train=10 / 3600, hours_valid=0.0,
+                              sources={"train": SOURCES["train"][:1]})
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["parts"]["train"]["segments"] == 1
+    assert manifest["parts"]["train"]["seconds"] == pytest.approx(20.0)
+    assert pr.load_renders("valid").segments.shape == (0, 2)
+
+
+def test_interrupted_build_leaves_nothing(cache):
+    _needs_soundfonts()
+
+    def stop(done_s, total_s, what):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pr.build_renders(hours_train=1.0, hours_valid=1.0, sources=SOURCES, progress=stop)
+    assert not pr.renders_dir().exists()
+    assert not list((cache / "data").iterdir())
+
+
+def test_reuse_without_refresh(built, monkeypatch):
+    folder, manifest = built
+
+    def no_render(*args, **kwargs):
+        raise AssertionError("rendered again")
+
+    monkeypatch.setattr(pr, "render_take", no_render)
+    assert pr.build_renders(hours_train=1.0, hours_valid=1.0, sources=SOURCES) == folder
+    with pytest.raises(AssertionError):
+        pr.build_renders(hours_train=1.0, hours_valid=1.0, sources=SOURCES, refresh=True)
+    assert json.loads((folder / "manifest.json").read_text()) == manifest  # old cache kept
+    with pytest.raises(AssertionError):
+        pr.build_renders(hours_train=1.0, hours_valid=1.0, seed=1, sources=SOURCES)
+
+
+def test_missing_soundfont_names_the_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(render, "SYSTEM_SOUNDFONT_DIRS", (tmp_path,))
+    with pytest.raises(RuntimeUnavailableError, match="apt-get install fluid-soundfont-gm"):
+        pr.soundfont_path("FluidR3_GM.sf2")
+    assert issubclass(RuntimeUnavailableError, MtoolsError)
+
+
+def test_asap_performances_split_by_piece():
+    try:
+        corpora.data_root()
+    except MtoolsError:
+        pytest.skip("../shared/data is absent (set MTOOLS_DATA to run this test)")
+    train, valid = pr.performances("train"), pr.performances("valid")
+    assert train and valid and len(train) + len(valid) == 942
+    assert not {piece for piece, _ in train} & {piece for piece, _ in valid}
+    assert all(corpora.piece_part(piece) == "valid" for piece, _ in valid)
+    assert all(path.suffix == ".mid" and path.name != "midi_score.mid" for _, path in train)
