@@ -28,6 +28,39 @@ def _needs_soundfonts() -> None:
             pr.soundfont_path(name)
     except RuntimeUnavailableError as exc:
         pytest.skip(f"soundfont missing: {exc}")
+    if pr.FLUIDSYNTH_SOUNDFONTS:
+        _needs_fluidsynth()
+
+
+def _needs_fluidsynth() -> None:
+    from mtools.training.fluid_render import _import_fluidsynth
+
+    try:
+        _import_fluidsynth()
+    except RuntimeUnavailableError as exc:
+        pytest.skip(f"FluidSynth missing: {exc}")
+
+
+def test_fluidsynth_plays_each_note_at_its_pitch_and_louder_when_struck_harder():
+    _needs_fluidsynth()
+    from mtools.training.fluid_render import render_fluidsynth
+
+    try:
+        soundfont = pr.soundfont_path(pr.FLUIDSYNTH_SOUNDFONTS[0])
+    except RuntimeUnavailableError as exc:
+        pytest.skip(f"soundfont missing: {exc}")
+    rate = FRONT_END.sample_rate_hz
+    levels = []
+    for velocity in (40, 110):
+        audio = render_fluidsynth(make_score([Note(69, velocity, 0.1, 0.9)]), sample_rate_hz=rate,
+                                  soundfont=soundfont).mean(axis=1)
+        assert len(audio) == round((0.9 + 1.0) * rate)  # the note, then the release tail
+        held = audio[int(0.2 * rate):int(0.8 * rate)]
+        spectrum = np.abs(np.fft.rfft(held * np.hanning(len(held))))
+        assert np.fft.rfftfreq(len(held), 1 / rate)[np.argmax(spectrum)] == pytest.approx(440, abs=5)
+        assert np.abs(audio[:int(0.09 * rate)]).max() < 1e-3  # silent (dither only) before the onset
+        levels.append(np.sqrt(np.mean(held ** 2)))
+    assert levels[1] > 2 * levels[0]
 
 
 def _notes_score(seconds: float, seed: int, **fields):

@@ -18,12 +18,17 @@ maestro_excerpt rendered from its own MIDI:
 - MuseScore_General_Lite.sf3 is broken in tinysoundfont, not just quiet:
   11-31 dB below FluidR3_GM, louder velocities sound quieter (pitch 60: -47 dB at
   velocity 50, -66 dB at 80), and from pitch 84 up almost all its energy
-  lies below half the fundamental. Normalising cannot repair that: unused.
+  lies below half the fundamental. Its lossless SF2
+  (MuseScore_General_Full.sf2) fails the same way in tinysoundfont, but
+  FluidSynth plays it right: >= 0.94 harmonic from pitch 21 to 96, and
+  velocity 100 sounds 13-19 dB above velocity 40 with a different timbre
+  (velocity layers). It renders through `fluid_render`.
+- sf_GMbank.sf2 (csound-soundfont): a small GM bank whose piano is >= 0.93
+  harmonic up to pitch 96 and 8 dB louder at velocity 100 than at 40.
 
-So training renders with FluidR3_GM (the bigger sample set: 148 MB against
-6 MB; programs 0/1 at random) and validation holds out TimGM6mb (program 0), the
-one measured closer to a real piano. Neither changes timbre with velocity
-here, only level.
+So training renders with FluidR3_GM, sf_GMbank and MuseScore General
+(one per performance at random; programs 0/1 at random) and validation
+holds out TimGM6mb (program 0), the one measured closer to a real piano.
 
 Layout of cache_dir()/data/piano_renders-<FORMAT_VERSION>/, per part:
 `{part}-mel.npy` (frames, 229) float16; `{part}-onset/frame/offset.npy`
@@ -56,16 +61,19 @@ from mtools.score import PitchBend, Score, apply_sustain
 from mtools.training import corpora
 from mtools.training.audio_augment import AUGMENTATION, Augmentation, augment  # noqa: F401 (tests use pr.augment)
 
-FORMAT_VERSION = 1  # change whenever rendering, augmentation or layout changes
+FORMAT_VERSION = 2  # change whenever rendering, augmentation or layout changes
 SEGMENT_S = 20.0
 PARTS = ("train", "valid")
 VALID_SEED = 0  # the validation order and takes never depend on the build's seed
 PIANO_PROGRAMS = (0, 1)  # GM acoustic grand, bright acoustic piano
 VALID_PROGRAM = 0
-TRAIN_SOUNDFONTS = ("FluidR3_GM.sf2",)
+TRAIN_SOUNDFONTS = ("FluidR3_GM.sf2", "sf_GMbank.sf2", "MuseScore_General_Full.sf2")
 VALID_SOUNDFONT = "TimGM6mb.sf2"
+FLUIDSYNTH_SOUNDFONTS = ("MuseScore_General_Full.sf2",)  # tinysoundfont plays them wrongly
 SOUNDFONT_PACKAGES = {"FluidR3_GM.sf2": "fluid-soundfont-gm",
-                      "TimGM6mb.sf2": "timgm6mb-soundfont"}
+                      "TimGM6mb.sf2": "timgm6mb-soundfont",
+                      "sf_GMbank.sf2": "csound-soundfont",
+                      "MuseScore_General_Full.sf2": "musescore-general-soundfont-lossless"}
 BEND_RANGE_CENTS = 200.0  # tinysoundfont's default pitch-bend range: +-2 semitones
 BEND_FULL_SCALE = 8192  # Score bends are -8192..8191
 ASAP_FOLDER = "asap_performance_midi"
@@ -296,8 +304,11 @@ def prepared_score(score: Score, take: Take) -> Score:
 def render_take(score: Score, take: Take) -> np.ndarray:
     """(samples,) float32 mono audio of the prepared score at the front
     end's rate (the channels of render_score averaged)."""
-    audio = render.render_score(score, sample_rate_hz=FrontEnd().sample_rate_hz,
-                                soundfont=soundfont_path(take.soundfont))
+    play = render.render_score
+    if take.soundfont in FLUIDSYNTH_SOUNDFONTS:
+        from mtools.training.fluid_render import render_fluidsynth as play
+    audio = play(score, sample_rate_hz=FrontEnd().sample_rate_hz,
+                 soundfont=soundfont_path(take.soundfont))
     return 0.5 * (audio[:, 0] + audio[:, 1])
 
 
