@@ -95,6 +95,25 @@ def test_frames_without_an_onset_start_no_note():
     assert decode_notes(probs, FRONT_END, KEYS) == []
 
 
+@pytest.mark.parametrize("frames", [0, 1, 39, 40, 48, 131])
+@pytest.mark.parametrize("chunk, context", [(40, 8), (40, 0), (8, 8), (1, 1), (1, 0)])
+def test_chunked_prediction_covers_every_frame_exactly_once(tiny, frames, chunk, context):
+    mel = np.random.default_rng(frames).normal(-5, 2, (frames, FRONT_END.mel_bins)).astype(np.float32)
+    blocks = np.split(mel, [1, 7, 30]) if frames > 30 else [mel]
+    got = tiny.predict_all(blocks) if chunk == 40 and context == 8 else {
+        "frame": np.concatenate([p["frame"] for p in tiny.predict(blocks, chunk=chunk,
+                                                                  context=context)] or
+                                [np.zeros((0, KEYS.keys), np.float16)])}
+    assert got["frame"].shape == (frames, KEYS.keys)
+    if frames and context == chunk:  # every chunk sees its whole neighbourhood of `context`
+        assert np.abs(got["frame"][:1] - tiny.run(mel[None, :1 + context])["frame"][0, :1]).max() < 2e-3
+
+
+def test_prediction_refuses_a_context_longer_than_its_chunk(tiny):
+    with pytest.raises(ValueError, match="context <= chunk"):
+        list(tiny.predict([np.zeros((50, FRONT_END.mel_bins), np.float32)], chunk=16, context=32))
+
+
 def test_chunked_prediction_covers_every_frame_once_and_matches_one_run(tiny):
     mel = FRONT_END.log_mel(np.random.default_rng(1).normal(0, 0.1, 5 * RATE).astype(np.float32))
     whole = tiny.run(mel[None])
@@ -138,7 +157,9 @@ def test_every_note_respects_the_thresholds_and_the_shortest_length(tiny, tmp_pa
 
     audio = np.random.default_rng(2).normal(0, 0.2, 3 * RATE).astype(np.float32)
     loose = transcribe_samples(tiny, audio, TranscribeOptions(decode=DecodeOptions(0.0, 0.0)))
-    strict = transcribe_samples(tiny, audio, TranscribeOptions(decode=DecodeOptions(1.0, 1.0)))
+    highest = float(tiny.predict_all(FRONT_END.stream([audio]))["onset"].max())
+    strict = transcribe_samples(tiny, audio, TranscribeOptions(
+        decode=DecodeOptions(highest, 0.0)))  # no onset lies above its highest value
     long_only = transcribe_samples(tiny, audio, TranscribeOptions(
         decode=DecodeOptions(0.0, 0.0, min_note_s=0.5)))
     assert len(loose.notes) > 0 and strict.notes == ()
@@ -180,3 +201,30 @@ def test_perfect_transcriptions_score_one_and_empty_ones_zero(tiny):
     shifted = make_score([Note(60, 80, 10 * frame_s + 0.2, 30 * frame_s)])
     missed = score_figures(reference, shifted, tiny)
     assert missed["note_f1"] == 0.0 and missed["note_recall"] == 0.0
+    empty = score_figures(reference, make_score([]), tiny)
+    assert empty["note_f1"] == empty["frame_f1"] == 0.0
+    # A reference note of no length (ASAP has some) counts as one frame.
+    with_blip = make_score(list(reference.notes) + [Note(72, 90, 1.0, 1.0)])
+    assert score_figures(with_blip, with_blip, tiny)["note_f1"] == 1.0
+    assert score_figures(with_blip, reference, tiny)["note_recall"] == pytest.approx(2 / 3)
+
+
+def test_transcribe_errors_are_one_line_with_the_contract_codes(tiny_path, tmp_path):
+    model = ["--model", tiny_path.parent]
+    missing = run(["transcribe", tmp_path / "nope.wav", *model])
+    assert missing.code == 66 and missing.stderr.count("\n") == 1
+    assert run(["transcribe", *model], stdin=b"").code == 65
+    garbage = run(["transcribe", *model], stdin=b"this is not audio at all")
+    assert garbage.code == 65 and "not" in garbage.stderr
+    wav = wav_bytes(tone(440.0, 0.5), RATE)
+    to_terminal = run(["transcribe", *model], stdin=wav, stdout_tty=True)
+    assert to_terminal.code == 2 and to_terminal.stdout == b""
+
+
+def test_a_graph_with_other_names_is_refused_at_load(tmp_path):
+    from mtools.errors import ModelNotFoundError
+    from tiny_onnx import save_tiny_model
+
+    save_tiny_model(tmp_path, "onsets_frames", task="transcribe")
+    with pytest.raises(ModelNotFoundError, match="not an Onsets and Frames graph"):
+        OnsetsFrames.from_ref(resolve_model(str(tmp_path / "onsets_frames.onnx")))

@@ -8,7 +8,7 @@ import typer
 
 from mtools.commands import _options as opt
 
-HELP = """Score a model on data: NLL per step and next-event accuracy (event
+HELP = """Score a model on data (--model, default melody_rnn): NLL per step and next-event accuracy (event
 models), Coconet's frame-wise NLL, or MusicVAE's reconstruction accuracy.
 
 DATA is a folder or file of MIDI/JSONL/ABC/MusicXML, or a corpus name
@@ -45,7 +45,7 @@ Examples:
 
 def eval_(
     data: Annotated[list[str], typer.Argument(metavar="DATA", help="Folders, files or corpus names.")],
-    model: opt.Model = "melody_rnn",
+    model: opt.Model = None,
     split: Annotated[str, typer.Option(
         "--split", metavar="PART", help="valid, train or all (pieces of the fixed split).")] = "all",
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
@@ -71,14 +71,15 @@ def eval_(
         raise UsageError(f"--split must be valid, train or all, not {split!r}")
     if data and data[0] == "transcribe":  # `mtools eval transcribe ...`: the task's default model
         data = data[1:]
-        model = "onsets_frames" if model == "melody_rnn" else model
+        model = model or "onsets_frames"
         if not data:
             raise UsageError("name the audio to score", hint="see mtools eval --help")
+    model = model or "melody_rnn"
     references = ref
     ref = resolve_model(model)
     if ref.card.task == "transcribe":
         figures = {"model": ref.card.spec, "data": data,
-                   **_transcription_figures(ref, data, references or [],
+                   **_transcription_figures(ref, data, references or [], split,
                                             device.value if device else None)}
         _print(figures, as_json)
         return
@@ -146,13 +147,18 @@ def _music_vae_figures(ref, data: list[str], split: str, device) -> dict:
     return vae_figures(MusicVae.from_ref(ref, device=device), windows)
 
 
-def _transcription_figures(ref, data: list[str], references: list[str], device) -> dict:
+def _transcription_figures(ref, data: list[str], references: list[str], split: str,
+                           device) -> dict:
+    from mtools.errors import UsageError
     from mtools.models.onsets_frames import OnsetsFrames
     from mtools.training.transcription_metrics import audio_pairs, pieces_figures
 
     net = OnsetsFrames.from_ref(ref, device=device)
     if data == ["asap"]:
         from mtools.training.piano_renders import valid_pieces
+
+        if split == "train":
+            raise UsageError("asap is scored on held-out performances only", hint="--split valid")
         from mtools.training.transcription import EVAL_PIECES
 
         return pieces_figures(net, valid_pieces(EVAL_PIECES))

@@ -87,6 +87,9 @@ def train(
     if model == "onsets_frames":
         from mtools.training.transcription import DEFAULT_HOURS
 
+        if layers is not None:
+            from mtools.errors import UsageError
+            raise UsageError("onsets_frames has one LSTM layer per head: --layers does not apply")
         network = {"lstm": hidden} if hidden is not None else {}
         hours_pair = (hours, hours / 12) if hours else DEFAULT_HOURS
         _train_transcriber(out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,

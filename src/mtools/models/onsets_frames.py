@@ -17,7 +17,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from mtools.models.transcription import HEADS, DecodeOptions, FrontEnd, KeySpace, \
+from mtools.errors import ModelNotFoundError
+from mtools.models.transcription import DRUM_INSTRUMENT, DecodeOptions, FrontEnd, KeySpace, \
     decode_notes, sigmoid
 from mtools.score import InstrumentInfo, Score, Tempo, make_score
 
@@ -27,6 +28,7 @@ GRAPH_OUTPUTS = ("onset_logits", "frame_logits", "offset_logits", "velocity")
 CHUNK_FRAMES = 512  # frames the network sees at once, before context (16.4 s at hop 512)
 CONTEXT_FRAMES = 32  # frames either side whose outputs are dropped (1 s): recurrent warm-up
 BLOCK_S = 30.0  # seconds of audio decoded and resampled at a time
+KEPT_HEADS = ("onset", "frame", "velocity")  # what decoding reads; offsets only train the frames
 
 Progress = Callable[[float], None]
 
@@ -39,6 +41,9 @@ class OnsetsFrames:
 
     @classmethod
     def from_ref(cls, ref, *, device: str | None = None, threads: int | None = None) -> OnsetsFrames:
+        if (tuple(ref.card.inputs), tuple(ref.card.outputs)) != (GRAPH_INPUTS, GRAPH_OUTPUTS):
+            raise ModelNotFoundError(f"model {ref.card.spec} is not an Onsets and Frames graph: "
+                                     f"its card names {ref.card.inputs} → {ref.card.outputs}")
         encoding = ref.card.encoding
         return cls(ref.load_session(device=device, threads=threads), FrontEnd.from_card(encoding),
                    KeySpace.from_card(encoding), ref.card.spec)
@@ -56,6 +61,8 @@ class OnsetsFrames:
         """Predictions for a stream of log-mel blocks (n, mel_bins), as
         consecutive (m, keys) blocks covering every frame once. Each chunk
         runs with up to `context` real frames either side."""
+        if chunk < 1 or not 0 <= context <= chunk:
+            raise ValueError(f"need chunk >= 1 and 0 <= context <= chunk, got {chunk}, {context}")
         pending = np.zeros((0, self.front_end.mel_bins), np.float32)
         left = 0  # frames of context at the head of `pending`
         for block in mel_blocks:
@@ -68,8 +75,17 @@ class OnsetsFrames:
             yield _crop(self.run(pending[None]), left, len(pending) - left)
 
 
+    def predict_all(self, mel_blocks: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
+        """The decoder's predictions (onset, frame, velocity) of a whole
+        stream, (frames, keys) float16 each: ~60 MB an hour of piano."""
+        parts = list(self.predict(mel_blocks))
+        if not parts:
+            return {name: np.zeros((0, self.keys.keys), np.float16) for name in KEPT_HEADS}
+        return {name: np.concatenate([p[name] for p in parts]) for name in KEPT_HEADS}
+
+
 def _crop(probs: dict[str, np.ndarray], start: int, length: int) -> dict[str, np.ndarray]:
-    return {name: value[0, start:start + length].astype(np.float16) for name, value in probs.items()}
+    return {name: probs[name][0, start:start + length].astype(np.float16) for name in KEPT_HEADS}
 
 
 @dataclass(frozen=True)
@@ -119,9 +135,8 @@ def transcribe_source(model: OnsetsFrames, audio, options: TranscribeOptions = T
             if progress is not None:
                 progress(done)
 
-    parts = list(model.predict(front_end.stream(blocks())))
-    probs = {name: np.concatenate([p[name] for p in parts]).astype(np.float32) for name in HEADS}
-    return predictions_to_score(probs, model, options, audio.duration_s)
+    return predictions_to_score(model.predict_all(front_end.stream(blocks())), model, options,
+                                audio.duration_s)
 
 
 def predictions_to_score(probs: dict[str, np.ndarray], model: OnsetsFrames,
@@ -129,6 +144,7 @@ def predictions_to_score(probs: dict[str, np.ndarray], model: OnsetsFrames,
     notes = decode_notes(probs, model.front_end, model.keys, options.decode,
                          program=options.program)
     end = max([duration_s] + [n.end_s for n in notes])
-    return make_score(notes, tempos=(Tempo(0.0, 120.0),), total_s=end,
-                      instrument_infos=(InstrumentInfo(0, "piano"),),
+    track = (InstrumentInfo(DRUM_INSTRUMENT, "drums") if model.keys.is_drums
+             else InstrumentInfo(0, "piano"))
+    return make_score(notes, tempos=(Tempo(0.0, 120.0),), total_s=end, instrument_infos=(track,),
                       provenance={"model": model.spec})

@@ -19,8 +19,11 @@ import numpy as np
 
 from mtools.score import Note, Score, apply_sustain
 
+FFT_BATCH_FRAMES = 2048  # frames transformed at once: bounds the temporary spectra
 LOG_FLOOR = 1e-6  # added to mel power before the log: silence reads ~ -13.8
 HEADS = ("onset", "frame", "offset", "velocity")
+DRUM_NOTE_S = 0.1  # how long a transcribed drum hit is written
+DRUM_INSTRUMENT = 9  # drum notes' track (channel 10 in a MIDI file)
 
 
 @dataclass(frozen=True)
@@ -79,13 +82,14 @@ class FrontEnd:
         half = self.fft_samples // 2
         padded = np.concatenate([np.zeros(half, np.float32), np.asarray(samples, np.float32),
                                  np.zeros(half, np.float32)])
-        return self._frames_mel(padded, self.frames_for(len(samples)))
+        return self.frames_mel(padded, self.frames_for(len(samples)))
 
-    def _frames_mel(self, padded: np.ndarray, frames: int) -> np.ndarray:
-        """Mel frames of windows starting every hop in `padded` (the first
-        window starts at padded[0])."""
+    def frames_mel(self, padded: np.ndarray, frames: int) -> np.ndarray:
+        """`frames` mel frames of windows starting every hop in `padded`
+        (the first window starts at padded[0]; padded must hold
+        (frames - 1) · hop + fft_samples samples)."""
         out = np.empty((frames, self.mel_bins), np.float32)
-        step = 2048  # frames per FFT batch: bounds the temporary spectra
+        step = FFT_BATCH_FRAMES
         windows = np.lib.stride_tricks.sliding_window_view(padded, self.fft_samples)
         for first in range(0, frames, step):
             block = windows[first * self.hop_samples:
@@ -107,49 +111,79 @@ class FrontEnd:
             total += len(block)
             ready = max(0, (len(buffer) - self.fft_samples) // self.hop_samples + 1)
             if ready:
-                yield self._frames_mel(buffer, ready)
+                yield self.frames_mel(buffer, ready)
                 buffer = buffer[ready * self.hop_samples:]
                 done += ready
         remaining = self.frames_for(total) - done
         if remaining > 0:
             tail = np.concatenate([buffer, np.zeros(self.fft_samples, np.float32)])
-            yield self._frames_mel(tail, remaining)
+            yield self.frames_mel(tail, remaining)
 
 
 @dataclass(frozen=True)
 class KeySpace:
-    """The keys the network predicts: `keys` consecutive MIDI pitches from
-    `min_pitch` (piano: 21..108)."""
+    """What the network predicts, one output per key: a piano's `keys`
+    consecutive MIDI pitches from `min_pitch` (21..108), or, when
+    `drum_classes` is given, one output per class of General MIDI drum
+    keys (a class is written as its first key)."""
 
     min_pitch: int = 21
     keys: int = 88
+    drum_classes: tuple[tuple[int, ...], ...] = ()
+
+    @classmethod
+    def drums(cls, classes: tuple[tuple[int, ...], ...]) -> KeySpace:
+        return cls(0, len(classes), tuple(tuple(c) for c in classes))
+
+    @property
+    def is_drums(self) -> bool:
+        return bool(self.drum_classes)
 
     @classmethod
     def from_card(cls, encoding: dict) -> KeySpace:
+        if encoding.get("drum_classes"):
+            return cls.drums(tuple(tuple(int(k) for k in c) for c in encoding["drum_classes"]))
         return cls(int(encoding["min_pitch"]), int(encoding["keys"]))
 
     def to_card(self) -> dict:
+        if self.is_drums:
+            return {"drum_classes": [list(c) for c in self.drum_classes], "keys": self.keys}
         return {"min_pitch": self.min_pitch, "keys": self.keys}
+
+    def index_of(self, note: Note) -> int | None:
+        """The output that plays `note`, or None (a drum for a piano, a key
+        off the keyboard, a drum key in no class)."""
+        if self.is_drums:
+            if not note.is_drum:
+                return None
+            return next((i for i, c in enumerate(self.drum_classes) if note.pitch in c), None)
+        key = note.pitch - self.min_pitch
+        return key if not note.is_drum and 0 <= key < self.keys else None
+
+    def pitch_of(self, index: int) -> int:
+        return self.drum_classes[index][0] if self.is_drums else self.min_pitch + int(index)
 
 
 def note_labels(score: Score, frames: int, front_end: FrontEnd, keys: KeySpace,
                 *, sustain: bool = True) -> dict[str, np.ndarray]:
     """Training and evaluation targets of a score over `frames` frames, each
     (frames, keys): onset, frame and offset as 0/1 uint8, velocity as
-    float32 velocity/127 on onset frames (0 elsewhere). Notes are first
-    lengthened by the sustain pedal when `sustain` (as they are heard);
-    drum and out-of-range notes are left out. A note lasts at least one
-    frame; a later onset on the same key wins the frame it starts."""
+    float32 velocity/127 on onset frames (0 elsewhere). Piano notes are
+    first lengthened by the sustain pedal when `sustain` (as they are
+    heard); notes no output plays are left out (see KeySpace.index_of). A
+    note lasts at least one frame, a drum hit exactly one; a later onset on
+    the same key wins the frame it starts."""
     labels = {name: np.zeros((frames, keys.keys), np.uint8) for name in ("onset", "frame", "offset")}
     velocity = np.zeros((frames, keys.keys), np.float32)
-    notes = (apply_sustain(score) if sustain else score).notes
+    notes = (apply_sustain(score) if sustain and not keys.is_drums else score).notes
     rate = 1.0 / front_end.frame_s
     for note in sorted(notes, key=lambda n: n.start_s):
-        key = note.pitch - keys.min_pitch
+        key = keys.index_of(note)
         start = int(round(note.start_s * rate))
-        if note.is_drum or not 0 <= key < keys.keys or start >= frames:
+        if key is None or start >= frames:
             continue
-        end = max(start + 1, int(round(note.end_s * rate)))
+        # A drum hit is its onset: it lasts one frame whatever the MIDI says.
+        end = start + 1 if keys.is_drums else max(start + 1, int(round(note.end_s * rate)))
         labels["frame"][start:min(end, frames), key] = 1
         labels["onset"][start, key] = 1
         velocity[start, key] = note.velocity / 127.0
@@ -173,7 +207,8 @@ def decode_notes(probs: dict[str, np.ndarray], front_end: FrontEnd, keys: KeySpa
     a note starts on the first frame of a run of onsets above the onset
     threshold and lasts while its frame prediction stays above the frame
     threshold (a new onset on the key ends it). Its velocity is the
-    velocity head's value at the onset, times 127."""
+    velocity head's value at the onset, times 127. A drum hit is its
+    onset alone, written DRUM_NOTE_S long (min_note_s does not apply)."""
     onsets = probs["onset"] > options.onset_threshold
     active = (probs["frame"] > options.frame_threshold) | onsets
     frames = len(onsets)
@@ -187,9 +222,13 @@ def decode_notes(probs: dict[str, np.ndarray], front_end: FrontEnd, keys: KeySpa
         velocity = np.clip(np.round(probs["velocity"][begin, key] * 127), 1, 127).astype(int)
         for b, e, v in zip(begin, ends, velocity):
             start_s, end_s = b * front_end.frame_s, max(e, b + 1) * front_end.frame_s
-            if end_s - start_s >= options.min_note_s:
-                notes.append(Note(int(key) + keys.min_pitch, int(v), float(start_s),
-                                  float(end_s), program=program))
+            if keys.is_drums:
+                notes.append(Note(keys.pitch_of(key), int(v), float(start_s),
+                                  float(start_s) + DRUM_NOTE_S, instrument=DRUM_INSTRUMENT,
+                                  is_drum=True))
+            elif end_s - start_s >= options.min_note_s:
+                notes.append(Note(keys.pitch_of(key), int(v), float(start_s), float(end_s),
+                                  program=program))
     return sorted(notes, key=lambda n: (n.start_s, n.pitch))
 
 

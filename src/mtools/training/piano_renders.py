@@ -44,6 +44,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -59,9 +60,9 @@ from mtools.io.midi import midi_to_score
 from mtools.models.transcription import LOG_FLOOR, FrontEnd, KeySpace, note_labels
 from mtools.score import PitchBend, Score, apply_sustain
 from mtools.training import corpora
-from mtools.training.audio_augment import AUGMENTATION, Augmentation, augment  # noqa: F401 (tests use pr.augment)
+from mtools.training.audio_augment import AUGMENTATION, augment
 
-FORMAT_VERSION = 2  # change whenever rendering, augmentation or layout changes
+FORMAT_VERSION = 3  # change whenever rendering, augmentation or layout changes
 SEGMENT_S = 20.0
 PARTS = ("train", "valid")
 VALID_SEED = 0  # the validation order and takes never depend on the build's seed
@@ -77,13 +78,12 @@ SOUNDFONT_PACKAGES = {"FluidR3_GM.sf2": "fluid-soundfont-gm",
 BEND_RANGE_CENTS = 200.0  # tinysoundfont's default pitch-bend range: +-2 semitones
 BEND_FULL_SCALE = 8192  # Score bends are -8192..8191
 ASAP_FOLDER = "asap_performance_midi"
+REPEAT_VARIANT = re.compile(r"_(no_(\d+_)?)?repeat$")
 LABELS = ("onset", "frame", "offset", "velocity")
 SILENT_MEL = float(np.log(LOG_FLOOR))  # the log-mel of silence: crops are padded with it
 
 Progress = Callable[[int, int, str], None]
 Source = tuple[str, Union[Path, Score]]  # (piece, performance MIDI path or Score)
-
-
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,14 @@ def performances(part: str) -> list[tuple[str, Path]]:
     except OSError as exc:
         raise InputMissingError(f"{root / 'metadata.csv'}: {exc.strerror}") from None
     return sorted((row["folder"], root / row["midi_performance"]) for row in rows
-                  if corpora.piece_part(row["folder"]) == part)
+                  if corpora.piece_part(piece_id(row["folder"])) == part)
+
+
+def piece_id(folder: str) -> str:
+    """The piece an ASAP folder holds: its repeat variants (`..._repeat`,
+    `..._no_repeat`, `..._no_2_repeat`) are the same piece, so they share
+    a split part."""
+    return REPEAT_VARIANT.sub("", folder)
 
 
 # --- building ----------------------------------------------------------------------
@@ -326,17 +333,23 @@ def _render_into(writer: _PartWriter, score: Score, take: Take, budget_s: float,
     labels["velocity"] = np.rint(labels["velocity"] * 127.0).astype(np.uint8)
     seg_rows = round(SEGMENT_S / front_end.frame_s)
     seg_samples = seg_rows * front_end.hop_samples
+    half = front_end.fft_samples // 2
+    # Centred frames: the audio padded as log_mel pads it, plus room for whole clips.
+    padded = np.concatenate([np.zeros(half, np.float32), audio,
+                             np.zeros(half + seg_samples, np.float32)])
     context = round(AUGMENTATION.rt60_s[1] * front_end.sample_rate_hz)
     kept_s = 0.0
     for k, (start, end) in enumerate(segment_rows(labels["frame"], seg_rows)):
         if kept_s >= budget_s:
             break
-        first = start * front_end.hop_samples
-        clip = audio[first:first + seg_samples]
+        # The clip holds half a window either side, so the segment's edge
+        # frames see the real audio around it, as streaming inference does.
+        first = start * front_end.hop_samples  # in `padded`, the clip's left padding
+        clip = padded[first:first + seg_samples + 2 * half]
         if seed_key is not None:
             clip = augment(clip, np.random.default_rng([*seed_key, 2, k]), AUGMENTATION,
-                           context=audio[max(0, first - context):first])
-        mel = front_end.log_mel(clip)[:end - start]
+                           context=padded[max(0, first - context):first])
+        mel = front_end.frames_mel(clip, end - start)
         writer.append(mel, {name: labels[name][start:end] for name in LABELS})
         kept_s += (end - start) * front_end.frame_s
     return kept_s
@@ -468,14 +481,29 @@ def load_renders(part: str) -> RenderSet:
 
 def valid_pieces(n: int, *, sources: Sequence[Source] | None = None
                  ) -> list[tuple[str, Score, np.ndarray]]:
-    """The first `n` validation performances, in the order the valid part
-    takes them, rendered now, clean, with the validation soundfont: (name,
-    Score as rendered, (samples,) float32 mono audio at 16 kHz), for
-    note-level evaluation. `sources` replaces ASAP's valid performances."""
+    """`n` validation performances for note-level evaluation, rendered now,
+    clean, with the validation soundfont: (name, Score as rendered,
+    (samples,) float32 mono audio at 16 kHz). They come from the far end
+    of the valid order, and with ASAP none that the cached valid part holds
+    (its loss selects the checkpoint, so these stay unseen by training and
+    by selection). `sources` replaces ASAP's valid performances."""
+    used = set() if sources is not None else _valid_part_names()
+    order = _shuffled(performances("valid") if sources is None else sources, VALID_SEED)[::-1]
     pieces = []
-    for index, source in _shuffled(performances("valid") if sources is None else sources,
-                                   VALID_SEED)[:n]:
+    for index, source in order:
+        if len(pieces) == n:
+            break
+        if _source_name(source) in used:
+            continue
         take = choose_take("valid", VALID_SEED, index)
         score = prepared_score(_load(source[1]), take)
         pieces.append((_source_name(source), score, render_take(score, take)))
     return pieces
+
+
+def _valid_part_names() -> set[str]:
+    try:
+        manifest = json.loads((renders_dir() / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    return {take["performance"] for take in manifest["parts"]["valid"]["takes"]}

@@ -87,9 +87,10 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
     if request.fresh and request.run_dir.exists():
         shutil.rmtree(request.run_dir)
     train_hours, valid_hours = request.hours
-    piano_renders.build_renders(
-        hours_train=train_hours, hours_valid=valid_hours,
-        progress=lambda done_s, total_s, what: progress(f"rendering {what} ({done_s}/{total_s} s)"))
+    if request.loop.max_steps > 0:  # --export-only trains on, and renders, nothing
+        piano_renders.build_renders(
+            hours_train=train_hours, hours_valid=valid_hours,
+            progress=lambda done_s, total_s, what: progress(f"rendering {what} ({done_s}/{total_s} s)"))
     train, valid = piano_renders.load_renders("train"), piano_renders.load_renders("valid")
     progress(f"{len(train.segments)} training and {len(valid.segments)} validation segments")
     front_end, keys = FrontEnd(), KeySpace()
@@ -184,4 +185,6 @@ def reproduce_command(request: TranscriptionRequest) -> str:
              "--max-minutes", f"{request.loop.max_minutes:g}", "--out", "DIR"]
     if request.loop.batch_size != LOOP.batch_size:
         words += ["--batch-size", str(request.loop.batch_size)]
+    if (request.network or {}).get("lstm") not in (None, OnsetsFramesNet().config["lstm"]):
+        words += ["--hidden", str(request.network["lstm"])]
     return " ".join(shlex.quote(word) for word in words)

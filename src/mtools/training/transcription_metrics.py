@@ -13,12 +13,13 @@ import numpy as np
 
 from mtools.errors import MtoolsError
 from mtools.models.onsets_frames import OnsetsFrames, TranscribeOptions, predictions_to_score
-from mtools.models.transcription import HEADS, note_labels
+from mtools.models.transcription import note_labels
 from mtools.score import Note, Score, apply_sustain
 
 ONSET_TOLERANCE_S = 0.05
 OFFSET_RATIO = 0.2  # mir_eval's default: an offset within 20% of the note (or 50 ms)
 VELOCITY_TOLERANCE = 0.1
+MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")  # a reference beside its audio
 PROTOCOL = (
     "Whole held-out performances, rendered with the held-out soundfont, transcribed as "
     "`mtools transcribe` does (default thresholds). The reference is the performance MIDI with "
@@ -38,9 +39,14 @@ def _mir_eval():
     return mir_eval
 
 
-def _arrays(notes: Iterable[Note]):
-    notes = [n for n in notes if not n.is_drum]
-    intervals = np.array([[n.start_s, n.end_s] for n in notes], float).reshape(-1, 2)
+def _arrays(notes: Iterable[Note], net: OnsetsFrames):
+    """Intervals (s), pitches (Hz) and velocities of the notes the model's
+    keys can play; a note of no length lasts one frame, as in its labels
+    (mir_eval refuses empty intervals, and ASAP holds a few)."""
+    notes = [n for n in notes if net.keys.index_of(n) is not None]
+    shortest = net.front_end.frame_s
+    intervals = np.array([[n.start_s, max(n.end_s, n.start_s + shortest)] for n in notes],
+                         float).reshape(-1, 2)
     hz = 440.0 * 2.0 ** ((np.array([n.pitch for n in notes], float) - 69.0) / 12.0)
     velocities = np.array([n.velocity for n in notes], float)
     return intervals, hz, velocities
@@ -50,8 +56,8 @@ def score_figures(reference: Score, estimate: Score, net: OnsetsFrames) -> dict[
     """One piece's figures (see PROTOCOL); the reference's sustain pedal is
     applied here."""
     mir_eval = _mir_eval()
-    ref_i, ref_hz, ref_v = _arrays(apply_sustain(reference).notes)
-    est_i, est_hz, est_v = _arrays(estimate.notes)
+    ref_i, ref_hz, ref_v = _arrays(apply_sustain(reference).notes, net)
+    est_i, est_hz, est_v = _arrays(estimate.notes, net)
     if not len(ref_i):
         raise MtoolsError("the reference holds no notes to score against")
     figures = {}
@@ -84,9 +90,7 @@ def frame_figures(reference: Score, estimate: Score, net: OnsetsFrames) -> dict[
 def transcribe_samples(net: OnsetsFrames, samples: np.ndarray,
                        options: TranscribeOptions = TranscribeOptions()) -> Score:
     """Transcribe mono float32 audio already at the model's rate."""
-    parts = list(net.predict(net.front_end.stream([samples])))
-    probs = {name: np.concatenate([p[name] for p in parts]).astype(np.float32) for name in HEADS}
-    return predictions_to_score(probs, net, options,
+    return predictions_to_score(net.predict_all(net.front_end.stream([samples])), net, options,
                                 len(samples) / net.front_end.sample_rate_hz)
 
 
@@ -107,9 +111,6 @@ def pieces_figures(net: OnsetsFrames, pieces, options: TranscribeOptions = Trans
     means = {key: round(float(np.mean([row[key] for row in rows])), 4) for key in rows[0]}
     return {**means, "pieces": len(rows), "audio_seconds": round(audio_s, 1),
             "realtime_factor": round(audio_s / max(spent, 1e-9), 1)}
-
-
-MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")
 
 
 def audio_pairs(data: list[str], references: list[str], sample_rate_hz: int):
