@@ -78,7 +78,7 @@ SOUNDFONT_PACKAGES = {"FluidR3_GM.sf2": "fluid-soundfont-gm",
 BEND_RANGE_CENTS = 200.0  # tinysoundfont's default pitch-bend range: +-2 semitones
 BEND_FULL_SCALE = 8192  # Score bends are -8192..8191
 ASAP_FOLDER = "asap_performance_midi"
-REPEAT_VARIANT = re.compile(r"_(no_(\d+_)?)?repeat$")
+REPEAT_VARIANT = re.compile(r"_(no_(\d+_)?repeat|repeat|no_trio)$")
 LABELS = ("onset", "frame", "offset", "velocity")
 SILENT_MEL = float(np.log(LOG_FLOOR))  # the log-mel of silence: crops are padded with it
 
@@ -131,9 +131,9 @@ def performances(part: str) -> list[tuple[str, Path]]:
 
 
 def piece_id(folder: str) -> str:
-    """The piece an ASAP folder holds: its repeat variants (`..._repeat`,
-    `..._no_repeat`, `..._no_2_repeat`) are the same piece, so they share
-    a split part."""
+    """The piece an ASAP folder holds: its variants with and without
+    repeats (`..._repeat`, `..._no_repeat`, `..._no_2_repeat`) or the trio
+    (`..._no_trio`) are the same piece, so they share a split part."""
     return REPEAT_VARIANT.sub("", folder)
 
 
