@@ -196,7 +196,7 @@ def _recipe(hours: dict, seed: int, sources: Mapping[str, Sequence[Source]]) -> 
             scores |= isinstance(source[1], Score)
             content = repr(source[1]) if isinstance(source[1], Score) else ""
             digest.update(f"{part}\t{_source_name(source)}\t{content}\n".encode())
-    return {"format": FORMAT_VERSION,
+    return {"format": FORMAT_VERSION, "instrument": "piano",
             "arguments": {"hours_train": hours["train"], "hours_valid": hours["valid"],
                           "seed": seed, "sources": "scores" if scores else "asap",
                           "sources_sha1": digest.hexdigest()},
