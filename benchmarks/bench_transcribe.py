@@ -9,7 +9,7 @@ Runs in .venv-bench (benchmarks/setup_venv.sh), which holds mtools, mir_eval
 and basic-pitch without TensorFlow.
 
 - Audio: the first --pieces held-out ASAP performances rendered with the
-  held-out soundfont (`piano_renders.valid_pieces`), or every audio file in
+  held-out soundfont (`renders.valid_pieces`), or every audio file in
   --pairs DIR with a same-named MIDI beside it (`audio_pairs`). Each piece is
   written as a 16 kHz 16-bit WAV, and both systems transcribe that file.
 - Accuracy: each system's notes are scored against the same reference with
@@ -114,7 +114,7 @@ def load_pieces(args) -> list[tuple[str, Score, np.ndarray]]:
     """(name, reference Score, 16 kHz mono float32 audio) per piece."""
     if args.pairs:
         return list(audio_pairs([args.pairs], [], SAMPLE_RATE_HZ))
-    from mtools.training.piano_renders import valid_pieces
+    from mtools.training.renders import valid_pieces
 
     return valid_pieces(args.pieces)
 
@@ -248,7 +248,7 @@ def main() -> None:
         e2e = end_to_end(clip, args.model, args.repeat, folder)
     source = (f"every audio file in {args.pairs} with its same-named MIDI" if args.pairs else
               f"the first {len(pieces)} held-out ASAP performances rendered with the held-out "
-              "soundfont (`piano_renders.valid_pieces`)")
+              "soundfont (`renders.valid_pieces`)")
     command = "benchmarks/quiet_machine.sh .venv-bench/bin/python benchmarks/bench_transcribe.py " \
         + shlex.join(sys.argv[1:])
     body = "\n".join([

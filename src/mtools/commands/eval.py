@@ -26,7 +26,8 @@ running from the posterior mean) and the KL term. For onsets_frames
 (`mtools eval transcribe ...` picks it), DATA is audio with its reference
 MIDI: --ref REF.mid per audio file, or a folder where each audio file has
 a MIDI file of the same name beside it, or asap (held-out ASAP
-performances rendered with the held-out soundfont); it prints mir_eval's
+performances rendered with the held-out soundfont; groove for the drum
+model); it prints mir_eval's
 note precision/recall/F1 (onsets within 50 ms), with offsets, with
 velocities, and frame F1, averaged over pieces. Prints one JSON object
 (--json) or a short table.
@@ -154,14 +155,17 @@ def _transcription_figures(ref, data: list[str], references: list[str], split: s
     from mtools.training.transcription_metrics import audio_pairs, pieces_figures
 
     net = OnsetsFrames.from_ref(ref, device=device)
-    if data == ["asap"]:
-        from mtools.training.piano_renders import valid_pieces
+    from mtools.training.render_sources import DRUMS, PIANO
 
-        if split == "train":
-            raise UsageError("asap is scored on held-out performances only", hint="--split valid")
+    instrument = DRUMS if net.keys.is_drums else PIANO
+    if data == [instrument.corpus]:
+        from mtools.training.renders import valid_pieces
         from mtools.training.transcription import EVAL_PIECES
 
-        return pieces_figures(net, valid_pieces(EVAL_PIECES))
+        if split == "train":
+            raise UsageError(f"{instrument.corpus} is scored on held-out performances only",
+                             hint="--split valid")
+        return pieces_figures(net, valid_pieces(EVAL_PIECES, instrument))
     return pieces_figures(net, audio_pairs(data, references, net.front_end.sample_rate_hz))
 
 

@@ -19,7 +19,8 @@ Coconet-style .npz with train and valid parts. MusicVAE (--config mel_2bar
 or drums_2bar) trains on every 2-bar window of the melodies or drum tracks.
 onsets_frames trains on ASAP piano performances rendered to audio with
 several soundfonts and room/microphone/noise augmentation (--hours of it,
-rendered once and cached; one soundfont and 10% of the pieces are held out).
+rendered once and cached; one soundfont and 10% of the pieces are held out);
+onsets_frames_drums the same way on Groove MIDI's drum performances.
 Parsed data is cached under ~/.cache/mtools/data;
 checkpoints go to --run-dir (default ~/.cache/mtools/runs/NAME) every few
 minutes, and a stopped run resumes from there. The exported model goes to
@@ -35,6 +36,7 @@ Examples:
   mtools train coconet --data jsb --max-minutes 120 --out models/
   mtools train music_vae --config drums_2bar --data groove --out models/
   mtools train onsets_frames --hours 12 --max-minutes 240 --out models/
+  mtools train onsets_frames_drums --hours 4 --out models/
 """
 
 
@@ -84,16 +86,16 @@ def train(
         _train_coconet(data, out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,
                        seed, network, say)
         return
-    if model == "onsets_frames":
+    if model in ("onsets_frames", "onsets_frames_drums"):
         from mtools.training.transcription import DEFAULT_HOURS
 
         if layers is not None:
             from mtools.errors import UsageError
-            raise UsageError("onsets_frames has one LSTM layer per head: --layers does not apply")
+            raise UsageError(f"{model} has one LSTM layer per head: --layers does not apply")
         network = {"lstm": hidden} if hidden is not None else {}
         hours_pair = (hours, hours / 12) if hours else DEFAULT_HOURS
-        _train_transcriber(out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,
-                           seed, network, hours_pair, say)
+        _train_transcriber(model, out, run_dir, fresh, export_only, max_minutes, max_steps,
+                           batch_size, seed, network, hours_pair, say)
         return
     if model == "music_vae":
         network = {k: v for k, v in {"enc_hidden": hidden, "dec_hidden": hidden,
@@ -123,16 +125,18 @@ def _train_coconet(data, out, run_dir, fresh, export_only, max_minutes, max_step
     train_coconet(request, progress=say)
 
 
-def _train_transcriber(out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,
-                       seed, network, hours, say) -> None:
+def _train_transcriber(model, out, run_dir, fresh, export_only, max_minutes, max_steps,
+                       batch_size, seed, network, hours, say) -> None:
+    from mtools.training.render_sources import DRUMS, PIANO
     from mtools.training.run import with_limits
-    from mtools.training.transcription import LOOP, TranscriptionRequest, default_run_dir, \
-        train_transcriber
+    from mtools.training.transcription import LOOP, TranscriptionRequest, crop_frames, \
+        default_run_dir, train_transcriber
 
+    instrument = DRUMS if model == "onsets_frames_drums" else PIANO
     loop = with_limits(LOOP, max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
-                       batch_size=batch_size, seed=seed)
-    request = TranscriptionRequest(out, run_dir or default_run_dir(), loop, network or None,
-                                   hours, fresh)
+                       batch_size=batch_size, seed=seed, crop_steps=crop_frames(instrument))
+    request = TranscriptionRequest(instrument, out, run_dir or default_run_dir(instrument), loop,
+                                   network or None, hours, fresh)
     train_transcriber(request, progress=say)
 
 

@@ -10,14 +10,15 @@ import typer
 from mtools.commands import _options as opt
 from mtools.commands._batch import JobResult, run_batch, score_batch
 
-HELP = """Transcribe piano audio into notes (MIDI, or JSONL with --to jsonl).
+HELP = """Transcribe piano or drum audio into notes (MIDI, or JSONL with --to jsonl).
 
 Reads WAV, FLAC or OGG at any sample rate and channel count, from files,
 folders or stdin. Long recordings stream through in blocks, so memory
 stays bounded. Notes get velocities; the sustain pedal is heard as longer
 notes.
 
-Models: onsets_frames (piano, default).
+Models: onsets_frames (piano, default), onsets_frames_drums (drum kit: GM
+drum hits on channel 10).
 
 Examples:
 
@@ -27,6 +28,7 @@ Examples:
   mtools transcribe recordings/ -o midi/ --skip-existing --jobs 2
   mtools transcribe song.wav | mtools harmonize > satb.mid
   mtools transcribe take.flac --onset-threshold 0.7 --min-note-ms 30 -o take.mid
+  mtools transcribe drums.wav --model onsets_frames_drums -o drums.mid
 """
 
 

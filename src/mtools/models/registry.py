@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 MODEL_PATH_ENV = "MTOOLS_MODEL_PATH"
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
-TRAINABLE = ("melody_rnn", "drums_rnn", "improv_rnn", "coconet", "music_vae", "onsets_frames")
+TRAINABLE = ("melody_rnn", "drums_rnn", "improv_rnn", "coconet", "music_vae", "onsets_frames",
+             "onsets_frames_drums")
 CARD_VERSION = 1  # the newest card layout this code reads
 
 _SPEC = re.compile(r"([a-z0-9_]+)(?::([a-z0-9_]+))?")

@@ -1,6 +1,6 @@
 """Random changes that make rendered training audio sound like real
 recordings: room reverb, microphone EQ, noise and gain (detuning happens
-at render time, see `mtools.training.piano_renders`). numpy only; every
+at render time, see `mtools.training.renders`). numpy only; every
 change is drawn from the generator it is given, so a seed repeats it."""
 
 from __future__ import annotations

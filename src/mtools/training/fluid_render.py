@@ -1,7 +1,7 @@
 """Rendering training audio with FluidSynth (pyfluidsynth over Debian's
 libfluidsynth3), for soundfonts tinysoundfont plays wrongly: MuseScore
 General's piano comes out of tinysoundfont with louder velocities quieter
-and its top octaves as noise (measured, see `piano_renders`), while
+and its top octaves as noise (measured, see `render_sources`), while
 FluidSynth honours its velocity layers and filters. Same event semantics
 as `mtools.io.render.render_score`: the sustain pedal lengthens notes,
 volume/pan/expression and pitch bends apply; FluidSynth's own reverb and
@@ -61,7 +61,9 @@ def _assign_channels(synth, sfid: int, notes) -> dict[tuple[int, int, bool], int
     for instrument, program, is_drum in sorted({(n.instrument, n.program, n.is_drum)
                                                 for n in notes}):
         channel = DRUM_CHANNEL if is_drum else free[min(len(channels), len(free) - 1)]
-        synth.program_select(channel, sfid, render.DRUM_BANK if is_drum else 0, program)
+        bank = render.DRUM_BANK if is_drum else 0
+        if synth.program_select(channel, sfid, bank, program) != 0:  # not in this soundfont
+            synth.program_select(channel, sfid, bank, 0)
         channels[(instrument, program, is_drum)] = channel
     return channels
 

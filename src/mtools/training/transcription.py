@@ -1,5 +1,5 @@
-"""Training Onsets and Frames on rendered piano audio (see
-`mtools.training.piano_renders`): random crops of the training renders,
+"""Training Onsets and Frames on rendered audio of an instrument (piano or
+drums, see `mtools.training.renders`): random crops of the training renders,
 the paper's loss (onset, frame and offset binary cross-entropy, velocity
 squared error on the true onsets), validation on crops of the held-out
 soundfont's renders, export to one ONNX graph checked against torch, and a
@@ -21,18 +21,25 @@ from torch import nn
 from mtools.errors import MtoolsError
 from mtools.models.onsets_frames import GRAPH_INPUTS, GRAPH_OUTPUTS
 from mtools.models.registry import write_card
-from mtools.models.transcription import FrontEnd, KeySpace
 from mtools.training import corpora
 from mtools.training.export import export_checked, export_onnx, run_card
 from mtools.training.loop import TrainConfig, Trainer, load_checkpoint
 from mtools.training.nets import OnsetsFramesNet
+from mtools.training.render_sources import Instrument
 
 Progress = Callable[[str], None]
-NAME = "onsets_frames"
-CROP_FRAMES = 160  # 5.1 s per training crop
-LOOP = TrainConfig(batch_size=8, crop_steps=CROP_FRAMES, learning_rate=6e-4, eval_every=500,
+NAMES = {"piano": "onsets_frames", "drums": "onsets_frames_drums"}
+DESCRIPTIONS = {"piano": "Piano audio → notes with velocities (Onsets and Frames, CPU-sized)",
+                "drums": "Drum audio → GM drum hits with velocities (Onsets and Frames drums, "
+                         "CPU-sized)"}
+CROP_S = 5.12  # seconds per training crop (160 piano frames)
+LOOP = TrainConfig(batch_size=8, crop_steps=160, learning_rate=6e-4, eval_every=500,
                    valid_crops=96, patience=8)
 DEFAULT_HOURS = (12.0, 1.0)  # rendered audio for training and validation
+SPLITS = {"piano": "by piece: 10% of ASAP pieces (sha1 of the folder, repeat variants "
+                   "together) are validation, rendered with a soundfont training never hears",
+          "drums": "Groove MIDI's own train/validation split; validation rendered with a "
+                   "drum kit training never hears"}
 EVAL_PIECES = 12  # whole held-out performances the card's note figures come from
 
 
@@ -67,6 +74,7 @@ def transcription_loss(model: OnsetsFramesNet, batch) -> tuple[torch.Tensor, tor
 
 @dataclass(frozen=True)
 class TranscriptionRequest:
+    instrument: Instrument
     out_dir: Path
     run_dir: Path
     loop: TrainConfig = LOOP
@@ -75,29 +83,36 @@ class TranscriptionRequest:
     fresh: bool = False
 
 
-def default_run_dir() -> Path:
-    return corpora.cache_dir() / "runs" / NAME
+def default_run_dir(instrument: Instrument) -> Path:
+    return corpora.cache_dir() / "runs" / NAMES[instrument.name]
+
+
+def crop_frames(instrument: Instrument) -> int:
+    """Frames per training crop: CROP_S at the instrument's frame rate."""
+    return round(CROP_S / instrument.front_end.frame_s)
 
 
 def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda m: None) -> Path:
     """Render the data if needed, train (or resume), export, measure on
     held-out performances and write the card; returns the .onnx path."""
-    from mtools.training import piano_renders
+    from mtools.training import renders
 
+    instrument = request.instrument
     if request.fresh and request.run_dir.exists():
         shutil.rmtree(request.run_dir)
     train_hours, valid_hours = request.hours
     if request.loop.max_steps > 0:  # --export-only trains on, and renders, nothing
-        piano_renders.build_renders(
-            hours_train=train_hours, hours_valid=valid_hours,
+        renders.build_renders(
+            instrument, hours_train=train_hours, hours_valid=valid_hours,
             progress=lambda done_s, total_s, what: progress(f"rendering {what} ({done_s}/{total_s} s)"))
-    train, valid = piano_renders.load_renders("train"), piano_renders.load_renders("valid")
+    train = renders.load_renders("train", instrument)
+    valid = renders.load_renders("valid", instrument)
     progress(f"{len(train.segments)} training and {len(valid.segments)} validation segments")
-    front_end, keys = FrontEnd(), KeySpace()
-    model = OnsetsFramesNet(front_end.mel_bins, keys.keys, **(request.network or {}))
+    model = OnsetsFramesNet(instrument.front_end.mel_bins, instrument.keys.keys,
+                            **(request.network or {}))
     trainer = Trainer(model, model.kind, CropBatches(train, request.loop),
                       CropBatches(valid, request.loop), request.loop, request.run_dir,
-                      extra={"spec": NAME}, progress=lambda history, message: progress(message),
+                      extra={"spec": NAMES[instrument.name]}, progress=lambda history, message: progress(message),
                       loss_fn=transcription_loss)
     history = trainer.run()
     if not (request.run_dir / "best.pt").exists():
@@ -136,20 +151,22 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
                        progress: Progress) -> Path:
     from mtools.models.onsets_frames import OnsetsFrames
     from mtools.models.registry import resolve_model
-    from mtools.training.piano_renders import valid_pieces
+    from mtools.training.renders import valid_pieces
     from mtools.training.transcription_metrics import PROTOCOL, pieces_figures
 
+    name = NAMES[request.instrument.name]
     request.out_dir.mkdir(parents=True, exist_ok=True)
-    path = request.out_dir / f"{NAME}.onnx"
+    path = request.out_dir / f"{name}.onnx"
     error = export_checked(model, path, export_graph, parity_error)
     card = _card(request, model, history)
     write_card(card, path)
     progress(f"transcribing {EVAL_PIECES} held-out performances for the card")
     net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
-    card["metrics"] = {**pieces_figures(net, valid_pieces(EVAL_PIECES)), "split": "valid",
+    pieces = valid_pieces(EVAL_PIECES, request.instrument)
+    card["metrics"] = {**pieces_figures(net, pieces), "split": "valid",
                        "protocol": PROTOCOL, "parity_max_abs_error": float(f"{error:.2e}"),
                        "measured_by": "mtools train (at export); reproduce: mtools eval "
-                                      f"--model {NAME} asap --split valid"}
+                                      f"--model {name} {request.instrument.corpus} --split valid"}
     write_card(card, path)
     progress(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
     return path
@@ -158,21 +175,21 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
 def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dict:
     import json
 
-    from mtools.training.piano_renders import renders_dir
+    from mtools.training.renders import renders_dir
 
-    manifest = json.loads((renders_dir() / "manifest.json").read_text())
+    instrument = request.instrument
+    manifest = json.loads((renders_dir(instrument) / "manifest.json").read_text())
     return {
-        "name": NAME, "config": "", "task": "transcribe", "default": True,
-        "description": "Piano audio → notes with velocities (Onsets and Frames, CPU-sized)",
+        "name": NAMES[instrument.name], "config": "", "task": "transcribe",
+        "default": instrument.name == "piano", "description": DESCRIPTIONS[instrument.name],
         "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
         "hyperparameters": {**model.config, "architecture": model.__doc__.split(".")[0]},
-        "encoding": {"front_end": FrontEnd().to_card(), **KeySpace().to_card(),
+        "encoding": {"front_end": instrument.front_end.to_card(), **instrument.keys.to_card(),
                      "labels": "notes lengthened by the sustain pedal (as heard); onset on "
                                "the note's nearest frame, offset on its end's"},
         "training": {
-            "datasets": ["asap (rendered)"], "renders": manifest,
-            "split": "by piece: 10% of ASAP pieces (sha1 of the folder) are validation, "
-                     "rendered with a soundfont training never hears",
+            "datasets": [f"{instrument.corpus} (rendered)"], "renders": manifest,
+            "split": SPLITS[instrument.name],
             "best_valid_loss": round(history.best_valid, 4),
             **run_card(history, request.loop, reproduce_command(request)),
         },
@@ -181,7 +198,7 @@ def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dic
 
 
 def reproduce_command(request: TranscriptionRequest) -> str:
-    words = ["mtools", "train", NAME, "--hours", f"{request.hours[0]:g}",
+    words = ["mtools", "train", NAMES[request.instrument.name], "--hours", f"{request.hours[0]:g}",
              "--max-minutes", f"{request.loop.max_minutes:g}", "--out", "DIR"]
     if request.loop.batch_size != LOOP.batch_size:
         words += ["--batch-size", str(request.loop.batch_size)]

@@ -15,7 +15,9 @@ from mtools.io import render
 from mtools.models.transcription import FrontEnd, KeySpace, note_labels
 from mtools.score import Note, make_score
 from mtools.training import corpora
-from mtools.training import piano_renders as pr
+from mtools.training import render_sources as sources
+from mtools.training import renders as pr
+from mtools.training.render_sources import PIANO
 from mtools.training.audio_augment import Augmentation, augment
 
 FRONT_END, KEYS = FrontEnd(), KeySpace()
@@ -25,11 +27,11 @@ SEGMENT_ROWS = 625  # 20 s of 512-sample hops at 16 kHz
 def _needs_soundfonts() -> None:
     pytest.importorskip("tinysoundfont", reason="rendering needs tinysoundfont")
     try:
-        for name in (*pr.TRAIN_SOUNDFONTS, pr.VALID_SOUNDFONT):
+        for name in (*PIANO.train_soundfonts, PIANO.valid_soundfont):
             pr.soundfont_path(name)
     except RuntimeUnavailableError as exc:
         pytest.skip(f"soundfont missing: {exc}")
-    if pr.FLUIDSYNTH_SOUNDFONTS:
+    if sources.FLUIDSYNTH_SOUNDFONTS:
         _needs_fluidsynth()
 
 
@@ -47,7 +49,7 @@ def test_fluidsynth_plays_each_note_at_its_pitch_and_louder_when_struck_harder()
     from mtools.training.fluid_render import render_fluidsynth
 
     try:
-        soundfont = pr.soundfont_path(pr.FLUIDSYNTH_SOUNDFONTS[0])
+        soundfont = pr.soundfont_path(sources.FLUIDSYNTH_SOUNDFONTS[0])
     except RuntimeUnavailableError as exc:
         pytest.skip(f"soundfont missing: {exc}")
     rate = FRONT_END.sample_rate_hz
@@ -98,8 +100,8 @@ def cache(tmp_path, monkeypatch):
 
 
 def _expected_labels(part: str, piece: str, take: dict, frames: int) -> dict:
-    chosen = pr.Take(take["soundfont"], take["program"], take["detune_cents"])
-    return note_labels(pr.prepared_score(dict(SOURCES[part])[piece], chosen), frames,
+    chosen = sources.Take(take["soundfont"], take["program"], take["detune_cents"])
+    return note_labels(pr.prepared_score(PIANO, dict(SOURCES[part])[piece], chosen), frames,
                        FRONT_END, KEYS)
 
 
@@ -119,8 +121,8 @@ def test_files_shapes_and_dtypes(built):
         assert segments[0, 0] == 0 and segments[-1, 1] == len(rows)
         assert (segments[1:, 0] == segments[:-1, 1]).all()
         assert (np.diff(segments, axis=1) <= SEGMENT_ROWS).all()
-    assert manifest["parts"]["train"]["soundfonts"] == list(pr.TRAIN_SOUNDFONTS)
-    assert manifest["parts"]["valid"]["soundfonts"] == [pr.VALID_SOUNDFONT]
+    assert manifest["parts"]["train"]["soundfonts"] == list(PIANO.train_soundfonts)
+    assert manifest["parts"]["valid"]["soundfonts"] == [PIANO.valid_soundfont]
 
 
 def test_segments_and_trailing_silence(built):
@@ -160,9 +162,9 @@ def test_clean_mel_matches_the_front_end(built):
 def test_training_mel_is_augmented(built):
     _, manifest = built
     take = manifest["parts"]["train"]["takes"][0]
-    chosen = pr.Take(take["soundfont"], take["program"], take["detune_cents"])
-    score = pr.prepared_score(dict(SOURCES["train"])[take["piece"]], chosen)
-    clean = FRONT_END.log_mel(pr.render_take(score, chosen))
+    chosen = sources.Take(take["soundfont"], take["program"], take["detune_cents"])
+    score = pr.prepared_score(PIANO, dict(SOURCES["train"])[take["piece"]], chosen)
+    clean = FRONT_END.log_mel(pr.render_take(PIANO, score, chosen))
     renders = pr.load_renders("train")
     start, end = renders.segments[take["segments"][0]]
     assert np.abs(renders.mel[start:end] - clean[:end - start]).mean() > 0.1
@@ -205,14 +207,14 @@ def test_augmentation_is_seeded_and_changes_the_audio():
 def test_detune_bends_the_pitch():
     pytest.importorskip("tinysoundfont", reason="rendering needs tinysoundfont")
     try:
-        pr.soundfont_path(pr.VALID_SOUNDFONT)
+        pr.soundfont_path(PIANO.valid_soundfont)
     except RuntimeUnavailableError as exc:
         pytest.skip(str(exc))
     score = make_score([Note(69, 100, 0.0, 1.0)])
-    take = pr.Take(pr.VALID_SOUNDFONT, 0, 20.0)
-    prepared = pr.prepared_score(score, take)
+    take = sources.Take(PIANO.valid_soundfont, 0, 20.0)
+    prepared = pr.prepared_score(PIANO, score, take)
     assert [b.bend for b in prepared.pitch_bends] == [819]
-    audio = pr.render_take(prepared, take)[:16_000]
+    audio = pr.render_take(PIANO, prepared, take)[:16_000]
     spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio)), 16 * 16_000))
     freqs = np.fft.rfftfreq(16 * 16_000, 1 / 16_000)
     band = (freqs > 400) & (freqs < 480)
@@ -271,7 +273,36 @@ def test_asap_performances_split_by_piece():
     train, valid = pr.performances("train"), pr.performances("valid")
     assert train and valid and len(train) + len(valid) == 942
     # A piece's repeat variants (folders ..._no_repeat, ..._repeat) stay in one part.
-    assert not {pr.piece_id(p) for p, _ in train} & {pr.piece_id(p) for p, _ in valid}
+    assert not {sources.piece_id(p) for p, _ in train} & {sources.piece_id(p) for p, _ in valid}
     assert any(piece.endswith("_no_repeat") for piece, _ in train + valid)
-    assert all(corpora.piece_part(pr.piece_id(piece)) == "valid" for piece, _ in valid)
+    assert all(corpora.piece_part(sources.piece_id(piece)) == "valid" for piece, _ in valid)
     assert all(path.suffix == ".mid" and path.name != "midi_score.mid" for _, path in train)
+
+
+def test_drum_renders_label_each_hit_once_in_its_class(cache):
+    from builders import drums
+
+    from mtools.training.render_sources import DRUMS
+
+    try:
+        for name in (*DRUMS.train_soundfonts, DRUMS.valid_soundfont):
+            pr.soundfont_path(name)
+    except RuntimeUnavailableError as exc:
+        pytest.skip(f"soundfont missing: {exc}")
+    _needs_fluidsynth()
+    # Kick, e-kit closed hat (22, played as GM 42), snare rim (40), ride bell (53).
+    hits = [(36, 0.5), (22, 1.0), (40, 1.5), (53, 2.0), (36, 2.5)]
+    song = drums(hits)
+    pr.build_renders(DRUMS, hours_train=1.0, hours_valid=1.0,
+                     sources={"train": [("beat", song)], "valid": [("held", song)]})
+    renders = pr.load_renders("valid", DRUMS)
+    frame_s = DRUMS.front_end.frame_s
+    onsets = np.argwhere(renders.onset[:renders.segments[-1, 1]])
+    assert [tuple(map(int, row)) for row in onsets] == [
+        (round(t / frame_s), cls) for t, cls in [(0.5, 0), (1.0, 2), (1.5, 1), (2.0, 7), (2.5, 0)]]
+    np.testing.assert_array_equal(renders.frame[:], renders.onset[:])  # a hit is its onset
+    assert renders.mel.shape[1] == DRUMS.front_end.mel_bins
+    assert renders.velocity[onsets[0, 0], 0] == 100
+    prepared = pr.prepared_score(DRUMS, song, sources.Take("TimGM6mb.sf2", 8))
+    assert [n.pitch for n in prepared.notes] == [36, 42, 40, 53, 36]
+    assert {n.program for n in prepared.notes} == {8}

@@ -1,56 +1,26 @@
-"""Training data for piano transcription (Onsets and Frames): the ASAP human
-performance MIDI files (<data>/asap_performance_midi/metadata.csv; score
-MIDI ignored), split by piece with `corpora.piece_part(folder)`, rendered
-with soundfonts at 16 kHz, cut into SEGMENT_S segments, augmented (train
-only), and cached as log-mel frames with frame labels.
+"""Training data for transcription (Onsets and Frames): an instrument's
+performances (see `mtools.training.render_sources`: ASAP piano
+performances, Groove MIDI drums) rendered with its soundfonts at its
+front end's rate, cut into SEGMENT_S segments, augmented (train only), and
+cached as log-mel frames with frame labels.
 
-Soundfonts, measured in tinysoundfont with single notes (pitches 21..108,
-velocities 20..127) and against the 2 s of real MAESTRO audio in
-maestro_excerpt rendered from its own MIDI:
-
-- FluidR3_GM.sf2 ("Yamaha Grand Piano"): every key at its pitch (>= 95 %
-  of the energy on harmonics), clean decays; log-mel correlation with the
-  real recording 0.62 (0.88 after a per-band gain fit). Program 1 plays the
-  same samples (renders correlate 0.99-1.00), ~6 dB louder.
-- TimGM6mb.sf2 ("Piano 1"): small but correct (>= 99 % harmonic); 0.68
-  with the real recording (0.92 after the gain fit).
-- FluidR3_GS.sf2 holds no piano (33 GS sound effects only): unused.
-- MuseScore_General_Lite.sf3 is broken in tinysoundfont, not just quiet:
-  11-31 dB below FluidR3_GM, louder velocities sound quieter (pitch 60: -47 dB at
-  velocity 50, -66 dB at 80), and from pitch 84 up almost all its energy
-  lies below half the fundamental. Its lossless SF2
-  (MuseScore_General_Full.sf2) fails the same way in tinysoundfont, but
-  FluidSynth plays it right: >= 0.94 harmonic from pitch 21 to 96, and
-  velocity 100 sounds 13-19 dB above velocity 40 with a different timbre
-  (velocity layers). It renders through `fluid_render`.
-- sf_GMbank.sf2 (csound-soundfont) is left out: its drum kit renders
-  identically to TimGM6mb's (correlation 1.0) and its piano is the one
-  closest to TimGM6mb's (mean log-mel distance 0.7-1.5 against 1.0-2.2 to
-  FluidR3_GM, pitches 36-84), so training on it would leak the held-out
-  soundfont.
-
-So training renders with FluidR3_GM and MuseScore General (one per
-performance at random; programs 0/1 at random) and validation holds out
-TimGM6mb (program 0), the one measured closer to a real piano.
-
-Layout of cache_dir()/data/piano_renders-<FORMAT_VERSION>/, per part:
+Layout of cache_dir()/data/<instrument>_renders-<FORMAT_VERSION>/, per part:
 `{part}-mel.npy` (frames, 229) float16; `{part}-onset/frame/offset.npy`
 (frames, 88) uint8 0/1; `{part}-velocity.npy` (frames, 88) uint8 MIDI
 velocity on onset frames; `{part}-segments.npy` (n, 2) int64 [start, end)
-rows; plus manifest.json. Frame row k·625 of a performance is its sample
-k·320000; each segment's mel comes from its own (augmented) audio alone.
+rows; plus manifest.json. A segment's first frame is its performance's
+frame k·SEGMENT_S/frame_s; its mel comes from its own (augmented) audio
+and the half window of audio either side of it.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
-import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence, Union
 
@@ -60,50 +30,28 @@ from mtools.errors import (InputMissingError, MtoolsError, RuntimeUnavailableErr
                            UsageError)
 from mtools.io import render
 from mtools.io.midi import midi_to_score
-from mtools.models.transcription import LOG_FLOOR, FrontEnd, KeySpace, note_labels
-from mtools.score import PitchBend, Score, apply_sustain
+from mtools.models.transcription import LOG_FLOOR, note_labels
+from mtools.score import Score, apply_sustain
 from mtools.training import corpora
 from mtools.training.audio_augment import AUGMENTATION, augment
+from mtools.training.render_sources import FLUIDSYNTH_SOUNDFONTS, PARTS, PIANO, \
+    SOUNDFONT_PACKAGES, Instrument, Source, Take
 
 FORMAT_VERSION = 3  # change whenever rendering, augmentation or layout changes
 SEGMENT_S = 20.0
-PARTS = ("train", "valid")
 VALID_SEED = 0  # the validation order and takes never depend on the build's seed
-PIANO_PROGRAMS = (0, 1)  # GM acoustic grand, bright acoustic piano
-VALID_PROGRAM = 0
-TRAIN_SOUNDFONTS = ("FluidR3_GM.sf2", "MuseScore_General_Full.sf2")
-VALID_SOUNDFONT = "TimGM6mb.sf2"
-FLUIDSYNTH_SOUNDFONTS = ("MuseScore_General_Full.sf2",)  # tinysoundfont plays them wrongly
-SOUNDFONT_PACKAGES = {"FluidR3_GM.sf2": "fluid-soundfont-gm",
-                      "TimGM6mb.sf2": "timgm6mb-soundfont",
-                      "sf_GMbank.sf2": "csound-soundfont",
-                      "MuseScore_General_Full.sf2": "musescore-general-soundfont-lossless"}
-BEND_RANGE_CENTS = 200.0  # tinysoundfont's default pitch-bend range: +-2 semitones
-BEND_FULL_SCALE = 8192  # Score bends are -8192..8191
-ASAP_FOLDER = "asap_performance_midi"
-REPEAT_VARIANT = re.compile(r"_(no_(\d+_)?repeat|repeat|no_trio)$")
 LABELS = ("onset", "frame", "offset", "velocity")
 SILENT_MEL = float(np.log(LOG_FLOOR))  # the log-mel of silence: crops are padded with it
 
 Progress = Callable[[int, int, str], None]
-Source = tuple[str, Union[Path, Score]]  # (piece, performance MIDI path or Score)
-
-
-@dataclass(frozen=True)
-class Take:
-    """How one performance is rendered."""
-
-    soundfont: str
-    program: int
-    detune_cents: float = 0.0
 
 
 # --- locations -------------------------------------------------------------------
 
 
-def renders_dir() -> Path:
-    """The cache folder of the current format."""
-    return corpora.cache_dir() / "data" / f"piano_renders-{FORMAT_VERSION}"
+def renders_dir(instrument: Instrument = PIANO) -> Path:
+    """The instrument's cache folder of the current format."""
+    return corpora.cache_dir() / "data" / f"{instrument.name}_renders-{FORMAT_VERSION}"
 
 
 def soundfont_path(name: str) -> Path:
@@ -118,32 +66,16 @@ def soundfont_path(name: str) -> Path:
         hint=f"apt-get install {package}")
 
 
-def performances(part: str) -> list[tuple[str, Path]]:
-    """(piece folder, performance MIDI path) of every ASAP performance in
-    `part` ("train" or "valid"), sorted."""
-    if part not in PARTS:
-        raise UsageError(f"unknown part {part!r}", hint="use 'train' or 'valid'")
-    root = corpora.data_root() / ASAP_FOLDER
-    try:
-        with open(root / "metadata.csv", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as exc:
-        raise InputMissingError(f"{root / 'metadata.csv'}: {exc.strerror}") from None
-    return sorted((row["folder"], root / row["midi_performance"]) for row in rows
-                  if corpora.piece_part(piece_id(row["folder"])) == part)
-
-
-def piece_id(folder: str) -> str:
-    """The piece an ASAP folder holds: its variants with and without
-    repeats (`..._repeat`, `..._no_repeat`, `..._no_2_repeat`) or the trio
-    (`..._no_trio`) are the same piece, so they share a split part."""
-    return REPEAT_VARIANT.sub("", folder)
+def performances(part: str, instrument: Instrument = PIANO) -> list[Source]:
+    """(piece, performance MIDI path) of an instrument's part, sorted."""
+    return instrument.sources(part)
 
 
 # --- building ----------------------------------------------------------------------
 
 
-def build_renders(*, hours_train: float, hours_valid: float, seed: int = 0,
+def build_renders(instrument: Instrument = PIANO, *, hours_train: float, hours_valid: float,
+                  seed: int = 0,
                   progress: Progress | None = None, refresh: bool = False,
                   sources: Mapping[str, Sequence[Source]] | None = None) -> Path:
     """Render, augment and cache the data set (layout in the module
@@ -155,12 +87,12 @@ def build_renders(*, hours_train: float, hours_valid: float, seed: int = 0,
     if min(hours_train, hours_valid) < 0:
         raise UsageError("hours_train and hours_valid must not be negative")
     if sources is None:
-        sources = {part: performances(part) for part in PARTS}
-    recipe = _recipe({"train": hours_train, "valid": hours_valid}, seed, sources)
-    final = renders_dir()
+        sources = {part: performances(part, instrument) for part in PARTS}
+    recipe = _recipe(instrument, {"train": hours_train, "valid": hours_valid}, seed, sources)
+    final = renders_dir(instrument)
     if not refresh and _manifest_matches(final, recipe):
         return final
-    for name in set(TRAIN_SOUNDFONTS) | {VALID_SOUNDFONT}:
+    for name in set(instrument.train_soundfonts) | {instrument.valid_soundfont}:
         soundfont_path(name)  # fail before any work
     _remove_stale_partials(final)
     partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
@@ -172,11 +104,12 @@ def build_renders(*, hours_train: float, hours_valid: float, seed: int = 0,
             hours = hours_train if part == "train" else hours_valid
             report = None if progress is None else _part_progress(
                 progress, done_s, 3600.0 * (hours_train + hours_valid))
-            parts[part] = _build_part(partial, part, sources.get(part, ()), 3600.0 * hours,
-                                      seed, report)
+            parts[part] = _build_part(instrument, partial, part, sources.get(part, ()),
+                                      3600.0 * hours, seed, report)
             done_s += parts[part]["seconds"]
         manifest = {**recipe, "segment_s": SEGMENT_S, "parts": parts,
-                    "front_end": FrontEnd().to_card(), "keys": KeySpace().to_card(),
+                    "front_end": instrument.front_end.to_card(),
+                    "keys": instrument.keys.to_card(),
                     "build_seconds": round(time.monotonic() - started, 1),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (partial / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -191,7 +124,8 @@ def build_renders(*, hours_train: float, hours_valid: float, seed: int = 0,
     return final
 
 
-def _recipe(hours: dict, seed: int, sources: Mapping[str, Sequence[Source]]) -> dict:
+def _recipe(instrument: Instrument, hours: dict, seed: int,
+            sources: Mapping[str, Sequence[Source]]) -> dict:
     """What decides the content of a build: compared to reuse a cache."""
     digest, scores = hashlib.sha1(), False
     for part in PARTS:
@@ -199,12 +133,13 @@ def _recipe(hours: dict, seed: int, sources: Mapping[str, Sequence[Source]]) -> 
             scores |= isinstance(source[1], Score)
             content = repr(source[1]) if isinstance(source[1], Score) else ""
             digest.update(f"{part}\t{_source_name(source)}\t{content}\n".encode())
-    return {"format": FORMAT_VERSION, "instrument": "piano",
+    return {"format": FORMAT_VERSION, "instrument": instrument.name,
             "arguments": {"hours_train": hours["train"], "hours_valid": hours["valid"],
-                          "seed": seed, "sources": "scores" if scores else "asap",
+                          "seed": seed, "sources": "scores" if scores else instrument.corpus,
                           "sources_sha1": digest.hexdigest()},
-            "soundfonts": {"train": list(TRAIN_SOUNDFONTS), "valid": [VALID_SOUNDFONT]},
-            "programs": {"train": list(PIANO_PROGRAMS), "valid": [VALID_PROGRAM]},
+            "soundfonts": {"train": list(instrument.train_soundfonts),
+                           "valid": [instrument.valid_soundfont]},
+            "programs": {"train": list(instrument.programs), "valid": [instrument.valid_program]},
             "augmentation": {"train": asdict(AUGMENTATION), "valid": "none"}}
 
 
@@ -230,12 +165,12 @@ def _remove_stale_partials(final: Path) -> None:
             pass
 
 
-def _build_part(folder: Path, part: str, sources: Sequence[Source], target_s: float,
-                seed: int, report: Callable[[float, str], None] | None) -> dict:
+def _build_part(instrument: Instrument, folder: Path, part: str, sources: Sequence[Source],
+                target_s: float, seed: int, report: Callable[[float, str], None] | None) -> dict:
     """Render `part` into `folder` until `target_s` seconds are kept; its
     manifest entry. Files that cannot be read are skipped and listed."""
     part_seed = seed if part == "train" else VALID_SEED
-    writer, kept_s, takes, skipped = _PartWriter(folder, part), 0.0, [], []
+    writer, kept_s, takes, skipped = _PartWriter(instrument, folder, part), 0.0, [], []
     try:
         for index, (piece, source) in _shuffled(sources, part_seed):
             if kept_s >= target_s:
@@ -246,8 +181,8 @@ def _build_part(folder: Path, part: str, sources: Sequence[Source], target_s: fl
             except (MtoolsError, ValueError, OSError) as exc:
                 skipped.append(f"{name}: {exc}")
                 continue
-            take = choose_take(part, part_seed, index)
-            seconds = _render_into(writer, score, take, target_s - kept_s,
+            take = choose_take(instrument, part, part_seed, index)
+            seconds = _render_into(instrument, writer, score, take, target_s - kept_s,
                                    (part_seed, index) if part == "train" else None)
             kept_s += seconds
             takes.append({"piece": piece, "performance": name, **asdict(take),
@@ -256,7 +191,8 @@ def _build_part(folder: Path, part: str, sources: Sequence[Source], target_s: fl
                 report(kept_s, f"{part} {name}")
     finally:
         writer.close()
-    return {"soundfonts": list(TRAIN_SOUNDFONTS if part == "train" else [VALID_SOUNDFONT]),
+    return {"soundfonts": list(instrument.train_soundfonts if part == "train"
+                               else [instrument.valid_soundfont]),
             "pieces": len({t["piece"] for t in takes}), "performances": len(takes),
             "segments": len(writer.bounds), "seconds": round(kept_s, 3),
             "hours": round(kept_s / 3600.0, 4), "skipped": skipped, "takes": takes}
@@ -273,16 +209,16 @@ def _shuffled(sources: Sequence[Source], seed: int) -> list[tuple[int, Source]]:
     return [(int(i), ordered[i]) for i in np.random.default_rng(seed).permutation(len(ordered))]
 
 
-def choose_take(part: str, seed: int, index: int) -> Take:
+def choose_take(instrument: Instrument, part: str, seed: int, index: int) -> Take:
     """The soundfont, program and detuning of performance `index` (in the
     sorted source list) of a part: random for "train", fixed for "valid"."""
     if part != "train":
-        return Take(VALID_SOUNDFONT, VALID_PROGRAM)
+        return Take(instrument.valid_soundfont, instrument.valid_program)
     rng = np.random.default_rng([seed, index, 1])
-    soundfont = TRAIN_SOUNDFONTS[int(rng.integers(len(TRAIN_SOUNDFONTS)))]
-    program = PIANO_PROGRAMS[int(rng.integers(len(PIANO_PROGRAMS)))]
+    soundfont = instrument.train_soundfonts[int(rng.integers(len(instrument.train_soundfonts)))]
+    program = instrument.programs[int(rng.integers(len(instrument.programs)))]
     detune = 0.0
-    if rng.random() < AUGMENTATION.detune_p:
+    if rng.random() < AUGMENTATION.detune_p and instrument.detune:
         detune = round(float(rng.uniform(-1.0, 1.0)) * AUGMENTATION.detune_cents, 2)
     return Take(soundfont, program, detune)
 
@@ -298,38 +234,31 @@ def _load(source: Union[Path, Score]) -> Score:
     return source if isinstance(source, Score) else midi_to_score(source.read_bytes())
 
 
-def prepared_score(score: Score, take: Take) -> Score:
-    """The score as rendered: every note on `take.program` (drums dropped),
-    its pitch bends replaced by one detuning bend per track at 0 s."""
-    notes = tuple(replace(n, program=take.program) for n in score.notes if not n.is_drum)
-    bends = ()
-    if take.detune_cents:
-        bend = round(take.detune_cents / BEND_RANGE_CENTS * BEND_FULL_SCALE)
-        bend = min(max(bend, -BEND_FULL_SCALE), BEND_FULL_SCALE - 1)
-        bends = tuple(PitchBend(0.0, bend, take.program, instrument)
-                      for instrument in sorted({n.instrument for n in notes}))
-    return replace(score, notes=notes, pitch_bends=bends)
+def prepared_score(instrument: Instrument, score: Score, take: Take) -> Score:
+    """The score as rendered (its labels come from it)."""
+    return instrument.prepare(score, take)
 
 
-def render_take(score: Score, take: Take) -> np.ndarray:
+def render_take(instrument: Instrument, score: Score, take: Take) -> np.ndarray:
     """(samples,) float32 mono audio of the prepared score at the front
     end's rate (the channels of render_score averaged)."""
     play = render.render_score
     if take.soundfont in FLUIDSYNTH_SOUNDFONTS:
         from mtools.training.fluid_render import render_fluidsynth as play
-    audio = play(score, sample_rate_hz=FrontEnd().sample_rate_hz,
+    audio = play(score, sample_rate_hz=instrument.front_end.sample_rate_hz,
                  soundfont=soundfont_path(take.soundfont))
     return 0.5 * (audio[:, 0] + audio[:, 1])
 
 
-def _render_into(writer: _PartWriter, score: Score, take: Take, budget_s: float,
+def _render_into(instrument: Instrument, writer: _PartWriter, score: Score, take: Take,
+                 budget_s: float,
                  seed_key: tuple[int, int] | None) -> float:
     """Render one performance, cut it into segments and append them until
     `budget_s` is used; the seconds kept. With `seed_key` (seed, index),
     segment k is augmented with a generator seeded by (seed, index, 2, k)."""
-    front_end, keys = FrontEnd(), KeySpace()
-    score = prepared_score(score, take)
-    audio = render_take(score, take)
+    front_end, keys = instrument.front_end, instrument.keys
+    score = prepared_score(instrument, score, take)
+    audio = render_take(instrument, score, take)
     # The pedal once, here, rather than again inside note_labels.
     labels = note_labels(apply_sustain(score), front_end.frames_for(len(audio)), front_end,
                          keys, sustain=False)
@@ -405,8 +334,8 @@ class _NpyWriter:
 class _PartWriter:
     """The .npy files of one part, filled one segment at a time."""
 
-    def __init__(self, folder: Path, part: str):
-        keys, bins = KeySpace().keys, FrontEnd().mel_bins
+    def __init__(self, instrument: Instrument, folder: Path, part: str):
+        keys, bins = instrument.keys.keys, instrument.front_end.mel_bins
         self.mel = _NpyWriter(folder / f"{part}-mel.npy", np.float16, (bins,))
         self.labels = {name: _NpyWriter(folder / f"{part}-{name}.npy", np.uint8, (keys,))
                        for name in LABELS}
@@ -469,44 +398,46 @@ class RenderSet:
         return {name: np.stack([c[name] for c in crops]) for name in crops[0]}
 
 
-def load_renders(part: str) -> RenderSet:
+def load_renders(part: str, instrument: Instrument = PIANO) -> RenderSet:
     """The cached part ("train" or "valid") of the last build, memory-mapped."""
     if part not in PARTS:
         raise UsageError(f"unknown part {part!r}", hint="use 'train' or 'valid'")
-    folder = renders_dir()
+    folder = renders_dir(instrument)
     if not (folder / "manifest.json").is_file():
-        raise InputMissingError(f"no piano renders at {folder}",
+        raise InputMissingError(f"no {instrument.name} renders at {folder}",
                                 hint="build them first with build_renders()")
     arrays = {name: np.load(folder / f"{part}-{name}.npy", mmap_mode="r")
               for name in ("mel", *LABELS)}
     return RenderSet(**arrays, segments=np.load(folder / f"{part}-segments.npy"))
 
 
-def valid_pieces(n: int, *, sources: Sequence[Source] | None = None
+def valid_pieces(n: int, instrument: Instrument = PIANO, *,
+                 sources: Sequence[Source] | None = None
                  ) -> list[tuple[str, Score, np.ndarray]]:
     """`n` validation performances for note-level evaluation, rendered now,
     clean, with the validation soundfont: (name, Score as rendered,
-    (samples,) float32 mono audio at 16 kHz). They come from the far end
+    (samples,) float32 mono audio at the front end's rate). They come from the far end
     of the valid order, and with ASAP none that the cached valid part holds
     (its loss selects the checkpoint, so these stay unseen by training and
     by selection). `sources` replaces ASAP's valid performances."""
-    used = set() if sources is not None else _valid_part_names()
-    order = _shuffled(performances("valid") if sources is None else sources, VALID_SEED)[::-1]
+    used = set() if sources is not None else _valid_part_names(instrument)
+    order = _shuffled(performances("valid", instrument) if sources is None else sources,
+                      VALID_SEED)[::-1]
     pieces = []
     for index, source in order:
         if len(pieces) == n:
             break
         if _source_name(source) in used:
             continue
-        take = choose_take("valid", VALID_SEED, index)
-        score = prepared_score(_load(source[1]), take)
-        pieces.append((_source_name(source), score, render_take(score, take)))
+        take = choose_take(instrument, "valid", VALID_SEED, index)
+        score = prepared_score(instrument, _load(source[1]), take)
+        pieces.append((_source_name(source), score, render_take(instrument, score, take)))
     return pieces
 
 
-def _valid_part_names() -> set[str]:
+def _valid_part_names(instrument: Instrument) -> set[str]:
     try:
-        manifest = json.loads((renders_dir() / "manifest.json").read_text())
+        manifest = json.loads((renders_dir(instrument) / "manifest.json").read_text())
     except (OSError, ValueError):
         return set()
     return {take["performance"] for take in manifest["parts"]["valid"]["takes"]}
