@@ -16,7 +16,7 @@ import numpy as np
 from mtools.errors import UsageError
 from mtools.models.chords import ChordSymbolError, parse_chord
 from mtools.models.encoding import melody_event_ids, melody_ids_to_events
-from mtools.models.events import (NO_EVENT, MelodyLine, melody_major_key, melody_to_notes,
+from mtools.models.events import (NO_EVENT, MelodyLine, melody_to_notes,
                                   primer_melody, squash_melody, transpose_melody)
 from mtools.models.sequence import generate, load_event_rnn
 from mtools.score import Note, Score

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from mtools.training.tasks import Example, ModelSpec, load_examples
 
 
