@@ -228,3 +228,13 @@ def test_a_graph_with_other_names_is_refused_at_load(tmp_path):
     save_tiny_model(tmp_path, "onsets_frames", task="transcribe")
     with pytest.raises(ModelNotFoundError, match="not an Onsets and Frames graph"):
         OnsetsFrames.from_ref(resolve_model(str(tmp_path / "onsets_frames.onnx")))
+
+
+def test_progress_reports_the_seconds_of_each_file_on_stderr_only(tiny_path, tmp_path):
+    (tmp_path / "a.wav").write_bytes(wav_bytes(tone(440.0, 2.0), RATE))
+    quiet = run(["transcribe", tmp_path / "a.wav", "--model", tiny_path.parent, "--to", "jsonl"])
+    shown = run(["transcribe", tmp_path / "a.wav", "--model", tiny_path.parent, "--to", "jsonl",
+                 "--progress"])
+    assert quiet.stderr == "" and shown.code == 0
+    assert "a.wav: 2 of 2 s" in shown.stderr
+    assert shown.stdout == quiet.stdout  # the data is untouched

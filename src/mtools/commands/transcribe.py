@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 from typing import Annotated
 
@@ -66,16 +67,28 @@ def transcribe(
         model=model, device=device.value if device else None, program=program,
         decode=DecodeOptions(onset_threshold, frame_threshold, min_note_ms / 1000.0))
     sources = expand_inputs(inputs or [], extensions=extensions_for(AUDIO_FORMATS))
-    code = run_batch(sources, partial(transcribe_job, options, settings.format), settings)
+    # One file: seconds done as it goes; a batch shows its bar of files instead.
+    report = len(sources) == 1 and not quiet and (progress or sys.stderr.isatty())
+    code = run_batch(sources, partial(transcribe_job, options, settings.format, report), settings)
     if code:
         raise typer.Exit(code)
 
 
-def transcribe_job(options, out_format: str, source) -> JobResult:
+def transcribe_job(options, out_format: str, report: bool, source) -> JobResult:
     from mtools.io.formats import encode_outputs
     from mtools.models.onsets_frames import transcribe_input
 
-    return JobResult(encode_outputs([transcribe_input(source, options)], out_format))
+    progress = partial(_report, source.name) if report else None
+    score = transcribe_input(source, options, progress)
+    if report:
+        print(file=sys.stderr, flush=True)  # end the progress line
+    return JobResult(encode_outputs([score], out_format))
+
+
+def _report(name: str, done_s: float, total_s: float) -> None:
+    """One progress line per file on stderr, rewritten in place."""
+    print(f"\rmtools transcribe: {name}: {done_s:.0f} of {total_s:.0f} s", end="",
+          file=sys.stderr, flush=True)
 
 
 transcribe.__doc__ = HELP

@@ -30,7 +30,7 @@ CONTEXT_FRAMES = 32  # frames either side whose outputs are dropped (1 s): recur
 BLOCK_S = 30.0  # seconds of audio decoded and resampled at a time
 KEPT_HEADS = ("onset", "frame", "velocity")  # what decoding reads; offsets only train the frames
 
-Progress = Callable[[float], None]
+Progress = Callable[[float, float], None]  # (seconds of audio done, seconds in all)
 
 
 class OnsetsFrames:
@@ -123,8 +123,8 @@ def transcribe_input(source, options: TranscribeOptions, progress: Progress | No
 def transcribe_source(model: OnsetsFrames, audio, options: TranscribeOptions = TranscribeOptions(),
                       progress: Progress | None = None) -> Score:
     """Transcribe an open `mtools.io.audio.AudioSource` (any rate, any
-    channels) into a Score of one piano track at 120 qpm; `progress` gets
-    the seconds of audio done."""
+    channels) into a Score of one piano (or drum) track at 120 qpm;
+    `progress(done_s, total_s)` hears of each block of audio read."""
     front_end = model.front_end
 
     def blocks():
@@ -133,7 +133,7 @@ def transcribe_source(model: OnsetsFrames, audio, options: TranscribeOptions = T
             yield block
             done += len(block) / front_end.sample_rate_hz
             if progress is not None:
-                progress(done)
+                progress(done, audio.duration_s)
 
     return predictions_to_score(model.predict_all(front_end.stream(blocks())), model, options,
                                 audio.duration_s)
