@@ -12,7 +12,7 @@ complete -c mtools -n __fish_use_subcommand -a 'drumify' -d 'Make a drum groove 
 complete -c mtools -n __fish_use_subcommand -a 'interpolate' -d 'Morph from A to B through a MusicVAE\'s latent space, or sample it.'
 complete -c mtools -n __fish_use_subcommand -a 'models' -d 'List the bundled models (and those on $MTOOLS_MODEL_PATH).'
 complete -c mtools -n __fish_use_subcommand -a 'train' -d 'Train a model on data and export it (ONNX + model card).'
-complete -c mtools -n __fish_use_subcommand -a 'eval' -d 'Score a model on data (--model, default melody_rnn): NLL per step and next-event accuracy (event'
+complete -c mtools -n __fish_use_subcommand -a 'eval' -d 'Score a model on data (--model, default melody_rnn): NLL per step'
 complete -c mtools -n __fish_use_subcommand -l version -d 'Print the version and exit'
 complete -c mtools -n __fish_use_subcommand -s h -l help -d 'Show this message and exit'
 

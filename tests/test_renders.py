@@ -101,7 +101,7 @@ def cache(tmp_path, monkeypatch):
 
 def _expected_labels(part: str, piece: str, take: dict, frames: int) -> dict:
     chosen = sources.Take(take["soundfont"], take["program"], take["detune_cents"])
-    return note_labels(pr.prepared_score(PIANO, dict(SOURCES[part])[piece], chosen), frames,
+    return note_labels(PIANO.prepare(dict(SOURCES[part])[piece], chosen), frames,
                        FRONT_END, KEYS)
 
 
@@ -163,7 +163,7 @@ def test_training_mel_is_augmented(built):
     _, manifest = built
     take = manifest["parts"]["train"]["takes"][0]
     chosen = sources.Take(take["soundfont"], take["program"], take["detune_cents"])
-    score = pr.prepared_score(PIANO, dict(SOURCES["train"])[take["piece"]], chosen)
+    score = PIANO.prepare(dict(SOURCES["train"])[take["piece"]], chosen)
     clean = FRONT_END.log_mel(pr.render_take(PIANO, score, chosen))
     renders = pr.load_renders("train")
     start, end = renders.segments[take["segments"][0]]
@@ -212,7 +212,7 @@ def test_detune_bends_the_pitch():
         pytest.skip(str(exc))
     score = make_score([Note(69, 100, 0.0, 1.0)])
     take = sources.Take(PIANO.valid_soundfont, 0, 20.0)
-    prepared = pr.prepared_score(PIANO, score, take)
+    prepared = PIANO.prepare(score, take)
     assert [b.bend for b in prepared.pitch_bends] == [819]
     audio = pr.render_take(PIANO, prepared, take)[:16_000]
     spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio)), 16 * 16_000))
@@ -303,6 +303,6 @@ def test_drum_renders_label_each_hit_once_in_its_class(cache):
     np.testing.assert_array_equal(renders.frame[:], renders.onset[:])  # a hit is its onset
     assert renders.mel.shape[1] == DRUMS.front_end.mel_bins
     assert renders.velocity[onsets[0, 0], 0] == 100
-    prepared = pr.prepared_score(DRUMS, song, sources.Take("TimGM6mb.sf2", 8))
+    prepared = DRUMS.prepare(song, sources.Take("TimGM6mb.sf2", 8))
     assert [n.pitch for n in prepared.notes] == [36, 42, 40, 53, 36]
     assert {n.program for n in prepared.notes} == {8}

@@ -8,8 +8,9 @@ import typer
 
 from mtools.commands import _options as opt
 
-HELP = """Score a model on data (--model, default melody_rnn): NLL per step and next-event accuracy (event
-models), Coconet's frame-wise NLL, or MusicVAE's reconstruction accuracy.
+HELP = """Score a model on data (--model, default melody_rnn): NLL per step
+and next-event accuracy (event models), Coconet's frame-wise NLL,
+MusicVAE's reconstruction accuracy, or transcription F1.
 
 DATA is a folder or file of MIDI/JSONL/ABC/MusicXML, or a corpus name
 (music21:folk, nottingham, groove). --split picks the pieces the training
@@ -27,9 +28,8 @@ running from the posterior mean) and the KL term. For onsets_frames
 MIDI: --ref REF.mid per audio file, or a folder where each audio file has
 a MIDI file of the same name beside it, or asap (held-out ASAP
 performances rendered with the held-out soundfont; groove for the drum
-model); it prints mir_eval's
-note precision/recall/F1 (onsets within 50 ms), with offsets, with
-velocities, and frame F1, averaged over pieces. Prints one JSON object
+model); it prints mir_eval's note precision/recall/F1 (onsets within
+50 ms), with offsets, with velocities, and frame F1, averaged over pieces. Prints one JSON object
 (--json) or a short table.
 
 Examples:
@@ -53,7 +53,7 @@ def eval_(
     samples: Annotated[int, typer.Option(
         "--samples", min=1, metavar="N",
         help="coconet: Monte Carlo draws per piece for the frame-wise NLL.")] = 32,
-    ref: Annotated[Optional[list[str]], typer.Option(
+    references: Annotated[Optional[list[str]], typer.Option(
         "--ref", metavar="MIDI",
         help="transcription: the reference MIDI of each audio input, in order.")] = None,
     device: opt.DeviceOpt = None,
@@ -76,7 +76,6 @@ def eval_(
         if not data:
             raise UsageError("name the audio to score", hint="see mtools eval --help")
     model = model or "melody_rnn"
-    references = ref
     ref = resolve_model(model)
     if ref.card.task == "transcribe":
         figures = {"model": ref.card.spec, "data": data,
@@ -152,13 +151,12 @@ def _transcription_figures(ref, data: list[str], references: list[str], split: s
                            device) -> dict:
     from mtools.errors import UsageError
     from mtools.models.onsets_frames import OnsetsFrames
+    from mtools.training.render_sources import INSTRUMENTS
     from mtools.training.transcription_metrics import audio_pairs, pieces_figures
 
     net = OnsetsFrames.from_ref(ref, device=device)
-    from mtools.training.render_sources import DRUMS, PIANO
-
-    instrument = DRUMS if net.keys.is_drums else PIANO
-    if data == [instrument.corpus]:
+    instrument = INSTRUMENTS.get(ref.card.name)
+    if instrument is not None and data == [instrument.corpus]:
         from mtools.training.renders import valid_pieces
         from mtools.training.transcription import EVAL_PIECES
 

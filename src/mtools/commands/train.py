@@ -86,7 +86,9 @@ def train(
         _train_coconet(data, out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,
                        seed, network, say)
         return
-    if model in ("onsets_frames", "onsets_frames_drums"):
+    from mtools.training.render_sources import INSTRUMENTS
+
+    if model in INSTRUMENTS:
         from mtools.training.transcription import DEFAULT_HOURS
 
         if layers is not None:
@@ -94,7 +96,7 @@ def train(
             raise UsageError(f"{model} has one LSTM layer per head: --layers does not apply")
         network = {"lstm": hidden} if hidden is not None else {}
         hours_pair = (hours, hours / 12) if hours else DEFAULT_HOURS
-        _train_transcriber(model, out, run_dir, fresh, export_only, max_minutes, max_steps,
+        _train_transcriber(INSTRUMENTS[model], out, run_dir, fresh, export_only, max_minutes, max_steps,
                            batch_size, seed, network, hours_pair, say)
         return
     if model == "music_vae":
@@ -125,14 +127,12 @@ def _train_coconet(data, out, run_dir, fresh, export_only, max_minutes, max_step
     train_coconet(request, progress=say)
 
 
-def _train_transcriber(model, out, run_dir, fresh, export_only, max_minutes, max_steps,
+def _train_transcriber(instrument, out, run_dir, fresh, export_only, max_minutes, max_steps,
                        batch_size, seed, network, hours, say) -> None:
-    from mtools.training.render_sources import DRUMS, PIANO
     from mtools.training.run import with_limits
     from mtools.training.transcription import LOOP, TranscriptionRequest, crop_frames, \
         default_run_dir, train_transcriber
 
-    instrument = DRUMS if model == "onsets_frames_drums" else PIANO
     loop = with_limits(LOOP, max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
                        batch_size=batch_size, seed=seed, crop_steps=crop_frames(instrument))
     request = TranscriptionRequest(instrument, out, run_dir or default_run_dir(instrument), loop,

@@ -49,11 +49,11 @@ class OnsetsFrames:
                    KeySpace.from_card(encoding), ref.card.spec)
 
     def run(self, mel: np.ndarray) -> dict[str, np.ndarray]:
-        """(batch, frames, mel_bins) log-mel → each head's (batch, frames,
-        keys) prediction in [0, 1] (velocity as velocity / 127)."""
-        out = self.session.run({"mel": np.ascontiguousarray(mel, np.float32)})
+        """(batch, frames, mel_bins) log-mel → the KEPT_HEADS' (batch,
+        frames, keys) predictions in [0, 1] (velocity as velocity / 127)."""
+        out = self.session.run({"mel": np.ascontiguousarray(mel, np.float32)},
+                               outputs=("onset_logits", "frame_logits", "velocity"))
         return {"onset": sigmoid(out["onset_logits"]), "frame": sigmoid(out["frame_logits"]),
-                "offset": sigmoid(out["offset_logits"]),
                 "velocity": np.clip(out["velocity"], 0.0, 1.0)}
 
     def predict(self, mel_blocks: Iterable[np.ndarray], *, chunk: int = CHUNK_FRAMES,
@@ -74,7 +74,6 @@ class OnsetsFrames:
         if len(pending) > left:
             yield _crop(self.run(pending[None]), left, len(pending) - left)
 
-
     def predict_all(self, mel_blocks: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
         """The decoder's predictions (onset, frame, velocity) of a whole
         stream, (frames, keys) float16 each: ~60 MB an hour of piano."""
@@ -85,7 +84,7 @@ class OnsetsFrames:
 
 
 def _crop(probs: dict[str, np.ndarray], start: int, length: int) -> dict[str, np.ndarray]:
-    return {name: probs[name][0, start:start + length].astype(np.float16) for name in KEPT_HEADS}
+    return {name: value[0, start:start + length].astype(np.float16) for name, value in probs.items()}
 
 
 @dataclass(frozen=True)

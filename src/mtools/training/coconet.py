@@ -23,7 +23,7 @@ from mtools.models.registry import write_card
 from mtools.training import corpora
 from mtools.training.chorales import load_chorales
 from mtools.training.export import export_checked, export_onnx, run_card
-from mtools.training.loop import TrainConfig, Trainer, load_checkpoint
+from mtools.training.loop import TrainConfig, Trainer, load_best
 from mtools.training.nets import CoconetNet
 
 SPACE = ChoraleSpace()
@@ -132,8 +132,7 @@ def train_coconet(request: CoconetRequest, progress: Progress = lambda message: 
                       request.run_dir, extra={"spec": "coconet"},
                       progress=lambda history, message: progress(message), loss_fn=coconet_loss)
     history = trainer.run()
-    best, state = load_checkpoint(request.run_dir / "best.pt")
-    trained_with = TrainConfig(**state["train_config"])
+    best, trained_with = load_best(request.run_dir)
     return export_coconet(replace(request, config=trained_with), best, history, train, valid,
                           progress)
 

@@ -228,6 +228,19 @@ class Trainer:
         os.replace(temporary, self.run_dir / name)
 
 
+def load_best(run_dir: Path) -> tuple[nn.Module, TrainConfig]:
+    """The best checkpoint of a run, to export, and the loop settings it
+    was trained with (not an --export-only call's limits). MtoolsError
+    when the run holds none."""
+    from mtools.errors import MtoolsError
+
+    if not (Path(run_dir) / "best.pt").exists():
+        raise MtoolsError(f"{run_dir} holds no trained checkpoint to export",
+                          hint="train some steps first (drop --export-only)")
+    model, state = load_checkpoint(Path(run_dir) / "best.pt")
+    return model, TrainConfig(**state["train_config"])
+
+
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
     """The module saved in a checkpoint (eval mode) and the checkpoint data."""
     state = torch.load(path, weights_only=True)

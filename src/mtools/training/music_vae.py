@@ -24,7 +24,7 @@ from mtools.models.music_vae import GRAPH_INPUTS, GRAPH_OUTPUTS, VaeSpace
 from mtools.models.registry import model_stem, write_card
 from mtools.training import corpora
 from mtools.training.export import export_checked, export_onnx, run_card
-from mtools.training.loop import TrainConfig, Trainer, load_checkpoint
+from mtools.training.loop import TrainConfig, Trainer, load_best
 from mtools.training.nets import MusicVAENet
 from mtools.training.vae_windows import DEFAULT_CONFIG, TRANSPOSE, VaeConfig, load_windows, \
     transpose_ids
@@ -139,11 +139,7 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
                       request.run_dir, extra={"spec": config.spec},
                       progress=lambda history, message: progress(message), loss_fn=loss)
     history = trainer.run()
-    if not (request.run_dir / "best.pt").exists():
-        raise MtoolsError(f"{request.run_dir} holds no trained checkpoint to export",
-                          hint="train some steps first (drop --export-only)")
-    best, state = load_checkpoint(request.run_dir / "best.pt")
-    trained_with = TrainConfig(**state["train_config"])
+    best, trained_with = load_best(request.run_dir)
     return export_music_vae(replace(request, loop=trained_with), best, history, len(train), valid,
                             progress)
 

@@ -78,11 +78,12 @@ class Instrument:
     """Everything rendering knows about one transcription model's data.
     programs: GM programs (pianos) or drum kits (bank 128) drawn for
     training; detune: whether training takes are detuned (pitched
-    instruments); corpus names the data sources(part) lists as (piece,
-    MIDI path); prepare(score, take) is the score as rendered (its labels
+    instruments); model: the transcription model trained on it; corpus
+    names the data sources(part) lists as (piece, MIDI path); prepare(score, take) is the score as rendered (its labels
     come from it)."""
 
     name: str
+    model: str
     corpus: str
     front_end: FrontEnd
     keys: KeySpace
@@ -158,15 +159,15 @@ def prepare_drums(score: Score, take: Take) -> Score:
 
 
 PIANO = Instrument(
-    "piano", "asap", FrontEnd(), KeySpace(), ("FluidR3_GM.sf2", "MuseScore_General_Full.sf2"),
+    "piano", "onsets_frames", "asap", FrontEnd(), KeySpace(), ("FluidR3_GM.sf2", "MuseScore_General_Full.sf2"),
     "TimGM6mb.sf2", (0, 1), 0, True, asap_performances, prepare_piano)
 
 DRUMS = Instrument(
-    "drums", "groove", FrontEnd(sample_rate_hz=44_100, hop_samples=441, fft_samples=2048, mel_bins=229,
+    "drums", "onsets_frames_drums", "groove", FrontEnd(sample_rate_hz=44_100, hop_samples=441, fft_samples=2048, mel_bins=229,
                       fmin_hz=30.0, fmax_hz=16_000.0),
     KeySpace.drums(DRUM_CLASSES),
     ("FluidR3_GM.sf2", "Black_Pearl_4_LV2.sf2", "Red_Zeppelin_4_LV2.sf2",
      "MuseScore_General_Full.sf2"),
     "TimGM6mb.sf2", (0, 8, 16, 24, 25, 32, 40), 0, False, groove_performances, prepare_drums)
 
-INSTRUMENTS = {"piano": PIANO, "drums": DRUMS}
+INSTRUMENTS = {instrument.model: instrument for instrument in (PIANO, DRUMS)}  # by model name

@@ -31,7 +31,7 @@ from mtools.errors import (InputMissingError, MtoolsError, RuntimeUnavailableErr
 from mtools.io import render
 from mtools.io.midi import midi_to_score
 from mtools.models.transcription import LOG_FLOOR, note_labels
-from mtools.score import Score, apply_sustain
+from mtools.score import Score
 from mtools.training import corpora
 from mtools.training.audio_augment import AUGMENTATION, augment
 from mtools.training.render_sources import FLUIDSYNTH_SOUNDFONTS, PARTS, PIANO, \
@@ -234,11 +234,6 @@ def _load(source: Union[Path, Score]) -> Score:
     return source if isinstance(source, Score) else midi_to_score(source.read_bytes())
 
 
-def prepared_score(instrument: Instrument, score: Score, take: Take) -> Score:
-    """The score as rendered (its labels come from it)."""
-    return instrument.prepare(score, take)
-
-
 def render_take(instrument: Instrument, score: Score, take: Take) -> np.ndarray:
     """(samples,) float32 mono audio of the prepared score at the front
     end's rate (the channels of render_score averaged)."""
@@ -257,11 +252,9 @@ def _render_into(instrument: Instrument, writer: _PartWriter, score: Score, take
     `budget_s` is used; the seconds kept. With `seed_key` (seed, index),
     segment k is augmented with a generator seeded by (seed, index, 2, k)."""
     front_end, keys = instrument.front_end, instrument.keys
-    score = prepared_score(instrument, score, take)
+    score = instrument.prepare(score, take)
     audio = render_take(instrument, score, take)
-    # The pedal once, here, rather than again inside note_labels.
-    labels = note_labels(apply_sustain(score), front_end.frames_for(len(audio)), front_end,
-                         keys, sustain=False)
+    labels = note_labels(score, front_end.frames_for(len(audio)), front_end, keys)
     labels["velocity"] = np.rint(labels["velocity"] * 127.0).astype(np.uint8)
     seg_rows = round(SEGMENT_S / front_end.frame_s)
     seg_samples = seg_rows * front_end.hop_samples
@@ -430,7 +423,7 @@ def valid_pieces(n: int, instrument: Instrument = PIANO, *,
         if _source_name(source) in used:
             continue
         take = choose_take(instrument, "valid", VALID_SEED, index)
-        score = prepared_score(instrument, _load(source[1]), take)
+        score = instrument.prepare(_load(source[1]), take)
         pieces.append((_source_name(source), score, render_take(instrument, score, take)))
     return pieces
 

@@ -18,7 +18,7 @@ from mtools.training import corpora
 from mtools.training.evaluate import ngram_baseline, score_examples
 from mtools.training.export import card_hyperparameters, export_checked, export_event_rnn, \
     graph_names, parity_error, run_card
-from mtools.training.loop import CropSampler, TrainConfig, Trainer, load_checkpoint
+from mtools.training.loop import CropSampler, TrainConfig, Trainer, load_best
 from mtools.training.nets import MODULES
 from mtools.training.tasks import DEFAULT_CONFIGS, ModelSpec, load_examples
 
@@ -68,11 +68,7 @@ def train_model(request: TrainRequest, progress: Progress = lambda message: None
                       request.run_dir, extra={"spec": spec.spec},
                       progress=lambda history, message: progress(message))
     history = trainer.run()
-    if not (request.run_dir / "best.pt").exists():
-        raise MtoolsError(f"{request.run_dir} holds no trained checkpoint to export",
-                          hint="train some steps first (drop --export-only)")
-    best, state = load_checkpoint(request.run_dir / "best.pt")
-    trained_with = TrainConfig(**state["train_config"])  # not an --export-only call's limits
+    best, trained_with = load_best(request.run_dir)
     return export_and_card(replace(request, config=trained_with), best, history, train, valid,
                            progress)
 

@@ -18,17 +18,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtools.errors import MtoolsError
 from mtools.models.onsets_frames import GRAPH_INPUTS, GRAPH_OUTPUTS
 from mtools.models.registry import write_card
 from mtools.training import corpora
 from mtools.training.export import export_checked, export_onnx, run_card
-from mtools.training.loop import TrainConfig, Trainer, load_checkpoint
+from mtools.training.loop import TrainConfig, Trainer, load_best
 from mtools.training.nets import OnsetsFramesNet
 from mtools.training.render_sources import Instrument
 
 Progress = Callable[[str], None]
-NAMES = {"piano": "onsets_frames", "drums": "onsets_frames_drums"}
 DESCRIPTIONS = {"piano": "Piano audio → notes with velocities (Onsets and Frames, CPU-sized)",
                 "drums": "Drum audio → GM drum hits with velocities (Onsets and Frames drums, "
                          "CPU-sized)"}
@@ -84,7 +82,7 @@ class TranscriptionRequest:
 
 
 def default_run_dir(instrument: Instrument) -> Path:
-    return corpora.cache_dir() / "runs" / NAMES[instrument.name]
+    return corpora.cache_dir() / "runs" / instrument.model
 
 
 def crop_frames(instrument: Instrument) -> int:
@@ -112,14 +110,10 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
                             **(request.network or {}))
     trainer = Trainer(model, model.kind, CropBatches(train, request.loop),
                       CropBatches(valid, request.loop), request.loop, request.run_dir,
-                      extra={"spec": NAMES[instrument.name]}, progress=lambda history, message: progress(message),
+                      extra={"spec": instrument.model}, progress=lambda history, message: progress(message),
                       loss_fn=transcription_loss)
     history = trainer.run()
-    if not (request.run_dir / "best.pt").exists():
-        raise MtoolsError(f"{request.run_dir} holds no trained checkpoint to export",
-                          hint="train some steps first (drop --export-only)")
-    best, state = load_checkpoint(request.run_dir / "best.pt")
-    trained_with = TrainConfig(**state["train_config"])
+    best, trained_with = load_best(request.run_dir)
     return export_transcriber(replace(request, loop=trained_with), best, history, progress)
 
 
@@ -154,7 +148,7 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
     from mtools.training.renders import valid_pieces
     from mtools.training.transcription_metrics import PROTOCOL, pieces_figures
 
-    name = NAMES[request.instrument.name]
+    name = request.instrument.model
     request.out_dir.mkdir(parents=True, exist_ok=True)
     path = request.out_dir / f"{name}.onnx"
     error = export_checked(model, path, export_graph, parity_error)
@@ -180,7 +174,7 @@ def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dic
     instrument = request.instrument
     manifest = json.loads((renders_dir(instrument) / "manifest.json").read_text())
     return {
-        "name": NAMES[instrument.name], "config": "", "task": "transcribe",
+        "name": instrument.model, "config": "", "task": "transcribe",
         "default": instrument.name == "piano", "description": DESCRIPTIONS[instrument.name],
         "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
         "hyperparameters": {**model.config, "architecture": model.__doc__.split(".")[0]},
@@ -198,7 +192,7 @@ def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dic
 
 
 def reproduce_command(request: TranscriptionRequest) -> str:
-    words = ["mtools", "train", NAMES[request.instrument.name], "--hours", f"{request.hours[0]:g}",
+    words = ["mtools", "train", request.instrument.model, "--hours", f"{request.hours[0]:g}",
              "--max-minutes", f"{request.loop.max_minutes:g}", "--out", "DIR"]
     if request.loop.batch_size != LOOP.batch_size:
         words += ["--batch-size", str(request.loop.batch_size)]
