@@ -166,6 +166,50 @@ def test_every_note_respects_the_thresholds_and_the_shortest_length(tiny, tmp_pa
     assert all(n.end_s - n.start_s >= 0.5 for n in long_only.notes)
 
 
+def test_the_cards_thresholds_are_the_default_and_the_flags_override_them(tiny, tmp_path):
+    from tiny_models import tiny_transcriber
+
+    audio = np.random.default_rng(2).normal(0, 0.2, 3 * RATE).astype(np.float32)
+    highest = float(tiny.predict_all(FRONT_END.stream([audio]))["onset"].max())
+    strict = tiny_transcriber(tmp_path / "strict", decoding={  # above every onset (16-bit WAV)
+        "onset_threshold": min(1.0, highest + 0.01), "frame_threshold": 0.0})
+    (tmp_path / "a.wav").write_bytes(wav_bytes(audio, RATE))
+    silent = run(["transcribe", tmp_path / "a.wav", "--model", strict, "--to", "jsonl"])
+    assert silent.code == 0 and json.loads(silent.stdout).get("notes", []) == []
+    loose = run(["transcribe", tmp_path / "a.wav", "--model", strict, "--to", "jsonl",
+                 "--onset-threshold", "0"])
+    assert loose.code == 0 and len(json.loads(loose.stdout).get("notes", [])) > 0
+
+
+def test_thresholds_are_chosen_where_true_onsets_and_frames_stand_out():
+    pytest.importorskip("mir_eval")
+    from mtools.training.transcription_metrics import choose_thresholds
+
+    frame_s = FRONT_END.frame_s
+    rng = np.random.default_rng(0)
+    starts = np.sort(rng.choice(np.arange(0, 400, 12), 25, replace=False))
+    reference = make_score([Note(int(rng.integers(40, 90)), 80, s * frame_s, (s + 8) * frame_s)
+                            for s in starts])
+    labels = note_labels(reference, 420, FRONT_END, KEYS)
+    noise = rng.random(labels["onset"].shape) < 0.002
+    # True onsets at 0.35, spurious ones at 0.15; true frames at 0.45, others 0.05.
+    probs = {"onset": np.where(labels["onset"] > 0, 0.35, np.where(noise, 0.15, 0.0)),
+             "frame": np.where(labels["frame"] > 0, 0.45, 0.05),
+             "velocity": labels["velocity"]}
+
+    class Oracle:
+        front_end, keys = FRONT_END, KEYS
+
+        def predict_all(self, mel_blocks):
+            return probs
+
+    chosen = choose_thresholds(Oracle(), [("piece", reference, np.zeros(10, np.float32))])
+    assert 0.15 < chosen["onset_threshold"] < 0.35
+    assert 0.05 <= chosen["frame_threshold"] < 0.45
+    assert chosen["note_f1_by_onset_threshold"][str(chosen["onset_threshold"])] == 1.0
+    assert chosen["note_f1_by_onset_threshold"]["0.5"] == 0.0
+
+
 def test_a_batch_over_a_folder_keeps_going_past_a_bad_file(tiny_path, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -75,9 +75,9 @@ def tiny_music_vae(folder: Path, config: str = "mel_2bar", seed: int = 0) -> Pat
     return path
 
 
-def tiny_transcriber(folder: Path, seed: int = 0) -> Path:
-    """Export a random, tiny Onsets and Frames network with a real card;
-    returns the .onnx path."""
+def tiny_transcriber(folder: Path, seed: int = 0, decoding: dict | None = None) -> Path:
+    """Export a random, tiny Onsets and Frames network with a real card
+    (its default thresholds: `decoding`); returns the .onnx path."""
     from mtools.models.onsets_frames import GRAPH_INPUTS, GRAPH_OUTPUTS
     from mtools.models.transcription import FrontEnd, KeySpace
     from mtools.training.nets import OnsetsFramesNet
@@ -92,6 +92,7 @@ def tiny_transcriber(folder: Path, seed: int = 0) -> Path:
     write_card({"name": "onsets_frames", "task": "transcribe",
                 "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
                 "hyperparameters": dict(model.config),
-                "encoding": {"front_end": FrontEnd().to_card(), **KeySpace().to_card()},
+                "encoding": {"front_end": FrontEnd().to_card(), **KeySpace().to_card(),
+                             **({"decoding": decoding} if decoding else {})},
                 "description": "tiny random test model"}, path)
     return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -37,12 +37,14 @@ def transcribe(
     inputs: opt.Inputs = None,
     output: opt.Output = None,
     model: opt.Model = "onsets_frames",
-    onset_threshold: Annotated[float, typer.Option(
+    onset_threshold: Annotated[Optional[float], typer.Option(
         "--onset-threshold", min=0.0, max=1.0, metavar="P",
-        help="Onset probability that starts a note (higher: fewer, surer notes).")] = 0.5,
-    frame_threshold: Annotated[float, typer.Option(
+        help="Onset probability that starts a note (higher: fewer, surer notes; "
+             "default: the model's own, chosen on validation audio).")] = None,
+    frame_threshold: Annotated[Optional[float], typer.Option(
         "--frame-threshold", min=0.0, max=1.0, metavar="P",
-        help="Frame probability that keeps a note sounding.")] = 0.5,
+        help="Frame probability that keeps a note sounding (default: the model's "
+             "own).")] = None,
     min_note_ms: Annotated[float, typer.Option(
         "--min-note-ms", min=0.0, metavar="MS", help="Drop notes shorter than this.")] = 0.0,
     program: Annotated[int, typer.Option(

@@ -36,8 +36,10 @@ Progress = Callable[[float, float], None]  # (seconds of audio done, seconds in 
 class OnsetsFrames:
     """An Onsets and Frames graph with its front end and keys (from the card)."""
 
-    def __init__(self, session, front_end: FrontEnd, keys: KeySpace, spec: str = ""):
+    def __init__(self, session, front_end: FrontEnd, keys: KeySpace, spec: str = "",
+                 decode: DecodeOptions = DecodeOptions(0.5, 0.5)):
         self.session, self.front_end, self.keys, self.spec = session, front_end, keys, spec
+        self.decode = decode  # the thresholds its card chose on validation audio
 
     @classmethod
     def from_ref(cls, ref, *, device: str | None = None, threads: int | None = None) -> OnsetsFrames:
@@ -46,7 +48,7 @@ class OnsetsFrames:
                                      f"its card names {ref.card.inputs} → {ref.card.outputs}")
         encoding = ref.card.encoding
         return cls(ref.load_session(device=device, threads=threads), FrontEnd.from_card(encoding),
-                   KeySpace.from_card(encoding), ref.card.spec)
+                   KeySpace.from_card(encoding), ref.card.spec, DecodeOptions.from_card(encoding))
 
     def run(self, mel: np.ndarray) -> dict[str, np.ndarray]:
         """(batch, frames, mel_bins) log-mel → the KEPT_HEADS' (batch,
@@ -140,7 +142,7 @@ def transcribe_source(model: OnsetsFrames, audio, options: TranscribeOptions = T
 
 def predictions_to_score(probs: dict[str, np.ndarray], model: OnsetsFrames,
                          options: TranscribeOptions, duration_s: float) -> Score:
-    notes = decode_notes(probs, model.front_end, model.keys, options.decode,
+    notes = decode_notes(probs, model.front_end, model.keys, options.decode.over(model.decode),
                          program=options.program)
     end = max([duration_s] + [n.end_s for n in notes])
     track = (InstrumentInfo(DRUM_INSTRUMENT, "drums") if model.keys.is_drums

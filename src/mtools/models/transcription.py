@@ -11,7 +11,7 @@ Every constant comes from the model card (`FrontEnd.from_card`,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Iterable, Iterator
 
@@ -194,21 +194,38 @@ def note_labels(score: Score, frames: int, front_end: FrontEnd, keys: KeySpace,
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """Thresholds on the sigmoid outputs, and the shortest note kept."""
+    """Thresholds on the sigmoid outputs, and the shortest note kept. A
+    threshold of None is the model's own (its card's `decoding`, chosen on
+    validation audio; 0.5 where the card names none)."""
 
-    onset_threshold: float = 0.5
-    frame_threshold: float = 0.5
+    onset_threshold: float | None = None
+    frame_threshold: float | None = None
     min_note_s: float = 0.0
+
+    @classmethod
+    def from_card(cls, encoding: dict) -> DecodeOptions:
+        chosen = encoding.get("decoding", {})
+        return cls(float(chosen.get("onset_threshold", 0.5)),
+                   float(chosen.get("frame_threshold", 0.5)))
+
+    def over(self, defaults: DecodeOptions) -> DecodeOptions:
+        """These options, each threshold left as None taken from `defaults`."""
+        return replace(self, **{name: getattr(defaults, name)
+                                for name in ("onset_threshold", "frame_threshold")
+                                if getattr(self, name) is None})
 
 
 def decode_notes(probs: dict[str, np.ndarray], front_end: FrontEnd, keys: KeySpace,
-                 options: DecodeOptions = DecodeOptions(), *, program: int = 0) -> list[Note]:
+                 options: DecodeOptions = DecodeOptions(0.5, 0.5), *, program: int = 0
+                 ) -> list[Note]:
     """Notes from per-frame predictions, each (frames, keys) in [0, 1]:
     a note starts on the first frame of a run of onsets above the onset
     threshold and lasts while its frame prediction stays above the frame
     threshold (a new onset on the key ends it). Its velocity is the
     velocity head's value at the onset, times 127. A drum hit is its
     onset alone, written DRUM_NOTE_S long (min_note_s does not apply)."""
+    if options.onset_threshold is None or options.frame_threshold is None:
+        raise ValueError("decode_notes needs both thresholds (DecodeOptions.over fills them)")
     onsets = probs["onset"] > options.onset_threshold
     active = (probs["frame"] > options.frame_threshold) | onsets
     frames = len(onsets)

@@ -405,14 +405,16 @@ def load_renders(part: str, instrument: Instrument = PIANO) -> RenderSet:
 
 
 def valid_pieces(n: int, instrument: Instrument = PIANO, *,
-                 sources: Sequence[Source] | None = None
+                 sources: Sequence[Source] | None = None, selection: bool = False
                  ) -> list[tuple[str, Score, np.ndarray]]:
     """`n` validation performances for note-level evaluation, rendered now,
     clean, with the validation soundfont: (name, Score as rendered,
     (samples,) float32 mono audio at the front end's rate). They come from the far end
     of the valid order, and with ASAP none that the cached valid part holds
     (its loss selects the checkpoint, so these stay unseen by training and
-    by selection). `sources` replaces ASAP's valid performances."""
+    by selection). `selection` takes instead the performances that part
+    holds, for choices made on validation data (decoding thresholds).
+    `sources` replaces ASAP's valid performances."""
     used = set() if sources is not None else _valid_part_names(instrument)
     order = _shuffled(performances("valid", instrument) if sources is None else sources,
                       VALID_SEED)[::-1]
@@ -420,7 +422,7 @@ def valid_pieces(n: int, instrument: Instrument = PIANO, *,
     for index, source in order:
         if len(pieces) == n:
             break
-        if _source_name(source) in used:
+        if (_source_name(source) in used) != selection:
             continue
         take = choose_take(instrument, "valid", VALID_SEED, index)
         score = instrument.prepare(_load(source[1]), take)

@@ -39,6 +39,7 @@ SPLITS = {"piano": "by piece: 10% of ASAP pieces (sha1 of the folder, repeat var
           "drums": "Groove MIDI's own train/validation split; validation rendered with a "
                    "drum kit training never hears"}
 EVAL_PIECES = 12  # whole held-out performances the card's note figures come from
+SELECTION_PIECES = 8  # performances of the cached valid part the thresholds are chosen on
 
 
 class CropBatches:
@@ -146,7 +147,7 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
     from mtools.models.onsets_frames import OnsetsFrames
     from mtools.models.registry import resolve_model
     from mtools.training.renders import valid_pieces
-    from mtools.training.transcription_metrics import PROTOCOL, pieces_figures
+    from mtools.training.transcription_metrics import PROTOCOL, choose_thresholds, pieces_figures
 
     name = request.instrument.model
     request.out_dir.mkdir(parents=True, exist_ok=True)
@@ -154,8 +155,17 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
     error = export_checked(model, path, export_graph, parity_error)
     card = _card(request, model, history)
     write_card(card, path)
-    progress(f"transcribing {EVAL_PIECES} held-out performances for the card")
     net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
+    progress(f"choosing decoding thresholds on {SELECTION_PIECES} validation performances")
+    chosen = choose_thresholds(net, valid_pieces(SELECTION_PIECES, request.instrument,
+                                                 selection=True))
+    card["encoding"]["decoding"] = {**chosen, "chosen_on": (
+        "performances of the cached validation renders (the checkpoint's selection set), "
+        "rendered whole and clean with the held-out soundfont; not the pieces of metrics")}
+    write_card(card, path)
+    net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
+    progress(f"transcribing {EVAL_PIECES} held-out performances for the card "
+             f"(onset threshold {chosen['onset_threshold']}, frame {chosen['frame_threshold']})")
     pieces = valid_pieces(EVAL_PIECES, request.instrument)
     card["metrics"] = {**pieces_figures(net, pieces), "split": "valid",
                        "protocol": PROTOCOL, "parity_max_abs_error": float(f"{error:.2e}"),

@@ -13,16 +13,18 @@ import numpy as np
 
 from mtools.errors import MtoolsError
 from mtools.models.onsets_frames import OnsetsFrames, TranscribeOptions, predictions_to_score
-from mtools.models.transcription import note_labels
+from mtools.models.transcription import DecodeOptions, decode_notes, note_labels
 from mtools.score import Note, Score, apply_sustain
 
 ONSET_TOLERANCE_S = 0.05
 OFFSET_RATIO = 0.2  # mir_eval's default: an offset within 20% of the note (or 50 ms)
 VELOCITY_TOLERANCE = 0.1
+ONSET_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # thresholds choose_thresholds tries
+FRAME_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")  # a reference beside its audio
 PROTOCOL = (
     "Whole held-out performances, rendered with the held-out soundfont, transcribed as "
-    "`mtools transcribe` does (default thresholds). The reference is the performance MIDI with "
+    "`mtools transcribe` does (the model's default thresholds, see encoding.decoding). The reference is the performance MIDI with "
     "notes lengthened by the sustain pedal. note_*: mir_eval.transcription, onsets within "
     "50 ms; note_offset_*: offsets too (within 20% of the note or 50 ms); note_velocity_*: "
     "mir_eval.transcription_velocity (tolerance 0.1); frame_*: over (frame, key) cells at the "
@@ -144,3 +146,35 @@ def audio_pairs(data: list[str], references: list[str], sample_rate_hz: int):
         blob = midi.read_bytes()
         reference = read_scores(blob, detect_format(blob, None, str(midi)), str(midi))[0]
         yield source.name, reference, read_audio(source.path, sample_rate_hz, name=source.name)
+
+
+def choose_thresholds(net: OnsetsFrames, pieces) -> dict:
+    """Decoding thresholds chosen on (name, reference Score, audio) pieces,
+    each run through the network once: the onset threshold with the best
+    mean note F1 (onsets alone decide which notes there are), then the
+    frame threshold with the best mean note-with-offset F1 at that onset
+    threshold (drums: onsets only). Returns them with those figures."""
+    mir_eval = _mir_eval()
+    runs = [(net.predict_all(net.front_end.stream([samples])),
+             _arrays(apply_sustain(reference).notes, net)) for _, reference, samples in pieces]
+    if not runs:
+        raise MtoolsError("no pieces to choose thresholds on")
+
+    def mean_f1(options: DecodeOptions, offset_ratio) -> float:
+        scores = []
+        for probs, (ref_i, ref_hz, _) in runs:
+            est_i, est_hz, _ = _arrays(decode_notes(probs, net.front_end, net.keys, options), net)
+            scores.append(mir_eval.transcription.precision_recall_f1_overlap(
+                ref_i, ref_hz, est_i, est_hz, onset_tolerance=ONSET_TOLERANCE_S,
+                offset_ratio=offset_ratio)[2] if len(est_i) else 0.0)
+        return float(np.mean(scores))
+
+    by_onset = {t: mean_f1(DecodeOptions(t, 0.5), None) for t in ONSET_GRID}
+    onset = max(by_onset, key=by_onset.get)
+    frames = (0.5,) if net.keys.is_drums else FRAME_GRID
+    by_frame = {t: mean_f1(DecodeOptions(onset, t), OFFSET_RATIO) for t in frames}
+    frame = max(by_frame, key=by_frame.get)
+    return {"onset_threshold": onset, "frame_threshold": frame,
+            "note_f1_by_onset_threshold": {str(t): round(f, 4) for t, f in by_onset.items()},
+            "note_offset_f1_by_frame_threshold": {str(t): round(f, 4) for t, f in by_frame.items()},
+            "pieces": len(runs)}
