@@ -188,7 +188,7 @@ def test_free_bits_spare_a_small_kl_and_charge_a_large_one():
     model = MusicVAENet(9, 512, z_size=4, enc_hidden=4, dec_hidden=4, dec_layers=1).eval()
     ids = torch.from_numpy(np.random.default_rng(0).integers(0, 512, size=(3, 32)))
     features = torch.from_numpy(DRUMS.features(ids.numpy()))
-    batch = (features, features, ids)
+    batch = (features, features, ids[..., None])  # targets: (batch, steps, parts)
     with torch.no_grad():
         free = VaeLoss(beta=1.0, free_bits=1e6)(model, batch)[0]
         charged = VaeLoss(beta=1.0, free_bits=0.0)(model, batch)[0]

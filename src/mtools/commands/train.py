@@ -15,8 +15,11 @@ Data sources: music21:folk (the folk tunes of music21's corpus), nottingham
 and groove (from $MTOOLS_DATA or ../shared/data), or a folder/file of MIDI,
 JSONL, ABC or MusicXML. Coconet trains on chorales: jsb (the JSB chorales'
 train part; its valid part selects and measures), js_fakes, or a
-Coconet-style .npz with train and valid parts. MusicVAE (--config mel_2bar
-or drums_2bar) trains on every 2-bar window of the melodies or drum tracks.
+Coconet-style .npz with train and valid parts. MusicVAE trains on every
+bar-aligned window of the melodies (mel_2bar, mel_16bar), drum tracks
+(drums_2bar, groovae, groovae_tap) or trios (trio_16bar: the lead sheets'
+melodies with bass and drums that MMA plays on their chords; needs
+apt-get install mma).
 onsets_frames trains on ASAP piano performances rendered to audio with
 several soundfonts and room/microphone/noise augmentation (--hours of it,
 rendered once and cached; one soundfont and 10% of the pieces are held out);
@@ -35,6 +38,7 @@ Examples:
   mtools train melody_rnn --max-minutes 30 --out models/   # resumes next time
   mtools train coconet --data jsb --max-minutes 120 --out models/
   mtools train music_vae --config drums_2bar --data groove --out models/
+  mtools train music_vae --config trio_16bar --data nottingham --out models/
   mtools train onsets_frames --hours 12 --max-minutes 240 --out models/
   mtools train onsets_frames_drums --hours 4 --out models/
 """

@@ -3,7 +3,9 @@ encode it to its posterior mean, walk the sphere between the two latent
 vectors, decode every point; or decode draws from the prior.
 
 A window is the model's length (2 bars of 4/4 for the 2-bar configs) of
-the input's top line (melody configs) or of its drum hits (drum configs),
+the input's top line (melody configs), of its drum hits (drum configs) or
+of all three (trio: the bass is the General MIDI bass track, else the
+lowest of several pitched tracks; the melody the top line of the rest),
 starting on a bar line: the first bar with a note, or the bar asked for.
 """
 
@@ -22,6 +24,8 @@ FAMILIES = ("music_vae",)
 DEFAULT_QPM = 120.0
 MELODY_VELOCITY = 90
 DRUM_VELOCITY = 100
+BASS_PROGRAMS = range(32, 40)  # General MIDI basses
+TRIO_BASS_PROGRAM = 33  # electric bass (finger), as the trio data's MMA basses mostly are
 
 
 @dataclass(frozen=True)
@@ -74,23 +78,28 @@ def take_window(score: Score, space: VaeSpace, name: str, bar: int | None = None
 
     if space.kind == "drums":
         line = primer_drum_track(score, steps_per_quarter=space.steps_per_quarter)
-        starts = np.flatnonzero(np.asarray(line.events) > 0)
+        events = np.asarray(line.events)
+        starts = np.flatnonzero(events > 0)
         missing = "no drum notes (General MIDI drums, MIDI channel 10)"
+    elif space.kind == "trio":
+        line, events = trio_events(score, space.steps_per_quarter)
+        starts = np.flatnonzero((events[:, :2] >= 0).any(axis=1) | (events[:, 2] > 0))
+        missing = "no notes for a trio (melody, bass or drums)"
     else:
         line = primer_melody(score, steps_per_quarter=space.steps_per_quarter)
-        starts = np.flatnonzero(np.asarray(line.events) >= 0)
+        events = np.asarray(line.events)
+        starts = np.flatnonzero(events >= 0)
         missing = "no pitched notes to take a melody from"
     if not len(starts):
         raise InputFormatError(f"{name}: {missing}")
     bar_steps = line.steps_per_bar
-    total_bars = max(1, -(-len(line.events) // bar_steps))
+    total_bars = max(1, -(-len(events) // bar_steps))
     first = int(starts[0]) // bar_steps if bar is None else bar - 1
     if first >= total_bars:
         raise UsageError(f"--window: {name} has {total_bars} bar(s), no bar {bar}")
-    events = np.asarray(line.events)
     short = max(0, first * bar_steps + space.steps - len(events))
-    padded = np.concatenate([events, np.full(short, 0 if space.kind == "drums" else NO_EVENT,
-                                             events.dtype)])
+    silence = {"drums": 0, "trio": [NO_EVENT, NO_EVENT, 0]}.get(space.kind, NO_EVENT)
+    padded = np.concatenate([events, np.full((short,) + events.shape[1:], silence, events.dtype)])
     ids = restrike(space.ids_from_events(padded), first * bar_steps, space)
     window_bars = space.steps / bar_steps
     last_bar = first + int(np.ceil(window_bars))
@@ -106,6 +115,30 @@ def take_window(score: Score, space: VaeSpace, name: str, bar: int | None = None
         warnings.append(f"{name}: took bars {first + 1}-{last_bar} of {total_bars} "
                         f"(the model reads {window_bars:g}; --window BAR takes others)")
     return Window(ids, name, first + 1, line.qpm), warnings
+
+
+def trio_events(score: Score, steps_per_quarter: int):
+    """(the melody's GridLine, (steps, 3) events of melody, bass and drums)
+    of a whole score: the bass is its General MIDI bass track(s), else the
+    lowest-sounding of two or more pitched tracks; the melody is the top
+    line of the other pitched tracks."""
+    from dataclasses import replace
+
+    from mtools.models.events import primer_drum_track, primer_melody
+
+    pitched = [n for n in score.notes if not n.is_drum]
+    tracks = {n.instrument for n in pitched}
+    bass_tracks = {n.instrument for n in pitched if n.program in BASS_PROGRAMS}
+    if not bass_tracks and len(tracks) > 1:
+        bass_tracks = {min(tracks, key=lambda t: np.mean([n.pitch for n in pitched
+                                                          if n.instrument == t]))}
+    melody = [n for n in pitched if n.instrument not in bass_tracks]
+    bass = [n for n in pitched if n.instrument in bass_tracks]
+    drums = primer_drum_track(score, steps_per_quarter=steps_per_quarter)
+    lines = [primer_melody(replace(score, notes=tuple(notes)), steps_per_quarter=steps_per_quarter,
+                           num_steps=len(drums.events)) for notes in (melody, bass)]
+    return lines[0], np.stack([lines[0].events, lines[1].events, drums.events],
+                              axis=1).astype(np.int64)
 
 
 def interpolate(first: Window, second: Window, options: InterpolateOptions) -> VaeResult:
@@ -166,6 +199,12 @@ def _window_score(events: np.ndarray, space: VaeSpace, qpm: float, program: int,
     step_s = 60.0 / qpm / space.steps_per_quarter
     if space.kind == "drums":
         notes = drums_to_notes(events, step_s=step_s, velocity=DRUM_VELOCITY)
+    elif space.kind == "trio":
+        notes = (melody_to_notes(events[:, 0], step_s=step_s, velocity=MELODY_VELOCITY,
+                                 program=program)
+                 + melody_to_notes(events[:, 1], step_s=step_s, velocity=MELODY_VELOCITY,
+                                   program=TRIO_BASS_PROGRAM, instrument=1)
+                 + drums_to_notes(events[:, 2], step_s=step_s, velocity=DRUM_VELOCITY))
     else:
         notes = melody_to_notes(events, step_s=step_s, velocity=MELODY_VELOCITY, program=program)
     return make_score(notes, tempos=(Tempo(0.0, qpm),), time_signatures=(TimeSignature(0.0),),

@@ -8,6 +8,10 @@ A window is (steps,) int class ids on a 16th-note grid:
   min_pitch (Magenta's 90-class melody one-hot over MIDI 21..108);
 - drums: the bitmask of the 9 drum classes struck at the step (512 classes),
   fed to the network as 9 bits;
+- trio: a melody id, a bass id (both as melody ids) and a drum bitmask per
+  step, packed into one int (melody + classes · (bass + classes · drums));
+  the decoder gives one softmax per part (hierdec-trio_16bar's three
+  outputs from one decoder);
 or, for grooves (GrooVAE, Gillick et al. 2019), (steps, 27) float frames:
 per drum class whether it is struck, its velocity / 127 and its offset from
 the step (in half steps, -1..1). A groove model's encoder reads the frames
@@ -17,7 +21,7 @@ as its `encoder` mode says: "full", "quantized" (hits only: humanize) or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -28,7 +32,8 @@ from mtools.models.sampling import log_softmax, sample_categorical
 GRAPH_INPUTS = ("sequence", "z", "embedding", "step_inputs", "state_h", "state_c")
 GRAPH_OUTPUTS = ("mu", "sigma", "embeddings", "state_h0", "state_c0", "logits", "state_h_out",
                  "state_c_out")
-KINDS = ("melody", "drums", "groove")
+KINDS = ("melody", "drums", "groove", "trio")
+TRIO_PARTS = ("melody", "bass", "drums")
 ENCODER_MODES = ("full", "quantized", "tap")
 GROOVE_SIZE = 3 * NUM_DRUM_CLASSES  # hits, velocities, offsets
 NO_EVENT_ID = 0  # melody: the note or rest goes on
@@ -48,17 +53,44 @@ class VaeSpace:
     encoder: str = "full"
 
     @property
-    def num_classes(self) -> int:
-        """The decoder's outputs per step (classes; a groove's 27 values)."""
-        if self.kind == "drums":
-            return NUM_DRUM_SETS
-        if self.kind == "groove":
-            return GROOVE_SIZE
+    def pitch_classes(self) -> int:
+        """Melody (and trio bass) ids: no event, note off, each pitch."""
         return self.max_pitch - self.min_pitch + 1 + MELODY_SPECIAL_IDS
 
     @property
+    def segments(self) -> tuple[int, ...]:
+        """The decoder's classes per part, each part its own softmax (a
+        groove: its 27 values)."""
+        pitched = self.pitch_classes
+        return {"drums": (NUM_DRUM_SETS,), "groove": (GROOVE_SIZE,),
+                "trio": (pitched, pitched, NUM_DRUM_SETS)}.get(self.kind, (pitched,))
+
+    @property
+    def num_classes(self) -> int:
+        """The decoder's outputs per step (classes; a groove's 27 values)."""
+        return sum(self.segments)
+
+    @property
     def input_size(self) -> int:
-        return {"drums": NUM_DRUM_CLASSES, "groove": GROOVE_SIZE}.get(self.kind, self.num_classes)
+        return {"drums": NUM_DRUM_CLASSES, "groove": GROOVE_SIZE,
+                "trio": 2 * self.pitch_classes + NUM_DRUM_CLASSES}.get(self.kind, self.num_classes)
+
+    def parts(self, ids: np.ndarray) -> np.ndarray:
+        """(..., steps) ids → (..., steps, parts) int64 ids of each part
+        (one part unless a trio)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.kind != "trio":
+            return ids[..., None]
+        pitched = self.pitch_classes
+        return np.stack([ids % pitched, ids // pitched % pitched, ids // pitched ** 2], axis=-1)
+
+    def pack(self, parts: np.ndarray) -> np.ndarray:
+        """The inverse of `parts`."""
+        parts = np.asarray(parts, dtype=np.int64)
+        if self.kind != "trio":
+            return parts[..., 0]
+        pitched = self.pitch_classes
+        return parts[..., 0] + pitched * (parts[..., 1] + pitched * parts[..., 2])
 
     @classmethod
     def from_card(cls, encoding: dict) -> VaeSpace:
@@ -75,6 +107,12 @@ class VaeSpace:
         elif self.kind == "drums":
             card.update(class_ids="bitmask of the drum classes struck at the step; "
                                   "the network reads the 9 bits")
+        elif self.kind == "trio":
+            card.update(min_pitch=self.min_pitch, max_pitch=self.max_pitch,
+                        parts=list(TRIO_PARTS), segments=list(self.segments),
+                        class_ids="melody + 90 (bass + 90 drums): melody and bass as "
+                                  "0 no event, 1 note off, 2 + pitch - min_pitch; drums the "
+                                  "bitmask of the classes struck; one softmax per part")
         else:
             card.update(encoder=self.encoder,
                         frames="per step, for each of the 9 drum classes: struck (0/1), "
@@ -88,8 +126,11 @@ class VaeSpace:
             return np.asarray(ids, dtype=np.float32)
         ids = np.asarray(ids, dtype=np.int64)
         if self.kind == "drums":
-            bits = (ids[..., None] >> np.arange(NUM_DRUM_CLASSES)) & 1
-            return bits.astype(np.float32)
+            return _drum_bits(ids)
+        if self.kind == "trio":
+            melody, bass, drums = np.moveaxis(self.parts(ids), -1, 0)
+            one_hot = np.eye(self.pitch_classes, dtype=np.float32)
+            return np.concatenate([one_hot[melody], one_hot[bass], _drum_bits(drums)], axis=-1)
         return np.eye(self.num_classes, dtype=np.float32)[ids]
 
     def encoder_features(self, windows: np.ndarray) -> np.ndarray:
@@ -109,11 +150,17 @@ class VaeSpace:
         return taps
 
     def ids_from_events(self, events: np.ndarray) -> np.ndarray:
-        """A line's events (melody events or drum bitmasks) → class ids;
-        melody pitches outside the range move by octaves into it."""
+        """A line's events (melody events or drum bitmasks; a trio's
+        (steps, 3) melody, bass and drum events) → class ids; melody
+        pitches outside the range move by octaves into it."""
         events = np.asarray(events, dtype=np.int64)
         if self.kind == "drums":
             return events.copy()
+        if self.kind == "trio":
+            melodic = replace(self, kind="melody")
+            return self.pack(np.stack([melodic.ids_from_events(events[:, 0]),
+                                       melodic.ids_from_events(events[:, 1]), events[:, 2]],
+                                      axis=-1))
         pitched = events >= 0
         folded = events.copy()
         while np.any(pitched & (folded < self.min_pitch)):
@@ -123,7 +170,13 @@ class VaeSpace:
         return melody_event_ids(folded, self.min_pitch, self.max_pitch + 1)
 
     def events_from_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Class ids → events ((steps, 3) for a trio)."""
         ids = np.asarray(ids, dtype=np.int64)
+        if self.kind == "trio":
+            parts = self.parts(ids)
+            return np.stack([melody_ids_to_events(parts[..., 0], self.min_pitch),
+                             melody_ids_to_events(parts[..., 1], self.min_pitch), parts[..., 2]],
+                            axis=-1)
         return ids.copy() if self.kind == "drums" else melody_ids_to_events(ids, self.min_pitch)
 
     def has_notes(self, ids: np.ndarray) -> np.ndarray:
@@ -132,8 +185,16 @@ class VaeSpace:
         ids = np.asarray(ids)
         if self.kind == "groove":
             return ids[..., :NUM_DRUM_CLASSES].max(axis=(-2, -1)) > 0
+        if self.kind == "trio":
+            parts = self.parts(ids)
+            starts = (parts[..., :2] >= MELODY_SPECIAL_IDS).any(axis=-1) | (parts[..., 2] > 0)
+            return starts.any(axis=-1)
         starts = ids >= MELODY_SPECIAL_IDS if self.kind == "melody" else ids > 0
         return starts.any(axis=-1)
+
+
+def _drum_bits(ids: np.ndarray) -> np.ndarray:
+    return ((ids[..., None] >> np.arange(NUM_DRUM_CLASSES)) & 1).astype(np.float32)
 
 
 def windows_of(events: np.ndarray, space: VaeSpace, hop: int) -> np.ndarray:
@@ -149,9 +210,10 @@ def windows_of(events: np.ndarray, space: VaeSpace, hop: int) -> np.ndarray:
         row = restrike(ids, start, space)
         if space.has_notes(row):
             rows.append(row)
+    dtype = np.int32 if space.kind == "trio" else np.int16
     if not rows:
-        return np.zeros((0, space.steps), np.int16)
-    return np.stack(rows).astype(np.int16)
+        return np.zeros((0, space.steps), dtype)
+    return np.stack(rows).astype(dtype)
 
 
 def groove_frames(track, start: int, steps: int) -> np.ndarray:
@@ -180,7 +242,14 @@ def frames_to_hits(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def restrike(ids: np.ndarray, start: int, space: VaeSpace) -> np.ndarray:
-    """ids[start:start + steps], the held note (if any) struck at its start."""
+    """ids[start:start + steps], the held note (if any) struck at its start
+    (a trio's melody and bass each)."""
+    if space.kind == "trio":
+        parts = space.parts(ids)
+        melodic = replace(space, kind="melody")
+        return space.pack(np.stack([restrike(parts[:, 0], start, melodic),
+                                    restrike(parts[:, 1], start, melodic),
+                                    parts[start:start + space.steps, 2]], axis=-1))
     row = np.array(ids[start:start + space.steps], dtype=np.int64)
     if space.kind == "melody" and start > 0 and len(row) and row[0] == NO_EVENT_ID:
         marked = np.flatnonzero(ids[:start] != 0)
@@ -264,6 +333,10 @@ class MusicVae:
                                outputs=["logits"])["logits"]
         return out.reshape(batch, self.space.steps, -1)
 
+    def space_split(self, logits: np.ndarray) -> list[np.ndarray]:
+        """(..., num_classes) logits → one array per part's softmax."""
+        return np.split(logits, np.cumsum(self.space.segments)[:-1], axis=-1)
+
     def decode(self, z: np.ndarray, *, temperature: float = 0.5,
                rng: np.random.Generator | None = None,
                hits: np.ndarray | None = None) -> np.ndarray:
@@ -287,10 +360,11 @@ class MusicVae:
                 if self.space.kind == "groove":
                     forced = None if hits is None else hits[:, len(rows)]
                     rows.append(groove_step(logits, temperature, None if greedy else rng, forced))
-                elif greedy:
-                    rows.append(logits.argmax(axis=1))
                 else:
-                    rows.append(sample_categorical(log_softmax(logits, temperature), rng))
+                    parts = [seg.argmax(axis=1) if greedy
+                             else sample_categorical(log_softmax(seg, temperature), rng)
+                             for seg in self.space_split(logits)]
+                    rows.append(self.space.pack(np.stack(parts, axis=-1)))
                 state = {"state_h": out["state_h_out"], "state_c": out["state_c_out"]}
                 previous = self.space.features(rows[-1][:, None])
         return np.stack(rows, axis=1)
@@ -381,24 +455,41 @@ def reconstruction_figures(model: MusicVae, windows: np.ndarray, batch: int = 25
     gets right. As most steps of a melody hold a note (class 0), the same
     two shares over only the steps where something happens (a note starts or
     stops, a drum is struck) follow. Also the mean KL (nats per window) and
-    teacher-forced NLL (nats per step)."""
-    right_tf = right_free = event_tf = event_free = kl = nll = 0.0
+    teacher-forced NLL (nats per step). A trio's shares are over (step,
+    part) cells, each part's own following; its NLL sums the parts."""
+    space = model.space
+    width = len(space.segments)
+    right_tf, right_free = np.zeros(width), np.zeros(width)
+    event_tf, event_free, event_cells = np.zeros(width), np.zeros(width), np.zeros(width)
+    kl = nll = 0.0
     for first in range(0, len(windows), batch):
         ids = np.asarray(windows[first:first + batch], np.int64)
+        truth = space.parts(ids)  # (batch, steps, parts)
         mu, sigma = model.encode(ids)
-        logp = log_softmax(model.teacher_forced_logits(mu, ids))
-        picked = np.take_along_axis(logp, ids[..., None], axis=2)[..., 0]
-        nll -= picked.sum()
-        events = ids != NO_EVENT_ID
-        hit_tf, hit_free = logp.argmax(axis=2) == ids, model.decode(mu, temperature=0) == ids
-        right_tf, right_free = right_tf + hit_tf.sum(), right_free + hit_free.sum()
-        event_tf, event_free = event_tf + hit_tf[events].sum(), event_free + hit_free[events].sum()
+        logps = [log_softmax(seg) for seg in model.space_split(model.teacher_forced_logits(mu, ids))]
+        nll -= sum(np.take_along_axis(logp, truth[..., k:k + 1], axis=2).sum()
+                   for k, logp in enumerate(logps))
+        events = truth != NO_EVENT_ID
+        hit_tf = np.stack([logp.argmax(axis=2) for logp in logps], axis=-1) == truth
+        hit_free = space.parts(model.decode(mu, temperature=0)) == truth
+        right_tf += hit_tf.sum(axis=(0, 1))
+        right_free += hit_free.sum(axis=(0, 1))
+        event_tf += (hit_tf & events).sum(axis=(0, 1))
+        event_free += (hit_free & events).sum(axis=(0, 1))
+        event_cells += events.sum(axis=(0, 1))
         kl += kl_divergence(mu, sigma).sum()
-    cells, event_cells = windows.size, max(int(np.count_nonzero(windows)), 1)
-    return {"windows": int(len(windows)),
-            "accuracy_teacher_forced": round(float(right_tf) / cells, 4),
-            "accuracy_sampled": round(float(right_free) / cells, 4),
-            "event_accuracy_teacher_forced": round(float(event_tf) / event_cells, 4),
-            "event_accuracy_sampled": round(float(event_free) / event_cells, 4),
-            "kl_per_window": round(float(kl) / len(windows), 2),
-            "nll_per_step": round(float(nll) / cells, 4)}
+    cells = windows.size  # steps: each part of a trio has as many
+    figures = {"windows": int(len(windows)),
+               "accuracy_teacher_forced": round(float(right_tf.sum()) / (cells * width), 4),
+               "accuracy_sampled": round(float(right_free.sum()) / (cells * width), 4),
+               "event_accuracy_teacher_forced":
+                   round(float(event_tf.sum()) / max(float(event_cells.sum()), 1.0), 4),
+               "event_accuracy_sampled":
+                   round(float(event_free.sum()) / max(float(event_cells.sum()), 1.0), 4),
+               "kl_per_window": round(float(kl) / len(windows), 2),
+               "nll_per_step": round(float(nll) / cells, 4)}
+    if space.kind == "trio":
+        for k, part in enumerate(TRIO_PARTS):
+            figures[f"{part}_accuracy_teacher_forced"] = round(float(right_tf[k]) / cells, 4)
+            figures[f"{part}_accuracy_sampled"] = round(float(right_free[k]) / cells, 4)
+    return figures

@@ -36,19 +36,21 @@ LOOP = TrainConfig(batch_size=64, eval_every=250, valid_crops=1024, patience=8)
 
 class WindowBatches:
     """Batches for `Trainer`: (encoder inputs, decoder features, targets)
-    tensors of random windows, melodies transposed at random when
-    `transpose`. Targets are class ids, or a groove's frames."""
+    tensors of random windows, melodies (and a trio's bass) transposed at
+    random when `transpose`. Targets are class ids per part (batch, steps,
+    parts), or a groove's frames."""
 
     def __init__(self, windows: np.ndarray, space: VaeSpace, config: TrainConfig,
                  transpose: bool = True):
         kind = np.float32 if space.kind == "groove" else np.int64
         self.windows, self.space, self.config = np.asarray(windows, kind), space, config
-        self.transpose = transpose and space.kind == "melody"
+        self.transpose = transpose and space.kind in ("melody", "trio")
 
     def _batch(self, ids: np.ndarray):
         space = self.space
+        targets = ids if space.kind == "groove" else space.parts(ids)
         return (torch.from_numpy(space.encoder_features(ids)), torch.from_numpy(space.features(ids)),
-                torch.from_numpy(ids))
+                torch.from_numpy(targets))
 
     def batch(self, rng: np.random.Generator):
         ids = self.windows[rng.integers(len(self.windows), size=self.config.batch_size)]
@@ -68,14 +70,15 @@ class WindowBatches:
 class VaeLoss:
     """Per window: reconstruction loss (summed over steps) + beta ·
     max(KL − free_bits, 0); the mean over windows. The reconstruction loss
-    is the class NLL, or for grooves the hits' binary cross-entropy plus
-    the squared errors of velocity and offset where the true frame has a
-    hit. Training draws z from the posterior; validation uses its mean, so
-    the figure is steady."""
+    is the class NLL (a trio's summed over its parts' softmaxes), or for
+    grooves the hits' binary cross-entropy plus the squared errors of
+    velocity and offset where the true frame has a hit. Training draws z
+    from the posterior; validation uses its mean, so the figure is steady."""
 
     beta: float
     free_bits: float
     groove: bool = False
+    segments: tuple[int, ...] = ()  # classes per part; () = one softmax over all
 
     def __call__(self, model: MusicVAENet, batch) -> tuple[torch.Tensor, torch.Tensor]:
         encoder_inputs, features, targets = batch
@@ -85,8 +88,10 @@ class VaeLoss:
         if self.groove:
             recon = groove_loss(outputs, targets)
         else:
-            recon = nn.functional.cross_entropy(outputs.transpose(1, 2), targets,
-                                                reduction="none").sum(1)
+            groups = torch.split(outputs, list(self.segments or (outputs.shape[2],)), dim=2)
+            recon = sum(nn.functional.cross_entropy(group.transpose(1, 2), targets[..., k],
+                                                    reduction="none").sum(1)
+                        for k, group in enumerate(groups))
         kl = (0.5 * (mu ** 2 + sigma ** 2 - 1) - torch.log(sigma.clamp(min=1e-8))).sum(1)
         loss = recon + self.beta * torch.clamp(kl - self.free_bits, min=0)
         return loss.mean(), torch.tensor(float(len(targets)))
@@ -133,7 +138,8 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
     space = config.space
     model = MusicVAENet(space.input_size, space.num_classes,
                         **{**NETWORK, **dict(config.network), **(request.network or {})})
-    loss = VaeLoss(config.beta, config.free_bits, groove=space.kind == "groove")
+    loss = VaeLoss(config.beta, config.free_bits, groove=space.kind == "groove",
+                   segments=space.segments)
     trainer = Trainer(model, model.kind, WindowBatches(train, space, request.loop),
                       WindowBatches(valid, space, request.loop, transpose=False), request.loop,
                       request.run_dir, extra={"spec": config.spec},
@@ -210,8 +216,17 @@ RECONSTRUCTION_PROTOCOL = (
     "class given z and the true previous steps is the true class. accuracy_sampled: share of "
     "steps right when the decoder runs free from z, taking its most likely class at every step. "
     "event_accuracy_*: the same over only the steps where a note starts or stops (melody) or a "
-    "drum is struck (drums). "
+    "drum is struck (drums). A trio counts (step, part) cells, and <part>_accuracy_* each "
+    "part's steps alone; its nll_per_step sums the parts. "
     "kl_per_window: KL(q(z|x) || N(0, I)) in nats; nll_per_step: teacher-forced, nats.")
+
+
+TRIO_DATA = (
+    "no trio corpus exists here: each 4/4 or 2/4 lead sheet of the datasets (its melody and "
+    "a chord per step) had its chords played by MMA (Debian's mma) in 2 of 25 standard-library "
+    "grooves with a drum kit and a bass (mtools.training.trios.GROOVES, chosen per tune by a "
+    "hash); the trio is the tune's melody, MMA's bass line and MMA's drums on the 16th grid. "
+    "The bass and drums are therefore MMA's pattern-based accompaniment, not players'.")
 
 
 GROOVE_PROTOCOL = (
@@ -237,6 +252,7 @@ def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
         "encoding": config.space.to_card(),
         "training": {
             "datasets": list(request.sources),
+            **({"trio_data": TRIO_DATA} if config.space.kind == "trio" else {}),
             "split": "the pieces' fixed train/valid split (see mtools.training.corpora); "
                      "windows of train pieces train, windows of valid pieces select and measure",
             "windows": f"{config.space.steps} steps starting on every 16-step bar line of pieces "

@@ -46,6 +46,12 @@ CONFIGS = {
                            "(Magenta hierdec-mel_16bar layout)",
                            free_bits=177.0,  # Magenta's hierdec-mel_16bar: 256 bits
                            network=(("bars", 16), ("conductor_hidden", 256))),
+    "trio_16bar": VaeConfig("trio_16bar", VaeSpace("trio", 256), ("nottingham",),
+                            "16-bar trios (melody, bass, drums) ↔ z, hierarchical decoder "
+                            "(Magenta hierdec-trio_16bar layout, one decoder with a softmax "
+                            "per part); trained on Nottingham tunes with MMA-made bass and drums",
+                            free_bits=177.0,  # as mel_16bar: Magenta's 256 bits
+                            network=(("bars", 16), ("conductor_hidden", 256))),
     "groovae": VaeConfig("groovae", VaeSpace("groove", 32, encoder="quantized"), ("groove",),
                          "GrooVAE humanize: 2 bars of quantized drum hits → velocities and "
                          "microtiming (Magenta groovae_2bar_humanize layout)", task="humanize"),
@@ -67,12 +73,14 @@ def find_config(name: str | None) -> VaeConfig:
 
 def load_windows(config: VaeConfig, sources, part: str, progress=None) -> np.ndarray:
     """All windows of one split part of the sources: of melodies (or drum
-    tracks) whose bar divides the window, starting on every bar line of 16
-    steps, empty windows left out. Ids (n, steps), or groove frames (n,
-    steps, 27)."""
+    tracks, grooves, trios) whose bar divides the window, starting on
+    every bar line of 16 steps, empty windows left out. Ids (n, steps), or
+    groove frames (n, steps, 27)."""
+    from mtools.training.trios import load_trios
+
     space = config.space
-    load = {"drums": corpora.load_drum_tracks, "groove": corpora.load_grooves}.get(
-        space.kind, corpora.load_melodies)
+    load = {"drums": corpora.load_drum_tracks, "groove": corpora.load_grooves,
+            "trio": load_trios}.get(space.kind, corpora.load_melodies)
     rows = []
     for source in sources:
         lines = load(source, progress=progress)
@@ -84,8 +92,9 @@ def load_windows(config: VaeConfig, sources, part: str, progress=None) -> np.nda
     rows = [r for r in rows if len(r)]
     if rows:
         return np.concatenate(rows)
-    shape = (0, space.steps, space.input_size) if space.kind == "groove" else (0, space.steps)
-    return np.zeros(shape, np.float32 if space.kind == "groove" else np.int16)
+    if space.kind == "groove":
+        return np.zeros((0, space.steps, space.input_size), np.float32)
+    return np.zeros((0, space.steps), np.int32 if space.kind == "trio" else np.int16)
 
 
 def _line_windows(line, space: VaeSpace, hop: int = 16) -> np.ndarray:
@@ -99,9 +108,14 @@ def _line_windows(line, space: VaeSpace, hop: int = 16) -> np.ndarray:
 
 
 def transpose_ids(ids: np.ndarray, shifts: np.ndarray, space: VaeSpace) -> np.ndarray:
-    """Melody ids (batch, steps) moved by shifts (batch,) semitones; a row
-    whose shift would leave the range stays where it is."""
-    pitched = ids >= MELODY_SPECIAL_IDS
-    moved = np.where(pitched, ids + shifts[:, None], ids)
-    bad = (pitched & ((moved < MELODY_SPECIAL_IDS) | (moved >= space.num_classes))).any(axis=1)
-    return np.where(bad[:, None], ids, moved)
+    """Melody ids (batch, steps) moved by shifts (batch,) semitones (a
+    trio's melody and bass, its drums as they are); a row whose shift would
+    leave the range stays where it is."""
+    parts = space.parts(ids)
+    melodic = parts[..., :2] if space.kind == "trio" else parts
+    pitched = melodic >= MELODY_SPECIAL_IDS
+    moved = np.where(pitched, melodic + shifts[:, None, None], melodic)
+    bad = (pitched & ((moved < MELODY_SPECIAL_IDS) | (moved >= space.pitch_classes))).any(
+        axis=(1, 2))
+    moved = np.concatenate([moved, parts[..., 2:]], axis=-1) if space.kind == "trio" else moved
+    return np.where(bad[:, None], ids, space.pack(moved))

@@ -1,0 +1,192 @@
+"""MusicVAE trios (melody, bass, drums): the packed encoding, the data
+made with MMA, the per-part loss and figures, and `interpolate` with a
+tiny random trio_16bar."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from builders import melody  # noqa: E402
+from clirunner import run  # noqa: E402
+from tiny_models import tiny_music_vae  # noqa: E402
+from mtools.io.midi import score_to_midi  # noqa: E402
+from mtools.models.chords import chord_row  # noqa: E402
+from mtools.models.events import NO_EVENT, NOTE_OFF  # noqa: E402
+from mtools.models.interpolation import trio_events  # noqa: E402
+from mtools.models.music_vae import MusicVae, VaeSpace, reconstruction_figures, \
+    windows_of  # noqa: E402
+from mtools.models.registry import resolve_model  # noqa: E402
+from mtools.score import Note, Score, Tempo, TimeSignature  # noqa: E402
+from mtools.training.music_vae import VaeLoss  # noqa: E402
+from mtools.training.nets import MusicVAENet  # noqa: E402
+from mtools.training.trios import accompaniment_events, chord_chart, grooves_for, \
+    mma_chord, play_chart  # noqa: E402
+from mtools.training.vae_windows import transpose_ids  # noqa: E402
+
+TRIO = VaeSpace("trio", 32)
+needs_mma = pytest.mark.skipif(shutil.which("mma") is None, reason="mma (apt-get install mma)")
+
+
+def trio_score(bars: int = 2) -> Score:
+    """A melody (piano, high), a bass (GM 33, low) and a kick on every beat, at 120 qpm."""
+    notes = [Note(72 + (i % 3), 90, i * 0.5, i * 0.5 + 0.5) for i in range(4 * bars)]
+    notes += [Note(36, 80, i * 2.0, i * 2.0 + 1.0, program=33, instrument=1) for i in range(bars)]
+    notes += [Note(36, 100, i * 0.5, i * 0.5 + 0.1, instrument=9, is_drum=True)
+              for i in range(4 * bars)]
+    return Score(notes=tuple(notes), tempos=(Tempo(0.0, 120.0),),
+                 time_signatures=(TimeSignature(0.0),), total_s=bars * 2.0)
+
+
+@pytest.fixture(scope="module")
+def trio_path(tmp_path_factory):
+    return str(tiny_music_vae(tmp_path_factory.mktemp("trio"), "trio_16bar"))
+
+
+# --- the encoding ------------------------------------------------------------------
+
+
+def test_parts_pack_into_one_id_and_features_are_two_one_hots_and_the_bits():
+    rng = np.random.default_rng(0)
+    parts = np.stack([rng.integers(0, 90, (4, 32)), rng.integers(0, 90, (4, 32)),
+                      rng.integers(0, 512, (4, 32))], axis=-1)
+    ids = TRIO.pack(parts)
+    assert np.array_equal(TRIO.parts(ids), parts)
+    assert TRIO.segments == (90, 90, 512) and TRIO.num_classes == 692
+    features = TRIO.features(ids)
+    assert features.shape == (4, 32, 189)
+    assert np.array_equal(features[..., :90].argmax(-1), parts[..., 0])
+    assert np.array_equal(features[..., 90:180].argmax(-1), parts[..., 1])
+    assert features[..., :180].sum(-1).max() == 2
+    bits = (features[..., 180:] * (1 << np.arange(9))).sum(-1)
+    assert np.array_equal(bits, parts[..., 2])
+
+
+def test_trio_events_round_trip_and_windows_strike_held_melody_and_bass_notes():
+    steps = 48
+    events = np.zeros((steps, 3), np.int64)
+    events[:, :2] = NO_EVENT
+    events[0] = [60, 36, 1]
+    events[20, 1] = NOTE_OFF
+    events[24, 2] = 5
+    ids = TRIO.ids_from_events(events)
+    assert np.array_equal(TRIO.events_from_ids(ids), events)
+    windows = windows_of(events, TRIO, hop=16)
+    assert windows.dtype == np.int32 and len(windows) == 2  # starts 0 and 16 (32 runs short)
+    second = TRIO.events_from_ids(windows[1])
+    assert second[0].tolist() == [60, 36, 0]  # both held notes struck again, no drum there
+    assert second[4, 1] == NOTE_OFF and second[8, 2] == 5
+
+
+def test_transposition_moves_melody_and_bass_but_not_the_drums():
+    events = np.zeros((32, 3), np.int64)
+    events[:, :2] = NO_EVENT
+    events[0], events[8] = [60, 40, 3], [64, 43, 1]
+    ids = TRIO.ids_from_events(events)[None]
+    moved = TRIO.events_from_ids(transpose_ids(ids, np.array([2]), TRIO)[0])
+    assert moved[0].tolist() == [62, 42, 3] and moved[8].tolist() == [66, 45, 1]
+    top = events.copy()
+    top[0, 0] = 108
+    stuck = transpose_ids(TRIO.ids_from_events(top)[None], np.array([1]), TRIO)
+    assert np.array_equal(stuck[0], TRIO.ids_from_events(top))  # would leave the range
+
+
+def test_the_loss_sums_one_cross_entropy_per_part():
+    torch.manual_seed(0)
+    model = MusicVAENet(TRIO.input_size, TRIO.num_classes, z_size=4, enc_hidden=4, dec_hidden=4,
+                        dec_layers=1).eval()
+    rng = np.random.default_rng(1)
+    ids = TRIO.pack(np.stack([rng.integers(0, 90, (3, 32)), rng.integers(0, 90, (3, 32)),
+                              rng.integers(0, 512, (3, 32))], axis=-1))
+    features = torch.from_numpy(TRIO.features(ids))
+    targets = torch.from_numpy(TRIO.parts(ids))
+    with torch.no_grad():
+        loss = VaeLoss(beta=0.0, free_bits=0.0, segments=TRIO.segments)(
+            model, (features, features, targets))[0]
+        logits = model.teacher_forced(model.encode(features)[0], features)
+        expected = 0.0
+        for k, (lo, hi) in enumerate([(0, 90), (90, 180), (180, 692)]):
+            logp = torch.log_softmax(logits[..., lo:hi], dim=-1)
+            expected -= logp.gather(2, targets[..., k:k + 1]).sum() / 3
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_figures_of_a_trio_are_over_its_parts(trio_path):
+    model = MusicVae.from_ref(resolve_model(trio_path))
+    rng = np.random.default_rng(2)
+    parts = np.stack([rng.integers(0, 90, (5, 256)), rng.integers(0, 90, (5, 256)),
+                      rng.integers(0, 512, (5, 256))], axis=-1)
+    figures = reconstruction_figures(model, model.space.pack(parts))
+    means = np.mean([figures[f"{p}_accuracy_sampled"] for p in ("melody", "bass", "drums")])
+    assert figures["accuracy_sampled"] == pytest.approx(means, abs=1e-4)
+    assert 0.0 <= figures["accuracy_teacher_forced"] <= 1.0 and figures["nll_per_step"] > 0
+
+
+# --- the data ----------------------------------------------------------------------
+
+
+def test_chords_become_an_mma_chart_of_one_chord_a_beat():
+    rows = np.array([chord_row("G")] * 8 + [chord_row("Em")] * 4 + [chord_row("D7")] * 4
+                    + [chord_row("N.C.")] * 8, np.int16)
+    assert [mma_chord(rows[i]) for i in (0, 8, 12, 16)] == ["G", "Em", "D7", "z"]
+    chart = chord_chart(rows, "8Beat")
+    assert chart.splitlines()[2] == "Groove 8Beat"
+    assert chart.splitlines()[3:] == ["1 G G Em D7", "2 z z z z"]  # 6 beats padded to 8
+    assert grooves_for("piece") == grooves_for("piece") and len(set(grooves_for("piece"))) == 2
+
+
+def test_accompaniment_keeps_the_bass_track_and_the_drum_classes():
+    notes = [Note(43, 80, 0.0, 0.5, program=33, instrument=1),
+             Note(40, 80, 1.0, 1.25, program=33, instrument=1),
+             Note(60, 70, 0.0, 2.0, program=0, instrument=2),  # the chords: not bass
+             Note(36, 100, 0.0, 0.1, instrument=9, is_drum=True),
+             Note(38, 100, 0.5, 0.6, instrument=9, is_drum=True)]
+    score = Score(notes=tuple(notes), tempos=(Tempo(0.0, 120.0),),
+                  time_signatures=(TimeSignature(0.0),), total_s=2.0)
+    events = accompaniment_events(score, 16)
+    assert events[:, 0].tolist()[:10] == [43, NO_EVENT, NO_EVENT, NO_EVENT, NOTE_OFF, NO_EVENT,
+                                          NO_EVENT, NO_EVENT, 40, NO_EVENT]
+    assert events[0, 1] == 1 and events[4, 1] == 2 and events[1:4, 1].sum() == 0
+
+
+@needs_mma
+def test_mma_plays_a_bass_on_the_chords_and_a_kit():
+    rows = np.array([chord_row("C")] * 16 + [chord_row("G")] * 16, np.int16)
+    events = accompaniment_events(play_chart(chord_chart(rows, "8Beat")), 32)
+    bass = events[:, 0]
+    assert bass[0] % 12 == 0 and bass[16] % 12 == 7  # the roots on the downbeats
+    assert np.count_nonzero(events[:, 1]) >= 8 and events[0, 1] & 1  # a kick on beat one
+
+
+# --- the command -------------------------------------------------------------------
+
+
+def test_the_trio_of_a_score_is_its_top_line_its_bass_track_and_its_drums():
+    line, events = trio_events(trio_score(), 4)
+    assert events.shape == (32, 3) and line.steps_per_bar == 16
+    assert events[0].tolist() == [72, 36, 1] and events[4, 0] == 73  # quarter notes
+    assert events[16, 1] == 36 and events[8, 1] == NOTE_OFF
+    no_bass_program = Score(notes=tuple(Note(n.pitch, n.velocity, n.start_s, n.end_s, 0,
+                                             n.instrument, n.is_drum)
+                                        for n in trio_score().notes),
+                            tempos=(Tempo(0.0, 120.0),), time_signatures=(TimeSignature(0.0),),
+                            total_s=4.0)
+    assert np.array_equal(trio_events(no_bass_program, 4)[1], events)  # the lowest track
+
+
+def test_interpolating_trios_writes_melody_bass_and_drums(trio_path, tmp_path):
+    a, b = tmp_path / "a.mid", tmp_path / "b.mid"
+    a.write_bytes(score_to_midi(trio_score(16)))
+    b.write_bytes(score_to_midi(melody("60 _ 62 _ 64 _ 65 _ " * 32)))
+    out = run(["interpolate", a, b, "--model", trio_path, "--steps", "2", "--to", "jsonl",
+               "--temperature", "1", "--seed", "3"])
+    assert out.code == 0, out.stderr
+    notes = json.loads(out.stdout.decode().splitlines()[0])["notes"]
+    assert {n.get("program", 0) for n in notes if not n.get("isDrum")} <= {0, 33}
+    assert any(n.get("isDrum") for n in notes) and any(n.get("program") == 33 for n in notes)
+    assert max(n["endTime"] for n in notes) <= 2 * 32.0 + 1e-6  # two 16-bar points at 120 qpm
