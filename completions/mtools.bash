@@ -183,9 +183,11 @@ _mtools() {
             --split) _mtools_files "$cur"; return ;;
             --samples) _mtools_files "$cur"; return ;;
             --ref) _mtools_files "$cur"; return ;;
+            --onset-threshold) return ;;
+            --frame-threshold) return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
         esac
-        if [[ $cur == -* ]]; then _mtools_words '-m --model --split --json --samples --ref --device -q --quiet --debug -h --help' "$cur"
+        if [[ $cur == -* ]]; then _mtools_words '-m --model --split --json --samples --ref --onset-threshold --frame-threshold --device -q --quiet --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     esac

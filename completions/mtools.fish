@@ -196,6 +196,8 @@ complete -c mtools -n '__fish_seen_subcommand_from eval' -l split -r -F -d 'vali
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l json -d 'Print the figures as one JSON object'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l samples -r -F -d 'coconet: Monte Carlo draws per piece for the frame-wise NLL'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l ref -r -F -d 'transcription: the reference MIDI of each audio input, in order'
+complete -c mtools -n '__fish_seen_subcommand_from eval' -l onset-threshold -x -d 'transcription: decode with this onset threshold (default: the model\'s)'
+complete -c mtools -n '__fish_seen_subcommand_from eval' -l frame-threshold -x -d 'transcription: decode with this frame threshold (default: the model\'s)'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l device -x -a 'auto cpu cuda' -d 'Where models run: auto (CUDA when it can really run, else CPU), cpu or cuda'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -s q -l quiet -d 'Print no warnings or progress, only errors'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l debug -d 'Show Python tracebacks for errors'

@@ -253,6 +253,24 @@ def test_perfect_transcriptions_score_one_and_empty_ones_zero(tiny):
     assert score_figures(with_blip, reference, tiny)["note_recall"] == pytest.approx(2 / 3)
 
 
+def test_eval_scores_audio_beside_its_midi_with_the_thresholds_asked_for(tiny_path, tmp_path):
+    pytest.importorskip("mir_eval")
+    from mtools.io.midi import score_to_midi
+
+    (tmp_path / "take.wav").write_bytes(wav_bytes(tone(440.0, 2.0), RATE))
+    (tmp_path / "take.mid").write_bytes(score_to_midi(make_score([Note(69, 80, 0.0, 2.0)])))
+    plain = run(["eval", "transcribe", tmp_path, "--model", tiny_path, "--json"])
+    assert plain.code == 0, plain.stderr
+    figures = json.loads(plain.stdout)
+    assert figures["pieces"] == 1 and figures["onset_threshold"] == 0.5  # the card names none
+    deaf = json.loads(run(["eval", "transcribe", tmp_path, "--model", tiny_path, "--json",
+                           "--onset-threshold", "1"]).stdout)
+    assert deaf["onset_threshold"] == 1.0 and deaf["note_f1"] == 0.0 and deaf["note_recall"] == 0.0
+    two_refs = run(["eval", "transcribe", tmp_path / "take.wav", "--model", tiny_path,
+                    "--ref", tmp_path / "take.mid", "--ref", tmp_path / "take.mid"])
+    assert two_refs.code == 2 and "--ref" in two_refs.stderr
+
+
 def test_transcribe_errors_are_one_line_with_the_contract_codes(tiny_path, tmp_path):
     model = ["--model", tiny_path.parent]
     missing = run(["transcribe", tmp_path / "nope.wav", *model])

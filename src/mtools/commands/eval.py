@@ -56,6 +56,12 @@ def eval_(
     references: Annotated[Optional[list[str]], typer.Option(
         "--ref", metavar="MIDI",
         help="transcription: the reference MIDI of each audio input, in order.")] = None,
+    onset_threshold: Annotated[Optional[float], typer.Option(
+        "--onset-threshold", min=0.0, max=1.0, metavar="P",
+        help="transcription: decode with this onset threshold (default: the model's).")] = None,
+    frame_threshold: Annotated[Optional[float], typer.Option(
+        "--frame-threshold", min=0.0, max=1.0, metavar="P",
+        help="transcription: decode with this frame threshold (default: the model's).")] = None,
     device: opt.DeviceOpt = None,
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
@@ -65,6 +71,7 @@ def eval_(
     from mtools.errors import UsageError
     from mtools.models.registry import resolve_model
     from mtools.models.sequence import load_event_rnn
+    from mtools.models.transcription import DecodeOptions
     from mtools.training.evaluate import evaluate_sources
     from mtools.training.tasks import find_spec
 
@@ -78,13 +85,14 @@ def eval_(
     model = model or "melody_rnn"
     ref = resolve_model(model)
     if ref.card.task == "transcribe":
+        thresholds = DecodeOptions(onset_threshold, frame_threshold)
         figures = {"model": ref.card.spec, "data": data,
                    **_transcription_figures(ref, data, references or [], split,
-                                            device.value if device else None)}
+                                            device.value if device else None, thresholds)}
         _print(figures, as_json)
         return
-    if references:
-        raise UsageError("--ref is for transcription models")
+    if references or onset_threshold is not None or frame_threshold is not None:
+        raise UsageError("--ref and the thresholds are for transcription models")
     if ref.card.name == "coconet":
         figures = {"model": ref.card.spec, "data": data, "split": split,
                    **_coconet_figures(ref, data, split, device.value if device else None, samples)}
@@ -148,13 +156,16 @@ def _music_vae_figures(ref, data: list[str], split: str, device) -> dict:
 
 
 def _transcription_figures(ref, data: list[str], references: list[str], split: str,
-                           device) -> dict:
+                           device, thresholds) -> dict:
     from mtools.errors import UsageError
     from mtools.models.onsets_frames import OnsetsFrames
     from mtools.training.render_sources import INSTRUMENTS
     from mtools.training.transcription_metrics import audio_pairs, pieces_figures
 
     net = OnsetsFrames.from_ref(ref, device=device)
+    net.decode = thresholds.over(net.decode)
+    used = {"onset_threshold": net.decode.onset_threshold,
+            "frame_threshold": net.decode.frame_threshold}
     instrument = INSTRUMENTS.get(ref.card.name)
     if instrument is not None and data == [instrument.corpus]:
         from mtools.training.renders import valid_pieces
@@ -163,8 +174,9 @@ def _transcription_figures(ref, data: list[str], references: list[str], split: s
         if split == "train":
             raise UsageError(f"{instrument.corpus} is scored on held-out performances only",
                              hint="--split valid")
-        return pieces_figures(net, valid_pieces(EVAL_PIECES, instrument))
-    return pieces_figures(net, audio_pairs(data, references, net.front_end.sample_rate_hz))
+        return {**used, **pieces_figures(net, valid_pieces(EVAL_PIECES, instrument))}
+    return {**used, **pieces_figures(net, audio_pairs(data, references,
+                                                      net.front_end.sample_rate_hz))}
 
 
 eval_.__doc__ = HELP
