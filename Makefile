@@ -58,6 +58,8 @@ demo: install
 	@echo "== ... and a rock beat into a half-time groove (drums_2bar)"
 	$(BIN)/mtools interpolate examples/rock_beat.mid examples/halftime_beat.mid --steps 4 \
 	  --model music_vae:drums_2bar --seed 1 -o demo/rock_to_halftime.mid
+	@echo "== GrooVAE plays the programmed rock beat like a drummer (same hits, new velocities and timing)"
+	$(BIN)/mtools humanize examples/rock_beat.mid --seed 1 -o demo/rock_beat_humanized.mid
 	@$(BIN)/mtools models
 	@ls -lR demo/
 

@@ -3,7 +3,8 @@ primer, the first logits (compared with a tolerance) and a greedy
 continuation (compared exactly). Coconet: the logits of a fixed melody's
 lower voices, and a greedy (temperature 0) Gibbs harmonization of it.
 MusicVAE: a fixed window's posterior mean and first step's logits, and
-the greedy decode of that mean. `python tests/golden_outputs.py` rewrites them after a
+the greedy decode of that mean (grooves: the decoded hits exactly, their
+velocities and offsets with the logits' tolerance). `python tests/golden_outputs.py` rewrites them after a
 model is retrained; tests/test_golden.py checks them."""
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ VAE_WINDOWS = {  # a window in each config's class ids
                  50, 0, 50, 0, 50, 0, 50, 0, 48, 0, 0, 0, 1, 0, 0, 0],  # C D E F G . G . A A A A G
     "drums_2bar": [5, 4, 6, 4] * 8,  # kick/hat, hat, snare/hat, hat
 }
+GROOVE_VELOCITY, GROOVE_OFFSET = 0.8, 0.1  # the groove window: the drums_2bar one, played so
 FAMILIES = {*PRIMERS, "coconet", "music_vae"}
 
 
@@ -75,12 +77,31 @@ def _music_vae_run(ref) -> dict:
     from mtools.models.music_vae import MusicVae
 
     model = MusicVae.from_ref(ref, device="cpu")
+    if model.space.kind == "groove":
+        return _groove_run(ref, model)
     window = np.array([VAE_WINDOWS[ref.card.config]])
     mu, _ = model.encode(window)
     logits = model.teacher_forced_logits(mu, window)
     return {"sha256": ref.card.sha256, "primer": window[0].tolist(),
             "first_logits": [round(float(v), 6) for v in np.concatenate([mu[0], logits[0, 0]])],
             "greedy_ids": model.decode(mu, temperature=0)[0].tolist()}
+
+
+def _groove_run(ref, model) -> dict:
+    from mtools.models.events import NUM_DRUM_CLASSES
+    from mtools.models.music_vae import frames_to_hits
+
+    n = NUM_DRUM_CLASSES
+    events = np.array(VAE_WINDOWS["drums_2bar"])
+    hits = ((events[:, None] >> np.arange(n)) & 1).astype(np.float32)
+    window = np.concatenate([hits, GROOVE_VELOCITY * hits, GROOVE_OFFSET * hits], axis=1)[None]
+    mu, _ = model.encode(window)
+    decoded = model.decode(mu, temperature=0, hits=hits[None] > 0.5
+                           if model.space.encoder == "quantized" else None)[0]
+    played = decoded[:, n:].ravel()  # velocities and offsets
+    return {"sha256": ref.card.sha256, "primer": events.tolist(),
+            "first_logits": [round(float(v), 6) for v in np.concatenate([mu[0], played])],
+            "greedy_ids": frames_to_hits(decoded)[0].tolist()}
 
 
 def write_all() -> None:
