@@ -15,10 +15,10 @@ and basic-pitch without TensorFlow.
 - Accuracy: each system's notes are scored against the same reference with
   `transcription_metrics.score_figures` (mir_eval: onsets within 50 ms; with
   offsets; with velocities; frame F1 on the mtools model's frame grid), mean
-  over pieces. mtools runs as `mtools transcribe` does (default thresholds);
-  basic-pitch as `basic_pitch.inference.predict` with its defaults (onset
-  0.5, frame 0.3, notes >= 127.7 ms, melodia trick), its note events taken
-  as notes with velocity round(127 * amplitude).
+  over pieces. mtools runs as `mtools transcribe` does (the thresholds on
+  its card); basic-pitch as `basic_pitch.inference.predict` with its
+  defaults (onset 0.5, frame 0.3, notes >= 127.7 ms, melodia trick), its
+  note events taken as notes with velocity round(127 * amplitude).
 - Speed (a), in-process: seconds of audio per wall second over all pieces,
   each system loaded once and warmed up on the clip below (not timed); the
   file read and any resampling are inside the timing for both.
