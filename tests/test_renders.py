@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from builders import chord_notes, pedal
-from mtools.errors import MtoolsError, RuntimeUnavailableError
+from mtools.errors import InputMissingError, MtoolsError, RuntimeUnavailableError
 from mtools.io import render
 from mtools.models.transcription import FrontEnd, KeySpace, note_labels
 from mtools.score import Note, make_score
@@ -149,8 +149,22 @@ def test_labels_agree_with_note_labels(built):
                                           np.rint(expected["velocity"] * 127))
 
 
+def test_evaluation_pieces_never_share_a_piece_with_the_choosing_ones(built):
+    other = ("unseen", _notes_score(3.0, 4))
+    again = ("held-out", _notes_score(3.0, 5))  # another performance of a cached valid piece
+    chosen = pr.valid_pieces(5, sources=[*SOURCES["valid"], other], selection=True)
+    scored = pr.valid_pieces(5, sources=[*SOURCES["valid"], other, again])
+    assert [name for name, _, _ in chosen] == ["held-out"]
+    assert [name for name, _, _ in scored] == ["unseen"]
+
+
+def test_choosing_needs_the_cached_validation_renders(cache):
+    with pytest.raises(InputMissingError, match="validation renders"):
+        pr.valid_pieces(1, sources=SOURCES["valid"], selection=True)
+
+
 def test_clean_mel_matches_the_front_end(built):
-    (name, score, audio), = pr.valid_pieces(1, sources=SOURCES["valid"])
+    (name, score, audio), = pr.valid_pieces(1, sources=SOURCES["valid"], selection=True)
     assert name == "held-out" and audio.dtype == np.float32 and audio.ndim == 1
     renders = pr.load_renders("valid")
     whole = FRONT_END.log_mel(audio)  # what streaming inference computes

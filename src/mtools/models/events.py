@@ -62,6 +62,7 @@ DRUM_CLASS_NAMES = ("kick", "snare", "closed_hihat", "open_hihat", "low_tom", "m
                     "high_tom", "crash", "ride")
 NUM_DRUM_CLASSES = len(DRUM_TYPE_PITCHES)
 NUM_DRUM_SETS = 2 ** NUM_DRUM_CLASSES  # 512 bitmask values
+BASS_PROGRAMS = range(32, 40)  # the General MIDI basses
 
 
 @dataclass(frozen=True, eq=False)

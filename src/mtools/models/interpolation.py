@@ -24,7 +24,6 @@ FAMILIES = ("music_vae",)
 DEFAULT_QPM = 120.0
 MELODY_VELOCITY = 90
 DRUM_VELOCITY = 100
-BASS_PROGRAMS = range(32, 40)  # General MIDI basses
 TRIO_BASS_PROGRAM = 33  # electric bass (finger), as the trio data's MMA basses mostly are
 
 
@@ -74,7 +73,7 @@ def take_window(score: Score, space: VaeSpace, name: str, bar: int | None = None
                 ) -> tuple[Window, list[str]]:
     """The window of `score` the model encodes, and warnings about the
     choice. InputFormatError when there is nothing the model can read."""
-    from mtools.models.events import NO_EVENT, primer_drum_track, primer_melody
+    from mtools.models.events import primer_drum_track, primer_melody
 
     if space.kind == "drums":
         line = primer_drum_track(score, steps_per_quarter=space.steps_per_quarter)
@@ -98,8 +97,7 @@ def take_window(score: Score, space: VaeSpace, name: str, bar: int | None = None
     if first >= total_bars:
         raise UsageError(f"--window: {name} has {total_bars} bar(s), no bar {bar}")
     short = max(0, first * bar_steps + space.steps - len(events))
-    silence = {"drums": 0, "trio": [NO_EVENT, NO_EVENT, 0]}.get(space.kind, NO_EVENT)
-    padded = np.concatenate([events, np.full((short,) + events.shape[1:], silence, events.dtype)])
+    padded = pad_events(events, len(events) + short, space.kind)
     ids = restrike(space.ids_from_events(padded), first * bar_steps, space)
     window_bars = space.steps / bar_steps
     last_bar = first + int(np.ceil(window_bars))
@@ -117,14 +115,30 @@ def take_window(score: Score, space: VaeSpace, name: str, bar: int | None = None
     return Window(ids, name, first + 1, line.qpm), warnings
 
 
+def pad_events(events: np.ndarray, steps: int, kind: str) -> np.ndarray:
+    """A line's events padded with silence to `steps`: melody events (a
+    note still sounding at the old end is ended there), drum bitmasks, or
+    a trio's (steps, 3) of both kinds."""
+    from mtools.models.events import set_melody_length
+
+    if kind == "trio":
+        return np.stack([pad_events(events[:, 0], steps, "melody"),
+                         pad_events(events[:, 1], steps, "melody"),
+                         pad_events(events[:, 2], steps, "drums")], axis=1)
+    if kind == "drums":
+        return np.concatenate([events, np.zeros(steps - len(events), events.dtype)])
+    return set_melody_length(events, steps).astype(events.dtype)
+
+
 def trio_events(score: Score, steps_per_quarter: int):
     """(the melody's GridLine, (steps, 3) events of melody, bass and drums)
-    of a whole score: the bass is its General MIDI bass track(s), else the
-    lowest-sounding of two or more pitched tracks; the melody is the top
-    line of the other pitched tracks."""
+    of a whole score, to its last note: the bass is its General MIDI bass
+    track(s), else the lowest-sounding of two or more pitched tracks; the
+    melody is the top line of the other pitched tracks."""
     from dataclasses import replace
 
-    from mtools.models.events import primer_drum_track, primer_melody
+    from mtools.models.events import BASS_PROGRAMS, primer_drum_track, primer_melody, \
+        set_melody_length
 
     pitched = [n for n in score.notes if not n.is_drum]
     tracks = {n.instrument for n in pitched}
@@ -135,9 +149,13 @@ def trio_events(score: Score, steps_per_quarter: int):
     melody = [n for n in pitched if n.instrument not in bass_tracks]
     bass = [n for n in pitched if n.instrument in bass_tracks]
     drums = primer_drum_track(score, steps_per_quarter=steps_per_quarter)
-    lines = [primer_melody(replace(score, notes=tuple(notes)), steps_per_quarter=steps_per_quarter,
-                           num_steps=len(drums.events)) for notes in (melody, bass)]
-    return lines[0], np.stack([lines[0].events, lines[1].events, drums.events],
+    lines = [primer_melody(replace(score, notes=tuple(notes)), steps_per_quarter=steps_per_quarter)
+             for notes in (melody, bass)]
+    parts = [np.asarray(line.events, np.int64) for line in lines]
+    steps = max(len(drums.events), *map(len, parts))
+    return lines[0], np.stack([set_melody_length(parts[0], steps),
+                               set_melody_length(parts[1], steps),
+                               pad_events(np.asarray(drums.events, np.int64), steps, "drums")],
                               axis=1).astype(np.int64)
 
 

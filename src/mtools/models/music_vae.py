@@ -199,10 +199,10 @@ def _drum_bits(ids: np.ndarray) -> np.ndarray:
 
 def windows_of(events: np.ndarray, space: VaeSpace, hop: int) -> np.ndarray:
     """Every window of `space.steps` steps starting on multiples of `hop`
-    that has a note in it, as ids (n, steps) int16, the events padded with
-    silence to a whole number of hops first (so the last bars count); a
-    window that begins inside a held melody note starts by striking that
-    note again."""
+    that has a note in it, as ids (n, steps) int16 (a trio's int32), the
+    events padded with silence to a whole number of hops first (so the last
+    bars count); a window that begins inside a held melody note starts by
+    striking that note again."""
     ids = space.ids_from_events(events)
     ids = np.concatenate([ids, np.zeros(-len(ids) % hop, ids.dtype)])  # id 0: nothing new
     rows = []

@@ -409,30 +409,35 @@ def valid_pieces(n: int, instrument: Instrument = PIANO, *,
                  ) -> list[tuple[str, Score, np.ndarray]]:
     """`n` validation performances for note-level evaluation, rendered now,
     clean, with the validation soundfont: (name, Score as rendered,
-    (samples,) float32 mono audio at the front end's rate). They come from the far end
-    of the valid order, and with ASAP none that the cached valid part holds
-    (its loss selects the checkpoint, so these stay unseen by training and
-    by selection). `selection` takes instead the performances that part
-    holds, for choices made on validation data (decoding thresholds).
+    (samples,) float32 mono audio at the front end's rate). They come from
+    the far end of the valid order, and none is of a piece the cached valid
+    part holds (that part's loss selects the checkpoint and its
+    performances choose the decoding thresholds, so these stay unseen by
+    training and by every choice). `selection` takes instead the
+    performances that part holds, for choices made on validation data.
     `sources` replaces ASAP's valid performances."""
-    used = set() if sources is not None else _valid_part_names(instrument)
+    names, pieces_seen = _valid_part_takes(instrument)
+    if selection and not names:
+        raise InputMissingError(f"no cached {instrument.name} validation renders to choose on",
+                                hint="build them first (mtools train " + instrument.model + ")")
     order = _shuffled(performances("valid", instrument) if sources is None else sources,
                       VALID_SEED)[::-1]
     pieces = []
     for index, source in order:
         if len(pieces) == n:
             break
-        if (_source_name(source) in used) != selection:
-            continue
-        take = choose_take(instrument, "valid", VALID_SEED, index)
-        score = instrument.prepare(_load(source[1]), take)
-        pieces.append((_source_name(source), score, render_take(instrument, score, take)))
+        if (_source_name(source) in names) if selection else (source[0] not in pieces_seen):
+            take = choose_take(instrument, "valid", VALID_SEED, index)
+            score = instrument.prepare(_load(source[1]), take)
+            pieces.append((_source_name(source), score, render_take(instrument, score, take)))
     return pieces
 
 
-def _valid_part_names(instrument: Instrument) -> set[str]:
+def _valid_part_takes(instrument: Instrument) -> tuple[set[str], set[str]]:
+    """(performances, pieces) of the cached valid part; empty without one."""
     try:
         manifest = json.loads((renders_dir(instrument) / "manifest.json").read_text())
     except (OSError, ValueError):
-        return set()
-    return {take["performance"] for take in manifest["parts"]["valid"]["takes"]}
+        return set(), set()
+    takes = manifest["parts"]["valid"]["takes"]
+    return {take["performance"] for take in takes}, {take["piece"] for take in takes}

@@ -150,18 +150,20 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
     from mtools.training.transcription_metrics import PROTOCOL, choose_thresholds, pieces_figures
 
     name = request.instrument.model
+    progress(f"rendering {SELECTION_PIECES} validation performances to choose thresholds on")
+    selection = valid_pieces(SELECTION_PIECES, request.instrument, selection=True)
     request.out_dir.mkdir(parents=True, exist_ok=True)
     path = request.out_dir / f"{name}.onnx"
     error = export_checked(model, path, export_graph, parity_error)
     card = _card(request, model, history)
     write_card(card, path)
     net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
-    progress(f"choosing decoding thresholds on {SELECTION_PIECES} validation performances")
-    chosen = choose_thresholds(net, valid_pieces(SELECTION_PIECES, request.instrument,
-                                                 selection=True))
+    progress(f"choosing decoding thresholds on {len(selection)} validation performances")
+    chosen = choose_thresholds(net, selection)
     card["encoding"]["decoding"] = {**chosen, "chosen_on": (
-        "performances of the cached validation renders (the checkpoint's selection set), "
-        "rendered whole and clean with the held-out soundfont; not the pieces of metrics")}
+        "the performances of the cached validation renders (whose loss selects the "
+        "checkpoint), rendered whole and clean with the held-out soundfont; metrics come "
+        "from performances of other pieces")}
     write_card(card, path)
     net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
     progress(f"transcribing {EVAL_PIECES} held-out performances for the card "

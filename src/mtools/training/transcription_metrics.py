@@ -23,7 +23,8 @@ ONSET_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # thresholds choose_thresholds
 FRAME_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")  # a reference beside its audio
 PROTOCOL = (
-    "Whole held-out performances, rendered with the held-out soundfont, transcribed as "
+    "Whole held-out performances of pieces that neither training nor any choice (checkpoint, "
+    "thresholds) saw, rendered with the held-out soundfont, transcribed as "
     "`mtools transcribe` does (the model's default thresholds, see encoding.decoding). The reference is the performance MIDI with "
     "notes lengthened by the sustain pedal. note_*: mir_eval.transcription, onsets within "
     "50 ms; note_offset_*: offsets too (within 20% of the note or 50 ms); note_velocity_*: "

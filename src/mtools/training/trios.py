@@ -23,14 +23,13 @@ import numpy as np
 
 from mtools.errors import MtoolsError, RuntimeUnavailableError
 from mtools.models.chords import NOTE_NAMES, chord_quality
-from mtools.models.events import notes_to_melody, primer_drum_track, score_grid
+from mtools.models.interpolation import pad_events, trio_events
 from mtools.score import Score
 from mtools.training import corpora
 
-FORMAT = 1
+FORMAT = 2  # 2: bass and drums read as `mtools interpolate` reads a trio
 QPM = 120.0  # what MMA plays at; the grid does not depend on it
 TAKES = 2  # grooves per tune
-BASS_PROGRAMS = range(32, 40)  # General MIDI basses
 STEPS_PER_BEAT = 4
 # MMA grooves of the standard library that play a drum kit (three kinds of
 # drum or more) and a bass in 4/4, checked one by one with mma 16.06.
@@ -98,12 +97,11 @@ def play_chart(chart: str) -> Score:
 
 
 def accompaniment_events(score: Score, num_steps: int) -> np.ndarray:
-    """(num_steps, 2) bass events (the highest note wins where the bass
-    plays two) and drum bitmasks of an MMA score at QPM."""
-    grid = score_grid(score, STEPS_PER_BEAT, strict=False)
-    bass = [n for n in grid.notes if not n.is_drum and n.program in BASS_PROGRAMS]
-    drums = primer_drum_track(score, num_steps=num_steps).events
-    return np.stack([notes_to_melody(bass, num_steps), drums], axis=1).astype(np.int16)
+    """(num_steps, 2) bass events (its General MIDI bass track's top line)
+    and drum bitmasks of an MMA score, as `mtools interpolate` reads a
+    trio's, cut or padded to num_steps."""
+    events = trio_events(score, STEPS_PER_BEAT)[1][:num_steps]
+    return pad_events(events, num_steps, "trio")[:, 1:].astype(np.int16)
 
 
 def grooves_for(piece: str, takes: int = TAKES) -> list[str]:
@@ -128,25 +126,32 @@ def trio_lines(sheet, takes: int = TAKES) -> list[TrioLine]:
 
 def load_trios(source: str = "nottingham", *, progress: Progress | None = None,
                refresh: bool = False) -> list[TrioLine]:
-    """Every trio of a source's lead sheets, made once and cached."""
-    path = corpora.cache_dir() / "data" / f"trios-{source.replace(':', '-').replace('/', '_')}.npz"
+    """Every trio of a source's lead sheets (parsed, or read from their
+    cache, first), made once and cached. A tune MMA cannot play is left
+    out and listed in the cache's `skipped`."""
+    sheets = corpora.load_lead_sheets(source, progress=progress)
+    path = corpora.cache_paths("trios", source)[0]
     recipe = {"format": FORMAT, "grooves": list(GROOVES), "takes": TAKES,
               "lead_sheets": (corpora.read_manifest("lead_sheets", source) or {}).get("fingerprint")}
     if not refresh and path.is_file():
         with np.load(path, allow_pickle=False) as arrays:
             if json.loads(str(arrays["recipe"])) == recipe:
                 return _unpack(arrays)
-    sheets = corpora.load_lead_sheets(source, progress=progress)
-    recipe["lead_sheets"] = (corpora.read_manifest("lead_sheets", source) or {}).get("fingerprint")
-    lines, started = [], time.monotonic()
+    lines, skipped, started = [], [], time.monotonic()
     for index, sheet in enumerate(sheets):
-        lines += trio_lines(sheet)
+        try:
+            lines += trio_lines(sheet)
+        except RuntimeUnavailableError:
+            raise
+        except MtoolsError as exc:
+            skipped.append(f"{sheet.piece}: {exc}")
         if progress is not None:
             progress(index + 1, len(sheets), f"MMA accompaniments of {source}")
     from mtools.io.streams import atomic_write
 
     buffer = io.BytesIO()
     np.savez(buffer, recipe=json.dumps(recipe), seconds=time.monotonic() - started,
+             skipped=np.array(skipped, dtype=str),
              events=np.concatenate([line.events for line in lines]) if lines
              else np.zeros((0, 3), np.int16),
              lengths=np.array([len(line.events) for line in lines], np.int64),
