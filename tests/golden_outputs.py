@@ -4,7 +4,9 @@ continuation (compared exactly). Coconet: the logits of a fixed melody's
 lower voices, and a greedy (temperature 0) Gibbs harmonization of it.
 MusicVAE: a fixed window's posterior mean and first step's logits, and
 the greedy decode of that mean (grooves: the decoded hits exactly, their
-velocities and offsets with the logits' tolerance). `python tests/golden_outputs.py` rewrites them after a
+velocities and offsets with the logits' tolerance). Transcription: the
+onset and frame probabilities of a fixed synthetic recording at a few
+frames, and the notes decoded from it (pitch and start frame). `python tests/golden_outputs.py` rewrites them after a
 model is retrained; tests/test_golden.py checks them."""
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ VAE_WINDOWS = {  # a window in each config's class ids
     "drums_2bar": [5, 4, 6, 4] * 8,  # kick/hat, hat, snare/hat, hat
 }
 GROOVE_VELOCITY, GROOVE_OFFSET = 0.8, 0.1  # the groove window: the drums_2bar one, played so
-FAMILIES = {*PRIMERS, "coconet", "music_vae"}
+AUDIO_NOTES = ((60, 0.25, 1.25), (64, 0.25, 1.25), (67, 0.25, 1.25), (72, 1.5, 2.0),
+               (74, 2.0, 2.5), (76, 2.5, 3.5))  # (pitch, start s, end s) of the synthetic take
+FAMILIES = {*PRIMERS, "coconet", "music_vae", "onsets_frames", "onsets_frames_drums"}
 
 
 def golden_run(ref) -> dict:
@@ -40,6 +44,8 @@ def golden_run(ref) -> dict:
         return _coconet_run(ref)
     if ref.card.name == "music_vae":
         return _music_vae_run(ref)
+    if ref.card.task == "transcribe":
+        return _transcriber_run(ref)
     from mtools.models.sequence import EventRnn, SearchOptions, generate
 
     model = EventRnn.from_ref(ref, device="cpu")
@@ -102,6 +108,35 @@ def _groove_run(ref, model) -> dict:
     return {"sha256": ref.card.sha256, "primer": events.tolist(),
             "first_logits": [round(float(v), 6) for v in np.concatenate([mu[0], played])],
             "greedy_ids": frames_to_hits(decoded)[0].tolist()}
+
+
+def synthetic_take(rate: int) -> np.ndarray:
+    """AUDIO_NOTES as decaying harmonic tones (4 s, mono float32); drum
+    models hear the same audio."""
+    t = np.arange(int(4.0 * rate)) / rate
+    audio = np.zeros_like(t)
+    for pitch, start, end in AUDIO_NOTES:
+        hz, held = 440.0 * 2 ** ((pitch - 69) / 12), (t >= start) & (t < end)
+        decay = np.exp(-3.0 * np.clip(t - start, 0, None))
+        audio += held * decay * sum(0.2 / k * np.sin(2 * np.pi * k * hz * t) for k in (1, 2, 3))
+    return audio.astype(np.float32)
+
+
+def _transcriber_run(ref) -> dict:
+    from mtools.models.onsets_frames import OnsetsFrames, TranscribeOptions, predictions_to_score
+
+    model = OnsetsFrames.from_ref(ref, device="cpu")
+    rate = model.front_end.sample_rate_hz
+    audio = synthetic_take(rate)
+    probs = model.run(model.front_end.log_mel(audio)[None])  # float32, one run
+    frames = np.linspace(0, probs["onset"].shape[1] - 1, 8).astype(int)
+    streamed = model.predict_all(model.front_end.stream([audio]))  # as transcribe decodes
+    score = predictions_to_score(streamed, model, TranscribeOptions(), len(audio) / rate)
+    return {"sha256": ref.card.sha256, "primer": [list(n) for n in AUDIO_NOTES],
+            "first_logits": [round(float(v), 6) for name in ("onset", "frame")
+                             for v in probs[name][0, frames].ravel()],
+            "greedy_ids": [[n.pitch, round(n.start_s / model.front_end.frame_s)]
+                           for n in score.notes]}
 
 
 def write_all() -> None:
