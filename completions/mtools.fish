@@ -185,6 +185,7 @@ complete -c mtools -n '__fish_seen_subcommand_from train' -l hidden -r -F -d 'LS
 complete -c mtools -n '__fish_seen_subcommand_from train' -l layers -r -F -d 'LSTM layers (coconet: convolution layers; music_vae: decoder layers)'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l hours -x -d 'onsets_frames: hours of rendered training audio (validation: a twelfth)'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l export-only -d 'Export the run\'s best checkpoint without training more'
+complete -c mtools -n '__fish_seen_subcommand_from train' -l device -r -F -d 'Where torch trains: auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or cuda:N'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l seed -r -F -d 'Random seed: the same seed gives the same output bit for bit'
 complete -c mtools -n '__fish_seen_subcommand_from train' -s q -l quiet -d 'Print no warnings or progress, only errors'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l debug -d 'Show Python tracebacks for errors'

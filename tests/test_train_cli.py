@@ -42,6 +42,35 @@ def test_train_exports_a_card_that_eval_reproduces(tunes, tmp_path):
                    "--run-dir", tmp_path / "run", "--max-steps", "5", "--hidden", "8",
                    "--layers", "1", "--batch-size", "4", "--quiet"])
     assert resumed.code == 0 and resolve_model(str(out)).card.training["steps"] == 5
+    import torch
+
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert "optimizer" in last and "optimizer" not in best  # best.pt: the weights to export
+    assert last["train_config"]["device"] == "cpu"
+    assert all(t.device.type == "cpu" for t in best["state_dict"].values())
+
+
+def test_a_device_torch_cannot_use_is_a_usage_error(tunes, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    common = ["train", "melody_rnn", "--data", tunes, "--out", tmp_path, "--max-steps", "1"]
+    assert run([*common, "--device", "cuda"]).code == 2
+    wrong = run([*common, "--device", "tpu"])
+    assert wrong.code == 2 and "--device" in wrong.stderr
+
+
+def test_to_device_moves_every_tensor_of_nested_batches():
+    import torch
+
+    from mtools.training.loop import to_device
+
+    batch = ({"a": torch.zeros(2)}, [torch.ones(1), 3], torch.zeros(1, dtype=torch.int64))
+    moved = to_device(batch, torch.device("meta"))
+    assert moved[0]["a"].device.type == "meta" and moved[1][0].device.type == "meta"
+    assert moved[1][1] == 3 and isinstance(moved, tuple) and moved[2].dtype == torch.int64
 
 
 def test_unknown_config_is_a_usage_error(tunes, tmp_path):

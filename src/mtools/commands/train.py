@@ -71,6 +71,10 @@ def train(
         help="onsets_frames: hours of rendered training audio (validation: a twelfth).")] = None,
     export_only: Annotated[bool, typer.Option(
         "--export-only", help="Export the run's best checkpoint without training more.")] = False,
+    device: Annotated[str, typer.Option(
+        "--device", metavar="DEVICE",
+        help="Where torch trains: auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or "
+             "cuda:N. Checkpoints are the same either way.")] = "auto",
     seed: opt.Seed = None,
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
@@ -85,10 +89,12 @@ def train(
         if not quiet:
             print(f"mtools train: {message}", file=sys.stderr, flush=True)
 
+    device = _train_device(device)
+
     if model == "coconet":
         network = {k: v for k, v in {"filters": hidden, "layers": layers}.items() if v is not None}
         _train_coconet(data, out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,
-                       seed, network, say)
+                       seed, device, network, say)
         return
     from mtools.training.render_sources import INSTRUMENTS
 
@@ -100,59 +106,77 @@ def train(
             raise UsageError(f"{model} has one LSTM layer per head: --layers does not apply")
         network = {"lstm": hidden} if hidden is not None else {}
         hours_pair = (hours, hours / 12) if hours else DEFAULT_HOURS
-        _train_transcriber(INSTRUMENTS[model], out, run_dir, fresh, export_only, max_minutes, max_steps,
-                           batch_size, seed, network, hours_pair, say)
+        _train_transcriber(INSTRUMENTS[model], out, run_dir, fresh, export_only, max_minutes,
+                           max_steps, batch_size, seed, device, network, hours_pair, say)
         return
     if model == "music_vae":
         network = {k: v for k, v in {"enc_hidden": hidden, "dec_hidden": hidden,
                                      "dec_layers": layers}.items() if v is not None}
         _train_music_vae(config, data, out, run_dir, fresh, export_only, max_minutes, max_steps,
-                         batch_size, seed, network, say)
+                         batch_size, seed, device, network, say)
         return
     spec = find_spec(model, config)
     loop = with_limits(TrainConfig(), max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
-                       batch_size=batch_size, seed=seed)
+                       batch_size=batch_size, seed=seed, device=device)
     network = {k: v for k, v in {"hidden": hidden, "layers": layers}.items() if v is not None}
     request = TrainRequest(spec, tuple(data or spec.default_sources), out,
                            run_dir or default_run_dir(spec), loop, network, fresh)
     train_model(request, progress=say)
 
 
+def _train_device(device: str) -> str:
+    """"auto" → "cuda" when torch sees a GPU, else "cpu"; others as given,
+    a UsageError when torch cannot use them."""
+    import torch
+
+    from mtools.errors import UsageError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: torch sees no CUDA GPU here",
+                         hint="--device cpu (torch " + torch.__version__ + ")")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    return device
+
+
 def _train_coconet(data, out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,
-                   seed, network, say) -> None:
+                   seed, device, network, say) -> None:
     from mtools.training.coconet import DEFAULT_SOURCES, LOOP, CoconetRequest, default_run_dir, \
         train_coconet
     from mtools.training.run import with_limits
 
     loop = with_limits(LOOP, max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
-                       batch_size=batch_size, seed=seed)
+                       batch_size=batch_size, seed=seed, device=device)
     request = CoconetRequest(tuple(data or DEFAULT_SOURCES), out, run_dir or default_run_dir(),
                              loop, network, fresh)
     train_coconet(request, progress=say)
 
 
 def _train_transcriber(instrument, out, run_dir, fresh, export_only, max_minutes, max_steps,
-                       batch_size, seed, network, hours, say) -> None:
+                       batch_size, seed, device, network, hours, say) -> None:
     from mtools.training.run import with_limits
     from mtools.training.transcription import LOOP, TranscriptionRequest, crop_frames, \
         default_run_dir, train_transcriber
 
     loop = with_limits(LOOP, max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
-                       batch_size=batch_size, seed=seed, crop_steps=crop_frames(instrument))
+                       batch_size=batch_size, seed=seed, device=device,
+                       crop_steps=crop_frames(instrument))
     request = TranscriptionRequest(instrument, out, run_dir or default_run_dir(instrument), loop,
                                    network or None, hours, fresh)
     train_transcriber(request, progress=say)
 
 
 def _train_music_vae(config, data, out, run_dir, fresh, export_only, max_minutes, max_steps,
-                     batch_size, seed, network, say) -> None:
+                     batch_size, seed, device, network, say) -> None:
     from mtools.training.music_vae import LOOP, VaeRequest, default_run_dir, train_music_vae
     from mtools.training.vae_windows import find_config
     from mtools.training.run import with_limits
 
     vae = find_config(config)
     loop = with_limits(LOOP, max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
-                       batch_size=batch_size, seed=seed)
+                       batch_size=batch_size, seed=seed, device=device)
     request = VaeRequest(vae, tuple(data or vae.default_sources), out,
                          run_dir or default_run_dir(vae), loop, network, fresh)
     train_music_vae(request, progress=say)

@@ -3,8 +3,10 @@ sequences, Adam with gradient clipping, periodic validation, early stopping
 on validation loss, and checkpoints that let a stopped run resume.
 
 Library code: progress goes through a callback, nothing is printed.
-A run folder holds `last.pt` (resume from here) and `best.pt` (lowest
-validation loss so far), both plain data (see `mtools.training.nets`).
+A run folder holds `last.pt` (resume from here, with the optimizer's
+state) and `best.pt` (the weights of the lowest validation loss so far),
+both plain data on the CPU (see `mtools.training.nets`), whatever device
+trained them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ class TrainConfig:
     learning_rate, clip_norm: Adam and gradient-norm clipping;
     eval_every: steps between validations; patience: validations without
     improvement before stopping; max_steps/max_minutes: hard limits;
-    checkpoint_every_s: seconds between `last.pt` writes; seed."""
+    checkpoint_every_s: seconds between `last.pt` writes; seed; device:
+    where torch trains ("cpu", "cuda", "cuda:1")."""
 
     batch_size: int = 64
     crop_steps: int = 128
@@ -47,6 +50,7 @@ class TrainConfig:
     checkpoint_every_s: float = 180.0
     valid_crops: int = 512
     seed: int = 0
+    device: str = "cpu"
 
 
 @dataclass
@@ -121,7 +125,7 @@ def _stack(crops: list[tuple[np.ndarray, np.ndarray]]):
 def masked_loss(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy over unmasked steps, and the number of them."""
     inputs, labels, mask = batch
-    state = model.zero_state(inputs.shape[0])
+    state = [s.to(inputs.device) for s in model.zero_state(inputs.shape[0])]
     logits = model(inputs, *state)[0]
     losses = nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
     count = mask.sum()
@@ -150,9 +154,12 @@ class Trainer:
     def __init__(self, model: nn.Module, kind: str, train: CropSampler, valid: CropSampler,
                  config: TrainConfig, run_dir: Path, extra: dict | None = None,
                  progress: Callable | None = None, loss_fn: Callable = masked_loss):
-        self.model, self.kind, self.train_data, self.config = model, kind, train, config
+        self.device = torch.device(config.device)
+        self.model, self.kind, self.train_data, self.config = model.to(self.device), kind, train, \
+            config
         self.loss_fn = loss_fn
-        self.valid_batches = valid.fixed_batches(config.valid_crops)
+        self.valid_batches = [to_device(b, self.device)
+                              for b in valid.fixed_batches(config.valid_crops)]
         self.run_dir, self.extra = Path(run_dir), extra or {}
         self.progress = progress or (lambda history, message: None)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -165,9 +172,9 @@ class Trainer:
         path = self.run_dir / "last.pt"
         if not path.exists():
             return
-        state = torch.load(path, weights_only=True)
+        state = torch.load(path, weights_only=True, map_location="cpu")
         self.model.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])  # its state moves to the weights' device
         self.history = History(**state["history"])
         self.rng = np.random.default_rng([self.config.seed, self.history.step])
         self.progress(self.history, f"resumed at step {self.history.step}")
@@ -180,7 +187,8 @@ class Trainer:
         while history.step < config.max_steps and history.evals_without_gain < config.patience:
             if (time.monotonic() - started) / 60 > config.max_minutes:
                 break
-            loss, _ = self.loss_fn(self.model, self.train_data.batch(self.rng))
+            loss, _ = self.loss_fn(self.model, to_device(self.train_data.batch(self.rng),
+                                                         self.device))
             self.optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_norm)
@@ -217,15 +225,29 @@ class Trainer:
                                f"(best {history.best_valid:.3f} at {history.best_step})")
 
     def _save(self, name: str) -> None:
-        """Write a checkpoint atomically (temp file + rename)."""
+        """Write a checkpoint atomically (temp file + rename), on the CPU;
+        best.pt without the optimizer's state (export needs the weights)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         state = {"kind": self.kind, "config": dict(self.model.config),
-                 "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "state_dict": to_device(self.model.state_dict(), torch.device("cpu")),
                  "history": asdict(self.history), "train_config": asdict(self.config),
                  **self.extra}
+        if name != "best.pt":
+            state["optimizer"] = to_device(self.optimizer.state_dict(), torch.device("cpu"))
         temporary = self.run_dir / f".{name}.tmp"
         torch.save(state, temporary)
         os.replace(temporary, self.run_dir / name)
+
+
+def to_device(data, device: torch.device):
+    """Tensors in (nested tuples, lists and dicts of) `data` moved to `device`."""
+    if isinstance(data, torch.Tensor):
+        return data.to(device)
+    if isinstance(data, dict):
+        return {key: to_device(value, device) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return type(data)(to_device(value, device) for value in data)
+    return data
 
 
 def load_best(run_dir: Path) -> tuple[nn.Module, TrainConfig]:
@@ -243,7 +265,7 @@ def load_best(run_dir: Path) -> tuple[nn.Module, TrainConfig]:
 
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
     """The module saved in a checkpoint (eval mode) and the checkpoint data."""
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path, weights_only=True, map_location="cpu")
     model = build_module(state["kind"], state["config"])
     model.load_state_dict(state["state_dict"])
     return model.eval(), state
