@@ -320,3 +320,24 @@ def test_drum_renders_label_each_hit_once_in_its_class(cache):
     prepared = DRUMS.prepare(song, sources.Take("TimGM6mb.sf2", 8))
     assert [n.pitch for n in prepared.notes] == [36, 42, 40, 53, 36]
     assert {n.program for n in prepared.notes} == {8}
+
+
+def test_timidity_plays_freepats_at_the_notes_time_and_pitch_with_the_pedal():
+    import shutil
+
+    if shutil.which("timidity") is None or not (sources.TIMIDITY_DIR / "freepats.cfg").is_file():
+        pytest.skip("apt-get install timidity freepats")
+    from mtools.training.timidity_render import render_timidity
+
+    rate = 16_000
+    score = make_score([Note(69, 100, 1.0, 1.5)], control_changes=pedal(0, 1.2, 2.5))
+    audio = render_timidity(score, sample_rate_hz=rate,
+                            soundfont=pr.soundfont_path("freepats.cfg")).mean(axis=1)
+    assert len(audio) == round((2.5 + render.RELEASE_TAIL_S) * rate)  # to the pedal's release
+    assert np.abs(audio[:int(0.99 * rate)]).max() < 1e-3  # silence kept before the onset
+    held = audio[int(1.1 * rate):int(1.4 * rate)]
+    spectrum = np.abs(np.fft.rfft(held * np.hanning(len(held))))
+    assert np.fft.rfftfreq(len(held), 1 / rate)[np.argmax(spectrum)] == pytest.approx(440, abs=5)
+    pedalled = np.sqrt(np.mean(audio[int(2.0 * rate):int(2.3 * rate)] ** 2))
+    released = np.sqrt(np.mean(audio[int(2.9 * rate):int(3.1 * rate)] ** 2))
+    assert pedalled > 10 * released  # the pedal held the note past its end

@@ -35,7 +35,7 @@ from mtools.score import Score
 from mtools.training import corpora
 from mtools.training.audio_augment import AUGMENTATION, augment
 from mtools.training.render_sources import FLUIDSYNTH_SOUNDFONTS, PARTS, PIANO, \
-    SOUNDFONT_PACKAGES, Instrument, Source, Take
+    SOUNDFONT_PACKAGES, TIMIDITY_CONFIGS, TIMIDITY_DIR, Instrument, Source, Take
 
 FORMAT_VERSION = 3  # change whenever rendering, augmentation or layout changes
 SEGMENT_S = 20.0
@@ -55,14 +55,18 @@ def renders_dir(instrument: Instrument = PIANO) -> Path:
 
 
 def soundfont_path(name: str) -> Path:
-    """A system soundfont by file name. Raises RuntimeUnavailableError
-    naming the Debian package that installs it."""
-    for folder in render.SYSTEM_SOUNDFONT_DIRS:
+    """A system soundfont (or TiMidity++ config) by file name. Raises
+    RuntimeUnavailableError naming the Debian package that installs it."""
+    folders = (TIMIDITY_DIR,) if name in TIMIDITY_CONFIGS else render.SYSTEM_SOUNDFONT_DIRS
+    package = SOUNDFONT_PACKAGES.get(name, "a package providing it")
+    if name in TIMIDITY_CONFIGS and shutil.which("timidity") is None:
+        raise RuntimeUnavailableError(f"{name} is played by TiMidity++, which is not installed",
+                                      hint=f"apt-get install {package}")
+    for folder in folders:
         if (folder / name).is_file():
             return folder / name
-    package = SOUNDFONT_PACKAGES.get(name, "a package providing it")
     raise RuntimeUnavailableError(
-        f"soundfont {name} not found in " + ", ".join(map(str, render.SYSTEM_SOUNDFONT_DIRS)),
+        f"soundfont {name} not found in " + ", ".join(map(str, folders)),
         hint=f"apt-get install {package}")
 
 
@@ -240,6 +244,8 @@ def render_take(instrument: Instrument, score: Score, take: Take) -> np.ndarray:
     play = render.render_score
     if take.soundfont in FLUIDSYNTH_SOUNDFONTS:
         from mtools.training.fluid_render import render_fluidsynth as play
+    elif take.soundfont in TIMIDITY_CONFIGS:
+        from mtools.training.timidity_render import render_timidity as play
     audio = play(score, sample_rate_hz=instrument.front_end.sample_rate_hz,
                  soundfont=soundfont_path(take.soundfont))
     return 0.5 * (audio[:, 0] + audio[:, 1])
