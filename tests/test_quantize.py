@@ -25,16 +25,26 @@ def test_quantizing_shrinks_the_model_and_measures_its_card_again(tmp_path):
     path = tiny_event_model(tmp_path / "model", hidden=64)
     card = json.loads(path.with_suffix(".json").read_text())
     floats = measure(path, [str(tunes)])
-    card.update(metrics={**floats, "split": "valid"}, training={"datasets": [str(tunes)]})
+    card.update(metrics={**floats, "split": "valid", "parity_max_abs_error": 1e-6})
     write_card(card, path)
-    size = path.stat().st_size
+    with pytest.raises(UsageError, match="--data"):  # no datasets on the card, none given
+        quantize_model(path)
+    card["training"] = {"datasets": [str(tunes)]}
+    write_card(card, path)
+    size, sha = path.stat().st_size, resolve_model(str(path)).card.sha256
     metrics = quantize_model(path)
     assert path.stat().st_size < size / 2
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted(
+        [path.name, path.with_suffix(".json").name])  # no temporary file left
     ref = resolve_model(str(path))  # the card matches the new file
-    assert ref.card.metrics["float32"] == floats
+    assert ref.card.metrics["float32"] == {**floats, "parity_max_abs_error": 1e-6}
+    assert "parity_max_abs_error" not in ref.card.metrics and metrics["ngram_order"] >= 1
+    quantization = ref.card.extra["quantization"]
+    assert quantization["from_sha256"] == sha
+    assert 0 < quantization["max_abs_probability_error_vs_float32"] < 0.2
     assert metrics["nll_per_step"] == measure(path, [str(tunes)])["nll_per_step"]
     assert metrics["nll_per_step"] == pytest.approx(floats["nll_per_step"], rel=0.02)
-    assert ref.card.extra["quantization"]["float32_size_bytes"] == size
+    assert quantization["float32_size_bytes"] == size
     played = run(["continue", "--model", path, "--primer", "60 _ 62 _ 64", "--bars", "1",
                   "--seed", "1", "--to", "jsonl"])
     assert played.code == 0 and json.loads(played.stdout)["notes"]

@@ -58,8 +58,52 @@ def test_a_device_torch_cannot_use_is_a_usage_error(tunes, tmp_path):
         pytest.skip("this machine has a CUDA GPU")
     common = ["train", "melody_rnn", "--data", tunes, "--out", tmp_path, "--max-steps", "1"]
     assert run([*common, "--device", "cuda"]).code == 2
-    wrong = run([*common, "--device", "tpu"])
-    assert wrong.code == 2 and "--device" in wrong.stderr
+    assert run([*common, "--device", "cuda:1"]).code == 2
+    for wrong in ("tpu", "cudax", "meta"):
+        refused = run([*common, "--device", wrong])
+        assert refused.code == 2 and "--device" in refused.stderr
+
+
+def test_every_training_loss_runs_where_its_model_is():
+    """Each trainer's loss on the meta device (no data, shapes only): a tensor
+    made on the CPU inside a loss or forward would fail here as on CUDA."""
+    import numpy as np
+    import torch
+
+    from mtools.models.music_vae import VaeSpace
+    from mtools.training.coconet import coconet_loss
+    from mtools.training.loop import masked_loss, to_device
+    from mtools.training.music_vae import VaeLoss
+    from mtools.training.nets import AttentionLSTM, CoconetNet, EventLSTM, MusicVAENet, \
+        OnsetsFramesNet
+    from mtools.training.transcription import transcription_loss
+
+    meta = torch.device("meta")
+    space = VaeSpace("trio", 32)
+    ids = space.pack(np.zeros((2, 32, 3), np.int64))
+    vae_batch = tuple(torch.from_numpy(x) for x in (space.features(ids), space.features(ids),
+                                                      space.parts(ids)))
+    cases = [
+        (EventLSTM(6, 5, hidden=4, layers=2), masked_loss,
+         (torch.zeros(2, 7, 6), torch.zeros(2, 7, dtype=torch.int64), torch.ones(2, 7))),
+        (AttentionLSTM(6, 5, hidden=4, layers=2, attn_length=3), masked_loss,
+         (torch.zeros(2, 7, 6), torch.zeros(2, 7, dtype=torch.int64), torch.ones(2, 7))),
+        (MusicVAENet(space.input_size, space.num_classes, z_size=4, enc_hidden=4, dec_hidden=4,
+                     bars=2, conductor_hidden=4), VaeLoss(0.1, 1.0, segments=space.segments),
+         vae_batch),
+        (OnsetsFramesNet(channels=(2, 2), acoustic=4, lstm=2), transcription_loss,
+         (torch.zeros(2, 9, 229),) + (torch.zeros(2, 9, 88),) * 4),
+    ]
+    for model, loss_fn, batch in cases:
+        model = model.to(meta).train()
+        loss, _ = loss_fn(model, to_device(batch, meta))
+        loss.backward()
+        assert loss.device.type == "meta"
+    coconet = CoconetNet(layers=2, filters=4).to(meta)
+    chorale = torch.zeros(2, 8, 46, 4)
+    loss, _ = coconet_loss(coconet, to_device((chorale, chorale, torch.zeros(
+        2, 8, 4, dtype=torch.int64), torch.ones(2, 8, 4, dtype=torch.bool)), meta))
+    assert loss.device.type == "meta"
 
 
 def test_to_device_moves_every_tensor_of_nested_batches():

@@ -74,7 +74,8 @@ def train(
     device: Annotated[str, typer.Option(
         "--device", metavar="DEVICE",
         help="Where torch trains: auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or "
-             "cuda:N. Checkpoints are the same either way.")] = "auto",
+             "cuda:N. Checkpoints have the same format either way (a run may resume on "
+             "another device); --seed repeats a run exactly on the CPU only.")] = "auto",
     seed: opt.Seed = None,
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
@@ -133,11 +134,17 @@ def _train_device(device: str) -> str:
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: torch sees no CUDA GPU here",
-                         hint="--device cpu (torch " + torch.__version__ + ")")
-    if device != "cpu" and not device.startswith("cuda"):
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
         raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (parsed.index or 0) >= count:
+            raise UsageError(f"--device {device}: torch sees {count} CUDA GPU(s) here",
+                             hint="--device cpu (torch " + torch.__version__ + ")")
     return device
 
 
