@@ -27,6 +27,7 @@ Examples:
 # (--json shows all).
 HEADLINE_METRICS = {"nll_per_step": "nll", "ngram_nll_per_step": "n-gram", "accuracy": "acc",
                     "accuracy_sampled": "recon acc", "hit_f1": "hit F1",
+                    "velocity_mae": "velocity MAE", "offset_mae_steps": "timing MAE (16ths)",
                     "note_f1": "note F1", "frame_nll": "frame nll"}
 
 
