@@ -178,7 +178,7 @@ complete -c mtools -n '__fish_seen_subcommand_from train' -l data -r -F -d 'A da
 complete -c mtools -n '__fish_seen_subcommand_from train' -l out -r -F -d 'Where the .onnx and its card are written'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l run-dir -r -F -d 'Checkpoint folder (resumed when it holds a run)'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l fresh -d 'Discard the run folder\'s checkpoints and start over'
-complete -c mtools -n '__fish_seen_subcommand_from train' -l max-minutes -x -d 'Stop training after M minutes, then export'
+complete -c mtools -n '__fish_seen_subcommand_from train' -l max-minutes -x -d 'Stop when the run has trained M minutes in all (a resumed run counts its earlier minutes), then export'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l max-steps -r -F -d 'Stop after N optimizer steps in all'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l batch-size -r -F -d 'Crops per optimizer step'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l hidden -r -F -d 'LSTM units per layer (coconet: filters; music_vae: encoder and decoder; onsets_frames: each direction)'

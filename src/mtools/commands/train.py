@@ -57,7 +57,7 @@ def train(
     fresh: Annotated[bool, typer.Option(
         "--fresh", help="Discard the run folder's checkpoints and start over.")] = False,
     max_minutes: Annotated[Optional[float], typer.Option(
-        "--max-minutes", min=0.0, metavar="M", help="Stop training after M minutes, then export.")] = None,
+        "--max-minutes", min=0.0, metavar="M", help="Stop when the run has trained M minutes in all (a resumed run counts its earlier minutes), then export.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(
         "--max-steps", min=0, metavar="N", help="Stop after N optimizer steps in all.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, metavar="N",
