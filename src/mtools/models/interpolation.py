@@ -137,8 +137,7 @@ def trio_events(score: Score, steps_per_quarter: int):
     melody is the top line of the other pitched tracks."""
     from dataclasses import replace
 
-    from mtools.models.events import BASS_PROGRAMS, primer_drum_track, primer_melody, \
-        set_melody_length
+    from mtools.models.events import BASS_PROGRAMS, primer_drum_track, primer_melody
 
     pitched = [n for n in score.notes if not n.is_drum]
     tracks = {n.instrument for n in pitched}
@@ -151,12 +150,11 @@ def trio_events(score: Score, steps_per_quarter: int):
     drums = primer_drum_track(score, steps_per_quarter=steps_per_quarter)
     lines = [primer_melody(replace(score, notes=tuple(notes)), steps_per_quarter=steps_per_quarter)
              for notes in (melody, bass)]
-    parts = [np.asarray(line.events, np.int64) for line in lines]
-    steps = max(len(drums.events), *map(len, parts))
-    return lines[0], np.stack([set_melody_length(parts[0], steps),
-                               set_melody_length(parts[1], steps),
-                               pad_events(np.asarray(drums.events, np.int64), steps, "drums")],
-                              axis=1).astype(np.int64)
+    parts = [np.asarray(line.events, np.int64) for line in (*lines, drums)]
+    steps = max(map(len, parts))
+    return lines[0], np.stack([pad_events(events, steps, kind)
+                               for events, kind in zip(parts, ("melody", "melody", "drums"))],
+                              axis=1)
 
 
 def interpolate(first: Window, second: Window, options: InterpolateOptions) -> VaeResult:

@@ -25,7 +25,8 @@ MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")  # a reference beside its aud
 PROTOCOL = (
     "Whole held-out performances of pieces that neither training nor any choice (checkpoint, "
     "thresholds) saw, rendered with the held-out soundfont, transcribed as "
-    "`mtools transcribe` does (the model's default thresholds, see encoding.decoding). The reference is the performance MIDI with "
+    "`mtools transcribe` does (the model's default thresholds, see encoding.decoding). "
+    "The reference is the performance MIDI with "
     "notes lengthened by the sustain pedal. note_*: mir_eval.transcription, onsets within "
     "50 ms; note_offset_*: offsets too (within 20% of the note or 50 ms); note_velocity_*: "
     "mir_eval.transcription_velocity (tolerance 0.1); frame_*: over (frame, key) cells at the "
