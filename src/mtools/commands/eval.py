@@ -41,6 +41,7 @@ Examples:
   mtools eval --model music_vae:drums_2bar groove --split valid
   mtools eval transcribe --ref piano.mid piano.wav
   mtools eval transcribe recordings/ --json | jq .note_f1
+  mtools eval transcribe --ref piano.mid piano.wav --onset-threshold 0.4
 """
 
 
