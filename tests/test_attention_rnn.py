@@ -38,6 +38,23 @@ def test_inputs_follow_the_definition():
     assert np.array_equal(KEY.inputs(ids, 5), rows[5:])  # a late start keeps the history
 
 
+def test_key_inputs_read_a_step_at_a_time_match_the_whole_sequence():
+    # generate appends one step per call and carries the key estimate;
+    # training and scoring read whole sequences. Both must give the same rows,
+    # also after beams are reordered (take).
+    rng = np.random.default_rng(0)
+    ids = rng.choice(38, size=(4, 70), p=rng.dirichlet(np.full(38, 0.3)))
+    whole = KEY.inputs(ids, 0, offset=3)
+    rows, memory = KEY.inputs_from(ids[:, :5], 0, offset=3)
+    for t in range(5, 70):
+        row, memory = KEY.inputs_from(ids[:, :t + 1], t, memory, offset=3)
+        rows = np.concatenate([rows, row], axis=1)
+    assert np.array_equal(rows, whole)
+    order = np.array([2, 2, 0])
+    row, _ = KEY.inputs_from(ids[order], 69, KEY.inputs_from(ids[:, :69], 0)[1].take(order))
+    assert np.array_equal(row[:, 0], KEY.inputs(ids[order], 69)[:, 0])
+
+
 def test_attention_export_runs_step_by_step_like_torch(tmp_path):
     torch.manual_seed(0)
     model = AttentionLSTM(74, 40, hidden=16, layers=2, attn_length=5, dropout=0.0).eval()

@@ -113,6 +113,16 @@ class LookbackEncoding:
             column += 1
         return out if batched else out[0]
 
+    def inputs_from(self, ids: np.ndarray, start: int, memory=None,
+                    offset: int = 0) -> tuple[np.ndarray, None]:
+        """`inputs(ids, start, offset)` for a batch, and what the encoding
+        carries from one call to the next when a sampling loop appends a
+        step at a time: the memory of ids[:, :start] goes in (None: read it
+        from ids) and that of all ids comes out, with a `take(rows)` for
+        beams. Lookback inputs read only the last bars, so they carry None;
+        key inputs (KeyMelodyEncoding) carry their key estimate."""
+        return self.inputs(ids, start, offset), None
+
     def labels(self, ids: np.ndarray) -> np.ndarray:
         """Class of each id from position 1 on: (steps - 1,) int64. A repeat
         of the farthest matching lookback wins over the plain event; before

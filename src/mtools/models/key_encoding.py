@@ -47,80 +47,110 @@ class KeyMelodyEncoding(LookbackEncoding):
     def inputs(self, ids: np.ndarray, start: int = 0, offset: int = 0) -> np.ndarray:
         """As LookbackEncoding.inputs: (..., steps - start, input_size)."""
         ids = np.asarray(ids, dtype=np.int64)
-        if ids.ndim == 2:
-            return np.stack([self._inputs_1d(row, start, offset) for row in ids])
-        return self._inputs_1d(ids, start, offset)
+        rows, _ = self.inputs_from(ids if ids.ndim == 2 else ids[None], start, offset=offset)
+        return rows if ids.ndim == 2 else rows[0]
 
-    def _inputs_1d(self, ids: np.ndarray, start: int, offset: int) -> np.ndarray:
-        state = _MelodyState(self.note_range)
-        out = np.zeros((len(ids) - start, self.input_size), np.float32)
-        for position, event in enumerate(ids):
-            state.add(int(event))
-            if position >= start:
-                out[position - start] = self._row(ids, position, offset, state)
-        return out
+    def inputs_from(self, ids: np.ndarray, start: int, memory: _KeyState | None = None,
+                    offset: int = 0) -> tuple[np.ndarray, _KeyState]:
+        """As LookbackEncoding.inputs_from: `memory` is the key state after
+        ids[:, :start] (None: read it from ids), and the state after all of
+        ids comes back, so a sampling loop reads each new step once."""
+        ids = np.asarray(ids, dtype=np.int64)
+        state = memory
+        if state is None:
+            state = _KeyState.empty(len(ids))
+            for position in range(start):
+                state = state.add(ids[:, position])
+        out = np.zeros((len(ids), ids.shape[1] - start, self.input_size), np.float32)
+        for position in range(start, ids.shape[1]):
+            state = state.add(ids[:, position])
+            out[:, position - start] = self._rows(ids, position, offset, state)
+        return out, state
 
-    def _row(self, ids: np.ndarray, position: int, offset: int, state) -> np.ndarray:
-        row = np.zeros(self.input_size, np.float32)
-        notes = self.note_range
-        if state.current is not None:
-            row[state.current], row[notes] = 1.0, 1.0
-        else:
-            row[notes + 1] = 1.0
+    def _rows(self, ids: np.ndarray, position: int, offset: int, state: _KeyState) -> np.ndarray:
+        """The input rows of one position for every sequence: (batch, input_size)."""
+        batch, notes = len(ids), self.note_range
+        rows = np.zeros((batch, self.input_size), np.float32)
+        sounding = state.current >= 0
+        rows[sounding, state.current[sounding]] = 1.0
+        rows[:, notes] = sounding
+        rows[:, notes + 1] = ~sounding
         column = notes + 2
-        row[column] = float(state.attack)
-        row[column + 1] = 0.0 if state.ascending is None else (1.0 if state.ascending else -1.0)
+        rows[:, column] = state.attack
+        rows[:, column + 1] = state.ascending
         column += 2
         for distance in self.lookbacks:
             back = position - distance
-            row[column] = float(back >= 0 and ids[back] == ids[position])
+            if back >= 0:
+                rows[:, column] = ids[:, back] == ids[:, position]
             column += 1
         count = position + offset + 1  # steps so far, the next step's position
         for bit in range(self.counter_bits):
-            row[column] = 1.0 if (count >> bit) & 1 else -1.0
+            rows[:, column] = 1.0 if (count >> bit) & 1 else -1.0
             column += 1
-        row[column] = float(count % STEPS_PER_BAR == 0)
+        rows[:, column] = float(count % STEPS_PER_BAR == 0)
         column += 1
-        row[column:column + 12] = _best_keys(state.pitch_classes)
-        row[column + 12:column + 24] = _best_keys(np.bincount(
-            np.array(state.last_three, np.int64) % 12, minlength=12))
-        return row
+        rows[:, column:column + 12] = _best_keys(state.pitch_classes)
+        recent = np.zeros((batch, 12), np.int64)
+        for slot in state.last_three.T:
+            held = slot >= 0
+            recent[held, slot[held] % 12] += 1
+        rows[:, column + 12:column + 24] = _best_keys(recent)
+        return rows
 
 
 def _best_keys(pitch_class_counts: np.ndarray) -> np.ndarray:
-    """1 for every major key holding the most of these notes, else 0."""
-    in_key = _KEY_OF @ pitch_class_counts
-    return (in_key == in_key.max()).astype(np.float32)
+    """1 for every major key holding the most of these notes, else 0:
+    counts (batch, 12) → (batch, 12)."""
+    in_key = pitch_class_counts @ _KEY_OF.T
+    return (in_key == in_key.max(axis=-1, keepdims=True)).astype(np.float32)
 
 
-class _MelodyState:
-    """What the key inputs remember of a melody read event by event; notes
-    are indices 0..note_range-1 (pitch - min_note), which keeps pitch
-    classes relative to min_note (48 = C, so they are true pitch classes)."""
+@dataclass(frozen=True)
+class _KeyState:
+    """What the key inputs remember of a batch of melodies read event by
+    event, one array row per melody. Notes are indices 0..note_range-1
+    (pitch - min_note; min_note 48 is a C, so note % 12 is the pitch
+    class). current: the sounding note or -1; attack: a note began at the
+    last step; ascending: 1 / -1 for the direction of the last change of
+    note, 0 before one; last_three: the last three distinct notes, newest
+    last, -1 where there are fewer; pitch_classes: notes begun per class."""
 
-    def __init__(self, note_range: int):
-        self.note_range = note_range
-        self.current: int | None = None
-        self.attack = False
-        self.ascending: bool | None = None
-        self.last_three: list[int] = []
-        self.pitch_classes = np.zeros(12, np.int64)
+    current: np.ndarray  # (batch,) int64
+    attack: np.ndarray  # (batch,) bool
+    ascending: np.ndarray  # (batch,) int64
+    last_three: np.ndarray  # (batch, 3) int64
+    pitch_classes: np.ndarray  # (batch, 12) int64
 
-    def add(self, event_id: int) -> None:
-        if event_id == NO_EVENT_ID:
-            self.attack = False
-        elif event_id == NOTE_OFF_ID:
-            self.current, self.attack = None, False
-        else:
-            note = event_id - MELODY_SPECIAL_IDS
-            self.attack, self.current = True, note
-            if self.last_three:
-                if note != self.last_three[-1]:
-                    self.ascending = note > self.last_three[-1]
-            if note in self.last_three:
-                self.last_three.remove(note)
-            self.last_three = (self.last_three + [note])[-3:]
-            self.pitch_classes[note % 12] += 1
+    @classmethod
+    def empty(cls, batch: int) -> _KeyState:
+        return cls(np.full(batch, -1), np.zeros(batch, bool), np.zeros(batch, np.int64),
+                   np.full((batch, 3), -1), np.zeros((batch, 12), np.int64))
+
+    def take(self, rows: np.ndarray) -> _KeyState:
+        """The state of batch rows `rows` (beams that survive a search)."""
+        return _KeyState(*(np.take(value, rows, axis=0) for value in
+                           (self.current, self.attack, self.ascending, self.last_three,
+                            self.pitch_classes)))
+
+    def add(self, event_ids: np.ndarray) -> _KeyState:
+        """The state after one more event per melody: (batch,) event ids."""
+        begun = event_ids >= MELODY_SPECIAL_IDS
+        note = event_ids - MELODY_SPECIAL_IDS
+        current = np.where(begun, note, np.where(event_ids == NOTE_OFF_ID, -1, self.current))
+        newest = self.last_three[:, -1]
+        changed = begun & (newest >= 0) & (note != newest)
+        ascending = np.where(changed, np.where(note > newest, 1, -1), self.ascending)
+        # the begun note moves to (or joins) the newest end of last_three
+        line = np.concatenate([np.where(self.last_three == note[:, None], -1, self.last_three),
+                               note[:, None]], axis=1)
+        order = np.argsort(line >= 0, axis=1, kind="stable")  # gaps first, order kept
+        moved = np.take_along_axis(line, order, axis=1)[:, 1:]
+        last_three = np.where(begun[:, None], moved, self.last_three)
+        pitch_classes = self.pitch_classes.copy()
+        rows = np.flatnonzero(begun)
+        pitch_classes[rows, note[rows] % 12] += 1
+        return _KeyState(current, begun, ascending, last_three, pitch_classes)
 
 
 def encoding_from_card(encoding: dict) -> LookbackEncoding:

@@ -22,11 +22,69 @@ def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 def sample_categorical(log_probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One class per row from log-probabilities (batch, classes) → (batch,)
     int64, by inverse-CDF sampling (one uniform draw per row)."""
-    probs = np.exp(log_probs)
-    cdf = np.cumsum(probs, axis=-1)
-    draws = rng.random(len(probs)) * cdf[:, -1]
-    chosen = (cdf < draws[:, None]).sum(axis=-1)
-    return np.minimum(chosen, probs.shape[-1] - 1)
+    log_probs = np.asarray(log_probs)
+    return inverse_cdf(np.exp(log_probs - log_probs.max(axis=-1, keepdims=True)),
+                       rng.random(len(log_probs)))
+
+
+def sample_logits(logits: np.ndarray, temperature: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One class per row of logits / temperature (batch, classes), with its
+    log-probability: ((batch,) int64, (batch,) float64). What a sampling
+    loop needs per step, in float32 over the whole row (exp in float64 costs
+    three times as much at 512 classes) and float64 for the chosen ones."""
+    scaled = np.asarray(logits, dtype=np.float32) / np.float32(max(temperature, 1e-6))
+    scaled -= scaled.max(axis=-1, keepdims=True)
+    probs = np.exp(scaled)
+    classes, totals = inverse_cdf(probs, rng.random(len(probs)), with_totals=True)
+    chosen = scaled[np.arange(len(classes)), classes].astype(np.float64)
+    return classes, chosen - np.log(totals)
+
+
+BLOCKS_ABOVE = 64  # classes; fewer are summed in one pass
+
+
+def inverse_cdf(weights: np.ndarray, draws: np.ndarray, with_totals: bool = False):
+    """For each row of non-negative weights (batch, classes), not all zero,
+    the class where the running sum first exceeds draw × the row's total
+    (draws (batch,) in [0, 1)): a class of positive weight, chosen with
+    probability weight / total. Over more than BLOCKS_ABOVE classes the sum
+    runs over blocks of about √classes first and then inside the chosen
+    block: two short cumulative sums instead of one over every class
+    (numpy's cumsum is a plain loop: at 512 classes it outweighed the
+    network step; the block sums are a matrix-vector product, as fast).
+    With `with_totals`, also each row's total (batch,) float64."""
+    batch, classes = weights.shape
+    if classes <= BLOCKS_ABOVE:
+        cdf = np.cumsum(weights, axis=-1, dtype=np.float64)
+        totals = cdf[:, -1]
+        classes = _first_past(cdf, np.asarray(draws, np.float64) * totals, weights)
+        return (classes, totals) if with_totals else classes
+    width = int(np.ceil(np.sqrt(classes)))
+    blocks = -(-classes // width)
+    padded = np.zeros((batch, blocks * width), weights.dtype)
+    padded[:, :classes] = weights
+    padded = padded.reshape(batch, blocks, width)
+    block_sums = (padded @ np.ones(width, padded.dtype)).astype(np.float64)
+    block_cdf = np.cumsum(block_sums, axis=-1)
+    totals = block_cdf[:, -1]
+    targets = np.asarray(draws, np.float64) * totals
+    rows = np.arange(batch)
+    block = _first_past(block_cdf, targets, block_sums)
+    inside = padded[rows, block]  # (batch, width)
+    before = block_cdf[rows, block] - block_sums[rows, block]
+    index = _first_past(np.cumsum(inside, axis=-1, dtype=np.float64), targets - before, inside)
+    classes = block * width + index
+    return (classes, totals) if with_totals else classes
+
+
+def _first_past(cdf: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per row, the first index where cdf exceeds the target: a class of
+    positive weight. Rounding can leave a target at or past the row's end;
+    then the row's last class of positive weight."""
+    index = (cdf <= targets[:, None]).sum(axis=-1)
+    last = np.where(weights > 0, np.arange(weights.shape[1]), -1).max(axis=-1)
+    return np.minimum(index, last)
 
 
 def top_k_mask(log_probs: np.ndarray, k: int) -> np.ndarray:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtools.models.encoding import LookbackEncoding
-from mtools.models.sampling import best_rows, log_softmax, sample_categorical
+from mtools.models.sampling import best_rows, log_softmax, sample_logits
 
 LSTM_STATES = ("state_h", "state_c")
 BATCH = -1  # marks the batch axis in a card's state_shapes
@@ -39,7 +39,8 @@ def state_shapes(config: dict, names=LSTM_STATES) -> dict[str, list[int]]:
     layers, hidden = config["layers"], config["hidden"]
     shapes = {"state_h": [layers, BATCH, hidden], "state_c": [layers, BATCH, hidden],
               "attention": [BATCH, hidden],
-              "attention_states": [BATCH, config.get("attn_length", 0), hidden]}
+              "attention_states": [BATCH, config.get("attn_length", 0), hidden],
+              "attention_keys": [BATCH, config.get("attn_length", 0), hidden]}
     return {name: shapes[name] for name in names}
 
 
@@ -94,13 +95,19 @@ class EventRnn:
     def encode(self, ids: np.ndarray, start: int, control: np.ndarray | None) -> np.ndarray:
         """Input rows for positions start.. of each row of ids (batch, steps)
         → (batch, steps - start, input_size)."""
-        rows = self.encoding.inputs(ids, start)
+        return self.encode_from(ids, start, control)[0]
+
+    def encode_from(self, ids: np.ndarray, start: int, control: np.ndarray | None,
+                    memory=None):
+        """`encode`, carrying the encoding's memory from call to call (see
+        LookbackEncoding.inputs_from): → (rows, memory)."""
+        rows, memory = self.encoding.inputs_from(ids, start, memory)
         if self.control_size:
             steps = np.arange(start, ids.shape[1]) + 1
             ahead = control[np.minimum(steps, len(control) - 1)]
             rows = np.concatenate([np.broadcast_to(ahead, rows.shape[:2] + ahead.shape[1:]),
                                    rows], axis=-1)
-        return rows
+        return rows, memory
 
 
 _LOADED: dict[tuple, EventRnn] = {}
@@ -150,7 +157,8 @@ def generate(model: EventRnn, primer_ids: np.ndarray, num_steps: int, *, num_out
     beams = options.beam_size
     ids = np.tile(np.asarray(primer_ids, dtype=np.int64), (num_outputs * beams, 1))
     state = model.zero_state(len(ids))
-    logits, state = model.run(model.encode(ids, 0, control), state)
+    inputs, memory = model.encode_from(ids, 0, control)
+    logits, state = model.run(inputs, state)
     logits = logits[:, -1]
     scores = np.zeros(len(ids))
     remaining = num_steps
@@ -159,20 +167,25 @@ def generate(model: EventRnn, primer_ids: np.ndarray, num_steps: int, *, num_out
         branch = options.branch_factor if beams > 1 or options.branch_factor > 1 else 1
         if branch > 1:
             ids, logits, scores = (np.repeat(a, branch, axis=0) for a in (ids, logits, scores))
-            state = model.take(state, np.repeat(np.arange(len(scores) // branch), branch))
+            rows = np.repeat(np.arange(len(scores) // branch), branch)
+            state, memory = model.take(state, rows), _take(memory, rows)
         for _ in range(steps):
-            log_probs = log_softmax(logits, options.temperature)
-            classes = sample_categorical(log_probs, rng)
-            scores += log_probs[np.arange(len(classes)), classes]
+            classes, log_probs = sample_logits(logits, options.temperature, rng)
+            scores += log_probs
             ids = np.concatenate([ids, model.encoding.decode(classes, ids)[:, None]], axis=1)
-            logits, state = model.run(model.encode(ids, ids.shape[1] - 1, control), state)
+            inputs, memory = model.encode_from(ids, ids.shape[1] - 1, control, memory)
+            logits, state = model.run(inputs, state)
             logits = logits[:, -1]
         if branch > 1:
             keep = best_rows(scores, num_outputs, beams)
             ids, logits, scores = ids[keep], logits[keep], scores[keep]
-            state = model.take(state, keep)
+            state, memory = model.take(state, keep), _take(memory, keep)
         remaining -= steps
     return ids[best_rows(scores, num_outputs, 1)]
+
+
+def _take(memory, rows: np.ndarray):
+    return None if memory is None else memory.take(rows)
 
 
 def score_sequences(model: EventRnn, sequences: list[np.ndarray],

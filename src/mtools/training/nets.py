@@ -63,12 +63,15 @@ class AttentionLSTM(nn.Module):
 
     forward: inputs (batch, time, input_size) and the state tensors
     state_h/state_c (layers, batch, hidden), attention (batch, hidden),
-    attention_states (batch, attn_length, hidden) → logits (batch, time,
-    num_classes) and the four new state tensors.
+    attention_states (batch, attn_length, hidden) and attention_keys (the
+    stored outputs' keys W h_i, same shape) → logits (batch, time,
+    num_classes) and the five new state tensors. The keys ride in the state
+    so that a step computes one new key, not attn_length of them (at batch
+    64 those were two thirds of an exported step's multiply-adds).
     """
 
     kind = "attention_lstm"
-    STATE_NAMES = ("state_h", "state_c", "attention", "attention_states")
+    STATE_NAMES = ("state_h", "state_c", "attention", "attention_states", "attention_keys")
     step_only = True  # a traced time loop would be unrolled: export one step
 
     def __init__(self, input_size: int, num_classes: int, hidden: int = 128, layers: int = 2,
@@ -91,9 +94,10 @@ class AttentionLSTM(nn.Module):
         return (torch.zeros(c["layers"], batch, c["hidden"]),
                 torch.zeros(c["layers"], batch, c["hidden"]),
                 torch.zeros(batch, c["hidden"]),
-                torch.zeros(batch, c["attn_length"], c["hidden"]))
+                torch.zeros(batch, c["attn_length"], c["hidden"]),
+                torch.zeros(batch, c["attn_length"], c["hidden"]))  # keys of zeros: no bias
 
-    def forward(self, inputs, state_h, state_c, attention, attention_states):
+    def forward(self, inputs, state_h, state_c, attention, attention_states, attention_keys):
         # Same maths as one step at a time, arranged for speed: the inputs'
         # share of project_in is one matmul over all steps, and each stored
         # output's key is computed once, when it is pushed.
@@ -101,7 +105,7 @@ class AttentionLSTM(nn.Module):
         weight_x, weight_a = self.project_in.weight.split(
             [self.project_in.in_features - hidden, hidden], dim=1)
         projected = nn.functional.linear(inputs, weight_x, self.project_in.bias)
-        keys = self.keys(attention_states)
+        keys = attention_keys
         outputs = []
         hs, cs = list(state_h.unbind(0)), list(state_c.unbind(0))
         for t in range(inputs.shape[1]):
@@ -112,13 +116,13 @@ class AttentionLSTM(nn.Module):
             query = self.query(torch.cat(cs + hs, dim=1))  # (batch, hidden)
             scores = self.score(torch.tanh(keys + query[:, None]))
             weights = torch.softmax(scores, dim=1)  # (batch, attn_length, 1)
-            attention = (weights * attention_states).sum(dim=1)
+            attention = torch.bmm(weights.transpose(1, 2), attention_states)[:, 0]
             output = self.project_out(torch.cat([x, attention], dim=1))
             attention_states = torch.cat([attention_states[:, 1:], output[:, None]], dim=1)
             keys = torch.cat([keys[:, 1:], self.keys(output)[:, None]], dim=1)
             outputs.append(output)
         logits = self.head(self.dropout(torch.stack(outputs, dim=1)))
-        return logits, torch.stack(hs), torch.stack(cs), attention, attention_states
+        return logits, torch.stack(hs), torch.stack(cs), attention, attention_states, keys
 
 
 MODULES[AttentionLSTM.kind] = AttentionLSTM

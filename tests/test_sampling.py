@@ -1,0 +1,57 @@
+"""Sampling over logits (mtools.models.sampling): the classes drawn follow
+the distribution, never a class of zero weight, and the log-probabilities
+returned are those of the classes drawn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mtools.models.sampling import inverse_cdf, log_softmax, sample_categorical, sample_logits
+
+
+@pytest.mark.parametrize("classes", [5, 38, 512, 517])  # one pass; blocks (even and ragged)
+def test_draws_follow_the_weights(classes):
+    rng = np.random.default_rng(0)
+    weights = rng.random(classes) ** 4  # uneven
+    weights[::7] = 0.0
+    draws = 40_000
+    chosen = inverse_cdf(np.tile(weights.astype(np.float32), (draws, 1)), rng.random(draws))
+    counts = np.bincount(chosen, minlength=classes)
+    expected = draws * weights / weights.sum()
+    assert counts[weights == 0].sum() == 0
+    # five standard deviations of a binomial count, per class
+    assert np.all(np.abs(counts - expected) <= 5 * np.sqrt(expected + 1))
+
+
+@pytest.mark.parametrize("classes", [6, 100])
+def test_extreme_draws_never_pick_a_class_of_zero_weight(classes):
+    weights = np.zeros((4, classes), np.float32)
+    weights[:, 2] = 1.0
+    weights[:, classes - 3] = 1e-30
+    draws = np.array([0.0, 0.5, np.nextafter(1.0, 0.0), 1.0 - 1e-12])
+    chosen = inverse_cdf(weights, draws)
+    assert set(chosen.tolist()) <= {2, classes - 3}
+    assert chosen[0] == 2
+
+
+def test_the_log_probabilities_are_those_of_the_classes_drawn():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(64, 512)).astype(np.float32) * 3
+    for temperature in (1.0, 0.5):
+        classes, log_probs = sample_logits(logits, temperature, np.random.default_rng(2))
+        want = log_softmax(logits, temperature)[np.arange(64), classes]
+        assert log_probs.dtype == np.float64
+        np.testing.assert_allclose(log_probs, want, atol=1e-5)
+
+
+def test_temperature_zero_takes_the_most_likely_class():
+    logits = np.random.default_rng(3).normal(size=(16, 40)).astype(np.float32)
+    classes, _ = sample_logits(logits, 0.0, np.random.default_rng(4))
+    assert np.array_equal(classes, logits.argmax(axis=1))
+
+
+def test_a_seed_repeats_a_draw():
+    log_probs = log_softmax(np.random.default_rng(5).normal(size=(8, 90)))
+    first = sample_categorical(log_probs, np.random.default_rng(6))
+    assert np.array_equal(first, sample_categorical(log_probs, np.random.default_rng(6)))
