@@ -75,7 +75,13 @@ def parse_args() -> argparse.Namespace:
                         help="continuations per primer, one batch (default 4)")
     parser.add_argument("--data", action="append", metavar="SOURCE",
                         help="corpus to take pieces from (default: the card's training data)")
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sampling temperature (default: the model's own, from its card)")
+    parser.add_argument("--choose-temperature", metavar="T,T,...",
+                        help="try these temperatures, keep the one whose continuations have "
+                             "the fewest statistics far from the data's (ties: the one nearest "
+                             "1), write it into the model's card as its default, and report "
+                             "at it")
     parser.add_argument("--no-ngram", action="store_true", help="skip the n-gram reference")
     parser.add_argument("--no-write", action="store_true",
                         help="print the section, do not touch results.md")
@@ -286,7 +292,7 @@ def main() -> None:
         f"Each validation piece (a bar-aligned line of the model's own training corpus, "
         f"validation split, in a meter of {'/'.join(map(str, BAR_STEPS))} steps a bar) gives a {PRIMER_BARS}-bar primer and its real next {NEW_BARS} "
         f"bars; the model continues each primer {args.outputs} times in one batch "
-        f"(seed = 1 + piece index, temperature {args.temperature}); the n-gram samples "
+        f"(seed = 1 + piece index, at the temperature each table names); the n-gram samples "
         "the same way. Statistics look at the new 8 bars; repetition compares them with "
         "everything before them, primer included. close?: the model's mean lies within "
         "0.5 SD of the data's pieces (d = |Δ| / SD; a statistic the data never varies must "
@@ -310,10 +316,21 @@ def model_section(ref, args) -> list[str]:
     picked = pick_items(corpora.split(items, "valid"), args.pieces)
     cases = [make_case(family, ref.card.encoding, item) for item in picked]
     print(f"bench_continue_stats: {model_id(ref)}: {len(cases)} primers", file=sys.stderr)
-    sides = {"data": side_summary(cases, [[data_piece(c)] for c in cases]),
-             "model": side_summary(cases, [model_pieces(ref, c, args.outputs, 1 + i,
-                                                        args.temperature)
-                                           for i, c in enumerate(cases)])}
+    data = side_summary(cases, [[data_piece(c)] for c in cases])
+    sweep = []
+    temperature = args.temperature
+    if args.choose_temperature:
+        tried = [float(t) for t in args.choose_temperature.split(",")]
+        for t in tried:
+            far = far_statistics(data, model_side(ref, cases, args.outputs, t))
+            print(f"bench_continue_stats: {model_id(ref)}: temperature {t}: "
+                  f"{len(far)} statistics far from the data's", file=sys.stderr)
+            sweep.append((t, far))
+        temperature = min(sweep, key=lambda tf: (len(tf[1]), abs(tf[0] - 1.0)))[0]
+        write_temperature(ref, temperature, sweep, args)
+    elif temperature is None:
+        temperature = model_temperature(ref.card)
+    sides = {"data": data, "model": model_side(ref, cases, args.outputs, temperature)}
     order = int(ref.card.metrics.get("ngram_order") or DEFAULT_NGRAM_ORDER)
     if not args.no_ngram:
         print(f"bench_continue_stats: {model_id(ref)}: n-gram", file=sys.stderr)
@@ -326,8 +343,56 @@ def model_section(ref, args) -> list[str]:
              *(["Drum velocities of new hits come from the card's velocity table (median per "
                 "class and 16th, scaled to the primer, ± jitter), not from the network; the "
                 "n-gram has none."] if family == "drums_rnn" else []),
-             *(["The n-gram ignores the chords."] if family == "improv_rnn" else []), ""]
+             *(["The n-gram ignores the chords."] if family == "improv_rnn" else []),
+             f"Temperature {temperature:g}"
+             + (" (the card's)." if args.temperature is None and not sweep else "."), ""]
+    if sweep:
+        notes += ["Temperatures tried (`--choose-temperature`; the one kept is now the card's "
+                  "default; chosen on these same validation pieces):", "",
+                  "| temperature | statistics far from the data's |", "|---|---|",
+                  *(f"| {t:g}{' (kept)' if t == temperature else ''} | {len(far)}"
+                    f"{': ' + '; '.join(far) if far else ''} |" for t, far in sweep), ""]
     return notes + model_table(sides, None if args.no_ngram else order)
+
+
+def model_side(ref, cases: list[Case], outputs: int, temperature: float) -> tuple:
+    return side_summary(cases, [model_pieces(ref, c, outputs, 1 + i, temperature)
+                                for i, c in enumerate(cases)])
+
+
+def far_statistics(data: tuple, model: tuple) -> list[str]:
+    """The statistics whose "close?" cell says NO (the table's rule)."""
+    far = [name for name, stat in data[0].items()
+           if close_cell(stat, model[0][name]).startswith("NO")]
+    if data[1]:
+        distance = total_variation(interval_histogram(model[1]), interval_histogram(data[1]))
+        if distance > TV_CLOSE:
+            far.append("successive pitch intervals")
+    return far
+
+
+def model_temperature(card) -> float:
+    from mtools.models.continuation import model_temperature as card_temperature
+
+    return card_temperature(card)
+
+
+def write_temperature(ref, temperature: float, sweep: list, args) -> None:
+    """The card's `encoding.sampling`: the default temperature and how it was chosen."""
+    import json
+
+    from mtools.models.registry import write_card
+
+    card = json.loads(ref.card.card_path.read_text())
+    tried = ", ".join(f"{t:g}: {len(far)}" for t, far in sweep)
+    card["encoding"]["sampling"] = {
+        "temperature": temperature,
+        "chosen_by": f"benchmarks/bench_continue_stats.py --choose-temperature "
+                     f"{args.choose_temperature} --pieces {args.pieces} --outputs {args.outputs}: "
+                     f"fewest statistics far from the validation pieces' ({tried})"}
+    write_card(card, ref.onnx_path)
+    print(f"bench_continue_stats: {model_id(ref)}: temperature {temperature:g} written to "
+          f"{ref.card.card_path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

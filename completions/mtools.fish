@@ -38,7 +38,7 @@ complete -c mtools -n '__fish_seen_subcommand_from continue' -l primer -r -F -d 
 complete -c mtools -n '__fish_seen_subcommand_from continue' -l bars -x -d 'Generate N bars after the primer (default 8)'
 complete -c mtools -n '__fish_seen_subcommand_from continue' -l steps -r -F -d 'Generate N steps (16th notes) after the primer'
 complete -c mtools -n '__fish_seen_subcommand_from continue' -l seconds -x -d 'Generate S seconds after the primer'
-complete -c mtools -n '__fish_seen_subcommand_from continue' -l temperature -x -d 'Sampling temperature: lower is safer, higher wilder'
+complete -c mtools -n '__fish_seen_subcommand_from continue' -l temperature -x -d 'Sampling temperature: lower is safer, higher wilder (default: the model\'s own, on its card: the one whose output statistics came closest to its validation data; 1 where the card names none)'
 complete -c mtools -n '__fish_seen_subcommand_from continue' -l beam-size -r -F -d 'Beams kept in beam search (1: plain sampling)'
 complete -c mtools -n '__fish_seen_subcommand_from continue' -l branch-factor -r -F -d 'Branches each beam grows per iteration'
 complete -c mtools -n '__fish_seen_subcommand_from continue' -l steps-per-iteration -r -F -d 'Steps each branch samples before the beams are pruned'

@@ -15,6 +15,7 @@ from clirunner import run  # noqa: E402
 from tiny_models import tiny_event_model  # noqa: E402
 from mtools.io.jsonl import score_to_jsonl  # noqa: E402
 from mtools.io.midi import midi_to_score, score_to_midi  # noqa: E402
+from mtools.models.registry import write_card  # noqa: E402
 from mtools.models.events import primer_melody  # noqa: E402
 from mtools.models.melody_rnn import MelodySpace, _to_score_space, parse_key  # noqa: E402
 from mtools.models.encoding import melody_event_ids  # noqa: E402
@@ -174,3 +175,17 @@ def test_improv_without_chords_is_a_clear_usage_error(improv_model):
 def test_unreadable_chords_fail_before_reading_input(improv_model):
     out = run(["continue", "--model", improv_model, "--primer", PRIMER, "--chords", "C Q7"])
     assert out.code in (2, 65) and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_the_cards_temperature_is_the_default(tmp_path):
+    path = tiny_event_model(tmp_path, config="lookback_rnn")
+    card_path = path.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["encoding"]["sampling"] = {"temperature": 0.25}
+    write_card(card, path)
+    args = ["continue", "--model", str(path), "--primer", PRIMER, "--seed", "2", "--to", "jsonl"]
+    default, same, other = run(args), run(args + ["--temperature", "0.25"]), \
+        run(args + ["--temperature", "1"])
+    assert default.code == 0, default.stderr
+    assert default.stdout == same.stdout != other.stdout
+    assert jsonl_scores(default.stdout)[0]["mtools"]["temperature"] == 0.25

@@ -22,7 +22,7 @@ def test_quantizing_shrinks_the_model_and_measures_its_card_again(tmp_path):
     tunes = tmp_path / "tunes"
     tunes.mkdir()
     write_random_tunes(tunes)
-    path = tiny_event_model(tmp_path / "model", hidden=64)
+    path = tiny_event_model(tmp_path / "model", config="lookback_rnn", hidden=64)
     card = json.loads(path.with_suffix(".json").read_text())
     floats = measure(path, [str(tunes)])
     card.update(metrics={**floats, "split": "valid", "parity_max_abs_error": 1e-6})

@@ -19,8 +19,9 @@ for drums_rnn), and writes the primer with its continuation. The primer's
 other tracks are kept unless --only-generated. With no input and no pipe,
 it starts from scratch.
 
-Models: melody_rnn (configs basic_rnn, lookback_rnn; attention_rnn when you
-train it), drums_rnn, improv_rnn.
+Models: melody_rnn (configs attention_rnn, the default; lookback_rnn;
+basic_rnn), drums_rnn, improv_rnn. `mtools models` shows each one's default
+temperature.
 
 Examples:
 
@@ -48,7 +49,11 @@ def continue_(
         "--steps", min=1, metavar="N", help="Generate N steps (16th notes) after the primer.")] = None,
     seconds: Annotated[Optional[float], typer.Option(
         "--seconds", min=0.0, metavar="S", help="Generate S seconds after the primer.")] = None,
-    temperature: opt.Temperature = 1.0,
+    temperature: Annotated[Optional[float], typer.Option(
+        "--temperature", min=0.0, metavar="T",
+        help="Sampling temperature: lower is safer, higher wilder (default: the model's own, "
+             "on its card: the one whose output statistics came closest to its validation "
+             "data; 1 where the card names none).")] = None,
     beam_size: Annotated[int, typer.Option(
         "--beam-size", min=1, metavar="N", help="Beams kept in beam search (1: plain sampling).")] = 1,
     branch_factor: Annotated[int, typer.Option(

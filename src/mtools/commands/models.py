@@ -62,6 +62,9 @@ def _print_table(cards) -> None:
         data = ", ".join(map(str, datasets)) if isinstance(datasets, list) else str(datasets)
         metrics = " ".join(f"{label} {card.metrics[k]:.3g}" for k, label in HEADLINE_METRICS.items()
                            if isinstance(card.metrics.get(k), (int, float)))
+        sampling = card.encoding.get("sampling", {})
+        if "temperature" in sampling:
+            metrics += f" (samples at temperature {sampling['temperature']:g})"
         table.add_row(name, card.task, f"{card.size_bytes / 1e6:.1f} MB", data, metrics,
                       card.sha256[:12])
     # A pipe or file gets whole rows (rich would assume 80 columns).

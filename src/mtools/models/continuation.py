@@ -51,7 +51,7 @@ class ContinueOptions:
 
     model: str = "melody_rnn"
     length: Length = Length()
-    temperature: float = 1.0
+    temperature: float | None = None  # None: the model's own (`model_temperature`)
     beam_size: int = 1
     branch_factor: int = 1
     steps_per_iteration: int = 1
@@ -93,8 +93,17 @@ def continue_score(score: Score, options: ContinueOptions) -> ContinueResult:
         raise UsageError(f"model {ref.card.spec} is not a model `continue` knows how to play",
                          hint=f"continue plays {', '.join(sorted(FAMILIES))}")
     module = importlib.import_module(f"mtools.models.{ref.card.name}")
+    if options.temperature is None:
+        options = replace(options, temperature=model_temperature(ref.card))
     rng = np.random.default_rng(options.seed)
     return module.continue_family(score, ref, options, rng)
+
+
+def model_temperature(card) -> float:
+    """The temperature a model samples at unless told otherwise: its card's
+    `encoding.sampling.temperature` (chosen by benchmarks/bench_continue_stats.py
+    so that continuations come closest to the validation data), else 1."""
+    return float(card.encoding.get("sampling", {}).get("temperature", 1.0))
 
 
 class StepClock:
