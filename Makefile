@@ -60,6 +60,9 @@ demo: install
 	  --model music_vae:drums_2bar --seed 1 -o demo/rock_to_halftime.mid
 	@echo "== GrooVAE plays the programmed rock beat like a drummer (same hits, new velocities and timing)"
 	$(BIN)/mtools humanize examples/rock_beat.mid --seed 1 -o demo/rock_beat_humanized.mid
+	@echo "== ... and puts a drum groove under Ode to Joy that follows its rhythm (drumify)"
+	$(BIN)/mtools convert examples/ode_to_joy.abc --to midi | $(BIN)/mtools drumify --seed 1 \
+	  -o demo/ode_to_joy_drums.mid
 	@echo "== Onsets and Frames transcribes 22 s of piano audio (Maple Leaf Rag), scored against its notes"
 	$(BIN)/mtools transcribe examples/maple_leaf_rag.ogg -o demo/maple_leaf_rag.mid
 	$(BIN)/mtools eval transcribe --ref examples/maple_leaf_rag.mid examples/maple_leaf_rag.ogg

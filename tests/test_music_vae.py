@@ -441,3 +441,16 @@ def test_train_a_groove_model_and_eval_reproduces_its_card(tmp_path):
     assert "hit_f1" not in measured  # humanize keeps the true hits: nothing to score there
     for key in ("velocity_mae", "velocity_mae_class_mean", "offset_mae_steps", "offset_mae_on_grid"):
         assert key in measured
+
+
+def test_the_drumify_baseline_plays_each_positions_usual_drums_at_the_taps():
+    from mtools.models.music_vae import _hits_by_position
+
+    hits = np.zeros((3, 32, 9), bool)
+    hits[:, :, 2] = True  # closed hi-hat on every 16th
+    hits[:, ::8, 0] = True  # kick on beats 1 and 3
+    hits[0, 4, 1] = True  # one snare: not the usual thing at that 16th
+    hits[1, 5, :] = False  # a step without a tap
+    guess = _hits_by_position(hits)
+    assert guess[:, :, 2].sum() == 3 * 32 - 1 and not guess[1, 5].any()
+    assert np.array_equal(guess[..., 0], hits[..., 0]) and not guess[..., 1].any()

@@ -27,6 +27,7 @@ Examples:
 # (--json shows all).
 HEADLINE_METRICS = {"nll_per_step": "nll", "ngram_nll_per_step": "n-gram", "accuracy": "acc",
                     "accuracy_sampled": "recon acc", "hit_f1": "hit F1",
+                    "by_position_hit_f1": "(by position: F1",
                     "velocity_mae": "velocity MAE", "offset_mae_steps": "timing MAE (16ths)",
                     "note_f1": "note F1", "frame_nll": "frame nll"}
 
@@ -62,6 +63,9 @@ def _print_table(cards) -> None:
         data = ", ".join(map(str, datasets)) if isinstance(datasets, list) else str(datasets)
         metrics = " ".join(f"{label} {card.metrics[k]:.3g}" for k, label in HEADLINE_METRICS.items()
                            if isinstance(card.metrics.get(k), (int, float)))
+        if "by_position_hit_f1" in card.metrics:
+            metrics = metrics.replace(f"(by position: F1 {card.metrics['by_position_hit_f1']:.3g}",
+                                      f"(by position: F1 {card.metrics['by_position_hit_f1']:.3g})")
         sampling = card.encoding.get("sampling", {})
         if "temperature" in sampling:
             metrics += f" (samples at temperature {sampling['temperature']:g})"
