@@ -91,7 +91,7 @@ def _drums_spec() -> ModelSpec:
                      card_data=card_data)
 
 
-def _improv_spec() -> ModelSpec:
+def _improv_spec(config: str = "chord_pitches_improv", attention: bool = False) -> ModelSpec:
     from mtools.models.improv_rnn import CONTROL_SIZE, TRANSPOSITIONS, chord_controls, \
         transpose_example
     from mtools.models.events import squash_melody
@@ -113,7 +113,14 @@ def _improv_spec() -> ModelSpec:
         semitones = int(rng.choice(TRANSPOSITIONS))
         return Example(*transpose_example(example.ids, example.control, semitones, low, high))
 
-    return ModelSpec("improv_rnn", "chord_pitches_improv", encoding, card, ("nottingham",),
+    if attention:  # not a Magenta config: its attention_rnn network over these inputs
+        return ModelSpec("improv_rnn", config, encoding, card, ("nottingham",),
+                         corpora.load_lead_sheets, to_example,
+                         network={"hidden": 128, "layers": 2, "dropout": 0.5, "attn_length": 40},
+                         description="melody over chords with attention over 40 steps "
+                                     "(chord_pitches_improv inputs, attention_rnn network)",
+                         augment=augment, module="attention_lstm")
+    return ModelSpec("improv_rnn", config, encoding, card, ("nottingham",),
                      corpora.load_lead_sheets, to_example,
                      network={"hidden": 256, "layers": 2, "dropout": 0.5},
                      description="melody over chords (Magenta chord_pitches_improv)",
@@ -125,6 +132,7 @@ def model_specs() -> dict[str, ModelSpec]:
     specs = [
         _drums_spec(),
         _improv_spec(),
+        _improv_spec("attention_improv", attention=True),
         _melody_spec("basic_rnn", (), 0, "melody continuation, one-hot events (Magenta basic_rnn)"),
         _melody_spec("lookback_rnn", (16, 32), 5,
                      "melody continuation with 1- and 2-bar lookback (Magenta lookback_rnn)"),
