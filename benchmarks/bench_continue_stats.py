@@ -320,7 +320,7 @@ def model_section(ref, args) -> list[str]:
     sweep = []
     temperature = args.temperature
     if args.choose_temperature:
-        tried = [float(t) for t in args.choose_temperature.split(",")]
+        tried = [float(t) for t in args.choose_temperature.split(",") if t.strip()]
         for t in tried:
             far = far_statistics(data, model_side(ref, cases, args.outputs, t))
             print(f"bench_continue_stats: {model_id(ref)}: temperature {t}: "

@@ -55,3 +55,16 @@ def test_a_seed_repeats_a_draw():
     log_probs = log_softmax(np.random.default_rng(5).normal(size=(8, 90)))
     first = sample_categorical(log_probs, np.random.default_rng(6))
     assert np.array_equal(first, sample_categorical(log_probs, np.random.default_rng(6)))
+
+
+def test_rounding_inside_a_block_never_picks_a_class_of_zero_weight():
+    # A tiny first class, then nothing until class 10: the draw falls just
+    # past the tiny class, where a difference of running sums can round.
+    weights = np.zeros((1, 81), np.float32)
+    weights[0, 0], weights[0, 10] = np.float32(0.6 * 2**-52), 1.5
+    assert inverse_cdf(weights, np.array([2.0**-53]))[0] in (0, 10)
+    # The float32 block sum exceeds the float64 sum inside it: a draw near
+    # the end runs past the block's last class of positive weight.
+    weights = np.zeros((1, 81), np.float32)
+    weights[0, 0], weights[0, 1] = 1.0, 0.75 * 2**-23
+    assert inverse_cdf(weights, np.array([1 - 2.0**-30]))[0] in (0, 1)

@@ -72,7 +72,9 @@ def inverse_cdf(weights: np.ndarray, draws: np.ndarray, with_totals: bool = Fals
     rows = np.arange(batch)
     block = _first_past(block_cdf, targets, block_sums)
     inside = padded[rows, block]  # (batch, width)
-    before = block_cdf[rows, block] - block_sums[rows, block]
+    # what the blocks before hold, read off the same running sum that chose
+    # the block (a difference of sums can round past it)
+    before = np.where(block > 0, block_cdf[rows, np.maximum(block - 1, 0)], 0.0)
     index = _first_past(np.cumsum(inside, axis=-1, dtype=np.float64), targets - before, inside)
     classes = block * width + index
     return (classes, totals) if with_totals else classes
