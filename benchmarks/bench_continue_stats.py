@@ -341,8 +341,9 @@ def model_section(ref, args) -> list[str]:
              f"Data: {', '.join(sources)}, validation split; {len(cases)} pieces "
              f"(bars of {', '.join(meters)}).",
              *(["Drum velocities of new hits come from the card's velocity table (median per "
-                "class and 16th, scaled to the primer, ± jitter), not from the network; the "
-                "n-gram has none."] if family == "drums_rnn" else []),
+                "class and 16th, scaled to the primer, varied as much as a drummer varies one "
+                "cell: the card's velocity_spread), not from the network; the n-gram has "
+                "none."] if family == "drums_rnn" else []),
              *(["The n-gram ignores the chords."] if family == "improv_rnn" else []),
              f"Temperature {temperature:g}"
              + (" (the card's)." if args.temperature is None and not sweep else "."), ""]

@@ -189,3 +189,22 @@ def test_the_cards_temperature_is_the_default(tmp_path):
     assert default.code == 0, default.stderr
     assert default.stdout == same.stdout != other.stdout
     assert jsonl_scores(default.stdout)[0]["mtools"]["temperature"] == 0.25
+
+
+def test_velocity_spread_is_a_drummers_own_variation_on_one_cell():
+    from mtools.models.drums_rnn import new_hit_velocities, velocity_spread
+    from mtools.models.events import DrumTrack
+
+    steps = 64
+    velocities = np.zeros((steps, 9), np.uint8)
+    velocities[::4, 0] = np.repeat([80, 100, 80, 100], 4)  # kick on every beat, bars alternate
+    velocities[2::4, 2] = 50  # hi-hat on the off-beats, always 50
+    velocities[1, 1] = 127  # a lone snare: too few hits on its cell to count
+    events = ((velocities > 0) << np.arange(9)).sum(axis=1)
+    track = DrumTrack(events, velocities=velocities)
+    # each kick cell holds 80, 100, 80, 100: residuals ±10; the hats' are 0
+    assert velocity_spread([track]) == round(float(np.std([10] * 8 + [-10] * 8 + [0] * 16)), 2)
+    table = np.full((9, 16), 64.0)
+    made = new_hit_velocities(np.full(4000, 1), 0, table, DrumTrack(np.zeros(16, np.int64)),
+                              np.random.default_rng(0), spread=12.0)[:, 0].astype(float)
+    assert abs(made.mean() - 64) < 1 and abs(made.std() - 12) < 0.5

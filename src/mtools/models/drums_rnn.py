@@ -5,7 +5,10 @@ Velocities: Magenta writes every generated hit at one fixed velocity. Here
 a new hit takes the median velocity that hits of its class had at that
 16th of the bar in the training data (the card's `velocity_table`, 9 × 16),
 scaled to the primer's own loudness for that class when the primer has
-such hits, with a little seeded jitter. Primer hits keep their velocities.
+such hits, plus seeded Gaussian variation as wide as a drummer's own on
+one cell (the card's `velocity_spread`: the standard deviation of hits
+around their track's mean for the same drum and 16th, measured on the
+training data). Primer hits keep their velocities.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from mtools.models.events import DrumTrack, drums_to_notes, primer_drum_track
 DRUM_PITCHES_KEY = "drum_type_pitches"
 TABLE_STEPS = 16  # velocity table positions: the 16ths of a 4/4 bar
 FALLBACK_VELOCITY = 90
-JITTER = 6  # ± MIDI velocity added to new hits
+DEFAULT_SPREAD = 4.0  # MIDI units, for a card that measured no velocity_spread
 KICK_ONLY = 1  # the bitmask a from-scratch groove starts with
 
 
@@ -44,10 +47,32 @@ def velocity_table(tracks: list[DrumTrack]) -> np.ndarray:
     return table
 
 
+def velocity_spread(tracks: list[DrumTrack], min_hits: int = 3) -> float:
+    """How much a drummer's velocity varies on one cell: the standard
+    deviation of hits around their track's own mean for the same drum class
+    and 16th of the bar, over cells with at least `min_hits` hits (4/4
+    tracks)."""
+    residuals = []
+    for track in tracks:
+        if track.steps_per_bar != TABLE_STEPS:
+            continue
+        steps, kinds = np.nonzero(track.velocities)
+        cells = kinds * TABLE_STEPS + (track.start_step + steps) % TABLE_STEPS
+        values = track.velocities[steps, kinds].astype(np.float64)
+        counts = np.bincount(cells, minlength=len(cells))
+        means = np.bincount(cells, weights=values, minlength=len(cells)) / np.maximum(counts, 1)
+        kept = counts[cells] >= min_hits
+        residuals.append(values[kept] - means[cells[kept]])
+    joined = np.concatenate(residuals) if residuals else np.zeros(0)
+    return round(float(joined.std()), 2) if len(joined) else DEFAULT_SPREAD
+
+
 def new_hit_velocities(events: np.ndarray, start_step: int, table: np.ndarray,
-                       primer: DrumTrack, rng: np.random.Generator) -> np.ndarray:
+                       primer: DrumTrack, rng: np.random.Generator,
+                       spread: float = DEFAULT_SPREAD) -> np.ndarray:
     """Velocities (steps, classes) for generated bitmask events that start at
-    grid step `start_step` of the piece."""
+    grid step `start_step` of the piece; `spread`: the standard deviation of
+    the variation around each cell's velocity."""
     classes = table.shape[0]
     scale = np.ones(classes)
     for kind in range(classes):  # follow the primer's loudness per class
@@ -57,7 +82,7 @@ def new_hit_velocities(events: np.ndarray, start_step: int, table: np.ndarray,
             scale[kind] = played.mean() / max(table[kind, positions].mean(), 1.0)
     positions = (start_step + np.arange(len(events))) % TABLE_STEPS
     base = table[:, positions].T * scale  # (steps, classes)
-    jitter = rng.integers(-JITTER, JITTER + 1, size=base.shape)
+    jitter = rng.normal(0.0, spread, size=base.shape)
     struck = (np.asarray(events)[:, None] >> np.arange(classes)) & 1
     return np.where(struck, np.clip(np.round(base + jitter), 1, 127), 0).astype(np.uint8)
 
@@ -88,7 +113,8 @@ def continue_family(score, ref, options, rng: np.random.Generator):
     scores = []
     for row in rows:
         events = row[skip:]
-        velocities = new_hit_velocities(events, start, table, primer, rng)
+        velocities = new_hit_velocities(events, start, table, primer, rng,
+                                        float(encoding.get("velocity_spread", DEFAULT_SPREAD)))
         notes = drums_to_notes(events, step_s=1.0, velocities=velocities, type_pitches=pitches,
                                instrument=instrument)
         scores.append(place_continuation(score, notes, start, clock, options, made_by))

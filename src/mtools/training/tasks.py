@@ -71,7 +71,7 @@ def _melody_spec(config: str, lookbacks: tuple[int, ...], counter_bits: int,
 
 
 def _drums_spec() -> ModelSpec:
-    from mtools.models.drums_rnn import DRUM_PITCHES_KEY, velocity_table
+    from mtools.models.drums_rnn import DRUM_PITCHES_KEY, velocity_spread, velocity_table
     from mtools.models.events import DRUM_CLASS_NAMES, DRUM_TYPE_PITCHES, NUM_DRUM_SETS
 
     encoding = LookbackEncoding(NUM_DRUM_SETS, (), 6, 0)
@@ -82,7 +82,9 @@ def _drums_spec() -> ModelSpec:
 
     def card_data(sources) -> dict:
         tracks = [t for source in sources for t in corpora.load_drum_tracks(source)]
-        return {"velocity_table": velocity_table(corpora.split(tracks, "train")).tolist()}
+        train = corpora.split(tracks, "train")
+        return {"velocity_table": velocity_table(train).tolist(),
+                "velocity_spread": velocity_spread(train)}
 
     return ModelSpec("drums_rnn", "drum_kit", encoding, card, ("groove",),
                      corpora.load_drum_tracks, lambda track: Example(np.asarray(track.events, np.int64)),
