@@ -148,9 +148,10 @@ def test_drums_continue_on_channel_10_with_primer_velocities_kept(drum_model, tm
     assert all(n.is_drum for n in midi.notes)
 
 
-@pytest.fixture(scope="module")
-def improv_model(tmp_path_factory):
-    return str(tiny_event_model(tmp_path_factory.mktemp("improv"), family="improv_rnn"))
+@pytest.fixture(scope="module", params=["chord_pitches_improv", "attention_improv"])
+def improv_model(tmp_path_factory, request):
+    return str(tiny_event_model(tmp_path_factory.mktemp("improv"), family="improv_rnn",
+                                config=request.param))
 
 
 def test_improv_plays_over_given_chords_and_renders_them(improv_model):

@@ -70,7 +70,7 @@ def _melody_spec(config: str, lookbacks: tuple[int, ...], counter_bits: int,
                      module="attention_lstm" if attention else "event_lstm")
 
 
-def _drums_spec() -> ModelSpec:
+def _drums_spec(config: str = "drum_kit", attention: bool = False) -> ModelSpec:
     from mtools.models.drums_rnn import DRUM_PITCHES_KEY, velocity_spread, velocity_table
     from mtools.models.events import DRUM_CLASS_NAMES, DRUM_TYPE_PITCHES, NUM_DRUM_SETS
 
@@ -86,6 +86,14 @@ def _drums_spec() -> ModelSpec:
         return {"velocity_table": velocity_table(train).tolist(),
                 "velocity_spread": velocity_spread(train)}
 
+    if attention:  # not a Magenta config: its attention_rnn network over drum_kit's inputs
+        return ModelSpec("drums_rnn", config, encoding, card, ("groove",),
+                         corpora.load_drum_tracks,
+                         lambda track: Example(np.asarray(track.events, np.int64)),
+                         network={"hidden": 128, "layers": 2, "dropout": 0.5, "attn_length": 40},
+                         description="drum continuation with attention over 40 steps "
+                                     "(drum_kit inputs, attention_rnn network)",
+                         card_data=card_data, module="attention_lstm")
     return ModelSpec("drums_rnn", "drum_kit", encoding, card, ("groove",),
                      corpora.load_drum_tracks, lambda track: Example(np.asarray(track.events, np.int64)),
                      network={"hidden": 256, "layers": 2, "dropout": 0.5},
@@ -133,6 +141,7 @@ def model_specs() -> dict[str, ModelSpec]:
     """Every trainable config by "family:config"."""
     specs = [
         _drums_spec(),
+        _drums_spec("attention_kit", attention=True),
         _improv_spec(),
         _improv_spec("attention_improv", attention=True),
         _melody_spec("basic_rnn", (), 0, "melody continuation, one-hot events (Magenta basic_rnn)"),
