@@ -34,9 +34,9 @@ demo: install
 	  print('notes:', len(d['notes']), ' seconds:', round(d['totalTime'], 2), ' qpm:', d['tempos'][0]['qpm'])"
 	@echo "== MIDI -> WAV (soundfont render, to listen)"
 	$(BIN)/mtools convert demo/ode_to_joy.mid -o demo/ode_to_joy.wav
-	@echo "== Melody RNN continues the tune 8 bars (lookback_rnn), four takes in one batch"
+	@echo "== Melody RNN continues the tune 8 bars (attention_rnn, at its card's temperature), four takes in one batch"
 	$(BIN)/mtools convert examples/ode_to_joy.abc --to midi \
-	  | $(BIN)/mtools continue --model melody_rnn:lookback_rnn --bars 8 -n 4 --seed 1 -o demo/ode_continued/
+	  | $(BIN)/mtools continue --model melody_rnn --bars 8 -n 4 --seed 1 -o demo/ode_continued/
 	@echo "== Drums RNN continues a two-bar beat for four bars"
 	$(BIN)/mtools continue examples/rock_beat.mid --model drums_rnn --bars 4 --seed 1 -o demo/rock_beat_continued.mid
 	@echo "== Improv RNN plays over a progression, with the chords as a track"
