@@ -154,8 +154,8 @@ def model_specs() -> dict[str, ModelSpec]:
     return {spec.spec: spec for spec in specs}
 
 
-DEFAULT_CONFIGS = {"melody_rnn": "attention_rnn", "drums_rnn": "drum_kit",
-                   "improv_rnn": "chord_pitches_improv"}
+DEFAULT_CONFIGS = {"melody_rnn": "attention_rnn", "drums_rnn": "attention_kit",
+                   "improv_rnn": "attention_improv"}
 
 
 def find_spec(family: str, config: str | None) -> ModelSpec:
