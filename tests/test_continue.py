@@ -209,3 +209,20 @@ def test_velocity_spread_is_a_drummers_own_variation_on_one_cell():
     made = new_hit_velocities(np.full(4000, 1), 0, table, DrumTrack(np.zeros(16, np.int64)),
                               np.random.default_rng(0), spread=12.0)[:, 0].astype(float)
     assert abs(made.mean() - 64) < 1 and abs(made.std() - 12) < 0.5
+
+
+def test_a_drums_card_without_a_velocity_table_plays_one_plain_velocity(tmp_path):
+    path = tiny_event_model(tmp_path, family="drums_rnn", config="attention_kit")
+    groove = make_score(drums([(36, 0.0), (38, 0.5)]).notes, tempos=melody("60").tempos)
+    primer = tmp_path / "groove.mid"
+    primer.write_bytes(score_to_midi(groove))
+    out = run(["continue", str(primer), "--model", str(path), "--bars", "2", "--seed", "1",
+               "--only-generated", "--to", "jsonl"])
+    assert out.code == 0, out.stderr
+    notes = jsonl_scores(out.stdout)[0]["notes"]
+    assert notes and all(n["isDrum"] for n in notes)
+    # 90 for every cell, moved to the primer's loudness where it has that drum,
+    # then within 4 SD (the default spread of 4)
+    played = [90] + [n.velocity for n in groove.notes]
+    low, high = min(played), max(played)
+    assert all(low - 16 <= n["velocity"] <= high + 16 for n in notes)

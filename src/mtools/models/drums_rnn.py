@@ -96,7 +96,9 @@ def continue_family(score, ref, options, rng: np.random.Generator):
     encoding = ref.card.encoding
     spq = int(encoding["steps_per_quarter"])
     pitches = [tuple(p) for p in encoding[DRUM_PITCHES_KEY]]
-    table = np.asarray(encoding["velocity_table"], dtype=np.float64)
+    table = np.asarray(encoding.get("velocity_table", np.full((len(pitches), TABLE_STEPS),
+                                                              FALLBACK_VELOCITY)),
+                       dtype=np.float64)  # a card that measured none: one plain velocity
     model = load_event_rnn(ref, device=options.device, rows=options.batch_rows)
     primer = primer_drum_track(score, steps_per_quarter=spq)
     has_hits = bool(np.any(primer.events))
