@@ -329,6 +329,8 @@ def model_section(ref, args) -> list[str]:
         temperature = min(sweep, key=lambda tf: (len(tf[1]), abs(tf[0] - 1.0)))[0]
         write_temperature(ref, temperature, sweep, args)
     elif temperature is None:
+        from mtools.models.continuation import model_temperature
+
         temperature = model_temperature(ref.card)
     sides = {"data": data, "model": model_side(ref, cases, args.outputs, temperature)}
     order = int(ref.card.metrics.get("ngram_order") or DEFAULT_NGRAM_ORDER)
@@ -372,26 +374,18 @@ def far_statistics(data: tuple, model: tuple) -> list[str]:
     return far
 
 
-def model_temperature(card) -> float:
-    from mtools.models.continuation import model_temperature as card_temperature
-
-    return card_temperature(card)
-
-
 def write_temperature(ref, temperature: float, sweep: list, args) -> None:
     """The card's `encoding.sampling`: the default temperature and how it was chosen."""
-    import json
-
     from mtools.models.registry import write_card
 
-    card = json.loads(ref.card.card_path.read_text())
     tried = ", ".join(f"{t:g}: {len(far)}" for t, far in sweep)
-    card["encoding"]["sampling"] = {
+    sampling = {
         "temperature": temperature,
         "chosen_by": f"benchmarks/bench_continue_stats.py --choose-temperature "
                      f"{args.choose_temperature} --pieces {args.pieces} --outputs {args.outputs}: "
                      f"fewest statistics far from the validation pieces' ({tried})"}
-    write_card(card, ref.onnx_path)
+    card = ref.card.to_dict()
+    write_card({**card, "encoding": {**card["encoding"], "sampling": sampling}}, ref.onnx_path)
     print(f"bench_continue_stats: {model_id(ref)}: temperature {temperature:g} written to "
           f"{ref.card.card_path}", file=sys.stderr)
 

@@ -25,11 +25,12 @@ Examples:
 
 # The figures the table shows, when a card has them, with short labels
 # (--json shows all).
-HEADLINE_METRICS = {"nll_per_step": "nll", "ngram_nll_per_step": "n-gram", "accuracy": "acc",
-                    "accuracy_sampled": "recon acc", "hit_f1": "hit F1",
-                    "by_position_hit_f1": "(by position: F1",
-                    "velocity_mae": "velocity MAE", "offset_mae_steps": "timing MAE (16ths)",
-                    "note_f1": "note F1", "frame_nll": "frame nll"}
+HEADLINE_METRICS = {"nll_per_step": "nll {:.3g}", "ngram_nll_per_step": "n-gram {:.3g}",
+                    "accuracy": "acc {:.3g}", "accuracy_sampled": "recon acc {:.3g}",
+                    "hit_f1": "hit F1 {:.3g}", "by_position_hit_f1": "(by position: F1 {:.3g})",
+                    "velocity_mae": "velocity MAE {:.3g}",
+                    "offset_mae_steps": "timing MAE (16ths) {:.3g}",
+                    "note_f1": "note F1 {:.3g}", "frame_nll": "frame nll {:.3g}"}
 
 
 def models(
@@ -61,11 +62,8 @@ def _print_table(cards) -> None:
         name = card.spec
         datasets = card.training.get("datasets", [])
         data = ", ".join(map(str, datasets)) if isinstance(datasets, list) else str(datasets)
-        metrics = " ".join(f"{label} {card.metrics[k]:.3g}" for k, label in HEADLINE_METRICS.items()
+        metrics = " ".join(label.format(card.metrics[k]) for k, label in HEADLINE_METRICS.items()
                            if isinstance(card.metrics.get(k), (int, float)))
-        if "by_position_hit_f1" in card.metrics:
-            metrics = metrics.replace(f"(by position: F1 {card.metrics['by_position_hit_f1']:.3g}",
-                                      f"(by position: F1 {card.metrics['by_position_hit_f1']:.3g})")
         sampling = card.encoding.get("sampling", {})
         if "temperature" in sampling:
             metrics += f" (samples at temperature {sampling['temperature']:g})"

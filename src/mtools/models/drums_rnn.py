@@ -59,11 +59,11 @@ def velocity_spread(tracks: list[DrumTrack], min_hits: int = 3) -> float:
         steps, kinds = np.nonzero(track.velocities)
         cells = kinds * TABLE_STEPS + (track.start_step + steps) % TABLE_STEPS
         values = track.velocities[steps, kinds].astype(np.float64)
-        counts = np.bincount(cells, minlength=len(cells))
-        means = np.bincount(cells, weights=values, minlength=len(cells)) / np.maximum(counts, 1)
+        counts = np.bincount(cells)
+        means = np.bincount(cells, weights=values) / np.maximum(counts, 1)
         kept = counts[cells] >= min_hits
         residuals.append(values[kept] - means[cells[kept]])
-    joined = np.concatenate(residuals) if residuals else np.zeros(0)
+    joined = np.concatenate([np.zeros(0), *residuals])
     return round(float(joined.std()), 2) if len(joined) else DEFAULT_SPREAD
 
 

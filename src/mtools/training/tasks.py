@@ -62,12 +62,10 @@ def _melody_spec(config: str, lookbacks: tuple[int, ...], counter_bits: int,
     card = {**encoding.to_card(), "min_note": low, "max_note": high,
             "steps_per_quarter": STEPS_PER_QUARTER, "transpose_to_key": 0,
             "event_ids": "0 no event, 1 note off, 2 + pitch - min_note"}
-    network = {"hidden": 128, "layers": 2, "dropout": 0.5, **({"attn_length": 40} if attention
-                                                               else {})}
     return ModelSpec("melody_rnn", config, encoding, card, ("music21:folk", "nottingham"),
                      corpora.load_melodies, lambda line: Example(training_ids(line, space)),
-                     network=network, description=description,
-                     module="attention_lstm" if attention else "event_lstm")
+                     network=_event_network(attention, hidden=128), description=description,
+                     module=_event_module(attention))
 
 
 def _drums_spec(config: str = "drum_kit", attention: bool = False) -> ModelSpec:
@@ -86,19 +84,13 @@ def _drums_spec(config: str = "drum_kit", attention: bool = False) -> ModelSpec:
         return {"velocity_table": velocity_table(train).tolist(),
                 "velocity_spread": velocity_spread(train)}
 
-    if attention:  # not a Magenta config: its attention_rnn network over drum_kit's inputs
-        return ModelSpec("drums_rnn", config, encoding, card, ("groove",),
-                         corpora.load_drum_tracks,
-                         lambda track: Example(np.asarray(track.events, np.int64)),
-                         network={"hidden": 128, "layers": 2, "dropout": 0.5, "attn_length": 40},
-                         description="drum continuation with attention over 40 steps "
-                                     "(drum_kit inputs, attention_rnn network)",
-                         card_data=card_data, module="attention_lstm")
-    return ModelSpec("drums_rnn", "drum_kit", encoding, card, ("groove",),
+    description = ("drum continuation with attention over 40 steps (drum_kit inputs, "
+                   "attention_rnn network; not a Magenta config)" if attention else
+                   "drum continuation, 9 drum classes as 512 sets (Magenta drum_kit)")
+    return ModelSpec("drums_rnn", config, encoding, card, ("groove",),
                      corpora.load_drum_tracks, lambda track: Example(np.asarray(track.events, np.int64)),
-                     network={"hidden": 256, "layers": 2, "dropout": 0.5},
-                     description="drum continuation, 9 drum classes as 512 sets (Magenta drum_kit)",
-                     card_data=card_data)
+                     network=_event_network(attention, hidden=256), description=description,
+                     card_data=card_data, module=_event_module(attention))
 
 
 def _improv_spec(config: str = "chord_pitches_improv", attention: bool = False) -> ModelSpec:
@@ -123,18 +115,25 @@ def _improv_spec(config: str = "chord_pitches_improv", attention: bool = False) 
         semitones = int(rng.choice(TRANSPOSITIONS))
         return Example(*transpose_example(example.ids, example.control, semitones, low, high))
 
-    if attention:  # not a Magenta config: its attention_rnn network over these inputs
-        return ModelSpec("improv_rnn", config, encoding, card, ("nottingham",),
-                         corpora.load_lead_sheets, to_example,
-                         network={"hidden": 128, "layers": 2, "dropout": 0.5, "attn_length": 40},
-                         description="melody over chords with attention over 40 steps "
-                                     "(chord_pitches_improv inputs, attention_rnn network)",
-                         augment=augment, module="attention_lstm")
+    description = ("melody over chords with attention over 40 steps (chord_pitches_improv "
+                   "inputs, attention_rnn network; not a Magenta config)" if attention else
+                   "melody over chords (Magenta chord_pitches_improv)")
     return ModelSpec("improv_rnn", config, encoding, card, ("nottingham",),
                      corpora.load_lead_sheets, to_example,
-                     network={"hidden": 256, "layers": 2, "dropout": 0.5},
-                     description="melody over chords (Magenta chord_pitches_improv)",
-                     augment=augment)
+                     network=_event_network(attention, hidden=256), description=description,
+                     augment=augment, module=_event_module(attention))
+
+
+def _event_network(attention: bool, hidden: int) -> dict:
+    """An event RNN's network: Magenta's attention_rnn size with attention,
+    else 2 LSTM layers of `hidden`."""
+    if attention:
+        return {"hidden": 128, "layers": 2, "dropout": 0.5, "attn_length": 40}
+    return {"hidden": hidden, "layers": 2, "dropout": 0.5}
+
+
+def _event_module(attention: bool) -> str:
+    return "attention_lstm" if attention else "event_lstm"
 
 
 def model_specs() -> dict[str, ModelSpec]:
