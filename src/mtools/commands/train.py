@@ -36,6 +36,7 @@ Examples:
   mtools train melody_rnn --config basic_rnn --out models/
   mtools train melody_rnn --config lookback_rnn --data nottingham --data my_tunes/ --out models/
   mtools train melody_rnn --max-minutes 30 --out models/   # resumes next time
+  mtools train drums_rnn --config attention_kit --max-minutes 65 --out models/
   mtools train coconet --data jsb --max-minutes 120 --out models/
   mtools train music_vae --config drums_2bar --data groove --out models/
   mtools train music_vae --config trio_16bar --data nottingham --out models/
