@@ -50,3 +50,25 @@ def test_quantizing_shrinks_the_model_and_measures_its_card_again(tmp_path):
     assert played.code == 0 and json.loads(played.stdout)["notes"]
     with pytest.raises(UsageError, match="already quantized"):
         quantize_model(path)
+
+
+def test_attention_weights_behind_a_transpose_are_quantized_too(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from mtools.training.quantize import quantize_file
+
+    path = tiny_event_model(tmp_path / "model", config="attention_rnn", hidden=64)
+    target = tmp_path / "int8.onnx"
+    quantize_file(path, target)
+    graph = onnx.load(str(target)).graph
+    shapes = {init.name: numpy_helper.to_array(init).shape for init in graph.initializer}
+    constant = set(shapes)  # tensors computed from weights alone
+    for node in graph.node:
+        if all(name in constant for name in node.input if name):
+            constant.update(node.output)
+    float_products = [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm")
+                      and any(name in constant and shapes.get(name, (0, 99))[-1] > 4
+                              for name in node.input)]
+    assert float_products == []  # project_in's input half was one before folding
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx", "model"]
