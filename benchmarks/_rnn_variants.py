@@ -94,3 +94,39 @@ def torch_twin(rnn: EventRnn, module, threads: int) -> EventRnn:
 
     return TorchEventRnn(None, shapes=rnn.shapes, encoding=rnn.encoding,
                          control_size=rnn.control_size)
+
+
+# ONNX Runtime kernels that multiply by the weights (after its graph
+# fusions and dynamic quantization): the work a bigger batch shares.
+WEIGHT_KERNELS = ("DynamicQuantizeMatMul", "DynamicQuantizeLSTM", "LSTM", "Gemm",
+                  "MatMulInteger", "DynamicQuantizeLinear")
+
+
+def weight_share(path: Path, batch: int, calls: int = 200) -> tuple[float, float]:
+    """ONNX Runtime's own profile of `calls` network steps at `batch` (zero
+    inputs, the CLI's threads): (kernel µs per step, share of it in weight
+    products). The rest is work each sequence brings on its own, which a
+    batch cannot share: element-wise gates, attention over the stored
+    outputs, copies of the state."""
+    import json
+    import tempfile
+
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory() as folder:
+        options.profile_file_prefix = str(Path(folder) / "step")
+        session = onnxruntime.InferenceSession(str(path), options,
+                                               providers=["CPUExecutionProvider"])
+        feeds = {item.name: np.zeros([batch if dim == "batch" else dim if isinstance(dim, int)
+                                      else 1 for dim in item.shape], np.float32)
+                 for item in session.get_inputs()}
+        for _ in range(calls):
+            session.run(None, feeds)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    kernels = [(event["args"].get("op_name", ""), event["dur"]) for event in events
+               if event.get("cat") == "Node" and event["name"].endswith("_kernel_time")]
+    total = sum(us for _, us in kernels) or 1
+    weights = sum(us for op, us in kernels if op in WEIGHT_KERNELS)
+    return total / calls, weights / total

@@ -39,7 +39,7 @@ from _continue_common import (CHORDS, ROOT, STEPS_PER_BAR, CpuWatch, chosen_mode
                               describe_model, family_options, model_id, mtools_bin,
                               output_notes, paused_note, primer_score, time_to_files,
                               write_primer)
-from _rnn_variants import ORT, engines_for, network_flops, torch_default_threads
+from _rnn_variants import ORT, engines_for, network_flops, torch_default_threads, weight_share
 from _results import Stats, machine_info, time_calls, time_commands, write_section
 
 SECTION = "bench_continue"
@@ -252,8 +252,8 @@ def compared(e2e: dict[str, Stats]) -> str:
     return f" (measured medians with it: {plain}; with MTOOLS_THREADS=1 as well: {single})."
 
 
-def report(refs, e2e, notes, reference, generation, sources, gen_profiles, profile_lines,
-           command, num_steps, repeat, busy_note: str) -> str:
+def report(refs, e2e, notes, reference, generation, sources, gen_profiles, shares,
+           profile_lines, command, num_steps, repeat, busy_note: str) -> str:
     lines = ["## `mtools continue`: speed of the event RNNs", "",
              "Written by `benchmarks/bench_continue.py`.", "",
              machine_info(["mtools", "onnxruntime", "numpy", "torch", "typer"], command),
@@ -286,13 +286,15 @@ def report(refs, e2e, notes, reference, generation, sources, gen_profiles, profi
     for (name, batch), rows in gen_profiles.items():
         lines += [f"| `{name}` | {batch} | `{where}` | {calls} | {own:.3f} | {cum:.3f} |"
                   for where, calls, own, cum in rows]
-    lines += ["", "Goals (issue 3):", *goal_lines([model_id(r) for r in refs], e2e, generation)]
+    lines += ["", "Goals (issue 3):",
+              *goal_lines([model_id(r) for r in refs], e2e, generation, shares)]
     if profile_lines:
         lines += ["", *profile_lines]
     return "\n".join(lines)
 
 
-def goal_lines(names: list[str], e2e: dict[str, Stats], generation: dict) -> list[str]:
+def goal_lines(names: list[str], e2e: dict[str, Stats], generation: dict,
+               shares: dict[str, float]) -> list[str]:
     lines = []
     for name in names:
         stats = e2e[name]
@@ -306,7 +308,10 @@ def goal_lines(names: list[str], e2e: dict[str, Stats], generation: dict) -> lis
         lines.append(f"- `{name}` batch {BATCHES[1]} at least {GOAL_BATCH_RATIO:.0f}× the "
                      f"batch-1 throughput: {ok} ({ratio:.1f}×; with one ONNX Runtime thread "
                      f"{single:.1f}×; the network step alone scales {BATCHES[1] * one / many:.1f}×, "
-                     "the ratio's limit as the per-step Python work shrinks).")
+                     "the ratio's limit as the per-step Python work shrinks; at batch "
+                     f"{BATCHES[1]} products by the weights are {shares[name]:.0%} of the step's "
+                     "kernel time in ONNX Runtime's profile, the rest is work each sequence "
+                     "brings on its own).")
     return lines
 
 
@@ -335,11 +340,13 @@ def build_commands(refs, compare_python: str | None) -> dict[str, list[str]]:
     return commands
 
 
-def measure_models(refs, args, num_steps: int) -> tuple[dict, dict, dict]:
+def measure_models(refs, args, num_steps: int) -> tuple[dict, dict, dict, dict]:
     """Per model: generation timings, where the torch weights came from,
-    and cProfile rows of one generate call per batch size."""
-    generation, sources, gen_profiles = {}, {}, {}
+    cProfile rows of one generate call per batch size, and the weight
+    products' share of a network step at the big batch."""
+    generation, sources, gen_profiles, shares = {}, {}, {}, {}
     for ref in refs:
+        shares[model_id(ref)] = weight_share(ref.onnx_path, BATCHES[1])[1]
         print(f"bench_continue: generation, {model_id(ref)}", file=sys.stderr)
         engines, source = engines_for(ref, args.checkpoint)
         sources[model_id(ref)] = (source, network_flops(engines[ORT]))
@@ -349,7 +356,7 @@ def measure_models(refs, args, num_steps: int) -> tuple[dict, dict, dict]:
         for batch in BATCHES:
             gen_profiles[model_id(ref), batch] = generation_profile(
                 engines[ORT], ids, control, num_steps, batch)
-    return generation, sources, gen_profiles
+    return generation, sources, gen_profiles, shares
 
 
 def main() -> None:
@@ -367,7 +374,7 @@ def main() -> None:
         "mtools --help": [str(mtools_bin()), "--help"],
         "python -c pass": [sys.executable, "-c", "pass"]}, args.repeat).items()}
     num_steps = 8 * STEPS_PER_BAR
-    generation, sources, gen_profiles = measure_models(refs, args, num_steps)
+    generation, sources, gen_profiles, shares = measure_models(refs, args, num_steps)
     slow = [model_id(r) for r in refs if e2e[model_id(r)].median_s >= GOAL_E2E_S]
     profile_lines = []
     if args.profile == "always" or (args.profile == "auto" and slow):
@@ -376,7 +383,7 @@ def main() -> None:
         profile_lines, tops, stats = profile_section(name, commands[name],
                                                      reference["`python -c pass`"])
         profile_lines += findings(name, e2e, generation[name], tops, stats)
-    section = report(refs, e2e, notes, reference, generation, sources, gen_profiles,
+    section = report(refs, e2e, notes, reference, generation, sources, gen_profiles, shares,
                      profile_lines, command, num_steps, args.repeat, watch.note())
     print(section)
     if not args.no_write:
