@@ -131,15 +131,22 @@ def _cpu_model() -> str:
     return match.group(1).strip() if match else "unknown CPU"
 
 
-def write_section(name: str, body: str, path: Path = RESULTS_MD) -> None:
+def write_section(name: str, body: str, path: Path = RESULTS_MD, after: str | None = None) -> None:
     """Put `body` between this section's markers in results.md, replacing
-    what was there; append the section if it is new."""
+    what was there. A new section goes after the last section whose name
+    starts with `after` (a benchmark's per-model parts follow its own
+    section), else at the end."""
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     block = f"{begin}\n{body.strip()}\n{end}"
     text = path.read_text() if path.exists() else _PREAMBLE
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    ends = list(re.finditer(r"<!-- END " + re.escape(after) + r"(?::[^>]*)? -->", text)) \
+        if after else []
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text, count=1)
+    elif ends:
+        cut = ends[-1].end()
+        text = text[:cut] + "\n\n" + block + text[cut:]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     tmp = path.with_suffix(".md.tmp")

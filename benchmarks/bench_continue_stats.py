@@ -14,7 +14,9 @@ continues each primer by 8 bars --outputs times in one batch
 symbol per beat); an interpolated n-gram fitted on the training split (the
 order on the card, else 5) is sampled the same way. Statistics of the three
 are compared in one table (see benchmarks/_music_stats.py for the "close?"
-rule). Rewrites the `bench_continue_stats` section of benchmarks/results.md.
+rule). Rewrites the `bench_continue_stats` section of benchmarks/results.md
+(the protocol) and the parts of the models it measured, each with its own
+date, command and model file; other models' parts stay as they were.
 """
 
 from __future__ import annotations
@@ -281,31 +283,37 @@ def main() -> None:
     command = shlex.join([os.path.relpath(sys.executable, ROOT),
                           "benchmarks/bench_continue_stats.py", *sys.argv[1:]])
     refs = chosen_models(args.model, "bench_continue_stats")
-    body = []
-    for ref in refs:
-        body += ["", *model_section(ref, args)]
-    section = "\n".join([
-        "## `mtools continue`: musical statistics of the output vs the validation data",
-        "", "Written by `benchmarks/bench_continue_stats.py`.", "",
-        machine_info(["mtools", "onnxruntime", "numpy"], command),
-        *[describe_model(ref) for ref in refs], "",
-        f"Each validation piece (a bar-aligned line of the model's own training corpus, "
-        f"validation split, in a meter of {'/'.join(map(str, BAR_STEPS))} steps a bar) gives a {PRIMER_BARS}-bar primer and its real next {NEW_BARS} "
-        f"bars; the model continues each primer {args.outputs} times in one batch "
-        f"(seed = 1 + piece index, at the temperature each table names); the n-gram samples "
-        "the same way. Statistics look at the new 8 bars; repetition compares them with "
-        "everything before them, primer included. close?: the model's mean lies within "
-        "0.5 SD of the data's pieces (d = |Δ| / SD; a statistic the data never varies must "
-        f"match); interval histograms: TV distance ≤ {TV_CLOSE}.", *body])
-    print(section)
+    header = protocol()
+    parts = {f"{SECTION}:{model_id(ref)}": "\n".join(model_section(ref, args, command))
+             for ref in refs}
+    print("\n\n".join([header, *parts.values()]))
     if not args.no_write:
-        write_section(SECTION, section)
-        print(f"bench_continue_stats: wrote the {SECTION} section of benchmarks/results.md",
-              file=sys.stderr)
+        write_section(SECTION, header)
+        for name, part in parts.items():
+            write_section(name, part, after=SECTION)
+        print(f"bench_continue_stats: wrote the {SECTION} parts of benchmarks/results.md of "
+              f"{', '.join(model_id(ref) for ref in refs)}", file=sys.stderr)
 
 
-def model_section(ref, args) -> list[str]:
-    """The table of one model."""
+def protocol() -> str:
+    """The section's own text: what every model's part measures."""
+    return "\n".join([
+        "## `mtools continue`: musical statistics of the output vs the validation data",
+        "", "Written by `benchmarks/bench_continue_stats.py`, one part per model below (a "
+        "run rewrites the parts of the models it measured; each part says when and how).", "",
+        f"Each validation piece (a bar-aligned line of the model's own training corpus, "
+        f"validation split, in a meter of {'/'.join(map(str, BAR_STEPS))} steps a bar) gives a "
+        f"{PRIMER_BARS}-bar primer and its real next {NEW_BARS} bars; the model continues each "
+        "primer --outputs times in one batch (seed = 1 + piece index, at the temperature each "
+        "table names); the n-gram samples the same way. Statistics look at the new 8 bars; "
+        "repetition compares them with everything before them, primer included. close?: the "
+        "model's mean lies within 0.5 SD of the data's pieces (d = |Δ| / SD; a statistic the "
+        f"data never varies must match); interval histograms: TV distance ≤ {TV_CLOSE}."])
+
+
+def model_section(ref, args, command: str) -> list[str]:
+    """One model's part: its heading, the run (machine and command, as it
+    ended) and the model, and its tables."""
     from mtools.training import corpora
 
     spec = model_spec(ref)
@@ -339,9 +347,10 @@ def model_section(ref, args) -> list[str]:
         sides["ngram"] = side_summary(cases, ngram_pieces(spec, sources, cases, args.outputs,
                                                           order, 1))
     meters = sorted({f"{c.steps_per_bar} steps" for c in cases})
-    notes = ["", f"### `{model_id(ref)}`", "",
+    notes = [f"### `{model_id(ref)}`", "",
+             machine_info(["mtools", "onnxruntime", "numpy"], command), describe_model(ref), "",
              f"Data: {', '.join(sources)}, validation split; {len(cases)} pieces "
-             f"(bars of {', '.join(meters)}).",
+             f"(bars of {', '.join(meters)}); {args.outputs} continuations of each.",
              *(["Drum velocities of new hits come from the card's velocity table (median per "
                 "class and 16th, scaled to the primer, varied as much as a drummer varies one "
                 "cell: the card's velocity_spread), not from the network; the n-gram has "
