@@ -1,5 +1,6 @@
 """Shared pieces of the benchmark scripts: repeated timings, machine facts,
-and benchmarks/results.md, where each script owns one section.
+and benchmarks/results.md, where each script owns one section (and may own
+per-model parts after it, named `section:model`).
 
 A section lies between `<!-- BEGIN name -->` and `<!-- END name -->`; a
 script rewrites only its own, so the scripts can run in any order and a rerun
@@ -133,8 +134,8 @@ def _cpu_model() -> str:
 
 def write_section(name: str, body: str, path: Path = RESULTS_MD, after: str | None = None) -> None:
     """Put `body` between this section's markers in results.md, replacing
-    what was there. A new section goes after the last section whose name
-    starts with `after` (a benchmark's per-model parts follow its own
+    what was there. A new section goes after the last section named
+    `after` or `after:…` (a benchmark's per-model parts follow its own
     section), else at the end."""
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     block = f"{begin}\n{body.strip()}\n{end}"

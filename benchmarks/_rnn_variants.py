@@ -97,28 +97,36 @@ def torch_twin(rnn: EventRnn, module, threads: int) -> EventRnn:
 
 
 # ONNX Runtime kernels that multiply by the weights (after its graph
-# fusions and dynamic quantization): the work a bigger batch shares.
-WEIGHT_KERNELS = ("DynamicQuantizeMatMul", "DynamicQuantizeLSTM", "LSTM", "Gemm",
-                  "MatMulInteger", "DynamicQuantizeLinear")
+# fusions and dynamic quantization): the work a bigger batch shares. A fused
+# LSTM kernel also computes its gates, so in a plain LSTM graph nearly all
+# of the step counts here.
+WEIGHT_KERNELS = ("DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger", "Gemm",
+                  "DynamicQuantizeLSTM", "LSTM")
 
 
 def weight_share(path: Path, batch: int, calls: int = 200) -> tuple[float, float]:
     """ONNX Runtime's own profile of `calls` network steps at `batch` (zero
-    inputs, the CLI's threads): (kernel µs per step, share of it in weight
-    products). The rest is work each sequence brings on its own, which a
-    batch cannot share: element-wise gates, attention over the stored
-    outputs, copies of the state."""
+    inputs and state; threads as the CLI sets them): (kernel µs per step,
+    share of it in the weight kernels above). The rest is work each sequence
+    brings on its own, which a batch cannot share: attention over the stored
+    outputs, separate gate and element-wise nodes, copies of the state."""
     import json
     import tempfile
 
     import onnxruntime
 
+    from mtools.runtime import resolve_threads
+
     options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = resolve_threads()
+    options.inter_op_num_threads = 1
     options.enable_profiling = True
     with tempfile.TemporaryDirectory() as folder:
         options.profile_file_prefix = str(Path(folder) / "step")
         session = onnxruntime.InferenceSession(str(path), options,
                                                providers=["CPUExecutionProvider"])
+        if not all("batch" in item.shape for item in session.get_inputs()):
+            raise ValueError(f"{path}: an input without a 'batch' dimension")
         feeds = {item.name: np.zeros([batch if dim == "batch" else dim if isinstance(dim, int)
                                       else 1 for dim in item.shape], np.float32)
                  for item in session.get_inputs()}

@@ -309,9 +309,10 @@ def goal_lines(names: list[str], e2e: dict[str, Stats], generation: dict,
                      f"batch-1 throughput: {ok} ({ratio:.1f}×; with one ONNX Runtime thread "
                      f"{single:.1f}×; the network step alone scales {BATCHES[1] * one / many:.1f}×, "
                      "the ratio's limit as the per-step Python work shrinks; at batch "
-                     f"{BATCHES[1]} products by the weights are {shares[name]:.0%} of the step's "
-                     "kernel time in ONNX Runtime's profile, the rest is work each sequence "
-                     "brings on its own).")
+                     f"{BATCHES[1]} the kernels that multiply by the weights (fused LSTM kernels "
+                     f"with their gates) take {shares[name]:.0%} of the step's kernel time in "
+                     "ONNX Runtime's profile, the rest is work each sequence brings on its "
+                     "own).")
     return lines
 
 

@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # tiny models: threads only add overhead
 
+from mtools.errors import UsageError  # noqa: E402
 from mtools.models.encoding import LookbackEncoding, melody_event_ids, melody_ids_to_events  # noqa: E402
 from mtools.models.sequence import EventRnn, SearchOptions, generate, score_sequences  # noqa: E402
 from mtools.runtime import load_session  # noqa: E402
@@ -147,3 +148,7 @@ def test_training_lowers_loss_checkpoints_and_resumes(tmp_path):
     again = Trainer(EventLSTM(38, 38, hidden=32, layers=1, dropout=0.0), model.kind, sampler,
                     sampler, TrainConfig(**{**config.__dict__, "max_steps": 80}), tmp_path)
     assert again.history.step == 60 and again.run().step == 80
+    with pytest.raises(UsageError, match="different network.*") as caught:  # e.g. new inputs
+        Trainer(EventLSTM(40, 38, hidden=32, layers=1, dropout=0.0), model.kind, sampler,
+                sampler, config, tmp_path)
+    assert "--fresh" in caught.value.hint

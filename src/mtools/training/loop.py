@@ -173,7 +173,14 @@ class Trainer:
         if not path.exists():
             return
         state = torch.load(path, weights_only=True, map_location="cpu")
-        self.model.load_state_dict(state["state_dict"])
+        try:
+            self.model.load_state_dict(state["state_dict"])
+        except RuntimeError as error:  # another network's weights: sizes or names differ
+            from mtools.errors import UsageError
+
+            raise UsageError(f"{self.run_dir} holds a run of a different network than this "
+                             f"config builds ({str(error).splitlines()[0]})",
+                             hint="pass --fresh to start over, or --run-dir DIR") from error
         self.optimizer.load_state_dict(state["optimizer"])  # its state moves to the weights' device
         self.history = History(**state["history"])
         self.rng = np.random.default_rng([self.config.seed, self.history.step])

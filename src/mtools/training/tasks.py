@@ -95,12 +95,13 @@ def _drums_spec(config: str = "drum_kit", attention: bool = False) -> ModelSpec:
 
 def _improv_spec(config: str = "chord_pitches_improv", attention: bool = False) -> ModelSpec:
     """Magenta's chord_pitches_improv; with attention, also lookback inputs
-    and repeat classes (lookback_rnn's kind) at 16, 32, 48 and 64 steps:
-    one bar of 4/4 and four bars of 2/4, 6/8 and 4/4. Nottingham's
-    validation tunes repeat a 2-bar window in 87 of 677 windows, 79 of
-    them exactly four bars back (a phrase played again), which neither
-    Magenta's 1- and 2-bar lookbacks nor 40 steps of attention reach; the
-    network without lookbacks never repeated one."""
+    and repeat classes (lookback_rnn's kind) at 16, 32, 48 and 64 steps and
+    a 6-bit step counter: one bar of 4/4, and four bars of 2/4 (32), of 3/4
+    or 6/8 (48) and of 4/4 (64). Nottingham's validation tunes repeat a
+    2-bar window in 87 of 677 windows, 79 of them exactly four bars back (a
+    phrase played again). Magenta's 1- and 2-bar lookbacks (16, 32) and 40
+    steps of attention reach that far only in 2/4; the network without
+    lookbacks never repeated a window."""
     from mtools.models.improv_rnn import CONTROL_SIZE, TRANSPOSITIONS, chord_controls, \
         transpose_example
     from mtools.models.events import squash_melody
@@ -123,9 +124,10 @@ def _improv_spec(config: str = "chord_pitches_improv", attention: bool = False) 
         semitones = int(rng.choice(TRANSPOSITIONS))
         return Example(*transpose_example(example.ids, example.control, semitones, low, high))
 
-    description = ("melody over chords with lookbacks of 1 and 4 bars and attention over 40 "
-                   "steps (chord_pitches_improv chords, lookback_rnn-style melody inputs, "
-                   "attention_rnn network; not a Magenta config)" if attention else
+    description = ("melody over chords with lookbacks at 16, 32, 48 and 64 steps (up to 4 "
+                   "bars) and attention over 40 steps (chord_pitches_improv chords, "
+                   "lookback_rnn-style melody inputs, attention_rnn network; not a Magenta "
+                   "config)" if attention else
                    "melody over chords (Magenta chord_pitches_improv)")
     return ModelSpec("improv_rnn", config, encoding, card, ("nottingham",),
                      corpora.load_lead_sheets, to_example,
