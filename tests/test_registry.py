@@ -220,3 +220,16 @@ def test_bundled_cards_are_valid(monkeypatch):
     for card in list_models():
         if card.card_path.parent == registry.BUNDLED_DIR:
             assert resolve_model(card.spec).card == card
+
+
+def test_every_bundled_family_has_one_default(monkeypatch):
+    # `--model drums_rnn` must name a model: a re-exported card once lost its flag.
+    monkeypatch.delenv(registry.MODEL_PATH_ENV, raising=False)
+    families: dict[str, list] = {}
+    for card in list_models():
+        if card.card_path.parent == registry.BUNDLED_DIR:
+            families.setdefault(card.name, []).append(card)
+    for name, cards in families.items():
+        defaults = [card.spec for card in cards if card.default]
+        assert len(cards) == 1 or len(defaults) == 1, (name, defaults)
+        assert resolve_model(name).card.name == name
