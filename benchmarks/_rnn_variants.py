@@ -115,11 +115,9 @@ def weight_share(path: Path, batch: int, calls: int = 200) -> tuple[float, float
 
     import onnxruntime
 
-    from mtools.runtime import resolve_threads
+    from mtools.runtime import _session_options, resolve_threads
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = resolve_threads()
-    options.inter_op_num_threads = 1
+    options = _session_options(onnxruntime, resolve_threads())  # as the CLI's sessions
     options.enable_profiling = True
     with tempfile.TemporaryDirectory() as folder:
         options.profile_file_prefix = str(Path(folder) / "step")

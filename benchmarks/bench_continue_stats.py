@@ -35,10 +35,10 @@ from _music_stats import (TV_CLOSE, cell, close_cell, drum_stats, interval_histo
 from _results import machine_info, write_section
 
 from mtools.models.events import melody_major_key, melody_to_notes
+from mtools.models.registry import BUNDLED_DIR
 from mtools.score import ChordSymbol, Score, Tempo, TimeSignature, make_score
 
 SECTION = "bench_continue_stats"
-BUNDLED = (ROOT / "src" / "mtools" / "models" / "bundled").resolve()
 PRIMER_BARS, NEW_BARS = 2, 8
 DEFAULT_NGRAM_ORDER = 5
 BAR_STEPS = (8, 12, 16, 24)  # meters used: 2/4, 3/4 and 6/8, 4/4, 12/8 (odd ABC meters left out)
@@ -285,20 +285,18 @@ def main() -> None:
                           "benchmarks/bench_continue_stats.py", *sys.argv[1:]])
     refs = chosen_models(args.model, "bench_continue_stats")
     header = protocol()
-    parts = {f"{SECTION}:{model_id(ref)}": "\n".join(model_section(ref, args, command))
-             for ref in refs}
-    print("\n\n".join([header, *parts.values()]))
+    parts = ["\n".join(model_section(ref, args, command)) for ref in refs]
+    print("\n\n".join([header, *parts]))
     if args.no_write:
         return
     write_section(SECTION, header)
-    for ref in refs:
+    for ref, part in zip(refs, parts):
         # A candidate file's part would pose as the shipped model's.
-        if ref.onnx_path.parent.resolve() != BUNDLED:
+        if ref.onnx_path.parent.resolve() != BUNDLED_DIR.resolve():
             print(f"bench_continue_stats: {ref.onnx_path} is not bundled; its part is "
                   "printed above, not written", file=sys.stderr)
             continue
-        write_section(f"{SECTION}:{model_id(ref)}", parts[f"{SECTION}:{model_id(ref)}"],
-                      after=SECTION)
+        write_section(f"{SECTION}:{model_id(ref)}", part, after=SECTION)
         print(f"bench_continue_stats: wrote the part of {model_id(ref)} in "
               "benchmarks/results.md", file=sys.stderr)
 
