@@ -26,7 +26,7 @@ from mtools.models.registry import resolve_model  # noqa: E402
 from mtools.score import Note, Score, Tempo, TimeSignature  # noqa: E402
 from mtools.training.music_vae import VaeLoss, groove_loss, parity_error  # noqa: E402
 from mtools.training.nets import MusicVAENet  # noqa: E402
-from mtools.training.vae_windows import transpose_ids  # noqa: E402
+from mtools.training.vae_windows import find_config, load_windows, transpose_ids  # noqa: E402
 
 MELODY = VaeSpace("melody", 32)
 DRUMS = VaeSpace("drums", 32)
@@ -194,6 +194,66 @@ def test_free_bits_spare_a_small_kl_and_charge_a_large_one():
         charged = VaeLoss(beta=1.0, free_bits=0.0)(model, batch)[0]
         none = VaeLoss(beta=0.0, free_bits=0.0)(model, batch)[0]
     assert float(free) == pytest.approx(float(none)) and float(charged) > float(none)
+
+
+def test_scheduled_sampling_starts_teacher_forced_and_ends_on_the_decoders_own_draws():
+    loss = VaeLoss(beta=0.0, free_bits=0.0, sampling_rate=100.0,
+                   feature_table=torch.from_numpy(DRUMS.features(np.arange(512)[None])[0]))
+    assert loss.true_input_probability() == pytest.approx(100 / 101)
+    loss.start_step(100_000)
+    assert loss.true_input_probability() < 1e-6
+    torch.manual_seed(0)
+    model = MusicVAENet(9, 512, z_size=4, enc_hidden=4, dec_hidden=4, dec_layers=1)
+    ids = torch.from_numpy(np.random.default_rng(0).integers(0, 512, size=(3, 32)))
+    features = torch.from_numpy(DRUMS.features(ids.numpy()))
+    z = torch.zeros(3, 4)
+    mixed = loss._scheduled(model, z, features, ids)
+    # every row is some class's features, and with this little model they are
+    # not the true ones (the draws come from its own, nearly uniform, softmax)
+    assert set(mixed.reshape(-1).tolist()) <= {0.0, 1.0}
+    assert (mixed != features).any(dim=2).float().mean() > 0.9
+    loss.start_step(0)
+    assert torch.equal(VaeLoss(0.0, 0.0)._scheduled(model, z, features, ids), features)
+
+
+def test_the_schedule_follows_the_trainers_step_across_a_resume(tmp_path):
+    from mtools.training.loop import TrainConfig, Trainer
+
+    class Steps:
+        def __init__(self):
+            self.seen = []
+
+        def start_step(self, step):
+            self.seen.append(step)
+
+        def __call__(self, model, batch):
+            return model(batch).pow(2).mean(), torch.tensor(1.0)
+
+    class Batches:
+        def batch(self, rng):
+            return torch.ones(2, 3)
+
+        def fixed_batches(self, count):
+            return [torch.ones(2, 3)]
+
+    config = TrainConfig(batch_size=2, eval_every=2, max_steps=3, valid_crops=2)
+    first = Steps()
+    model = torch.nn.Linear(3, 1)
+    model.config = {}
+    Trainer(model, "linear", Batches(), Batches(), config, tmp_path, loss_fn=first).run()
+    again = Steps()
+    Trainer(model, "linear", Batches(), Batches(), replace(config, max_steps=5), tmp_path,
+            loss_fn=again).run()
+    assert first.seen == [0, 1, 2] and again.seen == [3, 4]
+
+
+def test_training_windows_of_a_config_with_a_hop_start_inside_bars(tunes):
+    config = replace(find_config("mel_2bar"), train_hop=4)
+    train = load_windows(config, (str(tunes),), "train")
+    by_bar = load_windows(find_config("mel_2bar"), (str(tunes),), "train")
+    valid = load_windows(config, (str(tunes),), "valid")
+    assert len(train) > 3 * len(by_bar)
+    assert np.array_equal(valid, load_windows(find_config("mel_2bar"), (str(tunes),), "valid"))
 
 
 # --- the command ------------------------------------------------------------------

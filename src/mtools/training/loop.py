@@ -149,7 +149,9 @@ class Trainer:
     into `run_dir`. `progress(history, message)` is called after each
     validation. Resumes from run_dir/last.pt when it exists. `train` and
     `valid` need `batch(rng)` and `fixed_batches(count)`; `loss_fn(model,
-    batch)` → (mean loss, weight) defaults to the event models' loss."""
+    batch)` → (mean loss, weight) defaults to the event models' loss; a
+    loss_fn with a `start_step(step)` method hears the step number before
+    each training step (a schedule that follows training, resumes included)."""
 
     def __init__(self, model: nn.Module, kind: str, train: CropSampler, valid: CropSampler,
                  config: TrainConfig, run_dir: Path, extra: dict | None = None,
@@ -194,6 +196,8 @@ class Trainer:
         while history.step < config.max_steps and history.evals_without_gain < config.patience:
             if (time.monotonic() - started) / 60 > config.max_minutes:
                 break
+            if hasattr(self.loss_fn, "start_step"):
+                self.loss_fn.start_step(history.step)
             loss, _ = self.loss_fn(self.model, to_device(self.train_data.batch(self.rng),
                                                          self.device))
             self.optimizer.zero_grad()

@@ -9,6 +9,7 @@ the reconstruction accuracies measured on the valid split."""
 
 from __future__ import annotations
 
+import math
 import shlex
 import shutil
 from dataclasses import dataclass, replace
@@ -66,24 +67,46 @@ class WindowBatches:
         return [self._batch(self.windows[picks[i:i + size]]) for i in range(0, len(picks), size)]
 
 
-@dataclass(frozen=True)
+@dataclass
 class VaeLoss:
     """Per window: reconstruction loss (summed over steps) + beta ·
     max(KL − free_bits, 0); the mean over windows. The reconstruction loss
     is the class NLL (a trio's summed over its parts' softmaxes), or for
     grooves the hits' binary cross-entropy plus the squared errors of
     velocity and offset where the true frame has a hit. Training draws z
-    from the posterior; validation uses its mean, so the figure is steady."""
+    from the posterior; validation uses its mean, so the figure is steady.
+
+    Scheduled sampling (`sampling_rate` k > 0, one-softmax spaces): while
+    training, each step's decoder input is the true previous step with
+    probability k / (k + exp(step / k)) (Magenta's inverse-sigmoid
+    schedule) and otherwise a class drawn from the decoder's own
+    prediction for that step, made by a first teacher-forced pass without
+    gradients (the two-pass form of Duckworth et al. 2019); the loss is
+    always against the true steps. The Trainer reports the step through
+    `start_step`. `feature_table` (classes, input_size): each class's
+    decoder features."""
 
     beta: float
     free_bits: float
     groove: bool = False
     segments: tuple[int, ...] = ()  # classes per part; () = one softmax over all
+    sampling_rate: float = 0.0
+    feature_table: torch.Tensor | None = None
+    step: int = 0
+
+    def start_step(self, step: int) -> None:
+        self.step = step
+
+    def true_input_probability(self) -> float:
+        k = self.sampling_rate
+        return 1.0 if k <= 0 else k / (k + math.exp(min(self.step / k, 700.0)))
 
     def __call__(self, model: MusicVAENet, batch) -> tuple[torch.Tensor, torch.Tensor]:
         encoder_inputs, features, targets = batch
         mu, sigma = model.encode(encoder_inputs)
         z = mu + sigma * torch.randn_like(sigma) if model.training else mu
+        if model.training and self.feature_table is not None:
+            features = self._scheduled(model, z, features, targets[..., 0])
         outputs = model.teacher_forced(z, features)
         if self.groove:
             recon = groove_loss(outputs, targets)
@@ -95,6 +118,28 @@ class VaeLoss:
         kl = (0.5 * (mu ** 2 + sigma ** 2 - 1) - torch.log(sigma.clamp(min=1e-8))).sum(1)
         loss = recon + self.beta * torch.clamp(kl - self.free_bits, min=0)
         return loss.mean(), torch.tensor(float(len(targets)))
+
+    def _scheduled(self, model: MusicVAENet, z: torch.Tensor, features: torch.Tensor,
+                   truth: torch.Tensor) -> torch.Tensor:
+        keep = self.true_input_probability()
+        if keep >= 1.0:
+            return features
+        with torch.no_grad():
+            logits = model.teacher_forced(z.detach(), features)
+            drawn = torch.distributions.Categorical(logits=logits).sample()
+        chosen = torch.where(torch.rand(truth.shape, device=truth.device) < keep, truth, drawn)
+        return self.feature_table.to(features.device)[chosen]
+
+
+def scheduled_loss(config: VaeConfig) -> VaeLoss:
+    """The loss `config` trains with (see VaeLoss)."""
+    space = config.space
+    table = None
+    if config.sampling_rate > 0 and space.kind in ("melody", "drums"):
+        table = torch.from_numpy(space.features(np.arange(space.num_classes)[None])[0])
+    return VaeLoss(config.beta, config.free_bits, groove=space.kind == "groove",
+                   segments=space.segments, sampling_rate=config.sampling_rate,
+                   feature_table=table)
 
 
 def groove_loss(outputs: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
@@ -138,8 +183,7 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
     space = config.space
     model = MusicVAENet(space.input_size, space.num_classes,
                         **{**NETWORK, **dict(config.network), **(request.network or {})})
-    loss = VaeLoss(config.beta, config.free_bits, groove=space.kind == "groove",
-                   segments=space.segments)
+    loss = scheduled_loss(config)
     trainer = Trainer(model, model.kind, WindowBatches(train, space, request.loop),
                       WindowBatches(valid, space, request.loop, transpose=False), request.loop,
                       request.run_dir, extra={"spec": config.spec},
@@ -248,7 +292,10 @@ def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
         "default": config.name == DEFAULT_CONFIG, "description": config.description,
         "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
         "hyperparameters": {**model.config, "architecture": model.__doc__.split(".")[0],
-                            "beta": config.beta, "free_bits_nats": config.free_bits},
+                            "beta": config.beta, "free_bits_nats": config.free_bits,
+                            **({"scheduled_sampling": "inverse sigmoid, rate "
+                                f"{config.sampling_rate:g} (see mtools.training.music_vae.VaeLoss)"}
+                               if config.sampling_rate > 0 else {})},
         "encoding": config.space.to_card(),
         "training": {
             "datasets": list(request.sources),
@@ -256,7 +303,8 @@ def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
             "split": "the pieces' fixed train/valid split (see mtools.training.corpora); "
                      "windows of train pieces train, windows of valid pieces select and measure",
             "windows": f"{config.space.steps} steps starting on every 16-step bar line of pieces "
-                       "whose bar divides 16 steps, each piece padded with silence to whole "
+                       "whose bar divides 16 steps (training windows: every "
+                       f"{config.train_hop} steps), each piece padded with silence to whole "
                        "bars; a window starting inside a held note strikes it; melodies "
                        f"transposed by up to ±{TRANSPOSE} semitones while training",
             "train_windows": train_windows, "valid_windows": valid_windows,

@@ -29,6 +29,8 @@ class VaeConfig:
     free_bits: float = 48.0
     task: str = "interpolate"  # the command that plays it
     network: tuple = ()  # (name, value) pairs over the default network (nets.MusicVAENet)
+    train_hop: int = 16  # training windows start every this many steps (valid: every bar)
+    sampling_rate: float = 0.0  # scheduled sampling (see music_vae.VaeLoss); 0 = always teacher-forced
 
     @property
     def spec(self) -> str:
@@ -40,7 +42,8 @@ CONFIGS = {
                           "2-bar melodies ↔ z (Magenta cat-mel_2bar_small layout)"),
     "drums_2bar": VaeConfig("drums_2bar", VaeSpace("drums", 32), ("groove",),
                             "2-bar drum patterns, 9 classes as 512 sets ↔ z "
-                            "(Magenta cat-drums_2bar_small layout)"),
+                            "(Magenta cat-drums_2bar_small layout)",
+                            train_hop=4, sampling_rate=1000.0, network=(("dropout", 0.2),)),
     "mel_16bar": VaeConfig("mel_16bar", VaeSpace("melody", 256), ("music21:folk", "nottingham"),
                            "16-bar melodies ↔ z, hierarchical decoder: a conductor over 16 bars "
                            "(Magenta hierdec-mel_16bar layout)",
@@ -74,8 +77,9 @@ def find_config(name: str | None) -> VaeConfig:
 def load_windows(config: VaeConfig, sources, part: str, progress=None) -> np.ndarray:
     """All windows of one split part of the sources: of melodies (or drum
     tracks, grooves, trios) whose bar divides the window, starting on
-    every bar line of 16 steps, empty windows left out. Ids (n, steps), or
-    groove frames (n, steps, 27)."""
+    every bar line of 16 steps (training windows: every `config.train_hop`
+    steps), empty windows left out. Ids (n, steps), or groove frames (n,
+    steps, 27)."""
     from mtools.training.trios import load_trios
 
     space = config.space
@@ -88,7 +92,8 @@ def load_windows(config: VaeConfig, sources, part: str, progress=None) -> np.nda
             lines = corpora.split(lines, part)
         for line in lines:
             if space.steps % line.steps_per_bar == 0 and 16 % line.steps_per_bar == 0:
-                rows.append(_line_windows(line, space))
+                rows.append(_line_windows(line, space, config.train_hop if part == "train"
+                                          else 16))
     rows = [r for r in rows if len(r)]
     if rows:
         return np.concatenate(rows)
