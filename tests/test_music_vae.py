@@ -216,6 +216,20 @@ def test_scheduled_sampling_starts_teacher_forced_and_ends_on_the_decoders_own_d
     assert torch.equal(VaeLoss(0.0, 0.0)._scheduled(model, z, features, ids), features)
 
 
+def test_free_running_logits_are_teacher_forced_ones_on_the_decoders_own_choices():
+    torch.manual_seed(1)
+    model = MusicVAENet(9, 512, z_size=4, enc_hidden=4, dec_hidden=6, dec_layers=2,
+                        bars=2, conductor_hidden=5).eval()
+    table = torch.from_numpy(DRUMS.features(np.arange(512)[None])[0])
+    z = torch.randn(3, 4)
+    with torch.no_grad():
+        free = model.free_running(z, 32, table)
+        chosen = free.argmax(dim=2)
+        forced = model.teacher_forced(z, table[chosen])
+    assert free.shape == (3, 32, 512)
+    assert torch.allclose(free, forced, atol=1e-5)
+
+
 def test_the_schedule_follows_the_trainers_step_across_a_resume(tmp_path):
     from mtools.training.loop import TrainConfig, Trainer
 
@@ -370,6 +384,38 @@ def test_train_exports_a_card_that_eval_reproduces(tunes, tmp_path):
     measured = json.loads(figures.stdout)
     for key in ("windows", "accuracy_teacher_forced", "accuracy_sampled", "kl_per_window"):
         assert measured[key] == card.metrics[key]
+
+
+def test_a_new_run_can_start_from_an_export_and_a_resume_keeps_its_note(tunes, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["train", "music_vae", "--config", "mel_2bar", "--data", tunes, "--hidden", "8",
+              "--batch-size", "4", "--quiet"]
+    assert run([*common, "--out", first, "--run-dir", tmp_path / "run1", "--max-steps", "2"]).code == 0
+    export = first / "music_vae-mel_2bar.onnx"
+    started = run([*common, "--out", second, "--run-dir", tmp_path / "run2", "--max-steps", "0",
+                   "--init-from", export, "--sampling-rate", "50"])
+    assert started.code == 0, started.stderr
+    card = resolve_model(str(second / "music_vae-mel_2bar.json")).card
+    assert card.training["initialised_from"]["file"] == export.name
+    assert card.training["initialised_from"]["its_steps"] == 2
+    assert "--init-from" in card.training["command"] and "rate 50" in str(card.hyperparameters)
+    earlier = resolve_model(str(export)).card
+    for key in ("accuracy_teacher_forced", "accuracy_sampled", "kl_per_window"):
+        assert card.metrics[key] == pytest.approx(earlier.metrics[key], abs=1e-4)
+    resumed = run([*common, "--out", second, "--run-dir", tmp_path / "run2", "--max-steps", "1"])
+    assert resumed.code == 0, resumed.stderr
+    card = resolve_model(str(second / "music_vae-mel_2bar.json")).card
+    assert card.training["initialised_from"]["file"] == export.name
+
+
+def test_init_from_refuses_another_network_and_other_families(tunes, tmp_path, mel_path):
+    wider = run(["train", "music_vae", "--config", "mel_2bar", "--data", tunes, "--hidden", "16",
+                 "--out", tmp_path, "--run-dir", tmp_path / "run", "--max-steps", "0",
+                 "--init-from", mel_path, "--quiet"])
+    assert wider.code != 0
+    assert "in the file" in wider.stderr or "computes something else" in wider.stderr
+    other = run(["train", "melody_rnn", "--init-from", mel_path, "--out", tmp_path])
+    assert other.code == 2 and "music_vae only" in other.stderr
 
 
 # --- grooves (GrooVAE): humanize and drumify ---------------------------------------

@@ -71,6 +71,16 @@ def train(
     hours: Annotated[Optional[float], typer.Option(
         "--hours", min=0.01, metavar="H",
         help="onsets_frames: hours of rendered training audio (validation: a twelfth).")] = None,
+    init_from: Annotated[Optional[str], typer.Option(
+        "--init-from", metavar="MODEL",
+        help="music_vae: start a new run from the weights of this float export (a bundled "
+             "name such as music_vae:drums_2bar, or an .onnx path) instead of at random; "
+             "checked by parity, ignored when the run folder holds a run to resume.")] = None,
+    sampling_rate: Annotated[Optional[float], typer.Option(
+        "--sampling-rate", min=0.0, metavar="K",
+        help="music_vae: scheduled sampling's inverse-sigmoid rate (the chance of a true "
+             "decoder input at step s is K / (K + exp(s / K)); 0 = always the true input; "
+             "default: the config's).")] = None,
     export_only: Annotated[bool, typer.Option(
         "--export-only", help="Export the run's best checkpoint without training more.")] = False,
     device: Annotated[str, typer.Option(
@@ -93,6 +103,9 @@ def train(
             print(f"mtools train: {message}", file=sys.stderr, flush=True)
 
     device = _train_device(device)
+    if model != "music_vae" and (init_from is not None or sampling_rate is not None):
+        from mtools.errors import UsageError
+        raise UsageError("--init-from and --sampling-rate apply to music_vae only")
 
     if model == "coconet":
         network = {k: v for k, v in {"filters": hidden, "layers": layers}.items() if v is not None}
@@ -116,7 +129,7 @@ def train(
         network = {k: v for k, v in {"enc_hidden": hidden, "dec_hidden": hidden,
                                      "dec_layers": layers}.items() if v is not None}
         _train_music_vae(config, data, out, run_dir, fresh, export_only, max_minutes, max_steps,
-                         batch_size, seed, device, network, say)
+                         batch_size, seed, device, network, say, init_from, sampling_rate)
         return
     spec = find_spec(model, config)
     loop = with_limits(TrainConfig(), max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
@@ -178,7 +191,7 @@ def _train_transcriber(instrument, out, run_dir, fresh, export_only, max_minutes
 
 
 def _train_music_vae(config, data, out, run_dir, fresh, export_only, max_minutes, max_steps,
-                     batch_size, seed, device, network, say) -> None:
+                     batch_size, seed, device, network, say, init_from, sampling_rate) -> None:
     from mtools.training.music_vae import LOOP, VaeRequest, default_run_dir, train_music_vae
     from mtools.training.vae_windows import find_config
     from mtools.training.run import with_limits
@@ -186,8 +199,13 @@ def _train_music_vae(config, data, out, run_dir, fresh, export_only, max_minutes
     vae = find_config(config)
     loop = with_limits(LOOP, max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
                        batch_size=batch_size, seed=seed, device=device)
+    init = None
+    if init_from is not None:
+        from mtools.models.registry import resolve_model
+        init = resolve_model(init_from).onnx_path
     request = VaeRequest(vae, tuple(data or vae.default_sources), out,
-                         run_dir or default_run_dir(vae), loop, network, fresh)
+                         run_dir or default_run_dir(vae), loop, network, fresh, init,
+                         sampling_rate)
     train_music_vae(request, progress=say)
 
 

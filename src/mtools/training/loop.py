@@ -151,15 +151,18 @@ class Trainer:
     `valid` need `batch(rng)` and `fixed_batches(count)`; `loss_fn(model,
     batch)` → (mean loss, weight) defaults to the event models' loss; a
     loss_fn with a `start_step(step)` method hears the step number before
-    each training step (a schedule that follows training, resumes included)."""
+    each training step (a schedule that follows training, resumes included).
+    `validate_first`: validate the weights before the first step (a run
+    that starts from trained weights then never ends worse than them)."""
 
     def __init__(self, model: nn.Module, kind: str, train: CropSampler, valid: CropSampler,
                  config: TrainConfig, run_dir: Path, extra: dict | None = None,
-                 progress: Callable | None = None, loss_fn: Callable = masked_loss):
+                 progress: Callable | None = None, loss_fn: Callable = masked_loss,
+                 validate_first: bool = False):
         self.device = torch.device(config.device)
         self.model, self.kind, self.train_data, self.config = model.to(self.device), kind, train, \
             config
-        self.loss_fn = loss_fn
+        self.loss_fn, self.validate_first = loss_fn, validate_first
         self.valid_batches = [to_device(b, self.device)
                               for b in valid.fixed_batches(config.valid_crops)]
         self.run_dir, self.extra = Path(run_dir), extra or {}
@@ -193,6 +196,8 @@ class Trainer:
         config, history = self.config, self.history
         started, last_save = time.monotonic() - history.seconds, time.monotonic()
         loss = torch.tensor(float("nan"))
+        if self.validate_first and not history.log:  # a warm start: its weights are a candidate
+            self._validate(float("nan"))
         while history.step < config.max_steps and history.evals_without_gain < config.patience:
             if (time.monotonic() - started) / 60 > config.max_minutes:
                 break
@@ -221,7 +226,8 @@ class Trainer:
     def _validate(self, train_loss: float) -> None:
         history = self.history
         valid = evaluate(self.model, self.valid_batches, self.loss_fn)
-        history.log.append({"step": history.step, "train": round(train_loss, 4),
+        history.log.append({"step": history.step,
+                            "train": None if math.isnan(train_loss) else round(train_loss, 4),
                             "valid": round(valid, 4), "seconds": round(history.seconds)})
         if valid < history.best_valid - 1e-4:
             history.best_valid, history.best_step, history.evals_without_gain = valid, history.step, 0

@@ -9,6 +9,7 @@ the reconstruction accuracies measured on the valid split."""
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import shutil
@@ -84,7 +85,10 @@ class VaeLoss:
     gradients (the two-pass form of Duckworth et al. 2019); the loss is
     always against the true steps. The Trainer reports the step through
     `start_step`. `feature_table` (classes, input_size): each class's
-    decoder features."""
+    decoder features. A model trained so is validated as it will be used:
+    the reconstruction term is the NLL of the true steps while the decoder
+    runs free from z's mean, fed its own most likely classes (so the best
+    checkpoint is the one that reconstructs best when sampled)."""
 
     beta: float
     free_bits: float
@@ -105,9 +109,13 @@ class VaeLoss:
         encoder_inputs, features, targets = batch
         mu, sigma = model.encode(encoder_inputs)
         z = mu + sigma * torch.randn_like(sigma) if model.training else mu
-        if model.training and self.feature_table is not None:
-            features = self._scheduled(model, z, features, targets[..., 0])
-        outputs = model.teacher_forced(z, features)
+        table = self.feature_table
+        if table is not None and model.training:
+            outputs = model.teacher_forced(z, self._scheduled(model, z, features, targets[..., 0]))
+        elif table is not None:
+            outputs = model.free_running(z, features.shape[1], table.to(z.device))
+        else:
+            outputs = model.teacher_forced(z, features)
         if self.groove:
             recon = groove_loss(outputs, targets)
         else:
@@ -162,6 +170,8 @@ class VaeRequest:
     loop: TrainConfig = LOOP
     network: dict | None = None
     fresh: bool = False
+    init_from: Path | None = None  # a float export of this network to start a new run from
+    sampling_rate: float | None = None  # None: the config's
 
 
 def default_run_dir(config: VaeConfig) -> Path:
@@ -183,15 +193,49 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
     space = config.space
     model = MusicVAENet(space.input_size, space.num_classes,
                         **{**NETWORK, **dict(config.network), **(request.network or {})})
-    loss = scheduled_loss(config)
+    init = _warm_start(request, model, progress)
+    loss = scheduled_loss(config if request.sampling_rate is None
+                          else replace(config, sampling_rate=request.sampling_rate))
     trainer = Trainer(model, model.kind, WindowBatches(train, space, request.loop),
                       WindowBatches(valid, space, request.loop, transpose=False), request.loop,
                       request.run_dir, extra={"spec": config.spec},
-                      progress=lambda history, message: progress(message), loss_fn=loss)
+                      progress=lambda history, message: progress(message), loss_fn=loss,
+                      validate_first=init is not None)
     history = trainer.run()
     best, trained_with = load_best(request.run_dir)
     return export_music_vae(replace(request, loop=trained_with), best, history, len(train), valid,
-                            progress)
+                            progress, init)
+
+
+def _warm_start(request: VaeRequest, model: MusicVAENet, progress: Progress) -> dict | None:
+    """With --init-from and no checkpoint to resume: load the export's
+    weights (proved by parity) and return what the card says of them,
+    kept in the run folder for a resumed run; the run folder's own
+    checkpoint, when there is one, wins."""
+    from mtools.models.registry import file_sha256
+    from mtools.training.warm_start import load_exported
+
+    note_path = request.run_dir / "init_from.json"
+    if (request.run_dir / "last.pt").exists():
+        if request.init_from is not None:
+            progress(f"{request.run_dir} holds a run: resuming it (--init-from starts a new one)")
+        return json.loads(note_path.read_text()) if note_path.exists() else None
+    note_path.unlink(missing_ok=True)
+    path = request.init_from
+    if path is None:
+        return None
+    error = load_exported(model, path, parity_error)
+    note = {"file": path.name, "sha256": file_sha256(path),
+            "parity_max_abs_error": float(f"{error:.2e}")}
+    card = path.with_suffix(".json")
+    if card.exists():
+        earlier = json.loads(card.read_text()).get("training", {})
+        note.update({f"its_{k}": earlier[k] for k in ("command", "steps", "seconds")
+                     if k in earlier})
+    request.run_dir.mkdir(parents=True, exist_ok=True)
+    note_path.write_text(json.dumps(note, indent=1) + "\n")
+    progress(f"starting from the weights of {path} (parity {error:.1e})")
+    return note
 
 
 def export_graph(model: MusicVAENet, path: Path) -> None:
@@ -231,7 +275,7 @@ def parity_error(model: MusicVAENet, path: Path, seed: int = 0) -> float:
 
 
 def export_music_vae(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
-                     valid: np.ndarray, progress: Progress) -> Path:
+                     valid: np.ndarray, progress: Progress, init: dict | None = None) -> Path:
     from mtools.models.music_vae import MusicVae, vae_figures
     from mtools.models.registry import resolve_model
 
@@ -240,6 +284,8 @@ def export_music_vae(request: VaeRequest, model: MusicVAENet, history, train_win
     path = request.out_dir / f"{model_stem('music_vae', config.name)}.onnx"
     error = export_checked(model, path, export_graph, parity_error)
     card = _card(request, model, history, train_windows, len(valid))
+    if init is not None:
+        card["training"]["initialised_from"] = init
     write_card(card, path)
     progress(f"measuring reconstruction on {len(valid)} validation windows")
     net = MusicVae.from_ref(resolve_model(str(path)), device="cpu")
@@ -287,15 +333,15 @@ GROOVE_PROTOCOL = (
 def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
           valid_windows: int) -> dict:
     config = request.config
+    rate = config.sampling_rate if request.sampling_rate is None else request.sampling_rate
     return {
         "name": "music_vae", "config": config.name, "task": config.task,
         "default": config.name == DEFAULT_CONFIG, "description": config.description,
         "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
         "hyperparameters": {**model.config, "architecture": model.__doc__.split(".")[0],
                             "beta": config.beta, "free_bits_nats": config.free_bits,
-                            **({"scheduled_sampling": "inverse sigmoid, rate "
-                                f"{config.sampling_rate:g} (see mtools.training.music_vae.VaeLoss)"}
-                               if config.sampling_rate > 0 else {})},
+                            **({"scheduled_sampling": f"inverse sigmoid, rate {rate:g} (see "
+                                "mtools.training.music_vae.VaeLoss)"} if rate > 0 else {})},
         "encoding": config.space.to_card(),
         "training": {
             "datasets": list(request.sources),
@@ -326,5 +372,9 @@ def reproduce_command(request: VaeRequest) -> str:
         words += ["--hidden", str(network["dec_hidden"])]
     if network.get("dec_layers", NETWORK["dec_layers"]) != NETWORK["dec_layers"]:
         words += ["--layers", str(network["dec_layers"])]
+    if request.sampling_rate is not None:
+        words += ["--sampling-rate", f"{request.sampling_rate:g}"]
+    if request.init_from is not None:
+        words += ["--init-from", request.init_from.name]
     words += ["--max-minutes", f"{request.loop.max_minutes:g}", "--out", "DIR"]
     return " ".join(shlex.quote(word) for word in words)

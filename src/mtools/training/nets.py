@@ -250,6 +250,21 @@ class MusicVAENet(nn.Module):
         logits = self.decode(embedding, previous, *self.initial_state(embedding))[0]
         return logits.reshape(batch, steps, -1)
 
+    def free_running(self, z: torch.Tensor, steps: int, feature_table: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, steps, classes) of the decoder running free from z,
+        each step's input the features (feature_table[class]) of the class
+        it found most likely the step before (zero at a bar's start)."""
+        batch, bars = z.shape[0], self.config["bars"]
+        embedding = self.embeddings(z).reshape(batch * bars, -1)
+        state_h, state_c = self.initial_state(embedding)
+        previous = torch.zeros(batch * bars, 1, feature_table.shape[1], device=z.device)
+        logits = []
+        for _ in range(steps // bars):
+            step, state_h, state_c = self.decode(embedding, previous, state_h, state_c)
+            logits.append(step)
+            previous = feature_table[step.argmax(dim=2)]
+        return torch.cat(logits, dim=1).reshape(batch, steps, -1)
+
     def forward(self, sequence, z, embedding, step_inputs, state_h, state_c):
         mu, sigma = self.encode(sequence)
         embeddings = self.embeddings(z)
