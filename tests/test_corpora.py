@@ -96,6 +96,21 @@ def test_a_changed_folder_is_parsed_again(tmp_path, cache):
     assert len(corpora.load_melodies(str(tmp_path / "songs"), workers=1)) == 1
 
 
+def test_a_cache_stands_in_for_sources_missing_from_this_machine(tmp_path, cache):
+    import shutil
+
+    write_folder(tmp_path / "songs")
+    source = str(tmp_path / "songs")
+    parsed = corpora.load_melodies(source, workers=1)
+    shutil.rmtree(tmp_path / "songs")
+    cached = corpora.load_melodies(source)
+    assert [a.events.tolist() for a in cached] == [b.events.tolist() for b in parsed]
+    with pytest.raises(InputMissingError):
+        corpora.load_melodies(source, refresh=True)
+    with pytest.raises(InputMissingError):
+        corpora.load_drum_tracks(source)  # no cache of this kind
+
+
 def test_missing_sources_are_clear_errors(tmp_path, monkeypatch, cache):
     monkeypatch.setenv("MTOOLS_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(InputMissingError, match="MTOOLS_DATA"):

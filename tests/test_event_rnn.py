@@ -152,3 +152,9 @@ def test_training_lowers_loss_checkpoints_and_resumes(tmp_path):
         Trainer(EventLSTM(40, 38, hidden=32, layers=1, dropout=0.0), model.kind, sampler,
                 sampler, config, tmp_path)
     assert "--fresh" in caught.value.hint
+    (tmp_path / "last.pt").unlink()  # brought back without it: best.pt's weights and history
+    alone = Trainer(EventLSTM(38, 38, hidden=32, layers=1, dropout=0.0), model.kind, sampler,
+                    sampler, config, tmp_path)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert alone.history.step == best["history"]["step"]
+    assert all(torch.equal(alone.model.state_dict()[k], v) for k, v in best["state_dict"].items())

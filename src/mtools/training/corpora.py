@@ -14,7 +14,9 @@ Sources (the `source` argument of the loaders):
 <data> is $MTOOLS_DATA, else ../shared/data beside the repository. Caches
 live in cache_dir()/data as `<kind>-<source>.npz` with a JSON manifest
 (format version, fingerprint of the input files, counts, statistics); a
-cache is parsed again when either changes, or with `refresh=True`. Parsing
+cache is parsed again when either changes, or with `refresh=True`; where
+the source's files are missing (a machine given only the caches), an
+existing cache is used as it is. Parsing
 runs in `workers` processes and reports `progress(done, total, what)`.
 
 Every piece gets one part, "train" or "valid", before any windowing or
@@ -165,9 +167,17 @@ def read_manifest(kind: str, source: str) -> dict | None:
 
 
 def _load(kind: str, source: str, progress, refresh: bool, workers: int) -> list:
-    jobs, fingerprint = _jobs(source)
     npz, manifest_path = cache_paths(kind, source)
     manifest = read_manifest(kind, source)
+    try:
+        jobs, fingerprint = _jobs(source)
+    except InputMissingError:
+        # The source is not on this machine (a GPU machine given only the
+        # caches, say): its cache stands in for it when there is one.
+        if refresh or not manifest or manifest.get("format") != CACHE_FORMAT or not npz.is_file():
+            raise
+        with np.load(npz, allow_pickle=False) as arrays:
+            return _unpack(kind, arrays)
     if (not refresh and manifest and manifest.get("format") == CACHE_FORMAT
             and manifest.get("fingerprint") == fingerprint and npz.is_file()):
         with np.load(npz, allow_pickle=False) as arrays:

@@ -174,9 +174,14 @@ class Trainer:
         self._resume()
 
     def _resume(self) -> None:
+        """From last.pt; else from best.pt alone (a run brought back from
+        another machine without its optimizer's state: the weights and
+        history of the best validation, a fresh optimizer)."""
         path = self.run_dir / "last.pt"
         if not path.exists():
-            return
+            path = self.run_dir / "best.pt"
+            if not path.exists():
+                return
         state = torch.load(path, weights_only=True, map_location="cpu")
         try:
             self.model.load_state_dict(state["state_dict"])
@@ -186,10 +191,12 @@ class Trainer:
             raise UsageError(f"{self.run_dir} holds a run of a different network than this "
                              f"config builds ({str(error).splitlines()[0]})",
                              hint="pass --fresh to start over, or --run-dir DIR") from error
-        self.optimizer.load_state_dict(state["optimizer"])  # its state moves to the weights' device
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])  # state moves to the weights' device
         self.history = History(**state["history"])
         self.rng = np.random.default_rng([self.config.seed, self.history.step])
-        self.progress(self.history, f"resumed at step {self.history.step}")
+        self.progress(self.history, f"resumed at step {self.history.step}"
+                                    + ("" if "optimizer" in state else f" from {path.name}"))
 
     def run(self) -> History:
         """Train until early stopping or a limit; returns the history."""

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Train the models that need a GPU in one call on a lent GPU machine (the
+# `device` tool), and bring back their best weights. In three steps:
+#
+#   1. here:  scripts/gpu_train.sh prepare
+#      copies the data files and corpus caches the runs read into .device/
+#      (git-ignored; it travels with `carry`), about 6 MB.
+#   2. there: device run, carry [".device"], command
+#        bash scripts/gpu_train.sh run MINUTES [MODEL ...]
+#      trains each MODEL (default: coconet mel_16bar) in its own process, all
+#      at once on the one GPU, for MINUTES of training each, and leaves
+#      $OUT/MODEL/best.pt (the weights of the best validation, with their
+#      history) and $OUT/MODEL.log. A run killed at the call's limit still
+#      leaves its best.pt so far.
+#   3. here:  copy a returned MODEL/ folder to ~/.cache/mtools/runs/, then
+#        mtools train coconet --run-dir DIR --export-only --out models/
+#        mtools train music_vae --config mel_16bar --run-dir DIR --export-only --out models/
+#      exports, measures on the valid split and writes the card (a run
+#      folder with best.pt alone resumes from it; see training/loop.py).
+#
+# The GPU machine has python3 with torch, numpy, typer, onnx and onnxruntime
+# but no music21, mido or audio libraries, and reaches no network: the runs
+# use PYTHONPATH=src and read only what `prepare` put in .device/.
+#
+# Environment: GPU_TRAIN_DEVICE (default cuda; cpu to try the script here),
+# GPU_TRAIN_SMALL=1 (tiny networks, to try the script here), OUT (required
+# for `run`; the device tool sets it).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+KIT="$ROOT/.device"
+DATA_FILES=(jsb_chorales/Jsb16thSeparated.train_valid.npz js_fakes/js-fakes-16thSeparated.npz)
+MELODY_CACHES=(melodies-music21-folk melodies-nottingham)
+
+usage() {
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+    exit 2
+}
+
+prepare() {
+    local data=${MTOOLS_DATA:-$ROOT/../shared/data}
+    local cache=${MTOOLS_CACHE:-$HOME/.cache/mtools}
+    local python=${PYTHON:-$ROOT/.venv/bin/python}
+    rm -rf "$KIT"
+    mkdir -p "$KIT/data" "$KIT/cache/data"
+    for file in "${DATA_FILES[@]}"; do
+        mkdir -p "$KIT/data/$(dirname "$file")"
+        cp "$data/$file" "$KIT/data/$file"
+    done
+    # The melody caches (parsed here, where music21 and the MIDI files are).
+    MTOOLS_DATA=$data MTOOLS_CACHE=$cache "$python" -c '
+from mtools.training import corpora
+for source in ("music21:folk", "nottingham"):
+    print(source, len(corpora.load_melodies(source)), "melodies")'
+    for name in "${MELODY_CACHES[@]}"; do
+        cp "$cache/data/$name.npz" "$cache/data/$name.json" "$KIT/cache/data/"
+    done
+    du -sh "$KIT"
+}
+
+train_one() {  # model minutes device
+    local model=$1 minutes=$2 device=$3 small=${GPU_TRAIN_SMALL:-0}
+    local args
+    case $model in
+        coconet)
+            # 128 filters x 24 layers: 3.6M weights, a 14 MB best.pt (the
+            # device tool brings back files up to 16 MB).
+            args=(coconet --data jsb --data js_fakes --batch-size 64 --hidden 128 --layers 24)
+            [[ $small == 1 ]] && args=(coconet --data jsb --batch-size 4 --hidden 8 --layers 2) ;;
+        mel_16bar)
+            args=(music_vae --config mel_16bar --batch-size 256)
+            [[ $small == 1 ]] && args=(music_vae --config mel_16bar --batch-size 4 --hidden 8) ;;
+        *)
+            echo "gpu_train: unknown model $model (coconet, mel_16bar)" >&2
+            return 2 ;;
+    esac
+    # The export after training goes to a scratch folder: it is redone here.
+    timeout $(( ${minutes%.*} * 60 + 240 )) python3 -m mtools train "${args[@]}" \
+        --device "$device" --max-minutes "$minutes" --run-dir "$OUT/$model" \
+        --out "$KIT/out/$model"
+}
+
+run() {
+    [[ $# -ge 1 ]] || usage
+    local minutes=$1
+    shift
+    local models=("$@")
+    [[ ${#models[@]} -gt 0 ]] || models=(coconet mel_16bar)
+    : "${OUT:?set OUT to the folder whose files come back}"
+    [[ -d $KIT/data ]] || { echo "gpu_train: no .device/ here: run 'prepare' and carry it" >&2; exit 66; }
+    export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+    export MTOOLS_DATA="$KIT/data" MTOOLS_CACHE="$KIT/cache"
+    local device=${GPU_TRAIN_DEVICE:-cuda}
+    python3 -c 'import sys, torch
+cuda = torch.cuda.is_available()
+print("torch", torch.__version__, "on", torch.cuda.get_device_name(0) if cuda else "the CPU")
+sys.exit(0 if cuda or sys.argv[1] == "cpu" else 69)' "$device"
+    local pids=() model status=0
+    for model in "${models[@]}"; do
+        train_one "$model" "$minutes" "$device" > "$OUT/$model.log" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${!pids[@]}"; do
+        if ! wait "${pids[$i]}"; then
+            echo "gpu_train: ${models[$i]} failed; the end of its log:" >&2
+            status=1
+        fi
+        tail -n 5 "$OUT/${models[$i]}.log"
+    done
+    for model in "${models[@]}"; do
+        # last.pt (weights and optimizer) comes back only under 16 MB; best.pt does.
+        find "$OUT/$model" -maxdepth 1 \( -name last.pt -size +16M -o -name '.*.tmp' \) -delete \
+            2>/dev/null || true
+        ls -l "$OUT/$model" 2>/dev/null || true
+    done
+    return $status
+}
+
+case ${1:-} in
+    prepare) shift; prepare "$@" ;;
+    run) shift; run "$@" ;;
+    *) usage ;;
+esac
