@@ -102,6 +102,16 @@ def test_bad_options_give_the_documented_exit_codes(model, args, code):
     assert out.code == code and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
+@pytest.mark.parametrize("args", [
+    ["continue", "--temperature", "nan"], ["continue", "--bars", "inf"],
+    ["humanize", "--temperature", "nan"], ["transcribe", "--onset-threshold", "nan"],
+])
+def test_numbers_that_are_not_finite_are_refused_before_any_work(args):
+    # a NaN passes every min/max check: humanize once ran on with one until memory ran out
+    out = run(args)
+    assert out.code == 2 and "is not a finite number" in out.stderr, out.stderr
+
+
 def test_key_names_and_the_shift_to_c_and_back():
     assert [parse_key(k) for k in ("C", "D", "Bb", "F#m", "Am", "Ebm")] == [0, 2, 10, 9, 0, 6]
     space = MelodySpace(48, 84, 4, 0)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Optional
 
+import math
+
 import typer
 
 
@@ -32,6 +34,15 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+
+def finite(value: float | None) -> float | None:
+    """Option callback: NaN and infinities are no numbers a musician means
+    (and a NaN passes every min/max check)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 Inputs = Annotated[Optional[list[str]], typer.Argument(
     metavar="INPUT", show_default=False,
     help="Files or folders to read; none or '-' reads stdin.")]
@@ -56,7 +67,7 @@ DeviceOpt = Annotated[Optional[Device], typer.Option(
     "--device", envvar="MTOOLS_DEVICE", show_default=False, metavar="DEVICE",
     help="Where models run: auto (CUDA when it can really run, else CPU), cpu or cuda.")]
 Temperature = Annotated[float, typer.Option(
-    "--temperature", min=0.0, metavar="T", help="Sampling temperature: lower is safer, higher wilder.")]
+    "--temperature", callback=finite, min=0.0, metavar="T", help="Sampling temperature: lower is safer, higher wilder.")]
 NumOutputs = Annotated[int, typer.Option(
     "--num-outputs", "-n", min=1, metavar="N", help="How many outputs to generate per input.")]
 Jobs = Annotated[int, typer.Option(

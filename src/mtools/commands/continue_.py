@@ -45,13 +45,13 @@ def continue_(
         help='A primer melody as text instead of a file: MIDI pitches, "_" holds, '
              '"-" rests, one token per 16th note, e.g. "60 _ 62 - 64".')] = None,
     bars: Annotated[Optional[float], typer.Option(
-        "--bars", min=0.0, metavar="N", help="Generate N bars after the primer (default 8).")] = None,
+        "--bars", callback=opt.finite, min=0.0, metavar="N", help="Generate N bars after the primer (default 8).")] = None,
     steps: Annotated[Optional[int], typer.Option(
         "--steps", min=1, metavar="N", help="Generate N steps (16th notes) after the primer.")] = None,
     seconds: Annotated[Optional[float], typer.Option(
-        "--seconds", min=0.0, metavar="S", help="Generate S seconds after the primer.")] = None,
+        "--seconds", callback=opt.finite, min=0.0, metavar="S", help="Generate S seconds after the primer.")] = None,
     temperature: Annotated[Optional[float], typer.Option(
-        "--temperature", min=0.0, metavar="T",
+        "--temperature", callback=opt.finite, min=0.0, metavar="T",
         help="Sampling temperature: lower is safer, higher wilder (default: the model's own, "
              "on its card: the one whose output statistics came closest to its validation "
              "data; 1 where the card names none).")] = None,
@@ -65,7 +65,7 @@ def continue_(
     num_outputs: opt.NumOutputs = 1,
     seed: opt.Seed = None,
     qpm: Annotated[Optional[float], typer.Option(
-        "--qpm", min=1.0, metavar="BPM",
+        "--qpm", callback=opt.finite, min=1.0, metavar="BPM",
         help="Tempo in quarter notes per minute when the primer has none (its own wins).")] = None,
     key: Annotated[Optional[str], typer.Option(
         "--key", metavar="KEY",

@@ -58,10 +58,10 @@ def eval_(
         "--ref", metavar="MIDI",
         help="transcription: the reference MIDI of each audio input, in order.")] = None,
     onset_threshold: Annotated[Optional[float], typer.Option(
-        "--onset-threshold", min=0.0, max=1.0, metavar="P",
+        "--onset-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
         help="transcription: decode with this onset threshold (default: the model's).")] = None,
     frame_threshold: Annotated[Optional[float], typer.Option(
-        "--frame-threshold", min=0.0, max=1.0, metavar="P",
+        "--frame-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
         help="transcription: decode with this frame threshold (default: the model's).")] = None,
     device: opt.DeviceOpt = None,
     quiet: opt.Quiet = False,

@@ -59,7 +59,7 @@ def train(
     fresh: Annotated[bool, typer.Option(
         "--fresh", help="Discard the run folder's checkpoints and start over.")] = False,
     max_minutes: Annotated[Optional[float], typer.Option(
-        "--max-minutes", min=0.0, metavar="M", help="Stop when the run has trained M minutes in all (a resumed run counts its earlier minutes), then export.")] = None,
+        "--max-minutes", callback=opt.finite, min=0.0, metavar="M", help="Stop when the run has trained M minutes in all (a resumed run counts its earlier minutes), then export.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(
         "--max-steps", min=0, metavar="N", help="Stop after N optimizer steps in all.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, metavar="N",
@@ -69,7 +69,7 @@ def train(
     layers: Annotated[Optional[int], typer.Option("--layers", min=1, metavar="N",
                                                   help="LSTM layers (coconet: convolution layers; music_vae: decoder layers).")] = None,
     hours: Annotated[Optional[float], typer.Option(
-        "--hours", min=0.01, metavar="H",
+        "--hours", callback=opt.finite, min=0.01, metavar="H",
         help="onsets_frames: hours of rendered training audio (validation: a twelfth).")] = None,
     init_from: Annotated[Optional[str], typer.Option(
         "--init-from", metavar="MODEL",
@@ -77,7 +77,7 @@ def train(
              "name such as music_vae:drums_2bar, or an .onnx path) instead of at random; "
              "checked by parity, ignored when the run folder holds a run to resume.")] = None,
     sampling_rate: Annotated[Optional[float], typer.Option(
-        "--sampling-rate", min=0.0, metavar="K",
+        "--sampling-rate", callback=opt.finite, min=0.0, metavar="K",
         help="music_vae: scheduled sampling's inverse-sigmoid rate (the chance of a true "
              "decoder input at step s is K / (K + exp(s / K)); 0 = always the true input; "
              "default: the config's).")] = None,

@@ -38,15 +38,15 @@ def transcribe(
     output: opt.Output = None,
     model: opt.Model = "onsets_frames",
     onset_threshold: Annotated[Optional[float], typer.Option(
-        "--onset-threshold", min=0.0, max=1.0, metavar="P",
+        "--onset-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
         help="Onset probability that starts a note (higher: fewer, surer notes; "
              "default: the model's own, chosen on validation audio).")] = None,
     frame_threshold: Annotated[Optional[float], typer.Option(
-        "--frame-threshold", min=0.0, max=1.0, metavar="P",
+        "--frame-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
         help="Frame probability that keeps a note sounding (default: the model's "
              "own).")] = None,
     min_note_ms: Annotated[float, typer.Option(
-        "--min-note-ms", min=0.0, metavar="MS", help="Drop notes shorter than this.")] = 0.0,
+        "--min-note-ms", callback=opt.finite, min=0.0, metavar="MS", help="Drop notes shorter than this.")] = 0.0,
     program: Annotated[int, typer.Option(
         "--program", min=0, max=127, metavar="N",
         help="General MIDI program of the notes written (default 0, piano).")] = 0,
