@@ -111,6 +111,16 @@ def test_skip_existing_resumes_a_batch(tmp_path, song):
     assert (out / "song.mid").stat().st_mtime_ns == stamp
 
 
+def test_inputs_whose_outputs_share_a_name_are_refused_before_any_work(tmp_path, song):
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "tune.mid").write_bytes(song.read_bytes())
+    clash = run(["convert", tmp_path / "x" / "tune.mid", tmp_path / "y" / "tune.mid",
+                 "-o", f"{tmp_path}/out/"])
+    assert clash.code == 2 and "would both be written to" in clash.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_jobs_give_the_same_files_as_one_process(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -142,6 +152,27 @@ def test_output_format_follows_the_extension_and_to_wins(tmp_path, song):
     assert (tmp_path / "a.jsonl").read_bytes().startswith(b"{")
     assert run(["convert", song, "-o", tmp_path / "a.txt"]).code == 2
     assert run(["convert", song, "-o", tmp_path / "a.txt", "--to", "jsonl"]).code == 0
+    clash = run(["convert", song, "-o", tmp_path / "b.jsonl", "--to", "midi"])
+    assert clash.code == 2 and "--to says midi" in clash.stderr
+    assert not (tmp_path / "b.jsonl").exists()
+
+
+def test_o_writes_through_a_link_and_into_a_fifo(tmp_path, song):
+    import threading
+
+    (tmp_path / "target.jsonl").write_text("old")
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "target.jsonl")
+    assert run(["convert", song, "-o", tmp_path / "link.jsonl"]).code == 0
+    assert (tmp_path / "link.jsonl").is_symlink()
+    assert (tmp_path / "target.jsonl").read_text().startswith("{")
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    assert run(["convert", song, "-o", fifo]).code == 0
+    reader.join(timeout=30)
+    assert fifo.is_fifo() and got and got[0].startswith(b"{")
 
 
 def test_from_overrides_sniffing():

@@ -81,6 +81,19 @@ def test_from_scratch_with_nothing_piped_in(model, tmp_path):
     assert all(midi_to_score(f.read_bytes()).notes for f in files)
 
 
+def test_skip_existing_makes_a_missing_take_again(model, tmp_path):
+    path = tmp_path / "primer.mid"
+    path.write_bytes(score_to_midi(melody(PRIMER)))
+    args = ["continue", str(path), "--model", model, "--seed", "2", "--steps", "8", "-n", "2",
+            "-o", f"{tmp_path}/takes/", "--skip-existing"]
+    assert run(args).code == 0
+    (tmp_path / "takes" / "primer-2.mid").unlink()
+    again = run(args)
+    assert again.code == 0 and "skipped" not in again.stderr
+    assert (tmp_path / "takes" / "primer-2.mid").exists()
+    assert "skipped 1" in run(args).stderr
+
+
 def test_beam_search_runs_and_is_seeded(model):
     args = ["continue", "--model", model, "--primer", PRIMER, "--beam-size", "2",
             "--branch-factor", "3", "--steps-per-iteration", "4", "--seed", "9", "--to", "jsonl"]

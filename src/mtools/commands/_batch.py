@@ -35,19 +35,23 @@ class BatchSettings:
     quiet: bool = False
     progress: bool = False
     format: str = ""  # the output format name ("midi", "jsonl", "wav")
+    takes: int | None = None  # outputs per input (-n), when known before running
 
 
 def score_batch(output: str | None, to: str | None, *, jobs: int, skip_existing: bool,
-                quiet: bool, progress: bool, default: str = "midi") -> BatchSettings:
+                quiet: bool, progress: bool, default: str = "midi",
+                takes: int | None = None) -> BatchSettings:
     """Batch settings for a command that writes scores (MIDI/JSONL/WAV):
-    where (-o), in which format (--to, the -o extension, else `default`)."""
+    where (-o), in which format (--to, the -o extension, else `default`);
+    `takes`: outputs per input when the command knows it (-n)."""
     from mtools.io.formats import BINARY_FORMATS, FILE_EXTENSION, SINGLE_SCORE_FORMATS, \
         choose_output_format
 
     plan = OutputPlan.from_option(output)
     fmt = choose_output_format(to, plan, default)
     return BatchSettings(plan, FILE_EXTENSION[fmt], fmt in BINARY_FORMATS,
-                         fmt in SINGLE_SCORE_FORMATS, jobs, skip_existing, quiet, progress, fmt)
+                         fmt in SINGLE_SCORE_FORMATS, jobs, skip_existing, quiet, progress, fmt,
+                         takes if takes is None or fmt in SINGLE_SCORE_FORMATS else 1)
 
 
 def score_inputs(args: Sequence[str] | None) -> list[Input]:
@@ -83,6 +87,8 @@ def say(message: str) -> None:
 
 def _check_plan(inputs: Sequence[Input], settings: BatchSettings) -> None:
     plan = settings.plan
+    if plan.mode == "dir":
+        _check_distinct_names(inputs, settings)
     if settings.single_per_file and plan.mode != "dir" and len(inputs) > 1:
         where = "stdout" if plan.mode == "stdout" else f"-o {plan.path}"
         raise UsageError(f"{len(inputs)} inputs cannot all go to {where} as one "
@@ -91,6 +97,19 @@ def _check_plan(inputs: Sequence[Input], settings: BatchSettings) -> None:
         check_binary_stdout(settings.binary)
     if settings.skip_existing and plan.mode != "dir":
         raise UsageError("--skip-existing needs -o DIR/")
+
+
+def _check_distinct_names(inputs: Sequence[Input], settings: BatchSettings) -> None:
+    """Two inputs whose outputs would have one name (a/tune.abc and
+    b/tune.abc into one folder, tune.abc beside tune.mid) are refused before
+    any work: the second would silently replace the first."""
+    seen: dict[object, Input] = {}
+    for source in inputs:
+        target = settings.plan.target(source, settings.extension)
+        if target in seen:
+            raise UsageError(f"{seen[target].name} and {source.name} would both be written to "
+                             f"{target}", hint="give them different names, or one -o DIR/ each")
+        seen[target] = source
 
 
 def run_batch(inputs: Sequence[Input], job: Callable[[Input], JobResult],
@@ -121,9 +140,14 @@ def run_batch(inputs: Sequence[Input], job: Callable[[Input], JobResult],
 
 
 def _done(source: Input, settings: BatchSettings) -> bool:
-    target = settings.plan.target(source, settings.extension)
-    first = settings.plan.target(source, settings.extension, 0, 2)
-    return bool(target and target.exists()) or bool(first and first.exists())
+    """Whether --skip-existing may skip `source`: every take of it is there
+    (when the number of takes is not known: its one file, or a first take)."""
+    plan, extension, takes = settings.plan, settings.extension, settings.takes
+    if takes is not None:
+        return all(plan.target(source, extension, index if takes > 1 else None, takes).exists()
+                   for index in range(takes))
+    first = plan.target(source, extension, 0, 2)
+    return plan.target(source, extension).exists() or first.exists()
 
 
 def _results(inputs: Sequence[Input], job, jobs: int):

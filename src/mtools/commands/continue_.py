@@ -103,7 +103,8 @@ def continue_(
         from mtools.models.melody_rnn import parse_key
         parse_key(key)  # a bad key is a usage error before any input is read
     settings = score_batch(output, to.value if to else None, jobs=jobs,
-                           skip_existing=skip_existing, quiet=quiet, progress=progress)
+                           skip_existing=skip_existing, quiet=quiet, progress=progress,
+                           takes=num_outputs)
     options = ContinueOptions(
         model=model, length=Length(bars=bars, steps=steps, seconds=seconds),
         temperature=temperature, beam_size=beam_size, branch_factor=branch_factor,

@@ -78,7 +78,8 @@ def harmonize(
     from mtools.models.harmonization import FillOptions, harmonize_score
 
     settings = score_batch(output, to.value if to else None, jobs=jobs,
-                           skip_existing=skip_existing, quiet=quiet, progress=progress)
+                           skip_existing=skip_existing, quiet=quiet, progress=progress,
+                           takes=num_outputs)
     options = FillOptions(model=model, sampling=sampling_options(temperature, iterations, sampler),
                           num_outputs=num_outputs, seed=seed, program=program,
                           device=device.value if device else None)

@@ -53,7 +53,8 @@ def groove_command(task: str, default_model: str, help_text: str):
         from mtools.models.grooves import GrooveOptions, groove_score
 
         settings = score_batch(output, to.value if to else None, jobs=jobs,
-                               skip_existing=skip_existing, quiet=quiet, progress=progress)
+                               skip_existing=skip_existing, quiet=quiet, progress=progress,
+                               takes=num_outputs)
         options = GrooveOptions(model=model, task=task, temperature=temperature,
                                 num_outputs=num_outputs, seed=seed,
                                 device=device.value if device else None)

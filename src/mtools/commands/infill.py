@@ -69,7 +69,8 @@ def infill(
         if position is not None:
             parse_position(position)  # a bad position fails before any input is read
     settings = score_batch(output, to.value if to else None, jobs=jobs,
-                           skip_existing=skip_existing, quiet=quiet, progress=progress)
+                           skip_existing=skip_existing, quiet=quiet, progress=progress,
+                           takes=num_outputs)
     options = FillOptions(model=model, sampling=sampling_options(temperature, iterations, sampler),
                           num_outputs=num_outputs, seed=seed, device=device.value if device else None,
                           start=start, end=end,

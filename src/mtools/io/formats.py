@@ -81,10 +81,15 @@ def encode_outputs(scores: list[Score], fmt: str, *, soundfont: str | None = Non
 
 
 def choose_output_format(to: str | None, plan: OutputPlan, default: str) -> str:
-    """--to wins, then the -o FILE extension, then the command's default."""
+    """--to, else the -o FILE extension, else the command's default; --to
+    and an extension that names another format are a usage error (an
+    out.jsonl holding MIDI bytes helps no one)."""
+    by_extension = plan.extension_format()
+    if to and by_extension in OUTPUT_FORMATS and by_extension != to:
+        raise UsageError(f"-o {plan.path} names {by_extension} but --to says {to}",
+                         hint=f"drop one, or name the file for {to}")
     if to:
         return to
-    by_extension = plan.extension_format()
     if by_extension in OUTPUT_FORMATS:
         return by_extension
     if plan.mode == "file" and plan.path is not None and plan.path.suffix:

@@ -154,8 +154,20 @@ class OutputPlan:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the whole
-    new one, never a part: a temp file beside it, then rename."""
+    new one, never a part: a temp file beside it, then rename. A symbolic
+    link is written through (its target is replaced, the link stays); a
+    FIFO, device or other special file is written into directly, as a
+    shell's `>` would (`-o /dev/stdout`, `-o fifo`)."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file() and not path.is_dir():
+        try:
+            with open(path, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
