@@ -178,3 +178,10 @@ def test_agrees_with_an_independent_reader_on_magenta_fixtures(name):
     ref = sorted((p, v, round(s, 9), round(e, 9), prog, d)
                  for p, v, s, e, prog, d in reference_notes(path))
     assert ours == ref
+
+
+@pytest.mark.parametrize("start, end", [(float("nan"), 1.0), (0.0, float("inf")), (0.0, 1e12)])
+def test_times_no_midi_file_can_hold_are_an_error_not_a_hang(start, end):
+    # a NaN once became a negative tick count and looped in the length encoding
+    with pytest.raises(InputFormatError):
+        score_to_midi(make_score([Note(60, 80, start, end)]))

@@ -309,6 +309,7 @@ def _assemble_controls(tracks, instrument_of, seconds):
 # Order of events that share a tick: releases first (so a re-struck key is not
 # cut), then program, controllers and bends, then onsets, then releases of
 # zero-length notes (which must follow their own onset).
+_MAX_VARLEN = 0x0FFFFFFF  # the largest four-byte variable-length quantity
 _ORDER_OFF, _ORDER_PROGRAM, _ORDER_CC, _ORDER_BEND, _ORDER_ON, _ORDER_LATE_OFF = range(6)
 
 
@@ -326,12 +327,17 @@ class _TickMap:
 
     def ticks(self, seconds) -> np.ndarray:
         seconds = np.asarray(seconds, dtype=np.float64)
+        if not np.isfinite(seconds).all():
+            raise InputFormatError("a time in the score is not a finite number: no MIDI file "
+                                   "can hold it")
         seg = np.maximum(np.searchsorted(self.times_s, seconds + 1e-9, side="right") - 1, 0)
         exact = self.ticks_at[seg] + (seconds - self.times_s[seg]) * self.ticks_per_s[seg]
         return np.maximum(np.rint(exact), 0).astype(np.int64)
 
 
 def _varlen(value: int) -> bytes:
+    if not 0 <= value <= _MAX_VARLEN:
+        raise InputFormatError(f"a time gap of {value} ticks is more than a MIDI file can hold")
     out = [value & 0x7F]
     value >>= 7
     while value:
