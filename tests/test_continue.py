@@ -142,6 +142,32 @@ def test_jsonl_primer_on_stdin(model):
     assert out.code == 0 and len(jsonl_scores(out.stdout)) == 1
 
 
+def test_from_scratch_makes_exactly_the_bars_asked_for_at_the_qpm_asked_for(model):
+    for qpm, seconds in ((None, 2.0), (60, 4.0)):
+        args = ["continue", "--model", model, "--bars", "1", "--seed", "3", "--to", "jsonl"]
+        out = run(args + (["--qpm", str(qpm)] if qpm else []), stdin_tty=True)
+        [score] = jsonl_scores(out.stdout)
+        assert score["tempos"][0]["qpm"] == (qpm or 120)
+        assert score["notes"] and max(n["endTime"] for n in score["notes"]) <= seconds + 1e-6
+
+
+def test_a_tempo_less_primer_plays_at_qpm_with_no_gap():
+    primer = b'{"notes":[{"pitch":60,"velocity":80,"endTime":1}]}'
+    out = run(["continue", "--model", "melody_rnn", "--qpm", "60", "--bars", "1", "--seed", "1",
+               "--to", "jsonl"], stdin=primer)
+    [score] = jsonl_scores(out.stdout)
+    assert score["tempos"][0]["qpm"] == 60
+    starts = sorted(n.get("startTime", 0.0) for n in score["notes"])
+    assert starts[1] <= 1.0 + 1e-6 or score["notes"][0]["endTime"] > 1.0  # no silence after 1 s
+    assert max(n["endTime"] for n in score["notes"]) <= 5.0 + 1e-6  # 1 beat + 1 bar at 60
+
+
+@pytest.mark.parametrize("length", [["--bars", "0"], ["--seconds", "0"], ["--bars", "0.01"]])
+def test_a_length_of_nothing_is_a_usage_error(model, length):
+    out = run(["continue", "--model", model, "--primer", PRIMER, *length])
+    assert out.code == 2 and "nothing to generate" in out.stderr, out.stderr
+
+
 @pytest.fixture(scope="module")
 def drum_model(tmp_path_factory):
     path = tiny_event_model(tmp_path_factory.mktemp("drums"), family="drums_rnn")

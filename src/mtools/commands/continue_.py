@@ -99,6 +99,9 @@ def continue_(
 
     if sum(x is not None for x in (bars, steps, seconds)) > 1:
         raise UsageError("give one of --bars, --steps, --seconds")
+    for name, value in (("--bars", bars), ("--seconds", seconds)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{name} {value:g} asks for nothing to generate")
     if key is not None:
         from mtools.models.melody_rnn import parse_key
         parse_key(key)  # a bad key is a usage error before any input is read
@@ -118,7 +121,7 @@ def continue_(
     if primer is not None or (not inputs and stdin_is_free()):
         if inputs:
             raise UsageError("--primer replaces input files; give one or the other")
-        sources = [primer_input(primer or "")]
+        sources = [primer_input(primer or "", qpm=qpm)]
         in_format = "jsonl"
     else:
         sources = score_inputs(inputs)

@@ -73,13 +73,15 @@ def stdin_is_free() -> bool:
         return False
 
 
-def primer_input(text: str, name: str = "primer") -> Input:
+def primer_input(text: str, name: str = "primer", qpm: float | None = None) -> Input:
     """An in-memory JSONL input holding the melody written as `text` (see
-    mtools.score.melody_from_text); empty text is an empty score."""
+    mtools.score.melody_from_text) at `qpm` (default 120); empty text is an
+    empty score."""
     from mtools.io.jsonl import score_to_jsonl
-    from mtools.score import melody_from_text
+    from mtools.score import DEFAULT_QPM, melody_from_text
 
-    return Input(f"<{name}>", None, Path(name), data=score_to_jsonl(melody_from_text(text)).encode())
+    score = melody_from_text(text, qpm=qpm or DEFAULT_QPM)
+    return Input(f"<{name}>", None, Path(name), data=score_to_jsonl(score).encode())
 
 
 def expand_inputs(args: Iterable[str], *, extensions: Iterable[str] | None = None,

@@ -11,7 +11,7 @@ import numpy as np
 
 from mtools.errors import UsageError
 from mtools.models.sequence import SearchOptions
-from mtools.score import Note, Score, TempoMap, with_notes
+from mtools.score import Note, Score, Tempo, TempoMap, with_notes
 
 DEFAULT_BARS = 8.0
 TASK = "continue"
@@ -35,13 +35,17 @@ class Length:
         return self.bars is None and self.steps is None and self.seconds is None
 
     def to_steps(self, steps_per_bar: int, step_s: float) -> int:
-        """The length in grid steps (at least 1)."""
+        """The length in grid steps; UsageError when it rounds to none."""
         if self.steps is not None:
-            return max(1, self.steps)
-        if self.seconds is not None:
-            return max(1, round(self.seconds / step_s))
-        bars = DEFAULT_BARS if self.bars is None else self.bars
-        return max(1, round(bars * steps_per_bar))
+            steps, asked = self.steps, f"--steps {self.steps}"
+        elif self.seconds is not None:
+            steps, asked = round(self.seconds / step_s), f"--seconds {self.seconds:g}"
+        else:
+            bars = DEFAULT_BARS if self.bars is None else self.bars
+            steps, asked = round(bars * steps_per_bar), f"--bars {bars:g}"
+        if steps < 1:
+            raise UsageError(f"{asked} is less than one step of the grid: nothing to generate")
+        return steps
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ def continue_score(score: Score, options: ContinueOptions) -> ContinueResult:
     module = importlib.import_module(f"mtools.models.{ref.card.name}")
     if options.temperature is None:
         options = replace(options, temperature=model_temperature(ref.card))
+    if options.qpm is not None and not score.tempos:  # a tempo-less primer plays at --qpm
+        score = replace(score, tempos=(Tempo(0.0, options.qpm),))
     rng = np.random.default_rng(options.seed)
     return module.continue_family(score, ref, options, rng)
 
