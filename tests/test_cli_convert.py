@@ -244,3 +244,9 @@ def test_musicxml_in_plain_utf16_and_compressed(tmp_path, kind):
 def test_an_empty_input_path_is_a_usage_error_not_the_current_folder():
     out = run(["convert", "", "--to", "jsonl"])
     assert out.code == 2 and "input path is empty" in out.stderr and out.stdout == b""
+
+
+def test_a_transpose_past_the_midi_range_is_a_data_error_naming_the_input(song):
+    out = run(["convert", song, "--transpose", "100", "--to", "jsonl"])
+    assert out.code == 65 and one_line(out.stderr) and "outside 0..127" in out.stderr
+    assert "internal error" not in out.stderr

@@ -224,7 +224,7 @@ def test_improv_without_chords_is_a_clear_usage_error(improv_model):
 
 def test_unreadable_chords_fail_before_reading_input(improv_model):
     out = run(["continue", "--model", improv_model, "--primer", PRIMER, "--chords", "C Q7"])
-    assert out.code in (2, 65) and len(out.stderr.strip().splitlines()) == 1
+    assert out.code == 2 and "--chords" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
 def test_the_cards_temperature_is_the_default(tmp_path):
@@ -275,3 +275,9 @@ def test_a_drums_card_without_a_velocity_table_plays_one_plain_velocity(tmp_path
     played = [90] + [n.velocity for n in groove.notes]
     low, high = min(played), max(played)
     assert all(low - 16 <= n["velocity"] <= high + 16 for n in notes)
+
+
+def test_eval_of_data_with_nothing_to_score_is_a_data_error(model, tmp_path):
+    (tmp_path / "empty.mid").write_bytes(b"")
+    out = run(["eval", "--model", model, tmp_path / "empty.mid", "--json"])
+    assert out.code == 65 and "nothing" in out.stderr and not out.stdout

@@ -52,10 +52,14 @@ def convert_input(options: ConvertOptions, source) -> JobResult:
 
     data = source.read_bytes()
     fmt = detect_format(data, options.in_format, source.name)
-    scores = [transform(s, transpose_semitones=options.transpose_semitones,
-                        melody=options.melody, sustain=options.sustain,
-                        steps_per_quarter=options.steps_per_quarter)
-              for s in read_scores(data, fmt, source.name)]
+    try:
+        scores = [transform(s, transpose_semitones=options.transpose_semitones,
+                            melody=options.melody, sustain=options.sustain,
+                            steps_per_quarter=options.steps_per_quarter)
+                  for s in read_scores(data, fmt, source.name)]
+    except ValueError as exc:  # --transpose past the MIDI range for this input's notes
+        from mtools.errors import InputFormatError
+        raise InputFormatError(f"{source.name}: {exc}") from None
     warnings = ["no notes in the input"] if not any(s.notes for s in scores) else []
     return JobResult(encode_outputs(scores, options.out_format, soundfont=options.soundfont),
                      warnings)

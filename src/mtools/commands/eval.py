@@ -114,6 +114,10 @@ def eval_(
                                   spec, data, split, progress)}
     if progress is not None:
         print(file=sys.stderr)  # end the progress line
+    if not figures.get("events"):
+        from mtools.errors import InputFormatError
+        raise InputFormatError(f"nothing in the {split} part of {' '.join(data)} that "
+                               f"{ref.card.spec} can score (no readable line for it)")
     _print(figures, as_json)
 
 

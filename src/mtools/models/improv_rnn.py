@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from mtools.errors import UsageError
-from mtools.models.chords import (NO_CHORD_ROW, chord_name, chord_row, infer_chords,
+from mtools.models.chords import (NO_CHORD_ROW, ChordSymbolError, chord_name, chord_row, infer_chords,
                                   score_chords_per_step, top_instrument)
 from mtools.models.encoding import melody_event_ids, melody_ids_to_events
 from mtools.models.events import melody_to_notes, primer_melody, squash_melody, transpose_melody
@@ -55,7 +55,10 @@ def resolve_progression(text: str, steps_per_chord: int) -> np.ndarray:
     symbols = text.replace("|", " ").split()
     if not symbols:
         raise UsageError("--chords is empty", hint='e.g. --chords "C G Am F"')
-    rows = np.array([chord_row(symbol) for symbol in symbols], dtype=np.int16)
+    try:
+        rows = np.array([chord_row(symbol) for symbol in symbols], dtype=np.int16)
+    except ChordSymbolError as exc:  # option text: a usage error, not bad input data
+        raise UsageError(f"--chords: {exc}", hint='e.g. --chords "C G7 Am F/C N.C."') from None
     return np.repeat(rows, steps_per_chord, axis=0)
 
 
