@@ -50,7 +50,7 @@ _mtools() {
             --program) _mtools_files "$cur"; return ;;
             --chords) _mtools_files "$cur"; return ;;
             --steps-per-chord) _mtools_files "$cur"; return ;;
-            --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
+            --from) _mtools_words 'midi jsonl musicxml mxl abc' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
             -j|--jobs) _mtools_files "$cur"; return ;;
@@ -82,7 +82,7 @@ _mtools() {
             -n|--num-outputs) _mtools_files "$cur"; return ;;
             --seed) _mtools_files "$cur"; return ;;
             --program) _mtools_files "$cur"; return ;;
-            --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
+            --from) _mtools_words 'midi jsonl musicxml mxl abc' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
             -j|--jobs) _mtools_files "$cur"; return ;;
@@ -102,7 +102,7 @@ _mtools() {
             --sampler) _mtools_files "$cur"; return ;;
             -n|--num-outputs) _mtools_files "$cur"; return ;;
             --seed) _mtools_files "$cur"; return ;;
-            --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
+            --from) _mtools_words 'midi jsonl musicxml mxl abc' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
             -j|--jobs) _mtools_files "$cur"; return ;;
@@ -117,7 +117,7 @@ _mtools() {
             --temperature) return ;;
             -n|--num-outputs) _mtools_files "$cur"; return ;;
             --seed) _mtools_files "$cur"; return ;;
-            --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
+            --from) _mtools_words 'midi jsonl musicxml mxl abc' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
             -j|--jobs) _mtools_files "$cur"; return ;;
@@ -132,7 +132,7 @@ _mtools() {
             --temperature) return ;;
             -n|--num-outputs) _mtools_files "$cur"; return ;;
             --seed) _mtools_files "$cur"; return ;;
-            --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
+            --from) _mtools_words 'midi jsonl musicxml mxl abc' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
             -j|--jobs) _mtools_files "$cur"; return ;;
@@ -150,7 +150,7 @@ _mtools() {
             --temperature) return ;;
             --seed) _mtools_files "$cur"; return ;;
             --program) _mtools_files "$cur"; return ;;
-            --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
+            --from) _mtools_words 'midi jsonl musicxml mxl abc' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
         esac

@@ -22,6 +22,16 @@ class InFormat(str, Enum):
     ogg = "ogg"
 
 
+class ScoreFormat(str, Enum):
+    """The input formats of commands that read notes, not audio."""
+
+    midi = "midi"
+    jsonl = "jsonl"
+    musicxml = "musicxml"
+    mxl = "mxl"
+    abc = "abc"
+
+
 class OutFormat(str, Enum):
     midi = "midi"
     jsonl = "jsonl"
@@ -52,6 +62,10 @@ Output = Annotated[Optional[str], typer.Option(
          "output) with a predictable name; the extension of FILE picks the format.")]
 From = Annotated[Optional[InFormat], typer.Option(
     "--from", metavar="FORMAT", help="Input format (midi, jsonl, musicxml, mxl, abc, wav, flac, ogg) instead of "
+         "sniffing it from the content.",
+    show_default=False)]
+ScoreFrom = Annotated[Optional[ScoreFormat], typer.Option(
+    "--from", metavar="FORMAT", help="Input format (midi, jsonl, musicxml, mxl, abc) instead of "
          "sniffing it from the content.",
     show_default=False)]
 To = Annotated[Optional[OutFormat], typer.Option(

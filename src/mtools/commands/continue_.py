@@ -84,7 +84,7 @@ def continue_(
         help="improv_rnn: 16th steps each chord lasts (default: one bar).")] = None,
     render_chords: Annotated[bool, typer.Option(
         "--render-chords", help="improv_rnn: add the chords as a block-chord track.")] = False,
-    from_: opt.From = None,
+    from_: opt.ScoreFrom = None,
     to: opt.To = None,
     device: opt.DeviceOpt = None,
     skip_existing: opt.SkipExisting = False,

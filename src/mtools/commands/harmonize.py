@@ -64,7 +64,7 @@ def harmonize(
     num_outputs: opt.NumOutputs = 1,
     seed: opt.Seed = None,
     program: Program = 0,
-    from_: opt.From = None,
+    from_: opt.ScoreFrom = None,
     to: opt.To = None,
     device: opt.DeviceOpt = None,
     skip_existing: opt.SkipExisting = False,

@@ -41,7 +41,7 @@ def groove_command(task: str, default_model: str, help_text: str):
         temperature: opt.Temperature = 0.5,
         num_outputs: opt.NumOutputs = 1,
         seed: opt.Seed = None,
-        from_: opt.From = None,
+        from_: opt.ScoreFrom = None,
         to: opt.To = None,
         device: opt.DeviceOpt = None,
         skip_existing: opt.SkipExisting = False,

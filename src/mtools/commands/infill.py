@@ -38,20 +38,20 @@ def infill(
     model: opt.Model = "coconet",
     start: Annotated[Optional[str], typer.Option(
         "--start", metavar="POS", help='Where the region starts: a bar ("5") or seconds ("12.5s"). '
-                                       "Default: the beginning.")] = None,
+                                       "Without --end: from here to the end. Give --start/--end, --voices, or both.")] = None,
     end: Annotated[Optional[str], typer.Option(
         "--end", metavar="POS", help='Where the region stops: a bar ("9") or seconds ("20s"). '
-                                     "Default: the end.")] = None,
+                                     "Without --start: from the beginning.")] = None,
     voices: Annotated[Optional[str], typer.Option(
         "--voices", metavar="LIST",
         help='The voices to regenerate, e.g. "alto,tenor" or "2,3" (1 = soprano). '
-             "Default: all four.")] = None,
+             "Without --voices: all four, in the region.")] = None,
     temperature: opt.Temperature = 0.99,
     iterations: Iterations = 32,
     sampler: Sampler = "gibbs",
     num_outputs: opt.NumOutputs = 1,
     seed: opt.Seed = None,
-    from_: opt.From = None,
+    from_: opt.ScoreFrom = None,
     to: opt.To = None,
     device: opt.DeviceOpt = None,
     skip_existing: opt.SkipExisting = False,

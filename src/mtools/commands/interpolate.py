@@ -61,7 +61,7 @@ def interpolate(
     program: Annotated[int, typer.Option(
         "--program", min=0, max=127, metavar="N",
         help="General MIDI program of melody output (default 0, piano).")] = 0,
-    from_: opt.From = None,
+    from_: opt.ScoreFrom = None,
     to: opt.To = None,
     device: opt.DeviceOpt = None,
     quiet: opt.Quiet = False,

@@ -18,8 +18,9 @@ folders or stdin. Long recordings stream through in blocks, so memory
 stays bounded. Notes get velocities; the sustain pedal is heard as longer
 notes.
 
-Models: onsets_frames (piano, default), onsets_frames_drums (drum kit: GM
-drum hits on channel 10).
+Models: onsets_frames (piano, default, bundled); onsets_frames_drums (drum
+kit: GM drum hits on channel 10) once trained with `mtools train
+onsets_frames_drums` (not bundled yet: pass the .onnx it writes).
 
 Examples:
 
@@ -29,7 +30,7 @@ Examples:
   mtools transcribe recordings/ -o midi/ --skip-existing --jobs 2
   mtools transcribe song.wav | mtools harmonize > satb.mid
   mtools transcribe take.flac --onset-threshold 0.7 --min-note-ms 30 -o take.mid
-  mtools transcribe drums.wav --model onsets_frames_drums -o drums.mid
+  mtools transcribe drums.wav --model models/onsets_frames_drums.onnx -o drums.mid
 """
 
 
