@@ -210,7 +210,14 @@ def write_stdout(data: bytes | str) -> None:
     if isinstance(data, str):
         data = data.encode("utf-8")
     try:
-        sys.stdout.buffer.write(data)
+        # A pipe whose reader leaves mid-write takes part of a big write and
+        # says so only in the count; the write after it fails as it should.
+        view = memoryview(data)
+        while view:
+            written = sys.stdout.buffer.write(view)
+            if not written:
+                raise BrokenPipeError
+            view = view[written:]
         sys.stdout.buffer.flush()
     except BrokenPipeError:
         raise StdoutClosed("stdout was closed") from None
