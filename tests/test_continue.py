@@ -281,3 +281,12 @@ def test_eval_of_data_with_nothing_to_score_is_a_data_error(model, tmp_path):
     (tmp_path / "empty.mid").write_bytes(b"")
     out = run(["eval", "--model", model, tmp_path / "empty.mid", "--json"])
     assert out.code == 65 and "nothing" in out.stderr and not out.stdout
+
+
+@pytest.mark.parametrize("model_name, args", [
+    ("melody_rnn", ["--chords", "C G"]), ("melody_rnn", ["--render-chords"]),
+    ("drums_rnn", ["--key", "D"]),
+])
+def test_options_the_model_would_ignore_are_refused(model_name, args):
+    out = run(["continue", "--model", model_name, "--bars", "1", *args], stdin_tty=True)
+    assert out.code == 2 and "does nothing" in out.stderr and "<primer>" not in out.stderr

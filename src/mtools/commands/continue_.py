@@ -115,6 +115,8 @@ def continue_(
         qpm=qpm, key=key, program=program, only_generated=only_generated,
         device=device.value if device else None, chords=chords, steps_per_chord=steps_per_chord,
         render_chords=render_chords)
+    from mtools.models.continuation import check_options
+    check_options(options)  # an unknown model or an unused option fails before any input is read
     if chords is not None:
         from mtools.models.improv_rnn import resolve_progression
         resolve_progression(chords, 1)  # unreadable chords fail before any input is read

@@ -90,12 +90,7 @@ class ContinueResult:
 def continue_score(score: Score, options: ContinueOptions) -> ContinueResult:
     """Continue one primer score `options.num_outputs` times with the model
     named in options (a registry name or a path)."""
-    from mtools.models.registry import resolve_model
-
-    ref = resolve_model(options.model, task=TASK)
-    if ref.card.name not in FAMILIES:
-        raise UsageError(f"model {ref.card.spec} is not a model `continue` knows how to play",
-                         hint=f"continue plays {', '.join(sorted(FAMILIES))}")
+    ref = check_options(options)
     module = importlib.import_module(f"mtools.models.{ref.card.name}")
     if options.temperature is None:
         options = replace(options, temperature=model_temperature(ref.card))
@@ -103,6 +98,30 @@ def continue_score(score: Score, options: ContinueOptions) -> ContinueResult:
         score = replace(score, tempos=(Tempo(0.0, options.qpm),))
     rng = np.random.default_rng(options.seed)
     return module.continue_family(score, ref, options, rng)
+
+
+def check_options(options: ContinueOptions):
+    """The model's registry entry, once it is known to be a `continue`
+    family that uses every option given (an option it would ignore is a
+    usage error, not a silent no-op)."""
+    from mtools.models.registry import resolve_model
+
+    ref = resolve_model(options.model, task=TASK)
+    family = ref.card.name
+    if family not in FAMILIES:
+        raise UsageError(f"model {ref.card.spec} is not a model `continue` knows how to play",
+                         hint=f"continue plays {', '.join(sorted(FAMILIES))}")
+    unused = []
+    if family != "improv_rnn":
+        unused += [name for name, value in (("--chords", options.chords),
+                                            ("--steps-per-chord", options.steps_per_chord),
+                                            ("--render-chords", options.render_chords)) if value]
+    if family == "drums_rnn" and options.key:
+        unused.append("--key")
+    if unused:
+        raise UsageError(f"{' and '.join(unused)} {'does' if len(unused) == 1 else 'do'} nothing "
+                         f"for {family}", hint="chords are for improv_rnn, --key for melodies")
+    return ref
 
 
 def model_temperature(card) -> float:
