@@ -250,3 +250,13 @@ def test_a_transpose_past_the_midi_range_is_a_data_error_naming_the_input(song):
     out = run(["convert", song, "--transpose", "100", "--to", "jsonl"])
     assert out.code == 65 and one_line(out.stderr) and "outside 0..127" in out.stderr
     assert "internal error" not in out.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["convert", "--to", "xml"], "'--to'"), (["convert", "--nosuch"], "--nosuch"),
+    (["nosuch"], "nosuch"), (["eval"], "DATA"),
+])
+def test_the_option_parsers_errors_are_one_line_with_exit_2(args, words):
+    out = run(args)
+    assert out.code == 2 and one_line(out.stderr) and words in out.stderr, out.stderr
+    assert out.stderr.startswith("mtools: ") and "--help" in out.stderr

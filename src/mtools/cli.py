@@ -10,6 +10,11 @@ import sys
 
 import typer
 
+try:  # typer 0.2x carries its own click
+    from typer._click.exceptions import ClickException
+except ImportError:  # older typer uses click itself
+    from click.exceptions import ClickException
+
 from mtools import __version__
 from mtools.commands.continue_ import continue_
 from mtools.commands.convert import convert
@@ -67,6 +72,17 @@ app.command("train")(train)
 app.command("eval")(eval_)
 
 
+def _one_line(error: ClickException) -> str:
+    """A click usage error as one line: which command, what is wrong, where
+    the help is (click itself prints usage, a hint and the error on three)."""
+    message = " ".join(error.format_message().split())
+    context = getattr(error, "ctx", None)
+    path = context.command_path if context is not None else "mtools"
+    command = path[len("mtools "):] if path.startswith("mtools ") else ""
+    where = f"mtools {command} --help" if command else "mtools --help"
+    return f"{command + ': ' if command else ''}{message} (see `{where}`)"
+
+
 def _debugging(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("MTOOLS_DEBUG", "") not in ("", "0")
 
@@ -85,7 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        app(args=argv, prog_name="mtools")
+        code = app(args=argv, prog_name="mtools", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except ClickException as exc:  # the option parser's complaint: one line, as ours are
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `mtools`: the help, on stderr
+            print(exc.format_message(), file=sys.stderr)
+        else:
+            print(f"mtools: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except SystemExit as exc:
         if exc.code not in (0, None) and not isinstance(exc.code, int):
             raise
