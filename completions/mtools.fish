@@ -153,7 +153,7 @@ complete -c mtools -n '__fish_seen_subcommand_from drumify' -F
 
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -s o -l output -r -F -d 'Write here instead of stdout'
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -s m -l model -r -F -d 'A bundled model (see \'mtools models\'), NAME:CONFIG, or a folder/.onnx of your own'
-complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l steps -r -F -d 'Points from A to B, both ends included'
+complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l steps -r -F -d 'Points from A to B, both ends included (default 8)'
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l sample -r -F -d 'Decode N draws from the prior instead (no inputs)'
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l window -r -F -d 'The bar the windows start at, or A\'s and B\'s (default: each one\'s first bar with a note)'
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l concat -l no-concat -d 'One sequence of every point back to back (default for MIDI/WAV), or one output per point (default for JSONL)'

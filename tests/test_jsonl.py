@@ -67,3 +67,9 @@ def test_bad_lines_name_the_line(text, line_no, message):
 def test_many_scores_one_per_line_blank_lines_skipped():
     text = score_to_jsonl(melody("60")) + "\n" + score_to_jsonl(melody("62 64"))
     assert [len(s.notes) for s in iter_jsonl(text)] == [1, 2]
+
+
+def test_a_byte_order_mark_before_the_first_line_is_not_an_error():
+    text = "\ufeff" + score_to_jsonl(melody("60 62"))
+    [score] = list(iter_jsonl(text))
+    assert [n.pitch for n in score.notes] == [60, 62]

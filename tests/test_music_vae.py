@@ -560,3 +560,8 @@ def test_the_drumify_baseline_plays_each_positions_usual_drums_at_the_taps():
     guess = _hits_by_position(hits)
     assert guess[:, :, 2].sum() == 3 * 32 - 1 and not guess[1, 5].any()
     assert np.array_equal(guess[..., 0], hits[..., 0]) and not guess[..., 1].any()
+
+
+def test_sample_refuses_steps_it_would_ignore(mel_path):
+    out = run(["interpolate", "--model", mel_path, "--sample", "2", "--steps", "4", "--to", "jsonl"])
+    assert out.code == 2 and "--sample N decodes N draws" in out.stderr

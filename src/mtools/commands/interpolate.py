@@ -42,8 +42,9 @@ def interpolate(
         help="Two files (or one JSONL file or stdin holding two scores).")] = None,
     output: opt.Output = None,
     model: opt.Model = "music_vae",
-    steps: Annotated[int, typer.Option(
-        "--steps", min=2, metavar="N", help="Points from A to B, both ends included.")] = 8,
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", min=2, metavar="N",
+        help="Points from A to B, both ends included (default 8).")] = None,
     sample: Annotated[Optional[int], typer.Option(
         "--sample", min=1, metavar="N", help="Decode N draws from the prior instead (no inputs).")] = None,
     window: Annotated[Optional[str], typer.Option(
@@ -85,11 +86,13 @@ def interpolate(
                          hint="name a .jsonl file")
     if sample is not None and window is not None:
         raise UsageError("--window picks the inputs' bars; --sample takes no inputs")
+    if sample is not None and steps is not None:
+        raise UsageError("--steps counts the points from A to B; --sample N decodes N draws")
     if settings.plan.mode == "stdout":
         check_binary_stdout(settings.binary)
     bars = _window_bars(window)
     options = lib.InterpolateOptions(
-        model=model, steps=steps, temperature=temperature, seed=seed,
+        model=model, steps=8 if steps is None else steps, temperature=temperature, seed=seed,
         concat=settings.single_per_file if concat is None else concat, program=program,
         device=device.value if device else None)
     warnings: list[str] = []

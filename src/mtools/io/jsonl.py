@@ -180,8 +180,9 @@ def _parse_note(entry: dict) -> Note:
 
 def iter_jsonl(text: str, source: str = "<stdin>") -> Iterator[Score]:
     """Scores from JSONL text, one per non-blank line. A bad line raises
-    InputFormatError naming `source` and the 1-based line number."""
-    for number, line in enumerate(text.splitlines(), start=1):
+    InputFormatError naming `source` and the 1-based line number. A UTF-8
+    byte-order mark (Windows editors write one) is no part of the JSON."""
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
         if not line.strip():
             continue
         try:
