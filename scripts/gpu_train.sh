@@ -12,8 +12,10 @@
 #      $OUT/MODEL/best.pt (the weights of the best validation, with their
 #      history) and $OUT/MODEL.log. A run killed at the call's limit still
 #      leaves its best.pt so far.
-#   3. here:  copy a returned MODEL/ folder to ~/.cache/mtools/runs/, then
-#        mtools train coconet --run-dir DIR --export-only --out models/
+#   3. here:  copy a returned MODEL/ folder to ~/.cache/mtools/runs/, then, with
+#      the network options the run used (train_one below),
+#        mtools train coconet --data jsb --data js_fakes --hidden 128 --layers 24 \
+#            --run-dir DIR --export-only --out models/
 #        mtools train music_vae --config mel_16bar --run-dir DIR --export-only --out models/
 #      exports, measures on the valid split and writes the card (a run
 #      folder with best.pt alone resumes from it; see training/loop.py).
