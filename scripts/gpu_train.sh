@@ -4,19 +4,23 @@
 #
 #   1. here:  scripts/gpu_train.sh prepare
 #      copies the data files and corpus caches the runs read into .device/
-#      (git-ignored; it travels with `carry`), about 6 MB.
+#      (git-ignored; it travels with `carry`), about 15 MB; the trio cache
+#      needs Debian's mma here (apt-get install mma).
 #   2. there: device run, carry [".device"], command
 #        bash scripts/gpu_train.sh run MINUTES [MODEL ...]
-#      trains each MODEL (default: coconet mel_16bar) in its own process, all
-#      at once on the one GPU, for MINUTES of training each, and leaves
-#      $OUT/MODEL/best.pt (the weights of the best validation, with their
-#      history) and $OUT/MODEL.log. A run killed at the call's limit still
-#      leaves its best.pt so far.
+#      trains each MODEL (default: coconet mel_16bar trio_16bar) in its own
+#      process, all at once on the one GPU, for MINUTES of training each, and
+#      leaves $OUT/MODEL/best.pt (the weights of the best validation, with
+#      their history; over 15 MB it comes back as best.pt.part-aa, -ab ...:
+#      `cat best.pt.part-* > best.pt`) and $OUT/MODEL.log. A run killed at
+#      the call's limit still leaves its best.pt so far (unsplit: it comes
+#      back only when under the tool's 16 MB a file).
 #   3. here:  copy a returned MODEL/ folder to ~/.cache/mtools/runs/, then, with
 #      the network options the run used (train_one below),
 #        mtools train coconet --data jsb --data js_fakes --hidden 128 --layers 24 \
 #            --run-dir DIR --export-only --out models/
 #        mtools train music_vae --config mel_16bar --run-dir DIR --export-only --out models/
+#        mtools train music_vae --config trio_16bar --run-dir DIR --export-only --out models/
 #      exports, measures on the valid split and writes the card (a run
 #      folder with best.pt alone resumes from it; see training/loop.py).
 #
@@ -32,7 +36,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KIT="$ROOT/.device"
 DATA_FILES=(jsb_chorales/Jsb16thSeparated.train_valid.npz js_fakes/js-fakes-16thSeparated.npz)
-MELODY_CACHES=(melodies-music21-folk melodies-nottingham)
+CACHES=(melodies-music21-folk melodies-nottingham lead_sheets-nottingham)
 
 usage() {
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
@@ -49,14 +53,17 @@ prepare() {
         mkdir -p "$KIT/data/$(dirname "$file")"
         cp "$data/$file" "$KIT/data/$file"
     done
-    # The melody caches (parsed here, where music21 and the MIDI files are).
+    # The corpus caches (parsed here, where music21, the MIDI files and MMA are).
     MTOOLS_DATA=$data MTOOLS_CACHE=$cache "$python" -c '
 from mtools.training import corpora
+from mtools.training.trios import load_trios
 for source in ("music21:folk", "nottingham"):
-    print(source, len(corpora.load_melodies(source)), "melodies")'
-    for name in "${MELODY_CACHES[@]}"; do
+    print(source, len(corpora.load_melodies(source)), "melodies")
+print("nottingham", len(load_trios("nottingham")), "trios")'
+    for name in "${CACHES[@]}"; do
         cp "$cache/data/$name.npz" "$cache/data/$name.json" "$KIT/cache/data/"
     done
+    cp "$cache/data/trios-nottingham.npz" "$KIT/cache/data/"
     du -sh "$KIT"
 }
 
@@ -69,11 +76,11 @@ train_one() {  # model minutes device
             # device tool brings back files up to 16 MB).
             args=(coconet --data jsb --data js_fakes --batch-size 64 --hidden 128 --layers 24)
             [[ $small == 1 ]] && args=(coconet --data jsb --batch-size 4 --hidden 8 --layers 2) ;;
-        mel_16bar)
-            args=(music_vae --config mel_16bar --batch-size 256)
-            [[ $small == 1 ]] && args=(music_vae --config mel_16bar --batch-size 4 --hidden 8) ;;
+        mel_16bar | trio_16bar)
+            args=(music_vae --config "$model" --batch-size 256)
+            [[ $small == 1 ]] && args=(music_vae --config "$model" --batch-size 4 --hidden 8) ;;
         *)
-            echo "gpu_train: unknown model $model (coconet, mel_16bar)" >&2
+            echo "gpu_train: unknown model $model (coconet, mel_16bar, trio_16bar)" >&2
             return 2 ;;
     esac
     # The export after training goes to a scratch folder: it is redone here.
@@ -87,7 +94,7 @@ run() {
     local minutes=$1
     shift
     local models=("$@")
-    [[ ${#models[@]} -gt 0 ]] || models=(coconet mel_16bar)
+    [[ ${#models[@]} -gt 0 ]] || models=(coconet mel_16bar trio_16bar)
     : "${OUT:?set OUT to the folder whose files come back}"
     [[ -d $KIT/data ]] || { echo "gpu_train: no .device/ here: run 'prepare' and carry it" >&2; exit 66; }
     export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -111,8 +118,12 @@ sys.exit(0 if cuda or sys.argv[1] == "cpu" else 69)' "$device"
     done
     for model in "${models[@]}"; do
         # last.pt (weights and optimizer) comes back only under 16 MB; best.pt does.
-        find "$OUT/$model" -maxdepth 1 \( -name last.pt -size +16M -o -name '.*.tmp' \) -delete \
+        find "$OUT/$model" -maxdepth 1 \( -name last.pt -size +15M -o -name '.*.tmp' \) -delete \
             2>/dev/null || true
+        if [[ -f $OUT/$model/best.pt && $(stat -c %s "$OUT/$model/best.pt") -gt 15000000 ]]; then
+            split -b 15000000 "$OUT/$model/best.pt" "$OUT/$model/best.pt.part-"
+            rm "$OUT/$model/best.pt"
+        fi
         ls -l "$OUT/$model" 2>/dev/null || true
     done
     return $status
