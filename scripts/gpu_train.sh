@@ -29,12 +29,12 @@
 # use PYTHONPATH=src and read only what `prepare` put in .device/.
 #
 # Environment: GPU_TRAIN_DEVICE (default cuda; cpu to try the script here),
-# GPU_TRAIN_SMALL=1 (tiny networks, to try the script here), OUT (required
-# for `run`; the device tool sets it).
+# GPU_TRAIN_SMALL=1 (tiny networks, to try the script here), GPU_TRAIN_KIT
+# (default .device), OUT (required for `run`; the device tool sets it).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-KIT="$ROOT/.device"
+KIT="${GPU_TRAIN_KIT:-$ROOT/.device}"
 DATA_FILES=(jsb_chorales/Jsb16thSeparated.train_valid.npz js_fakes/js-fakes-16thSeparated.npz)
 CACHES=(melodies-music21-folk melodies-nottingham lead_sheets-nottingham)
 
