@@ -173,11 +173,11 @@ _mtools() {
             --layers) _mtools_files "$cur"; return ;;
             --hours) return ;;
             --init-from) _mtools_files "$cur"; return ;;
-            --sampling-rate) return ;;
+            --scheduled-sampling-rate) return ;;
             --device) _mtools_files "$cur"; return ;;
             --seed) _mtools_files "$cur"; return ;;
         esac
-        if [[ $cur == -* ]]; then _mtools_words '--config --data --out --run-dir --fresh --max-minutes --max-steps --batch-size --hidden --layers --hours --init-from --sampling-rate --export-only --device --seed -q --quiet --debug -h --help' "$cur"
+        if [[ $cur == -* ]]; then _mtools_words '--config --data --out --run-dir --fresh --max-minutes --max-steps --batch-size --hidden --layers --hours --init-from --scheduled-sampling-rate --export-only --device --seed -q --quiet --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     eval)

@@ -185,7 +185,7 @@ complete -c mtools -n '__fish_seen_subcommand_from train' -l hidden -r -F -d 'LS
 complete -c mtools -n '__fish_seen_subcommand_from train' -l layers -r -F -d 'LSTM layers (coconet: convolution layers; music_vae: decoder layers)'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l hours -x -d 'onsets_frames: hours of rendered training audio (validation: a twelfth)'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l init-from -r -F -d 'music_vae: start a new run from the weights of this float export (a bundled name such as music_vae:drums_2bar, or an .onnx path) instead of at random; checked by parity, ignored when the run folder holds a run to resume'
-complete -c mtools -n '__fish_seen_subcommand_from train' -l sampling-rate -x -d 'music_vae: scheduled sampling\'s inverse-sigmoid rate (the chance of a true decoder input at step s is K / (K + exp(s / K)); 0 = always the true input; default: the config\'s)'
+complete -c mtools -n '__fish_seen_subcommand_from train' -l scheduled-sampling-rate -x -d 'music_vae: scheduled sampling\'s inverse-sigmoid rate (the chance of a true decoder input at step s is K / (K + exp(s / K)); 0 = always the true input; default: the config\'s)'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l export-only -d 'Export the run\'s best checkpoint without training more'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l device -r -F -d 'Where torch trains: auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or cuda:N'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l seed -r -F -d 'Random seed: the same seed gives the same output bit for bit'

@@ -168,7 +168,7 @@ def test_o_writes_through_a_link_and_into_a_fifo(tmp_path, song):
     fifo = tmp_path / "pipe.jsonl"
     os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
     reader.start()
     assert run(["convert", song, "-o", fifo]).code == 0
     reader.join(timeout=30)

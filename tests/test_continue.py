@@ -151,6 +151,34 @@ def test_from_scratch_makes_exactly_the_bars_asked_for_at_the_qpm_asked_for(mode
         assert score["notes"] and max(n["endTime"] for n in score["notes"]) <= seconds + 1e-6
 
 
+@pytest.mark.parametrize("family_model", ["model", "drum_model"])
+def test_from_scratch_the_seed_step_is_one_of_the_steps_asked_for(family_model, request,
+                                                                   monkeypatch):
+    import importlib
+
+    from mtools.models.continuation import ContinueOptions, Length, continue_score
+    from mtools.models.registry import resolve_model
+    from mtools.score import Score
+
+    path = request.getfixturevalue(family_model)
+    module = importlib.import_module(f"mtools.models.{resolve_model(path).card.name}")
+    made = []
+
+    def recording(*args, **kwargs):
+        rows = generate(*args, **kwargs)
+        made.append(rows.shape[1])
+        return rows
+
+    from mtools.models import sequence
+
+    generate = sequence.generate
+    monkeypatch.setattr(sequence, "generate", recording)  # what drums_rnn imports when it runs
+    if hasattr(module, "generate"):  # melody_rnn imports it once
+        monkeypatch.setattr(module, "generate", recording)
+    continue_score(Score(), ContinueOptions(model=path, length=Length(bars=1), seed=1))
+    assert made == [16]  # the seed plus 15 new steps: one 4/4 bar of 16ths
+
+
 def test_a_tempo_less_primer_plays_at_qpm_with_no_gap():
     primer = b'{"notes":[{"pitch":60,"velocity":80,"endTime":1}]}'
     out = run(["continue", "--model", "melody_rnn", "--qpm", "60", "--bars", "1", "--seed", "1",

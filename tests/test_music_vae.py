@@ -212,7 +212,8 @@ def test_scheduled_sampling_starts_teacher_forced_and_ends_on_the_decoders_own_d
     # not the true ones (the draws come from its own, nearly uniform, softmax)
     assert set(mixed.reshape(-1).tolist()) <= {0.0, 1.0}
     assert (mixed != features).any(dim=2).float().mean() > 0.9
-    loss.start_step(0)
+    loss.start_step(0)  # at the start nearly every input is the true one
+    assert (loss._scheduled(model, z, features, ids) != features).any(dim=2).float().mean() < 0.1
     assert torch.equal(VaeLoss(0.0, 0.0)._scheduled(model, z, features, ids), features)
 
 
@@ -393,7 +394,7 @@ def test_a_new_run_can_start_from_an_export_and_a_resume_keeps_its_note(tunes, t
     assert run([*common, "--out", first, "--run-dir", tmp_path / "run1", "--max-steps", "2"]).code == 0
     export = first / "music_vae-mel_2bar.onnx"
     started = run([*common, "--out", second, "--run-dir", tmp_path / "run2", "--max-steps", "0",
-                   "--init-from", export, "--sampling-rate", "50"])
+                   "--init-from", export, "--scheduled-sampling-rate", "50"])
     assert started.code == 0, started.stderr
     card = resolve_model(str(second / "music_vae-mel_2bar.json")).card
     assert card.training["initialised_from"]["file"] == export.name
@@ -412,10 +413,13 @@ def test_init_from_refuses_another_network_and_other_families(tunes, tmp_path, m
     wider = run(["train", "music_vae", "--config", "mel_2bar", "--data", tunes, "--hidden", "16",
                  "--out", tmp_path, "--run-dir", tmp_path / "run", "--max-steps", "0",
                  "--init-from", mel_path, "--quiet"])
-    assert wider.code != 0
+    assert wider.code == 1, wider.stderr
     assert "in the file" in wider.stderr or "computes something else" in wider.stderr
     other = run(["train", "melody_rnn", "--init-from", mel_path, "--out", tmp_path])
     assert other.code == 2 and "music_vae only" in other.stderr
+    groove = run(["train", "music_vae", "--config", "groovae", "--data", tunes,
+                  "--scheduled-sampling-rate", "10", "--out", tmp_path, "--max-steps", "0"])
+    assert groove.code == 2 and "melody and drum windows" in groove.stderr, groove.stderr
 
 
 # --- grooves (GrooVAE): humanize and drumify ---------------------------------------
@@ -565,3 +569,11 @@ def test_the_drumify_baseline_plays_each_positions_usual_drums_at_the_taps():
 def test_sample_refuses_steps_it_would_ignore(mel_path):
     out = run(["interpolate", "--model", mel_path, "--sample", "2", "--steps", "4", "--to", "jsonl"])
     assert out.code == 2 and "--sample N decodes N draws" in out.stderr
+
+
+def test_a_run_validated_one_way_does_not_resume_validated_the_other(tunes, tmp_path):
+    common = ["train", "music_vae", "--config", "mel_2bar", "--data", tunes, "--hidden", "8",
+              "--batch-size", "4", "--quiet", "--out", tmp_path, "--run-dir", tmp_path / "run"]
+    assert run([*common, "--max-steps", "1"]).code == 0
+    switched = run([*common, "--max-steps", "2", "--scheduled-sampling-rate", "10"])
+    assert switched.code == 2 and "validated teacher-forced" in switched.stderr

@@ -52,11 +52,11 @@ def convert_input(options: ConvertOptions, source) -> JobResult:
 
     data = source.read_bytes()
     fmt = detect_format(data, options.in_format, source.name)
+    read = read_scores(data, fmt, source.name)
     try:
         scores = [transform(s, transpose_semitones=options.transpose_semitones,
                             melody=options.melody, sustain=options.sustain,
-                            steps_per_quarter=options.steps_per_quarter)
-                  for s in read_scores(data, fmt, source.name)]
+                            steps_per_quarter=options.steps_per_quarter) for s in read]
     except ValueError as exc:  # --transpose past the MIDI range for this input's notes
         from mtools.errors import InputFormatError
         raise InputFormatError(f"{source.name}: {exc}") from None

@@ -73,17 +73,17 @@ def interpolate(
     from mtools.commands._batch import say, score_batch
     from mtools.errors import UsageError
     from mtools.io.formats import encode_outputs
-    from mtools.io.streams import check_binary_stdout
+    from mtools.io.streams import OutputPlan, check_binary_stdout
     from mtools.models import interpolation as lib
 
-    settings = score_batch(output, "jsonl" if emit_latents else (to.value if to else None),
-                           jobs=1, skip_existing=False, quiet=quiet, progress=False)
     if emit_latents and to is not None and to.value != "jsonl":
         raise UsageError("--emit-latents writes JSONL", hint=f"drop --to {to.value}")
-    named = settings.plan.extension_format() if settings.plan.mode == "file" else None
-    if emit_latents and settings.plan.mode == "file" and named not in (None, "jsonl"):
-        raise UsageError(f"--emit-latents writes JSONL, not into {settings.plan.path}",
+    named = OutputPlan.from_option(output).extension_format()
+    if emit_latents and named not in (None, "jsonl"):
+        raise UsageError(f"--emit-latents writes JSONL, not into {output}",
                          hint="name a .jsonl file")
+    settings = score_batch(output, "jsonl" if emit_latents else (to.value if to else None),
+                           jobs=1, skip_existing=False, quiet=quiet, progress=False)
     if sample is not None and window is not None:
         raise UsageError("--window picks the inputs' bars; --sample takes no inputs")
     if sample is not None and steps is not None:

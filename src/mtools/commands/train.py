@@ -77,7 +77,7 @@ def train(
              "name such as music_vae:drums_2bar, or an .onnx path) instead of at random; "
              "checked by parity, ignored when the run folder holds a run to resume.")] = None,
     sampling_rate: Annotated[Optional[float], typer.Option(
-        "--sampling-rate", callback=opt.finite, min=0.0, metavar="K",
+        "--scheduled-sampling-rate", callback=opt.finite, min=0.0, metavar="K",
         help="music_vae: scheduled sampling's inverse-sigmoid rate (the chance of a true "
              "decoder input at step s is K / (K + exp(s / K)); 0 = always the true input; "
              "default: the config's).")] = None,
@@ -105,7 +105,7 @@ def train(
     device = _train_device(device)
     if model != "music_vae" and (init_from is not None or sampling_rate is not None):
         from mtools.errors import UsageError
-        raise UsageError("--init-from and --sampling-rate apply to music_vae only")
+        raise UsageError("--init-from and --scheduled-sampling-rate apply to music_vae only")
 
     if model == "coconet":
         network = {k: v for k, v in {"filters": hidden, "layers": layers}.items() if v is not None}
@@ -204,7 +204,7 @@ def _train_music_vae(config, data, out, run_dir, fresh, export_only, max_minutes
         from mtools.models.registry import resolve_model
         init = resolve_model(init_from).onnx_path
     request = VaeRequest(vae, tuple(data or vae.default_sources), out,
-                         run_dir or default_run_dir(vae), loop, network, fresh, init,
+                         run_dir or default_run_dir(vae), loop, network, fresh, init, init_from,
                          sampling_rate)
     train_music_vae(request, progress=say)
 

@@ -161,9 +161,13 @@ def atomic_write(path: Path, data: bytes) -> None:
     FIFO, device or other special file is written into directly, as a
     shell's `>` would (`-o /dev/stdout`, `-o fifo`)."""
     path = Path(path)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
-    if path.exists() and not path.is_file() and not path.is_dir():
+    try:
+        special = not stat.S_ISREG(os.stat(path).st_mode) and not path.is_dir()
+    except OSError:  # not there yet (or a dangling link): made below
+        special = False
+    if not special and path.is_symlink():
+        path = Path(os.path.realpath(path))  # a link to a regular file: replace its target
+    if special:  # /dev/stdout on a pipe, a FIFO, a device: opened as the shell's `>` would
         try:
             with open(path, "wb") as handle:
                 handle.write(data)

@@ -116,11 +116,11 @@ def check_options(options: ContinueOptions):
         unused += [name for name, value in (("--chords", options.chords),
                                             ("--steps-per-chord", options.steps_per_chord),
                                             ("--render-chords", options.render_chords)) if value]
-    if family == "drums_rnn" and options.key:
+    if family != "melody_rnn" and options.key:
         unused.append("--key")
     if unused:
         raise UsageError(f"{' and '.join(unused)} {'does' if len(unused) == 1 else 'do'} nothing "
-                         f"for {family}", hint="chords are for improv_rnn, --key for melodies")
+                         f"for {family}", hint="chords are for improv_rnn, --key for melody_rnn")
     return ref
 
 

@@ -21,6 +21,7 @@ as its `encoder` mode says: "full", "quantized" (hits only: humanize) or
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -36,6 +37,7 @@ KINDS = ("melody", "drums", "groove", "trio")
 TRIO_PARTS = ("melody", "bass", "drums")
 ENCODER_MODES = ("full", "quantized", "tap")
 GROOVE_SIZE = 3 * NUM_DRUM_CLASSES  # hits, velocities, offsets
+BAR_STEPS = 16  # a 4/4 bar of 16ths: windows are padded to whole bars
 NO_EVENT_ID = 0  # melody: the note or rest goes on
 
 
@@ -200,11 +202,12 @@ def _drum_bits(ids: np.ndarray) -> np.ndarray:
 def windows_of(events: np.ndarray, space: VaeSpace, hop: int) -> np.ndarray:
     """Every window of `space.steps` steps starting on multiples of `hop`
     that has a note in it, as ids (n, steps) int16 (a trio's int32), the
-    events padded with silence to a whole number of hops first (so the last
-    bars count); a window that begins inside a held melody note starts by
-    striking that note again."""
+    events padded with silence to whole bars and hops first (so the last
+    bars count, whatever the hop); a window that begins inside a held
+    melody note starts by striking that note again."""
     ids = space.ids_from_events(events)
-    ids = np.concatenate([ids, np.zeros(-len(ids) % hop, ids.dtype)])  # id 0: nothing new
+    unit = math.lcm(hop, BAR_STEPS)
+    ids = np.concatenate([ids, np.zeros(-len(ids) % unit, ids.dtype)])  # id 0: nothing new
     rows = []
     for start in range(0, len(ids) - space.steps + 1, hop):
         row = restrike(ids, start, space)

@@ -247,6 +247,9 @@ def _folk_jobs() -> list[Job]:
 
 
 def _groove_jobs(folder: Path) -> list[Job]:
+    if not (folder / "info.csv").is_file():
+        raise InputMissingError(f"{folder / 'info.csv'} not found",
+                                hint="set MTOOLS_DATA to the folder holding groove_midi/")
     with open(folder / "info.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     return [Job(str(folder / row["midi_filename"]), f"groove/{row['id']}",

@@ -174,14 +174,10 @@ class Trainer:
         self._resume()
 
     def _resume(self) -> None:
-        """From last.pt; else from best.pt alone (a run brought back from
-        another machine without its optimizer's state: the weights and
-        history of the best validation, a fresh optimizer)."""
-        path = self.run_dir / "last.pt"
-        if not path.exists():
-            path = self.run_dir / "best.pt"
-            if not path.exists():
-                return
+        """From last.pt; else from best.pt alone (see `resumable`)."""
+        path = resumable(self.run_dir)
+        if path is None:
+            return
         state = torch.load(path, weights_only=True, map_location="cpu")
         try:
             self.model.load_state_dict(state["state_dict"])
@@ -203,6 +199,7 @@ class Trainer:
         config, history = self.config, self.history
         started, last_save = time.monotonic() - history.seconds, time.monotonic()
         loss = torch.tensor(float("nan"))
+        self.model.train()  # whatever the caller did with it (a parity check leaves eval mode)
         if self.validate_first and not history.log:  # a warm start: its weights are a candidate
             self._validate(float("nan"))
         while history.step < config.max_steps and history.evals_without_gain < config.patience:
@@ -261,6 +258,17 @@ class Trainer:
         temporary = self.run_dir / f".{name}.tmp"
         torch.save(state, temporary)
         os.replace(temporary, self.run_dir / name)
+
+
+def resumable(run_dir: Path) -> Path | None:
+    """The checkpoint a run folder resumes from: last.pt, else best.pt alone
+    (a run brought back from another machine without its optimizer's
+    state: the weights and history of the best validation, a fresh
+    optimizer); None for a new run."""
+    for name in ("last.pt", "best.pt"):
+        if (Path(run_dir) / name).exists():
+            return Path(run_dir) / name
+    return None
 
 
 def to_device(data, device: torch.device):

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtools.errors import MtoolsError
+from mtools.errors import MtoolsError, UsageError
 from mtools.models.music_vae import GRAPH_INPUTS, GRAPH_OUTPUTS, VaeSpace
 from mtools.models.registry import model_stem, write_card
 from mtools.training import corpora
 from mtools.training.export import export_checked, export_onnx, run_card
-from mtools.training.loop import TrainConfig, Trainer, load_best
+from mtools.training.loop import TrainConfig, Trainer, load_best, resumable
 from mtools.training.nets import MusicVAENet
 from mtools.training.vae_windows import DEFAULT_CONFIG, TRANSPOSE, VaeConfig, load_windows, \
     transpose_ids
@@ -98,6 +98,11 @@ class VaeLoss:
     feature_table: torch.Tensor | None = None
     step: int = 0
 
+    @property
+    def validation(self) -> str:
+        """How the validation figure is made: "free-running" or "teacher-forced"."""
+        return "free-running" if self.feature_table is not None else "teacher-forced"
+
     def start_step(self, step: int) -> None:
         self.step = step
 
@@ -140,10 +145,14 @@ class VaeLoss:
 
 
 def scheduled_loss(config: VaeConfig) -> VaeLoss:
-    """The loss `config` trains with (see VaeLoss)."""
+    """The loss `config` trains with (see VaeLoss); scheduled sampling is
+    for one-softmax spaces (melody, drums), a UsageError elsewhere."""
     space = config.space
     table = None
-    if config.sampling_rate > 0 and space.kind in ("melody", "drums"):
+    if config.sampling_rate > 0 and space.kind not in ("melody", "drums"):
+        raise UsageError(f"{config.spec}: scheduled sampling is for melody and drum windows, "
+                         f"not {space.kind}s", hint="drop --scheduled-sampling-rate")
+    if config.sampling_rate > 0:
         table = torch.from_numpy(space.features(np.arange(space.num_classes)[None])[0])
     return VaeLoss(config.beta, config.free_bits, groove=space.kind == "groove",
                    segments=space.segments, sampling_rate=config.sampling_rate,
@@ -171,6 +180,7 @@ class VaeRequest:
     network: dict | None = None
     fresh: bool = False
     init_from: Path | None = None  # a float export of this network to start a new run from
+    init_spec: str | None = None  # how the user named it (a bundled name or a path)
     sampling_rate: float | None = None  # None: the config's
 
 
@@ -183,6 +193,7 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
     config = request.config
     if request.fresh and request.run_dir.exists():
         shutil.rmtree(request.run_dir)
+    request, loss = _schedule(request)
     report = lambda done, total, what: progress(f"parsing {what} ({done}/{total})")  # noqa: E731
     train = load_windows(config, request.sources, "train", report)
     valid = load_windows(config, request.sources, "valid", report)
@@ -194,17 +205,37 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
     model = MusicVAENet(space.input_size, space.num_classes,
                         **{**NETWORK, **dict(config.network), **(request.network or {})})
     init = _warm_start(request, model, progress)
-    loss = scheduled_loss(config if request.sampling_rate is None
-                          else replace(config, sampling_rate=request.sampling_rate))
     trainer = Trainer(model, model.kind, WindowBatches(train, space, request.loop),
                       WindowBatches(valid, space, request.loop, transpose=False), request.loop,
-                      request.run_dir, extra={"spec": config.spec},
+                      request.run_dir, extra={"spec": config.spec, "validation": loss.validation,
+                                              "sampling_rate": request.sampling_rate},
                       progress=lambda history, message: progress(message), loss_fn=loss,
                       validate_first=init is not None)
     history = trainer.run()
     best, trained_with = load_best(request.run_dir)
     return export_music_vae(replace(request, loop=trained_with), best, history, len(train), valid,
                             progress, init)
+
+
+def _schedule(request: VaeRequest) -> tuple[VaeRequest, VaeLoss]:
+    """The request with its scheduled-sampling rate settled (given, else the
+    one the run folder's run trained with, else the config's) and its loss.
+    A run validated one way cannot resume validated the other: its best
+    figure would not compare (a free-running NLL is far above a teacher-
+    forced one, so the old best would never be beaten)."""
+    path = resumable(request.run_dir)
+    earlier = torch.load(path, weights_only=True, map_location="cpu") if path else {}
+    if request.sampling_rate is None and "sampling_rate" in earlier:
+        request = replace(request, sampling_rate=earlier["sampling_rate"])
+    config = request.config
+    loss = scheduled_loss(config if request.sampling_rate is None
+                          else replace(config, sampling_rate=request.sampling_rate))
+    validated = earlier.get("validation", "teacher-forced")
+    if path is not None and validated != loss.validation:
+        raise UsageError(f"{request.run_dir} holds a run validated {validated}, and this one "
+                         f"would be validated {loss.validation} (scheduled sampling on or off)",
+                         hint="pass --fresh, or start a new --run-dir with --init-from")
+    return request, loss
 
 
 def _warm_start(request: VaeRequest, model: MusicVAENet, progress: Progress) -> dict | None:
@@ -216,7 +247,7 @@ def _warm_start(request: VaeRequest, model: MusicVAENet, progress: Progress) -> 
     from mtools.training.warm_start import load_exported
 
     note_path = request.run_dir / "init_from.json"
-    if (request.run_dir / "last.pt").exists():
+    if resumable(request.run_dir) is not None:
         if request.init_from is not None:
             progress(f"{request.run_dir} holds a run: resuming it (--init-from starts a new one)")
         return json.loads(note_path.read_text()) if note_path.exists() else None
@@ -355,6 +386,7 @@ def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
                        f"transposed by up to ±{TRANSPOSE} semitones while training",
             "train_windows": train_windows, "valid_windows": valid_windows,
             "best_valid_loss_per_window": round(history.best_valid, 4),
+            "valid_loss": "free-running" if rate > 0 else "teacher-forced",
             **run_card(history, request.loop, reproduce_command(request)),
         },
         "metrics": {},
@@ -373,8 +405,8 @@ def reproduce_command(request: VaeRequest) -> str:
     if network.get("dec_layers", NETWORK["dec_layers"]) != NETWORK["dec_layers"]:
         words += ["--layers", str(network["dec_layers"])]
     if request.sampling_rate is not None:
-        words += ["--sampling-rate", f"{request.sampling_rate:g}"]
+        words += ["--scheduled-sampling-rate", f"{request.sampling_rate:g}"]
     if request.init_from is not None:
-        words += ["--init-from", request.init_from.name]
+        words += ["--init-from", request.init_spec or request.init_from.name]
     words += ["--max-minutes", f"{request.loop.max_minutes:g}", "--out", "DIR"]
     return " ".join(shlex.quote(word) for word in words)

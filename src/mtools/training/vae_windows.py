@@ -3,13 +3,14 @@ uses it too): the trainable configs, and the windows of a corpus."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from mtools.errors import UsageError
 from mtools.models.encoding import MELODY_SPECIAL_IDS
-from mtools.models.music_vae import VaeSpace, groove_frames, windows_of
+from mtools.models.music_vae import BAR_STEPS, VaeSpace, groove_frames, windows_of
 from mtools.training import corpora
 
 TRANSPOSE = 5  # melodies: a random shift of up to this many semitones either way
@@ -105,7 +106,8 @@ def load_windows(config: VaeConfig, sources, part: str, progress=None) -> np.nda
 def _line_windows(line, space: VaeSpace, hop: int = 16) -> np.ndarray:
     if space.kind != "groove":
         return windows_of(np.asarray(line.events), space, hop)
-    padded = len(line.events) + -len(line.events) % hop  # the last bars count (frames pad)
+    unit = math.lcm(hop, BAR_STEPS)
+    padded = len(line.events) + -len(line.events) % unit  # the last bars count (frames pad)
     frames = [groove_frames(line, start, space.steps)
               for start in range(0, padded - space.steps + 1, hop)]
     frames = [f for f in frames if space.has_notes(f)]
