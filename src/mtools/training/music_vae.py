@@ -256,7 +256,7 @@ def _warm_start(request: VaeRequest, model: MusicVAENet, progress: Progress) -> 
     if path is None:
         return None
     error = load_exported(model, path, parity_error)
-    note = {"file": path.name, "sha256": file_sha256(path),
+    note = {"file": path.name, "spec": request.init_spec or str(path), "sha256": file_sha256(path),
             "parity_max_abs_error": float(f"{error:.2e}")}
     card = path.with_suffix(".json")
     if card.exists():
@@ -317,6 +317,9 @@ def export_music_vae(request: VaeRequest, model: MusicVAENet, history, train_win
     card = _card(request, model, history, train_windows, len(valid))
     if init is not None:
         card["training"]["initialised_from"] = init
+        if request.init_from is None:  # exported later (--export-only): the start still counts
+            card["training"]["command"] = reproduce_command(
+                replace(request, init_spec=init.get("spec") or init["file"]))
     write_card(card, path)
     progress(f"measuring reconstruction on {len(valid)} validation windows")
     net = MusicVae.from_ref(resolve_model(str(path)), device="cpu")
@@ -406,7 +409,7 @@ def reproduce_command(request: VaeRequest) -> str:
         words += ["--layers", str(network["dec_layers"])]
     if request.sampling_rate is not None:
         words += ["--scheduled-sampling-rate", f"{request.sampling_rate:g}"]
-    if request.init_from is not None:
+    if request.init_from is not None or request.init_spec is not None:
         words += ["--init-from", request.init_spec or request.init_from.name]
     words += ["--max-minutes", f"{request.loop.max_minutes:g}", "--out", "DIR"]
     return " ".join(shlex.quote(word) for word in words)
