@@ -407,6 +407,7 @@ def test_a_new_run_can_start_from_an_export_and_a_resume_keeps_its_note(tunes, t
     assert resumed.code == 0, resumed.stderr
     card = resolve_model(str(second / "music_vae-mel_2bar.json")).card
     assert card.training["initialised_from"]["file"] == export.name
+    assert f"--init-from {export}" in card.training["command"]  # a resume still started there
 
 
 def test_init_from_refuses_another_network_and_other_families(tunes, tmp_path, mel_path):
