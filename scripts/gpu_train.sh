@@ -82,7 +82,7 @@ train_one() {  # model minutes device
     local args
     case $model in
         coconet)
-            # 128 filters x 24 layers: 3.6M weights, a 14 MB best.pt (the
+            # 128 filters x 24 layers: 3.3M weights, a 13 MB best.pt (the
             # device tool brings back files up to 16 MB).
             args=(coconet --data jsb --data js_fakes --batch-size 64 --hidden 128 --layers 24)
             [[ $small == 1 ]] && args=(coconet --data jsb --batch-size 4 --hidden 8 --layers 2) ;;
