@@ -260,3 +260,16 @@ def test_the_option_parsers_errors_are_one_line_with_exit_2(args, words):
     out = run(args)
     assert out.code == 2 and one_line(out.stderr) and words in out.stderr, out.stderr
     assert out.stderr.startswith("mtools: ") and "--help" in out.stderr
+
+
+def test_binary_output_to_a_terminal_named_by_o_is_refused(song):
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        out = run(["convert", song, "-o", os.ttyname(terminal), "--to", "midi"])
+        assert out.code == 2 and "terminal" in out.stderr
+        assert run(["convert", song, "-o", os.ttyname(terminal), "--to", "jsonl"]).code == 0
+    finally:
+        os.close(controller)
+        os.close(terminal)

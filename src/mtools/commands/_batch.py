@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from mtools.errors import MtoolsError, UsageError
-from mtools.io.streams import Input, OutputPlan, atomic_write, check_binary_stdout, write_stdout
+from mtools.io.streams import Input, OutputPlan, atomic_write, check_binary_stdout, is_terminal, \
+    write_stdout
 
 
 @dataclass
@@ -95,6 +96,9 @@ def _check_plan(inputs: Sequence[Input], settings: BatchSettings) -> None:
                          f".{settings.extension} file", hint="use -o DIR/ or --to jsonl")
     if plan.mode == "stdout":
         check_binary_stdout(settings.binary)
+    elif plan.mode == "file" and settings.binary and is_terminal(plan.path):
+        raise UsageError(f"binary output (MIDI/WAV) not written to the terminal {plan.path}",
+                         hint="name a file, or use --to jsonl for text")
     if settings.skip_existing and plan.mode != "dir":
         raise UsageError("--skip-existing needs -o DIR/")
 

@@ -208,6 +208,21 @@ def check_binary_stdout(binary: bool) -> None:
                               "or --to jsonl for text")
 
 
+def is_terminal(path: Path) -> bool:
+    """Whether `path` names a terminal (`-o /dev/stdout` or `-o /dev/tty`
+    from an interactive shell): binary output is refused there too."""
+    try:
+        if not stat.S_ISCHR(os.stat(path).st_mode):
+            return False
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
+
+
 def write_stdout(data: bytes | str) -> None:
     """Write data (text is UTF-8 encoded) to stdout and flush; a closed
     pipe raises StdoutClosed."""
