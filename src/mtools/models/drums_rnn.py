@@ -103,7 +103,7 @@ def continue_family(score, ref, options, rng: np.random.Generator):
     primer = primer_drum_track(score, steps_per_quarter=spq)
     has_hits = bool(np.any(primer.events))
     primer_ids = np.asarray(primer.events, np.int64) if has_hits else np.array([KICK_ONLY])
-    qpm = primer.qpm if score.tempos or options.qpm is None else options.qpm
+    qpm = primer.qpm  # continue_score gave a tempo-less primer --qpm as its tempo
     clock = StepClock(score, spq, qpm)
     num_steps = options.length.to_steps(primer.steps_per_bar, 60.0 / qpm / spq)
     rows = generate(model, primer_ids, num_steps - (0 if has_hits else 1),

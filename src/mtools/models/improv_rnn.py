@@ -90,7 +90,7 @@ def continue_family(score: Score, ref, options, rng: np.random.Generator):
     if ahead is None:
         raise UsageError("improv_rnn plays over chords, and none were found",
                          hint='give --chords "C G Am F", or an input with chord symbols')
-    qpm = primer.qpm if score.tempos or options.qpm is None else options.qpm
+    qpm = primer.qpm  # continue_score gave a tempo-less primer --qpm as its tempo
     length = options.length
     num_steps = len(ahead) if length.is_default and options.chords else \
         length.to_steps(primer.steps_per_bar, 60.0 / qpm / spq)

@@ -77,7 +77,7 @@ def continue_family(score: Score, ref, options, rng: np.random.Generator):
     space = MelodySpace.from_card(ref.card.encoding)
     model = load_event_rnn(ref, device=options.device, rows=options.batch_rows)
     primer = primer_melody(score, steps_per_quarter=space.steps_per_quarter)
-    qpm = primer.qpm if score.tempos or options.qpm is None else options.qpm
+    qpm = primer.qpm  # continue_score gave a tempo-less primer --qpm as its tempo
     has_notes = bool(np.any(primer.events >= 0))
     key = parse_key(options.key) if options.key else None
     if has_notes:

@@ -205,6 +205,8 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
     model = MusicVAENet(space.input_size, space.num_classes,
                         **{**NETWORK, **dict(config.network), **(request.network or {})})
     init = _warm_start(request, model, progress)
+    if init is not None and request.init_spec is None:  # resumed: the run still started there
+        request = replace(request, init_spec=init.get("spec") or init["file"])
     trainer = Trainer(model, model.kind, WindowBatches(train, space, request.loop),
                       WindowBatches(valid, space, request.loop, transpose=False), request.loop,
                       request.run_dir, extra={"spec": config.spec, "validation": loss.validation,
@@ -317,9 +319,6 @@ def export_music_vae(request: VaeRequest, model: MusicVAENet, history, train_win
     card = _card(request, model, history, train_windows, len(valid))
     if init is not None:
         card["training"]["initialised_from"] = init
-        if request.init_from is None:  # exported later (--export-only): the start still counts
-            card["training"]["command"] = reproduce_command(
-                replace(request, init_spec=init.get("spec") or init["file"]))
     write_card(card, path)
     progress(f"measuring reconstruction on {len(valid)} validation windows")
     net = MusicVae.from_ref(resolve_model(str(path)), device="cpu")
