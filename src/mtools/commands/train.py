@@ -39,6 +39,7 @@ Examples:
   mtools train drums_rnn --config attention_kit --max-minutes 65 --out models/
   mtools train coconet --data jsb --max-minutes 120 --out models/
   mtools train music_vae --config drums_2bar --data groove --out models/
+  mtools train music_vae --config drums_2bar --init-from music_vae:drums_2bar --run-dir ft/ --out models/
   mtools train music_vae --config trio_16bar --data nottingham --out models/
   mtools train music_vae --config mel_16bar --device cuda --out models/   # on a GPU
   mtools train onsets_frames --hours 12 --max-minutes 240 --out models/
