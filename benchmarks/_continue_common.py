@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from _results import Stats
+from _results import Stats, compile_bytecode
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK_DIR = ROOT / "benchmarks" / ".work" / "continue"
@@ -180,7 +180,8 @@ def out_path(name: str) -> Path:
 
 def time_to_files(commands: dict[str, list[str]], repeat: int) -> dict[str, Stats]:
     """Time each command with stdout written to its own out.mid, after one
-    untimed warm-up run each, round-robin. Raises RuntimeError on failure."""
+    untimed warm-up run each, round-robin, mtools' bytecode written first
+    (`_results.compile_bytecode`). Raises RuntimeError on failure."""
     def run(name: str, command: list[str]) -> float:
         with open(out_path(name), "wb") as out:
             start = time.perf_counter()
@@ -191,6 +192,7 @@ def time_to_files(commands: dict[str, list[str]], repeat: int) -> dict[str, Stat
                                f"{done.stderr.decode(errors='replace').strip()[-500:]}")
         return elapsed
 
+    compile_bytecode()
     for name, command in commands.items():
         run(name, command)
     runs: dict[str, list[float]] = {name: [] for name in commands}

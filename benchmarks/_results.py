@@ -73,12 +73,24 @@ def time_calls(calls: dict[str, Callable[[], object]], repeat: int, *,
     return {name: Stats(tuple(r)) for name, r in runs.items()}
 
 
+def compile_bytecode() -> None:
+    """Write the .pyc of every mtools module that lacks a current one, as
+    `pip install` does for an installed package. Without it an editable
+    install under PYTHONDONTWRITEBYTECODE (these machines' shells set it)
+    compiles mtools from source at every start, ~20 ms a module here."""
+    import compileall
+
+    import mtools
+
+    compileall.compile_dir(Path(mtools.__file__).parent, quiet=1)
+
+
 def time_commands(commands: dict[str, Sequence[str]], repeat: int, *,
                   warm_up: bool = True) -> dict[str, Stats]:
     """Time each command as a subprocess (stdout and stderr discarded)
     `repeat` times, after one untimed run unless the caller has warmed them
-    up, round-robin. A command that fails raises RuntimeError with its
-    stderr."""
+    up, round-robin, mtools' bytecode written first (`compile_bytecode`).
+    A command that fails raises RuntimeError with its stderr."""
     def run(command: Sequence[str]) -> float:
         start = time.perf_counter()
         done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -88,6 +100,7 @@ def time_commands(commands: dict[str, Sequence[str]], repeat: int, *,
                                f"{done.stderr.decode(errors='replace').strip()[-500:]}")
         return elapsed
 
+    compile_bytecode()
     for command in commands.values() if warm_up else ():
         run(command)
     runs: dict[str, list[float]] = {name: [] for name in commands}

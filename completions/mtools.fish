@@ -197,7 +197,7 @@ complete -c mtools -n '__fish_seen_subcommand_from train' -F
 complete -c mtools -n '__fish_seen_subcommand_from eval' -s m -l model -r -F -d 'A bundled model (see \'mtools models\'), NAME:CONFIG, or a folder/.onnx of your own'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l split -r -F -d 'valid, train or all (pieces of the fixed split)'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l json -d 'Print the figures as one JSON object'
-complete -c mtools -n '__fish_seen_subcommand_from eval' -l samples -r -F -d 'coconet: Monte Carlo draws per piece for the frame-wise NLL'
+complete -c mtools -n '__fish_seen_subcommand_from eval' -l samples -r -F -d 'coconet: Monte Carlo draws per piece for the frame-wise NLL (default 32)'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l ref -r -F -d 'transcription: the reference MIDI of each audio input, in order'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l onset-threshold -x -d 'transcription: decode with this onset threshold (default: the model\'s)'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l frame-threshold -x -d 'transcription: decode with this frame threshold (default: the model\'s)'

@@ -270,6 +270,9 @@ def test_eval_scores_audio_beside_its_midi_with_the_thresholds_asked_for(tiny_pa
     two_refs = run(["eval", "transcribe", tmp_path / "take.wav", "--model", tiny_path,
                     "--ref", tmp_path / "take.mid", "--ref", tmp_path / "take.mid"])
     assert two_refs.code == 2 and "--ref" in two_refs.stderr
+    (tmp_path / "take.mid").write_bytes(score_to_midi(make_score([])))
+    empty = run(["eval", "transcribe", tmp_path, "--model", tiny_path])
+    assert empty.code == 65 and "take.wav: its reference holds no notes" in empty.stderr
 
 
 def test_transcribe_errors_are_one_line_with_the_contract_codes(tiny_path, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 import typer
 
@@ -119,7 +120,12 @@ def main(argv: list[str] | None = None) -> None:
             target, args, prog = _one_command(argv[0]), argv[1:], f"mtools {argv[0]}"
         else:
             target, args, prog = full_app(), argv, "mtools"
-        code = target(args=args, prog_name=prog, standalone_mode=False)
+        with warnings.catch_warnings():
+            if not _debugging(argv):  # a library's RuntimeWarning is noise to a user; --debug shows it
+                warnings.simplefilter("ignore")
+            code = target(args=args, prog_name=prog, standalone_mode=False)
+        if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into this code before we see it
+            raise KeyboardInterrupt
         sys.exit(code if isinstance(code, int) else 0)
     except ClickException as exc:  # the option parser's complaint: one line, as ours are
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `mtools`: the help, on stderr

@@ -7,6 +7,7 @@ function bound with functools.partial to a frozen options object), so
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -94,6 +95,10 @@ def _check_plan(inputs: Sequence[Input], settings: BatchSettings) -> None:
         where = "stdout" if plan.mode == "stdout" else f"-o {plan.path}"
         raise UsageError(f"{len(inputs)} inputs cannot all go to {where} as one "
                          f".{settings.extension} file", hint="use -o DIR/ or --to jsonl")
+    if settings.single_per_file and plan.mode != "dir" and (settings.takes or 1) > 1:
+        where = "stdout" if plan.mode == "stdout" else f"-o {plan.path}"
+        raise UsageError(f"{settings.takes} outputs (-n) cannot all go to {where} as one "
+                         f".{settings.extension} file", hint="use -o DIR/ or --to jsonl")
     if plan.mode == "stdout":
         check_binary_stdout(settings.binary)
     elif plan.mode == "file" and settings.binary and is_terminal(plan.path):
@@ -127,8 +132,9 @@ def run_batch(inputs: Sequence[Input], job: Callable[[Input], JobResult],
         say(f"skipped {skipped} input(s) whose output exists")
     failures: list[int] = []
     collected: list[bytes] = []  # for -o FILE: written once, at the end
-    with _progress(len(todo), settings) as advance:
-        for source, outcome in _results(todo, job, settings.jobs):
+    with _progress(len(todo), settings) as advance, \
+            contextlib.closing(_results(todo, job, settings.jobs)) as results:
+        for source, outcome in results:
             if isinstance(outcome, MtoolsError):
                 say(str(outcome) if str(outcome).startswith(source.name)
                     else f"{source.name}: {outcome}")
@@ -155,17 +161,33 @@ def _done(source: Input, settings: BatchSettings) -> bool:
 
 
 def _results(inputs: Sequence[Input], job, jobs: int):
-    """(input, JobResult or MtoolsError) in input order."""
+    """(input, JobResult or MtoolsError) in input order. With jobs > 1, up
+    to `jobs` worker processes (no more than there are inputs) run them;
+    stdin is read here, in its turn (a worker's stdin is /dev/null). When
+    the caller stops early (a closed pipe, Ctrl-C, an error), work not yet
+    started is dropped and the workers are ended, not waited for."""
     if jobs <= 1 or len(inputs) <= 1:
         for source in inputs:
             yield source, _guarded(job, source)
         return
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_guarded, job, source) for source in inputs]
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(inputs)))
+    finished = False
+    try:
+        futures = [None if source.is_stdin else pool.submit(_guarded, job, source)
+                   for source in inputs]
         for source, future in zip(inputs, futures):
-            yield source, future.result()
+            yield source, _guarded(job, source) if future is None else future.result()
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            workers = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in workers:
+                process.terminate()
 
 
 def _guarded(job, source: Input):

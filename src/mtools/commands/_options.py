@@ -76,7 +76,7 @@ Model = Annotated[Optional[str], typer.Option(
     "--model", "-m", metavar="NAME|PATH",
     help="A bundled model (see 'mtools models'), NAME:CONFIG, or a folder/.onnx of your own.")]
 Seed = Annotated[Optional[int], typer.Option(
-    "--seed", metavar="N", help="Random seed: the same seed gives the same output bit for bit.")]
+    "--seed", metavar="N", min=0, help="Random seed: the same seed gives the same output bit for bit.")]
 DeviceOpt = Annotated[Optional[Device], typer.Option(
     "--device", envvar="MTOOLS_DEVICE", show_default=False, metavar="DEVICE",
     help="Where models run: auto (CUDA when it can really run, else CPU), cpu or cuda.")]

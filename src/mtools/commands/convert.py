@@ -89,6 +89,10 @@ def convert(
 ) -> None:
     settings = score_batch(output, to.value if to else None, jobs=jobs,
                            skip_existing=skip_existing, quiet=quiet, progress=progress)
+    if soundfont is not None and settings.format != "wav":
+        from mtools.errors import UsageError
+        raise UsageError(f"--soundfont renders audio; this writes {settings.format}",
+                         hint="add --to wav, or -o NAME.wav")
     options = ConvertOptions(from_.value if from_ else None, settings.format, transpose, melody,
                              sustain, quantize, soundfont)
     code = run_batch(score_inputs(inputs), partial(convert_input, options), settings)

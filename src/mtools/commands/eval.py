@@ -45,15 +45,18 @@ Examples:
 """
 
 
+SAMPLES = 32  # --samples' default
+
+
 def eval_(
     data: Annotated[list[str], typer.Argument(metavar="DATA", help="Folders, files or corpus names.")],
     model: opt.Model = None,
     split: Annotated[str, typer.Option(
         "--split", metavar="PART", help="valid, train or all (pieces of the fixed split).")] = "all",
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
-    samples: Annotated[int, typer.Option(
+    samples: Annotated[Optional[int], typer.Option(
         "--samples", min=1, metavar="N",
-        help="coconet: Monte Carlo draws per piece for the frame-wise NLL.")] = 32,
+        help=f"coconet: Monte Carlo draws per piece for the frame-wise NLL (default {SAMPLES}).")] = None,
     references: Annotated[Optional[list[str]], typer.Option(
         "--ref", metavar="MIDI",
         help="transcription: the reference MIDI of each audio input, in order.")] = None,
@@ -78,6 +81,9 @@ def eval_(
 
     if split not in ("valid", "train", "all"):
         raise UsageError(f"--split must be valid, train or all, not {split!r}")
+    if "-" in data:
+        raise UsageError("eval reads files, folders or corpus names, not standard input",
+                         hint="name the file")
     if data and data[0] == "transcribe":  # `mtools eval transcribe ...`: the task's default model
         data = data[1:]
         model = model or "onsets_frames"
@@ -94,9 +100,12 @@ def eval_(
         return
     if references or onset_threshold is not None or frame_threshold is not None:
         raise UsageError("--ref and the thresholds are for transcription models")
+    if samples is not None and ref.card.name != "coconet":
+        raise UsageError("--samples is for coconet's frame-wise NLL")
     if ref.card.name == "coconet":
         figures = {"model": ref.card.spec, "data": data, "split": split,
-                   **_coconet_figures(ref, data, split, device.value if device else None, samples)}
+                   **_coconet_figures(ref, data, split, device.value if device else None,
+                                     samples or SAMPLES)}
         _print(figures, as_json)
         return
     if ref.card.name == "music_vae":

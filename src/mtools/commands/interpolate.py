@@ -59,9 +59,9 @@ def interpolate(
         "--emit-latents", help="Write the latent vectors (JSONL, one per point) instead of music.")] = False,
     temperature: opt.Temperature = 0.5,
     seed: opt.Seed = None,
-    program: Annotated[int, typer.Option(
+    program: Annotated[Optional[int], typer.Option(
         "--program", min=0, max=127, metavar="N",
-        help="General MIDI program of melody output (default 0, piano).")] = 0,
+        help="General MIDI program of melody output (default 0, piano).")] = None,
     from_: opt.ScoreFrom = None,
     to: opt.To = None,
     device: opt.DeviceOpt = None,
@@ -93,8 +93,10 @@ def interpolate(
     bars = _window_bars(window)
     options = lib.InterpolateOptions(
         model=model, steps=8 if steps is None else steps, temperature=temperature, seed=seed,
-        concat=settings.single_per_file if concat is None else concat, program=program,
-        device=device.value if device else None)
+        concat=settings.single_per_file if concat is None else concat,
+        program=0 if program is None else program, device=device.value if device else None)
+    if program is not None and lib.load(options.model, options.device)[0].space.kind in DRUM_KINDS:
+        raise UsageError("--program sets the instrument of melodies; drums play on channel 10")
     warnings: list[str] = []
     if sample is not None:
         if inputs:
@@ -119,6 +121,9 @@ def interpolate(
     _write(outputs, settings, name)
 
 
+DRUM_KINDS = ("drums", "groove")  # spaces whose output has no melody for --program
+
+
 def _window_bars(text: str | None) -> tuple[int | None, int | None]:
     """--window "5" (both inputs) or "5,1" (A's, B's) → bars, 1-based."""
     from mtools.errors import UsageError
@@ -139,7 +144,11 @@ def _two_scores(args: list[str] | None, in_format: str | None):
     from mtools.io.formats import detect_format, read_scores
 
     found = []
-    for source in score_inputs(args):
+    sources = score_inputs(args)
+    if sum(source.is_stdin for source in sources) > 1:
+        raise UsageError("standard input can be read once",
+                         hint="pipe both scores as two JSONL lines into one -")
+    for source in sources:
         data = source.read_bytes()
         scores = read_scores(data, detect_format(data, in_format, source.name), source.name)
         labels = [source.name] if len(scores) == 1 else \

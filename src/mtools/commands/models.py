@@ -40,7 +40,8 @@ def models(
     from mtools.io.streams import write_stdout
     from mtools.models.registry import list_models
 
-    cards = list_models()
+    cards = list_models(skipped=lambda error: print(f"mtools: warning: skipped {error}",
+                                                    file=sys.stderr))
     if as_json:
         write_stdout(json.dumps([c.to_dict() for c in cards], indent=2, sort_keys=True) + "\n")
         return

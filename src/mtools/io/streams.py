@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from mtools.errors import InputMissingError, OutputError, StdoutClosed, UsageError
+from mtools.errors import InputFormatError, InputMissingError, OutputError, StdoutClosed, UsageError
 from mtools.io.sniff import EXTENSIONS
 
 STDIN_NAME = "-"
@@ -76,11 +76,16 @@ def stdin_is_free() -> bool:
 def primer_input(text: str, name: str = "primer", qpm: float | None = None) -> Input:
     """An in-memory JSONL input holding the melody written as `text` (see
     mtools.score.melody_from_text) at `qpm` (default 120); empty text is an
-    empty score."""
+    empty score. Text it cannot read is a usage error naming --`name` (the
+    option that gave it)."""
     from mtools.io.jsonl import score_to_jsonl
     from mtools.score import DEFAULT_QPM, melody_from_text
 
-    score = melody_from_text(text, qpm=qpm or DEFAULT_QPM)
+    try:
+        score = melody_from_text(text, qpm=qpm or DEFAULT_QPM)
+    except InputFormatError as exc:
+        message = str(exc).replace("primer token", "token")
+        raise UsageError(f"--{name}: {message}") from None
     return Input(f"<{name}>", None, Path(name), data=score_to_jsonl(score).encode())
 
 

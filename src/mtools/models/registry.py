@@ -29,7 +29,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from mtools.errors import ModelNotFoundError, UsageError
 
@@ -464,14 +464,21 @@ def _unknown_model(spec: str, dirs: list[Path] | None = None) -> ModelNotFoundEr
 # ---------------------------------------------------------------- listing, writing
 
 
-def list_models() -> list[ModelCard]:
+def list_models(skipped: Callable[[ModelNotFoundError], None] | None = None) -> list[ModelCard]:
     """Every registry model (bundled and on $MTOOLS_MODEL_PATH; a name found
-    in an earlier folder hides later ones), sorted by task, name, config."""
+    in an earlier folder hides later ones), sorted by task, name, config.
+    A card that cannot be read raises ModelNotFoundError, or with `skipped`
+    is passed to it and left out, so one bad card hides no other model."""
     found: dict[str, ModelCard] = {}
     for folder in search_dirs():
         for path in _model_cards_in(folder):
             if _stem_spec(path.stem) and path.stem not in found:
-                found[path.stem] = _load_registered(path)
+                try:
+                    found[path.stem] = _load_registered(path)
+                except ModelNotFoundError as error:
+                    if skipped is None:
+                        raise
+                    skipped(error)
     return sorted(found.values(), key=lambda card: (card.task, card.name, card.config))
 
 

@@ -11,7 +11,7 @@ from typing import Iterable
 
 import numpy as np
 
-from mtools.errors import MtoolsError
+from mtools.errors import InputFormatError, MtoolsError
 from mtools.models.onsets_frames import OnsetsFrames, TranscribeOptions, predictions_to_score
 from mtools.models.transcription import DecodeOptions, decode_notes, note_labels
 from mtools.score import Note, Score, apply_sustain
@@ -104,7 +104,9 @@ def pieces_figures(net: OnsetsFrames, pieces, options: TranscribeOptions = Trans
     pieces, with how many, their seconds, and seconds of audio per second
     of transcription (this process, after loading)."""
     rows, audio_s, spent = [], 0.0, 0.0
-    for _, reference, samples in pieces:
+    for name, reference, samples in pieces:
+        if not reference.notes:
+            raise InputFormatError(f"{name}: its reference holds no notes to score against")
         started = time.perf_counter()
         estimate = transcribe_samples(net, samples, options)
         spent += time.perf_counter() - started

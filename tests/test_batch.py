@@ -1,0 +1,145 @@
+"""The batch runner (`commands/_batch.py`) with --jobs: how many workers,
+stdin among the inputs, stopping early, Ctrl-C."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from pathlib import Path
+
+import pytest
+
+from builders import melody
+from clirunner import run
+from mtools.commands import _batch
+from mtools.commands._batch import JobResult
+from mtools.io.midi import score_to_midi
+from mtools.io.streams import Input
+
+
+def slow_job(source: Input) -> JobResult:
+    """Marks that it started (a file beside the input), then takes a while."""
+    Path(f"{source.path}.started").touch()
+    time.sleep(0.2)
+    return JobResult([b"x"])
+
+
+def inputs_in(folder: Path, count: int) -> list[Input]:
+    paths = [folder / f"{index}.mid" for index in range(count)]
+    for path in paths:
+        path.touch()
+    return [Input(path.name, path, Path(path.name)) for path in paths]
+
+
+def test_jobs_start_no_more_workers_than_inputs(tmp_path, monkeypatch):
+    sizes = []
+
+    class Recording(concurrent.futures.ProcessPoolExecutor):
+        def __init__(self, max_workers=None, **kwargs):
+            sizes.append(max_workers)
+            super().__init__(max_workers, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Recording)
+    results = list(_batch._results(inputs_in(tmp_path, 2), slow_job, 50))
+    assert sizes == [2] and [r.outputs for _, r in results] == [[b"x"], [b"x"]]
+
+
+def test_stopping_early_drops_the_work_not_started(tmp_path):
+    # The reader of stdout left after the first result (or Ctrl-C): the
+    # other 39 inputs must not all be worked through and thrown away.
+    results = _batch._results(inputs_in(tmp_path, 40), slow_job, 2)
+    next(results)
+    results.close()
+    time.sleep(0.5)  # a worker that was not ended would go on starting inputs
+    assert len(list(tmp_path.glob("*.started"))) <= 8
+
+
+def test_stdin_among_inputs_with_jobs_is_read_once_here(tmp_path):
+    tune = score_to_midi(melody("60 62 64"))
+    (tmp_path / "b.mid").write_bytes(score_to_midi(melody("67 65")))
+    done = run(["convert", "-", tmp_path / "b.mid", "--to", "jsonl", "-j", "2"], stdin=tune)
+    assert done.code == 0, done.stderr
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 2 and lines[0].count('"pitch"') == 3 and lines[1].count('"pitch"') == 2
+
+
+def test_ctrl_c_stops_with_130_and_says_so(tmp_path, monkeypatch):
+    from mtools.commands import convert
+
+    def interrupted(options, source):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(convert, "convert_input", interrupted)
+    (tmp_path / "a.mid").write_bytes(score_to_midi(melody("60")))
+    done = run(["convert", tmp_path / "a.mid", "--to", "jsonl"])
+    assert done.code == 130 and done.stderr == "mtools: interrupted\n" and done.stdout == b""
+
+
+@pytest.mark.parametrize("command", [["harmonize", "--melody", "60 62"],
+                                     ["continue", "--model", "melody_rnn", "--bars", "1"]])
+def test_a_negative_seed_is_a_usage_error(command):
+    done = run([*command, "--seed", "-1", "--to", "jsonl"])
+    assert done.code == 2 and "--seed" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_bad_melody_text_is_a_usage_error_naming_the_option():
+    done = run(["harmonize", "--melody", "60 abc"])
+    assert done.code == 2 and done.stderr.startswith("mtools: --melody: token 2 is 'abc'"), \
+        done.stderr
+
+
+def test_takes_that_cannot_share_one_file_are_refused_before_any_work(monkeypatch):
+    from mtools.models import harmonization
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(harmonization, "harmonize_score", must_not_run)
+    done = run(["harmonize", "--melody", "60 62", "-n", "2", "-o", "x.mid"])
+    assert done.code == 2 and "2 outputs (-n)" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_eval_refuses_stdin_and_options_for_other_models(tmp_path):
+    assert run(["eval", "-"]).code == 2
+    done = run(["eval", "--model", "melody_rnn", "--samples", "4", tmp_path])
+    assert done.code == 2 and "--samples" in done.stderr
+
+
+def test_a_soundfont_without_audio_output_is_refused(tmp_path):
+    (tmp_path / "a.mid").write_bytes(score_to_midi(melody("60")))
+    done = run(["convert", tmp_path / "a.mid", "--to", "jsonl", "--soundfont", "x.sf2"])
+    assert done.code == 2 and "--soundfont" in done.stderr
+
+
+def test_interpolate_refuses_stdin_twice_and_program_for_drums(tmp_path):
+    done = run(["interpolate", "-", "-", "--to", "jsonl"], stdin=b"{}\n{}\n")
+    assert done.code == 2 and "standard input" in done.stderr
+    done = run(["interpolate", "--model", "music_vae:drums_2bar", "--sample", "1", "--program",
+                "40", "--to", "jsonl"])
+    assert done.code == 2 and "--program" in done.stderr
+
+
+def test_one_unreadable_card_hides_no_other_model(tmp_path, monkeypatch):
+    (tmp_path / "melody_rnn-broken.json").write_text("{")
+    (tmp_path / "melody_rnn-broken.onnx").write_bytes(b"")
+    monkeypatch.setenv("MTOOLS_MODEL_PATH", str(tmp_path))
+    done = run(["models", "--json"])
+    assert done.code == 0 and "melody_rnn-broken.json" in done.stderr
+    assert '"config": "attention_rnn"' in done.stdout.decode()
+
+
+def test_library_warnings_stay_off_stderr(monkeypatch, tmp_path):
+    import warnings
+
+    from mtools.commands import convert
+
+    real = convert.convert_input
+
+    def noisy(options, source):
+        warnings.warn("overflow encountered", RuntimeWarning)
+        return real(options, source)
+
+    monkeypatch.setattr(convert, "convert_input", noisy)
+    (tmp_path / "a.mid").write_bytes(score_to_midi(melody("60")))
+    done = run(["convert", tmp_path / "a.mid", "--to", "jsonl"])
+    assert done.code == 0 and done.stderr == ""
