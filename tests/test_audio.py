@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -92,9 +93,8 @@ def test_same_rate_needs_no_resampling(tmp_path):
     np.testing.assert_array_equal(read_audio(path, TARGET_RATE_HZ), expected)
 
 
-def test_non_seekable_pipe_is_spooled(tmp_path):
-    path = write_sine(tmp_path / "t.flac", 44100, 2, format="FLAC")
-    payload = path.read_bytes()
+def read_from_pipe(payload: bytes) -> np.ndarray:
+    """read_audio of `payload` written into a real (non-seekable) pipe."""
     read_fd, write_fd = os.pipe()
 
     def feed():
@@ -105,9 +105,54 @@ def test_non_seekable_pipe_is_spooled(tmp_path):
     writer.start()
     with os.fdopen(read_fd, "rb") as stream:
         assert not stream.seekable()
-        from_pipe = read_audio(stream, TARGET_RATE_HZ)
+        samples = read_audio(stream, TARGET_RATE_HZ)
     writer.join()
+    return samples
+
+
+def test_non_seekable_pipe_is_spooled(tmp_path):
+    path = write_sine(tmp_path / "t.flac", 44100, 2, format="FLAC")
+    from_pipe = read_from_pipe(path.read_bytes())
     np.testing.assert_array_equal(from_pipe, read_audio(path, TARGET_RATE_HZ))
+
+
+def with_data_size(wav: bytes, data_bytes: int) -> bytes:
+    """The WAV with its data chunk's size field set to `data_bytes`."""
+    at = wav.index(b"data") + 4
+    return wav[:at] + struct.pack("<I", data_bytes) + wav[at + 4:]
+
+
+@pytest.mark.parametrize("placeholder", [0, 0x7FFFF000, 0xFFFFFFFF])
+def test_wav_streamed_to_a_pipe_with_a_placeholder_size_is_read_to_the_end(tmp_path,
+                                                                           placeholder):
+    path = write_sine(tmp_path / "t.wav", TARGET_RATE_HZ, 1)
+    streamed = with_data_size(path.read_bytes(), placeholder)
+    np.testing.assert_array_equal(read_from_pipe(streamed), read_audio(path, TARGET_RATE_HZ))
+
+
+def test_cut_short_wav_is_a_format_error_saying_how_much_is_missing(tmp_path):
+    whole = write_sine(tmp_path / "t.wav", 8000, 1).read_bytes()  # 16000 data bytes
+    (tmp_path / "cut.wav").write_bytes(whole[:1000])
+    message = "truncated WAV: .* 16000 bytes .* ends after 956 \\(15044 bytes missing, 0.940 s"
+    for source in (tmp_path / "cut.wav", io.BytesIO(whole[:1000])):
+        with pytest.raises(InputFormatError, match=message) as caught:
+            read_audio(source, TARGET_RATE_HZ)
+        assert caught.value.exit_code == 65
+    with pytest.raises(InputFormatError, match="15044 bytes missing"):
+        read_from_pipe(whole[:1000])  # a real size from a pipe is a promise too
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_a_format_error_naming_the_file(tmp_path, bad):
+    frames = sine(8000, 1.0, 2)
+    frames[4000, 1] = bad
+    path = tmp_path / "float.wav"
+    soundfile.write(path, frames, 8000, subtype="FLOAT")
+    message = f"^{re.escape(str(path))}: sample 4000 \\(0.500 s\\) is not a finite number"
+    with pytest.raises(InputFormatError, match=message):
+        read_audio(path, TARGET_RATE_HZ)
+    with open_audio(path) as audio, pytest.raises(InputFormatError, match=message):
+        list(audio.blocks(TARGET_RATE_HZ, 0.1))
 
 
 def test_streams_are_read_from_their_current_position(tmp_path):

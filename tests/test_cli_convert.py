@@ -200,6 +200,63 @@ def test_abc_example_becomes_the_tune():
     assert len(notes) == 2 * 30  # the repeat is expanded
 
 
+ABC_BOOK = """X:1
+T:First
+M:4/4
+K:C
+CDEF|G4|]
+
+X:2
+T:Second
+M:3/4
+K:G
+GAB|d3|]
+
+X:3
+T:Third
+K:D
+ABc|d4|]
+"""
+
+
+def test_an_abc_book_gives_one_score_per_tune(tmp_path):
+    book = tmp_path / "book.abc"
+    book.write_text(ABC_BOOK)
+    result = run(["convert", book, "--to", "jsonl"])
+    assert result.code == 0, result.stderr
+    tunes = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [t["sequenceMetadata"]["title"] for t in tunes] == ["First", "Second", "Third"]
+    assert [[n["pitch"] for n in t["notes"]] for t in tunes] == [
+        [60, 62, 64, 65, 67], [67, 69, 71, 74], [69, 71, 73, 74]]  # K:D sharpens the C
+    refused = run(["convert", book])  # three scores cannot be one .mid on stdout
+    assert refused.code == 2 and "-o DIR/" in refused.stderr
+    assert run(["convert", book, "-o", f"{tmp_path}/d/"]).code == 0
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [
+        "book-1.mid", "book-2.mid", "book-3.mid"]
+
+
+@pytest.mark.parametrize("stdin, message", [
+    (b'{"tempos":[{"qpm":0}],"notes":[{"pitch":60,"endTime":1}]}', "qpm must be a finite"),
+    (b'{"notes":[{"pitch":60,"endTime":1,"program":300}]}', "'program' out of 0..127"),
+    (b'{"foo":1}\n', "none of a score's keys"),
+])
+def test_jsonl_a_midi_file_cannot_hold_exits_65_with_no_output(stdin, message):
+    result = run(["convert", "--to", "midi"], stdin=stdin)
+    assert result.code == 65, result.stderr
+    assert message in result.stderr and one_line(result.stderr)
+    assert result.stdout == b""
+
+
+def test_a_midi_tempo_of_zero_exits_65_naming_the_file(tmp_path):
+    data = bytearray(score_to_midi(melody("60 62")))
+    at = data.index(b"\xff\x51\x03") + 3
+    data[at:at + 3] = b"\x00\x00\x00"
+    (tmp_path / "tempo0.mid").write_bytes(bytes(data))
+    result = run(["convert", tmp_path / "tempo0.mid", "--to", "jsonl"])
+    assert result.code == 65 and one_line(result.stderr)
+    assert "tempo0.mid: bad MIDI: track 0 sets a tempo of 0" in result.stderr
+
+
 def test_usage_errors_exit_2():
     assert run(["convert", "--no-such-option"]).code == 2
     assert run(["no-such-command"]).code == 2

@@ -58,6 +58,10 @@ def test_reader_accepts_what_protobuf_accepts():
     ('{"notes":[{"pitch":300,"endTime":1}]}', 1, "out of 0..127"),
     ('{"notes":[{"pitch":60,"startTime":2,"endTime":1}]}', 1, "ends before"),
     ('{"notes":[{"pitch":"high"}]}', 1, "pitch"),
+    ('{"notes":[{"pitch":Infinity}]}', 1, "'pitch' must be a number"),
+    ('{"notes":[{"pitch":60.5}]}', 1, "'pitch' must be a number"),
+    ('{"tempos":[1]}', 1, "'tempos' must be a list of objects"),
+    ('{"sequenceMetadata":"x"}', 1, "'sequenceMetadata' must be an object"),
 ])
 def test_bad_lines_name_the_line(text, line_no, message):
     with pytest.raises(InputFormatError, match=f"line {line_no}: .*{message}"):
@@ -73,3 +77,58 @@ def test_a_byte_order_mark_before_the_first_line_is_not_an_error():
     text = "\ufeff" + score_to_jsonl(melody("60 62"))
     [score] = list(iter_jsonl(text))
     assert [n.pitch for n in score.notes] == [60, 62]
+
+
+@pytest.mark.parametrize("tempo", [{"qpm": 0}, {"qpm": -5}, {"qpm": "inf"}, {"qpm": "nan"}])
+def test_a_tempo_must_be_a_finite_qpm_above_zero(tempo):
+    line = json.dumps({"tempos": [tempo], "notes": [{"pitch": 60, "endTime": 1}]})
+    with pytest.raises(InputFormatError, match="line 1: .*tempo qpm must be a finite number "
+                                               "above 0") as caught:
+        list(iter_jsonl(line))
+    assert caught.value.exit_code == 65
+    assert dict_to_score({"tempos": [{}]}).tempos[0].qpm == 120.0  # absent: the default
+
+
+@pytest.mark.parametrize("line, message", [
+    ({"notes": [{"pitch": 60, "endTime": 1, "program": 300}]}, "'program' out of 0..127: 300"),
+    ({"notes": [{"pitch": 60, "endTime": 1, "instrument": -1}]}, "'instrument' out of 0"),
+    ({"notes": [{"pitch": 60, "endTime": 1, "isDrum": "false"}]}, "'isDrum' must be true or"),
+    ({"notes": [{"pitch": 60, "startTime": -1, "endTime": 1}]}, "'startTime' must be a finite"),
+    ({"timeSignatures": [{"numerator": 3, "denominator": 5}]}, "3/5: the denominator must be"),
+    ({"timeSignatures": [{"numerator": 0, "denominator": 0}]}, "'numerator' out of 1..255"),
+    ({"timeSignatures": [{"numerator": 300}]}, "'numerator' out of 1..255"),
+    ({"keySignatures": [{"mode": 9}]}, "'mode' out of 0..7: 9"),
+    ({"keySignatures": [{"key": 12}]}, "'key' out of 0..11: 12"),
+    ({"controlChanges": [{"controlNumber": 64, "controlValue": 128}]}, "'controlValue' out of"),
+    ({"controlChanges": [{"controlNumber": 200}]}, "'controlNumber' out of 0..127"),
+    ({"pitchBends": [{"bend": 8192}]}, "'bend' out of -8192..8191"),
+    ({"pitchBends": [{"bend": 1, "program": 128}]}, "'program' out of 0..127"),
+    ({"ticksPerQuarter": 40000}, "'ticksPerQuarter' out of 0..32767"),
+])
+def test_values_a_midi_file_cannot_hold_are_refused(line, message):
+    with pytest.raises(InputFormatError, match=f"line 1: .*{message}"):
+        list(iter_jsonl(json.dumps(line)))
+
+
+def test_the_edges_of_midi_ranges_are_accepted():
+    score = dict_to_score({
+        "notes": [{"pitch": 127, "velocity": 127, "endTime": 1, "program": 127, "isDrum": True}],
+        "timeSignatures": [{"numerator": 255, "denominator": 1}, {"time": 1, "denominator": 64}],
+        "keySignatures": [{"key": 11, "mode": 7}], "pitchBends": [{"bend": -8192}],
+        "ticksPerQuarter": 32767})
+    assert score.notes[0].program == 127 and score.notes[0].is_drum
+    assert [(t.numerator, t.denominator) for t in score.time_signatures] == [(255, 1), (4, 64)]
+
+
+@pytest.mark.parametrize("line", ['{"foo": 1}', '{"name": "x", "data": [1, 2], "version": 3}'])
+def test_an_object_with_none_of_a_scores_keys_is_refused(line):
+    with pytest.raises(InputFormatError, match="line 1: .*none of a score's keys \\(notes, "
+                                               "tempos, .*only (foo|data, name, version)$"):
+        list(iter_jsonl(line, "junk.json"))
+
+
+@pytest.mark.parametrize("line", ['{}', '{"notes": []}', '{"totalTime": 0}',
+                                  '{"mtools": {"model": "m"}}', '{"filename": "a.mid"}'])
+def test_a_score_with_no_notes_is_still_a_score(line):
+    [score] = list(iter_jsonl(line))
+    assert score.notes == ()

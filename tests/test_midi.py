@@ -67,6 +67,8 @@ def test_smpte_division_uses_frames_not_tempo():
     (smf([b"\x00\x90\x3c\x64\x83"]), "truncated"),
     (smf([b"\x00\x90\x3c"]), "truncated"),
     (smf([b"\x00\x3c\x64" + END]), "no status byte"),
+    (smf([b"\x00\xff\x51\x03\x00\x00\x00" + b"\x00\x90\x3c\x64\x60\x80\x3c\x00" + END]),
+     "track 0 sets a tempo of 0 microseconds per quarter note"),
 ])
 def test_bad_midi_raises_a_readable_error(data, message):
     with pytest.raises(InputFormatError, match=message):

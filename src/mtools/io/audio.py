@@ -21,6 +21,7 @@ import io
 import os
 import shutil
 import stat
+import struct
 import tempfile
 from typing import BinaryIO, Iterator, Union
 
@@ -35,6 +36,9 @@ READ_CHUNK_FRAMES = 65_536  # source frames per libsndfile read: bounds memory a
 SPOOL_CHUNK_BYTES = 1 << 20  # copy size when spooling a non-seekable stream to disk
 RESAMPLE_QUALITY = "HQ"  # soxr's default: flat to ~0.9 of Nyquist, >100 dB stopband
 SUPPORTED_FORMATS = "WAV, FLAC or OGG"
+# WAV data sizes that writers streaming to a pipe put in the header before
+# they know the length: 0 and 0xFFFFFFFF (most tools), 0x7FFFF000 (SoX).
+STREAMED_WAV_DATA_SIZES = frozenset({0, 0x7FFFF000, 0xFFFFFFFF})
 
 
 class AudioSource:
@@ -74,12 +78,27 @@ class AudioSource:
         own rate, READ_CHUNK_FRAMES frames at a time."""
         with _decode_errors(self.name):
             self._file.seek(0)
+            first_frame = 0
             while True:
                 frames = self._file.read(READ_CHUNK_FRAMES, dtype="float32",
                                          always_2d=True)  # (frames, channels)
                 if len(frames) == 0:
                     return
+                self._check_finite(frames, first_frame)
+                first_frame += len(frames)
                 yield _downmix(frames)
+
+    def _check_finite(self, frames: np.ndarray, first_frame: int) -> None:
+        """Refuse NaN and infinite samples (float WAVs can hold them): a
+        model fed one returns NaN, not notes. frames: (frames, channels),
+        the first of them at `first_frame` in the file."""
+        finite = np.isfinite(frames).all(axis=1)  # (frames,)
+        if finite.all():
+            return
+        bad_frame = first_frame + int(np.argmin(finite))
+        raise InputFormatError(f"{self.name}: sample {bad_frame} "
+                               f"({bad_frame / self.sample_rate_hz:.3f} s) is not a finite "
+                               f"number (NaN or infinity)")
 
     def blocks(self, target_rate_hz: int,
                block_s: float = DEFAULT_BLOCK_S) -> Iterator[np.ndarray]:
@@ -107,6 +126,7 @@ class AudioSource:
         with _decode_errors(self.name):
             self._file.seek(0)
             frames = self._file.read(dtype="float32", always_2d=True)
+        self._check_finite(frames, 0)
         mono = _downmix(frames)  # (frames,)
         if target_rate_hz == self.sample_rate_hz:
             return mono
@@ -169,6 +189,7 @@ def wav_bytes(samples: np.ndarray, sample_rate_hz: int, *,
 def _open_sound_file(target, label: str, spool: BinaryIO | None) -> AudioSource:
     import soundfile
 
+    _check_wav_length(target, label)
     with _decode_errors(label):
         sound_file = soundfile.SoundFile(target)
     if sound_file.frames <= 0:
@@ -203,10 +224,67 @@ def _open_stream(stream: BinaryIO, label: str) -> AudioSource:
 
 def _open_spooled(spool: BinaryIO, label: str) -> AudioSource:
     try:
+        _fill_in_streamed_wav_size(spool)
         return _open_sound_file(spool, label, spool=spool)
     except BaseException:
         spool.close()
         raise
+
+
+def _wav_data_chunk(handle: BinaryIO) -> tuple[int, int, int] | None:
+    """(offset of the data chunk's size field, the size it announces in
+    bytes, bytes per second from the fmt chunk or 0) for a RIFF WAV read
+    from `handle`'s start; None for other formats or no data chunk."""
+    handle.seek(0)
+    head = handle.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, bytes_per_s = 12, 0
+    while True:
+        handle.seek(pos)
+        chunk = handle.read(20)
+        if len(chunk) < 8:
+            return None
+        size = struct.unpack("<I", chunk[4:8])[0]
+        if chunk[:4] == b"data":
+            return pos + 4, size, bytes_per_s
+        if chunk[:4] == b"fmt " and len(chunk) == 20:
+            bytes_per_s = struct.unpack("<I", chunk[16:20])[0]
+        pos += 8 + size + (size & 1)  # chunks are padded to an even length
+
+
+def _check_wav_length(target, label: str) -> None:
+    """Refuse a WAV whose data chunk is cut short (libsndfile reads what
+    is there without a word). A streamed placeholder size is no promise."""
+    handle = open(target, "rb") if isinstance(target, (str, os.PathLike)) else target
+    try:
+        found = _wav_data_chunk(handle)
+        available = handle.seek(0, os.SEEK_END) - (found[0] + 4) if found else 0
+    finally:
+        if handle is target:
+            handle.seek(0)
+        else:
+            handle.close()
+    if found is None or found[1] in STREAMED_WAV_DATA_SIZES or found[1] <= available:
+        return
+    missing = found[1] - available
+    seconds = f", {missing / found[2]:.3f} s of audio" if found[2] else ""
+    raise InputFormatError(f"{label}: truncated WAV: the data chunk announces {found[1]} "
+                           f"bytes but the file ends after {available} "
+                           f"({missing} bytes missing{seconds})")
+
+
+def _fill_in_streamed_wav_size(spool: BinaryIO) -> None:
+    """A WAV streamed to a pipe has a placeholder data size: write the
+    real one into our own spooled copy, so that the audio is read to the
+    end of the stream (libsndfile reads a size of 0 as no samples)."""
+    found = _wav_data_chunk(spool)
+    if found is not None and found[1] in STREAMED_WAV_DATA_SIZES:
+        real_size = spool.seek(0, os.SEEK_END) - (found[0] + 4)
+        if 0 < real_size <= 0xFFFFFFFF:
+            spool.seek(found[0])
+            spool.write(struct.pack("<I", real_size))
+    spool.seek(0)
 
 
 def _open_path(path, label: str) -> BinaryIO:

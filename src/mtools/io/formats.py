@@ -26,7 +26,7 @@ def detect_format(data: bytes, declared: str | None, name: str) -> str:
 
 
 def read_scores(data: bytes, fmt: str, name: str = "input") -> list[Score]:
-    """Parse symbolic input into scores (JSONL may hold several).
+    """Parse symbolic input into scores (JSONL and ABC may hold several).
     Raises InputFormatError when the bytes are not valid `fmt`."""
     if not data:
         raise InputFormatError(f"{name}: input is empty")
@@ -44,8 +44,8 @@ def read_scores(data: bytes, fmt: str, name: str = "input") -> list[Score]:
             raise InputFormatError(f"{name}: JSONL holds no lines")
         return scores
     if fmt in ("musicxml", "mxl", "abc"):
-        from mtools.io.notation import notation_to_score
-        return [notation_to_score(data, fmt, name)]
+        from mtools.io.notation import notation_to_scores
+        return notation_to_scores(data, fmt, name)
     if fmt in AUDIO_FORMATS:
         raise InputFormatError(f"{name}: is {fmt.upper()} audio, but this command reads notes",
                                hint="transcribe it first: mtools transcribe")

@@ -12,6 +12,7 @@ enums may be names or numbers, absent fields take proto3 defaults.
 from __future__ import annotations
 
 import json
+import math
 from typing import Iterable, Iterator
 
 from mtools.errors import InputFormatError
@@ -25,6 +26,17 @@ KEY_NAMES = ("C", "C_SHARP", "D", "E_FLAT", "E", "F", "F_SHARP", "G", "A_FLAT", 
 _KEY_ALIASES = {"D_FLAT": 1, "D_SHARP": 3, "G_FLAT": 6, "G_SHARP": 8, "A_SHARP": 10}
 MODE_NAMES = ("MAJOR", "MINOR", "NOT_SPECIFIED", "MIXOLYDIAN", "DORIAN", "PHRYGIAN",
               "LYDIAN", "LOCRIAN")
+# NoteSequence's fields in protobuf's JSON names, and ours: a line must have
+# at least one (or none at all: `{}` is an empty NoteSequence).
+SCORE_KEYS = ("notes", "tempos", "timeSignatures", "keySignatures", "totalTime",
+              "ticksPerQuarter", "textAnnotations", "controlChanges", "pitchBends",
+              "instrumentInfos", "quantizationInfo", "totalQuantizedSteps",
+              "sequenceMetadata", "id", "filename", "referenceNumber", "collectionName",
+              "partInfos", "sourceInfo", "sectionAnnotations", "sectionGroups",
+              "subsequenceInfo", PROVENANCE_KEY)
+MIDI_7BIT = (0, 127)  # program, controller number and value
+MIDI_BEND = (-8192, 8191)
+MAX_TICKS_PER_QUARTER = 0x7FFF  # the MIDI header's top bit means SMPTE time instead
 
 
 def _drop_defaults(entry: dict) -> dict:
@@ -103,57 +115,102 @@ def _num(entry: dict, key: str, default=0, kind=float):
     try:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError  # int() would cut 60.7 to 60 without a word
         return kind(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ValueError(f"field {key!r} must be a number, got {value!r}") from None
 
 
-def _enum(value, names, aliases=None) -> int:
+def _int_in(entry: dict, key: str, bounds: tuple[int, int], default: int = 0) -> int:
+    """An integer field that must lie in bounds (low, high), both included."""
+    value = _num(entry, key, default, int)
+    if not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"field {key!r} out of {bounds[0]}..{bounds[1]}: {value}")
+    return value
+
+
+def _time(entry: dict, key: str = "time", default: float = 0.0) -> float:
+    """A time in seconds: finite and not negative."""
+    value = _num(entry, key, default)
+    if not 0.0 <= value < math.inf:
+        raise ValueError(f"field {key!r} must be a finite time >= 0 seconds, got {value}")
+    return value
+
+
+def _bool(entry: dict, key: str) -> bool:
+    value = entry.get(key, False)
+    if not isinstance(value, bool):  # bool("false") is True
+        raise ValueError(f"field {key!r} must be true or false, got {value!r}")
+    return value
+
+
+def _entries(obj: dict, key: str) -> list[dict]:
+    """The objects of a repeated field (absent: none)."""
+    value = obj.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
+        raise ValueError(f"field {key!r} must be a list of objects")
+    return value
+
+
+def _object(obj: dict, key: str) -> dict:
+    value = obj.get(key) or {}
+    if not isinstance(value, dict):
+        raise ValueError(f"field {key!r} must be an object")
+    return value
+
+
+def _enum(entry: dict, key: str, names, aliases=None) -> int:
+    value = entry.get(key, 0)
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        if 0 <= value < len(names):
+            return value
+        raise ValueError(f"field {key!r} out of 0..{len(names) - 1}: {value}")
     if isinstance(value, str):
         if value in names:
             return names.index(value)
         if aliases and value in aliases:
             return aliases[value]
-    raise ValueError(f"unknown enum value {value!r}")
+    raise ValueError(f"field {key!r}: unknown enum value {value!r}")
 
 
 def dict_to_score(obj: dict) -> Score:
-    """Inverse of score_to_dict. Raises ValueError/TypeError on bad fields."""
+    """Inverse of score_to_dict. Raises ValueError/TypeError on bad fields,
+    among them any value a MIDI file cannot hold."""
     if not isinstance(obj, dict):
         raise ValueError("a line must hold a JSON object (a NoteSequence)")
-    notes = tuple(sorted((_parse_note(n) for n in obj.get("notes", [])),
+    if obj and not any(key in obj for key in SCORE_KEYS):
+        raise ValueError(f"it has none of a score's keys ({', '.join(SCORE_KEYS[:5])}, ...), "
+                         f"only {', '.join(sorted(obj)[:5])}{', ...' if len(obj) > 5 else ''}")
+    notes = tuple(sorted((_parse_note(n) for n in _entries(obj, "notes")),
                          key=lambda n: (n.start_s, n.instrument, n.pitch, n.end_s)))
-    quant = obj.get("quantizationInfo") or {}
+    quant = _object(obj, "quantizationInfo")
     spq = int(quant["stepsPerQuarter"]) if "stepsPerQuarter" in quant else None
-    total = _num(obj, "totalTime", max((n.end_s for n in notes), default=0.0))
-    meta = obj.get("sequenceMetadata") or {}
+    total = _time(obj, "totalTime", max((n.end_s for n in notes), default=0.0))
     return Score(
         notes=notes,
-        tempos=_sorted(Tempo(_num(t, "time"), _num(t, "qpm", 120.0)) for t in obj.get("tempos", [])),
-        time_signatures=_sorted(TimeSignature(_num(t, "time"), _num(t, "numerator", 4, int),
-                                              _num(t, "denominator", 4, int))
-                                for t in obj.get("timeSignatures", [])),
-        key_signatures=_sorted(KeySignature(_num(k, "time"),
-                                            _enum(k.get("key", 0), KEY_NAMES, _KEY_ALIASES),
-                                            _enum(k.get("mode", 0), MODE_NAMES))
-                               for k in obj.get("keySignatures", [])),
-        chords=_sorted(ChordSymbol(_num(a, "time"), str(a.get("text", "")))
-                       for a in obj.get("textAnnotations", [])
+        tempos=_sorted(_parse_tempo(t) for t in _entries(obj, "tempos")),
+        time_signatures=_sorted(_parse_time_signature(t) for t in _entries(obj, "timeSignatures")),
+        key_signatures=_sorted(KeySignature(_time(k),
+                                            _enum(k, "key", KEY_NAMES, _KEY_ALIASES),
+                                            _enum(k, "mode", MODE_NAMES))
+                               for k in _entries(obj, "keySignatures")),
+        chords=_sorted(ChordSymbol(_time(a), str(a.get("text", "")))
+                       for a in _entries(obj, "textAnnotations")
                        if a.get("annotationType") in (CHORD_SYMBOL, 1)),
         control_changes=_sorted(ControlChange(
-            _num(c, "time"), _num(c, "controlNumber", 0, int), _num(c, "controlValue", 0, int),
-            _num(c, "program", 0, int), _num(c, "instrument", 0, int), bool(c.get("isDrum")))
-            for c in obj.get("controlChanges", [])),
-        pitch_bends=_sorted(PitchBend(_num(b, "time"), _num(b, "bend", 0, int),
-                                      _num(b, "program", 0, int), _num(b, "instrument", 0, int),
-                                      bool(b.get("isDrum")))
-                            for b in obj.get("pitchBends", [])),
-        instrument_infos=tuple(InstrumentInfo(_num(i, "instrument", 0, int), str(i.get("name", "")))
-                               for i in obj.get("instrumentInfos", [])),
-        ticks_per_quarter=_num(obj, "ticksPerQuarter", 220, int) or 220,
-        total_s=total, steps_per_quarter=spq, title=str(meta.get("title", "")),
+            _time(c), _int_in(c, "controlNumber", MIDI_7BIT), _int_in(c, "controlValue", MIDI_7BIT),
+            _int_in(c, "program", MIDI_7BIT), _instrument(c), _bool(c, "isDrum"))
+            for c in _entries(obj, "controlChanges")),
+        pitch_bends=_sorted(PitchBend(_time(b), _int_in(b, "bend", MIDI_BEND),
+                                      _int_in(b, "program", MIDI_7BIT), _instrument(b),
+                                      _bool(b, "isDrum"))
+                            for b in _entries(obj, "pitchBends")),
+        instrument_infos=tuple(InstrumentInfo(_instrument(i), str(i.get("name", "")))
+                               for i in _entries(obj, "instrumentInfos")),
+        ticks_per_quarter=_int_in(obj, "ticksPerQuarter", (0, MAX_TICKS_PER_QUARTER), 220) or 220,
+        total_s=total, steps_per_quarter=spq,
+        title=str(_object(obj, "sequenceMetadata").get("title", "")),
         provenance=obj.get(PROVENANCE_KEY) or {})
 
 
@@ -161,19 +218,40 @@ def _sorted(events) -> tuple:
     return tuple(sorted(events, key=lambda e: e.time_s))
 
 
+def _instrument(entry: dict) -> int:
+    """note_seq's instrument: an index (a track), never negative."""
+    return _int_in(entry, "instrument", (0, 2 ** 31 - 1))
+
+
+def _parse_tempo(entry: dict) -> Tempo:
+    qpm = _num(entry, "qpm", 120.0)
+    if not 0.0 < qpm < math.inf:
+        raise ValueError(f"tempo qpm must be a finite number above 0, got {qpm}")
+    return Tempo(_time(entry), qpm)
+
+
+def _parse_time_signature(entry: dict) -> TimeSignature:
+    """A meter as MIDI stores it: a numerator byte, and the denominator as a
+    power of two (its exponent in a byte)."""
+    numerator = _int_in(entry, "numerator", (1, 255), 4)
+    denominator = _num(entry, "denominator", 4, int)
+    if denominator < 1 or denominator & (denominator - 1) or denominator.bit_length() > 256:
+        raise ValueError(f"time signature {numerator}/{denominator}: the denominator must be "
+                         f"a power of two (1, 2, 4, 8, ...)")
+    return TimeSignature(_time(entry), numerator, denominator)
+
+
 def _parse_note(entry: dict) -> Note:
-    if not isinstance(entry, dict):
-        raise ValueError("each note must be an object")
     pitch = _num(entry, "pitch", 0, int)
     velocity = _num(entry, "velocity", 0, int)
-    start, end = _num(entry, "startTime"), _num(entry, "endTime")
+    start, end = _time(entry, "startTime"), _time(entry, "endTime")
     if not 0 <= pitch <= 127 or not 0 <= velocity <= 127:
         raise ValueError(f"note pitch/velocity out of 0..127: {pitch}/{velocity}")
     if end < start:
         raise ValueError(f"note ends before it starts ({start} > {end})")
     has_steps = "quantizedEndStep" in entry or "quantizedStartStep" in entry
-    return Note(pitch, velocity, start, end, _num(entry, "program", 0, int),
-                _num(entry, "instrument", 0, int), bool(entry.get("isDrum")),
+    return Note(pitch, velocity, start, end, _int_in(entry, "program", MIDI_7BIT),
+                _instrument(entry), _bool(entry, "isDrum"),
                 _num(entry, "quantizedStartStep", 0, int) if has_steps else None,
                 _num(entry, "quantizedEndStep", 0, int) if has_steps else None)
 

@@ -152,7 +152,11 @@ def _parse_system(data, pos, byte, tick, track, conductor, index) -> int:
             raise _truncated(index)
         pos += length
         if meta == _META_TEMPO and length == 3:
-            conductor.tempos.append((tick, (body[0] << 16) | (body[1] << 8) | body[2]))
+            microseconds = (body[0] << 16) | (body[1] << 8) | body[2]
+            if not microseconds:
+                raise InputFormatError(f"bad MIDI: track {index} sets a tempo of 0 "
+                                       f"microseconds per quarter note (at tick {tick})")
+            conductor.tempos.append((tick, microseconds))
         elif meta == _META_TIME_SIG and length >= 2:
             conductor.time_sigs.append((tick, body[0], 2 ** body[1]))
         elif meta == _META_KEY_SIG and length >= 2:

@@ -12,8 +12,9 @@ from mtools.score import (ChordSymbol, KeySignature, Note, Score, Tempo, TempoMa
 DEFAULT_VELOCITY = 80
 
 
-def notation_to_score(data: bytes, fmt: str, name: str = "input") -> Score:
-    """Parse MusicXML (`fmt` "musicxml" or "mxl") or ABC ("abc") into a Score.
+def notation_to_scores(data: bytes, fmt: str, name: str = "input") -> list[Score]:
+    """Parse MusicXML (`fmt` "musicxml" or "mxl") or ABC ("abc") into
+    Scores: one, or one per tune of an ABC book (several X: tunes), in order.
     Repeats are expanded where music21 can; ties become single notes."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -28,15 +29,19 @@ def notation_to_score(data: bytes, fmt: str, name: str = "input") -> Score:
                 format=fmt, forceSource=True)
         except Exception as exc:  # music21 raises many unrelated types
             raise InputFormatError(f"{name}: cannot parse {fmt.upper()}: {exc}") from None
+        tunes = [parsed]
         if isinstance(parsed, music21.stream.Opus):
-            if not parsed.scores:
+            tunes = list(parsed.scores)
+            if not tunes:
                 raise InputFormatError(f"{name}: the {fmt.upper()} file holds no tunes")
-            parsed = parsed.scores[0]  # an ABC book: its first tune
-        try:
-            parsed = parsed.expandRepeats()
-        except Exception:
-            pass  # malformed or absent repeats: keep the written order
-        return _stream_to_score(parsed, music21)
+        return [_stream_to_score(_with_repeats_expanded(tune), music21) for tune in tunes]
+
+
+def _with_repeats_expanded(stream):
+    try:
+        return stream.expandRepeats()
+    except Exception:
+        return stream  # malformed or absent repeats: keep the written order
 
 
 def _unzip_mxl(data: bytes) -> bytes:
