@@ -72,3 +72,57 @@ def test_attention_weights_behind_a_transpose_are_quantized_too(tmp_path):
                               for name in node.input)]
     assert float_products == []  # project_in's input half was one before folding
     assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx", "model"]
+
+
+@pytest.mark.parametrize("config", ["basic_rnn", "attention_rnn"])
+def test_int8_weights_read_back_into_their_network(tmp_path, config):
+    # `--init-from` on a shipped (int8) event RNN: the weights come back as
+    # floats within one quantization step, proved by parity with the
+    # dequantized graph.
+    import torch
+
+    from mtools.training.export import parity_error
+    from mtools.training.nets import MODULES
+    from mtools.training.quantize import quantize_file
+    from mtools.training.tasks import find_spec
+    from mtools.training.warm_start import load_exported
+
+    path = tiny_event_model(tmp_path / "float", config=config, hidden=32)
+    int8 = tmp_path / path.name
+    quantize_file(path, int8)
+    spec = find_spec("melody_rnn", config)
+    extra = {"attn_length": 5} if spec.module == "attention_lstm" else {}
+
+    def network():
+        return MODULES[spec.module](spec.encoding.input_size, spec.encoding.num_classes,
+                                    hidden=32, layers=1, dropout=0.0, **extra)
+
+    original, loaded = network(), network()
+    load_exported(original, path, parity_error)
+    assert load_exported(loaded, int8, parity_error) < 1e-4
+    for name, weight in original.state_dict().items():
+        step = float(weight.abs().max()) / 63 + 1e-6  # 7-bit weights: 63 steps a side
+        assert torch.allclose(loaded.state_dict()[name], weight, atol=step), name
+
+
+def test_a_run_can_start_from_an_int8_export(tmp_path):
+    tunes = tmp_path / "tunes"
+    tunes.mkdir()
+    write_random_tunes(tunes)
+    path = tiny_event_model(tmp_path / "float", config="basic_rnn", hidden=16)
+    from mtools.training.quantize import quantize_file
+
+    int8 = tmp_path / "int8" / path.name
+    int8.parent.mkdir()
+    quantize_file(path, int8)
+    int8.with_suffix(".json").write_text(path.with_suffix(".json").read_text())
+    common = ["train", "melody_rnn", "--config", "basic_rnn", "--data", tunes, "--hidden", "16",
+              "--layers", "1", "--batch-size", "4", "--quiet", "--out", tmp_path / "out",
+              "--run-dir", tmp_path / "run"]
+    started = run([*common, "--max-steps", "0", "--init-from", int8])
+    assert started.code == 0, started.stderr
+    card = resolve_model(str(tmp_path / "out" / path.name)).card
+    note = card.training["initialised_from"]
+    assert note["file"] == path.name and "dequantized" in note and note["parity_max_abs_error"] < 1e-4
+    assert f"--init-from {int8}" in card.training["command"]
+    assert run(["train", "coconet", "--init-from", int8, "--out", tmp_path]).code == 2

@@ -74,9 +74,10 @@ def train(
         help="onsets_frames: hours of rendered training audio (validation: a twelfth).")] = None,
     init_from: Annotated[Optional[str], typer.Option(
         "--init-from", metavar="MODEL",
-        help="music_vae: start a new run from the weights of this float export (a bundled "
-             "name such as music_vae:drums_2bar, or an .onnx path) instead of at random; "
-             "checked by parity, ignored when the run folder holds a run to resume.")] = None,
+        help="music_vae and the event RNNs: start a new run from the weights of this export "
+             "(a bundled name such as music_vae:drums_2bar or melody_rnn:attention_rnn, or an "
+             ".onnx path; int8 weights are read back as floats) instead of at random; checked "
+             "by parity, ignored when the run folder holds a run to resume.")] = None,
     sampling_rate: Annotated[Optional[float], typer.Option(
         "--scheduled-sampling-rate", callback=opt.finite, min=0.0, metavar="K",
         help="music_vae: scheduled sampling's inverse-sigmoid rate (the chance of a true "
@@ -104,9 +105,14 @@ def train(
             print(f"mtools train: {message}", file=sys.stderr, flush=True)
 
     device = _train_device(device)
-    if model != "music_vae" and (init_from is not None or sampling_rate is not None):
+    if model != "music_vae" and sampling_rate is not None:
         from mtools.errors import UsageError
-        raise UsageError("--init-from and --scheduled-sampling-rate apply to music_vae only")
+        raise UsageError("--scheduled-sampling-rate applies to music_vae only")
+    if model in ("coconet", "onsets_frames", "onsets_frames_drums") and init_from is not None:
+        from mtools.errors import UsageError
+        raise UsageError(f"--init-from does not apply to {model} (its export folds its batch "
+                         "norms)" if model == "coconet" else
+                         f"--init-from does not apply to {model}")
 
     if model == "coconet":
         network = {k: v for k, v in {"filters": hidden, "layers": layers}.items() if v is not None}
@@ -136,8 +142,12 @@ def train(
     loop = with_limits(TrainConfig(), max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
                        batch_size=batch_size, seed=seed, device=device)
     network = {k: v for k, v in {"hidden": hidden, "layers": layers}.items() if v is not None}
+    init = None
+    if init_from is not None:
+        from mtools.models.registry import resolve_model
+        init = resolve_model(init_from).onnx_path
     request = TrainRequest(spec, tuple(data or spec.default_sources), out,
-                           run_dir or default_run_dir(spec), loop, network, fresh)
+                           run_dir or default_run_dir(spec), loop, network, fresh, init, init_from)
     train_model(request, progress=say)
 
 

@@ -9,7 +9,6 @@ the reconstruction accuracies measured on the valid split."""
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import shutil
@@ -28,6 +27,7 @@ from mtools.training import corpora
 from mtools.training.export import export_checked, export_onnx, run_card
 from mtools.training.loop import TrainConfig, Trainer, load_best, resumable
 from mtools.training.nets import MusicVAENet
+from mtools.training.warm_start import warm_start
 from mtools.training.vae_windows import DEFAULT_CONFIG, TRANSPOSE, VaeConfig, load_windows, \
     transpose_ids
 
@@ -204,7 +204,8 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
     space = config.space
     model = MusicVAENet(space.input_size, space.num_classes,
                         **{**NETWORK, **dict(config.network), **(request.network or {})})
-    init = _warm_start(request, model, progress)
+    init = warm_start(request.run_dir, model, request.init_from, request.init_spec, parity_error,
+                      progress)
     if init is not None and request.init_spec is None:  # resumed: the run still started there
         request = replace(request, init_spec=init.get("spec") or init["file"])
     trainer = Trainer(model, model.kind, WindowBatches(train, space, request.loop),
@@ -238,37 +239,6 @@ def _schedule(request: VaeRequest) -> tuple[VaeRequest, VaeLoss]:
                          f"would be validated {loss.validation} (scheduled sampling on or off)",
                          hint="pass --fresh, or start a new --run-dir with --init-from")
     return request, loss
-
-
-def _warm_start(request: VaeRequest, model: MusicVAENet, progress: Progress) -> dict | None:
-    """With --init-from and no checkpoint to resume: load the export's
-    weights (proved by parity) and return what the card says of them,
-    kept in the run folder for a resumed run; the run folder's own
-    checkpoint, when there is one, wins."""
-    from mtools.models.registry import file_sha256
-    from mtools.training.warm_start import load_exported
-
-    note_path = request.run_dir / "init_from.json"
-    if resumable(request.run_dir) is not None:
-        if request.init_from is not None:
-            progress(f"{request.run_dir} holds a run: resuming it (--init-from starts a new one)")
-        return json.loads(note_path.read_text()) if note_path.exists() else None
-    note_path.unlink(missing_ok=True)
-    path = request.init_from
-    if path is None:
-        return None
-    error = load_exported(model, path, parity_error)
-    note = {"file": path.name, "spec": request.init_spec or str(path), "sha256": file_sha256(path),
-            "parity_max_abs_error": float(f"{error:.2e}")}
-    card = path.with_suffix(".json")
-    if card.exists():
-        earlier = json.loads(card.read_text()).get("training", {})
-        note.update({f"its_{k}": earlier[k] for k in ("command", "steps", "seconds")
-                     if k in earlier})
-    request.run_dir.mkdir(parents=True, exist_ok=True)
-    note_path.write_text(json.dumps(note, indent=1) + "\n")
-    progress(f"starting from the weights of {path} (parity {error:.1e})")
-    return note
 
 
 def export_graph(model: MusicVAENet, path: Path) -> None:

@@ -21,6 +21,7 @@ from mtools.training.export import card_hyperparameters, export_checked, export_
 from mtools.training.loop import CropSampler, TrainConfig, Trainer, load_best
 from mtools.training.nets import MODULES
 from mtools.training.tasks import DEFAULT_CONFIGS, ModelSpec, load_examples
+from mtools.training.warm_start import warm_start
 
 Progress = Callable[[str], None]
 
@@ -30,7 +31,9 @@ class TrainRequest:
     """spec: what to train; sources: corpus names or paths; out_dir: where
     the .onnx and card go; run_dir: checkpoints (resumed when present);
     config: loop settings; network: overrides of the spec's network size;
-    fresh: discard run_dir's checkpoints first."""
+    fresh: discard run_dir's checkpoints first; init_from: an export of
+    this network (float or int8) to start a new run from, init_spec: how
+    the user named it."""
 
     spec: ModelSpec
     sources: tuple[str, ...]
@@ -39,6 +42,8 @@ class TrainRequest:
     config: TrainConfig = TrainConfig()
     network: dict | None = None
     fresh: bool = False
+    init_from: Path | None = None
+    init_spec: str | None = None
 
 
 def default_run_dir(spec: ModelSpec) -> Path:
@@ -62,19 +67,24 @@ def train_model(request: TrainRequest, progress: Progress = lambda message: None
     control = train[0].control.shape[1] if train[0].control is not None else 0
     model = MODULES[spec.module](spec.encoding.input_size + control, spec.encoding.num_classes,
                                  **network)
+    init = warm_start(request.run_dir, model, request.init_from, request.init_spec, parity_error,
+                      progress)
+    if init is not None and request.init_spec is None:  # resumed: the run still started there
+        request = replace(request, init_spec=init.get("spec") or init["file"])
     trainer = Trainer(model, model.kind, CropSampler(train, spec.encoding, request.config,
                                                      spec.augment),
                       CropSampler(valid, spec.encoding, request.config), request.config,
                       request.run_dir, extra={"spec": spec.spec},
-                      progress=lambda history, message: progress(message))
+                      progress=lambda history, message: progress(message),
+                      validate_first=init is not None)
     history = trainer.run()
     best, trained_with = load_best(request.run_dir)
     return export_and_card(replace(request, config=trained_with), best, history, train, valid,
-                           progress)
+                           progress, init)
 
 
 def export_and_card(request: TrainRequest, model, history, train, valid,
-                    progress: Progress) -> Path:
+                    progress: Progress, init: dict | None = None) -> Path:
     """Export `model`, check parity, measure, and write the card."""
     from mtools.models.registry import resolve_model
     from mtools.models.sequence import EventRnn
@@ -84,6 +94,8 @@ def export_and_card(request: TrainRequest, model, history, train, valid,
     onnx_path = request.out_dir / f"{model_stem(spec.family, spec.config)}.onnx"
     error = export_checked(model, onnx_path, export_event_rnn, parity_error)
     card = _card(request, model, history, train, valid, parity=error)
+    if init is not None:
+        card["training"]["initialised_from"] = init
     if spec.card_data is not None:
         card["encoding"].update(spec.card_data(request.sources))
     write_card(card, onnx_path)  # provisional, so the model can be loaded and measured
@@ -139,4 +151,6 @@ def reproduce_command(request: TrainRequest, network: dict) -> str:
     words += ["--max-minutes", f"{config.max_minutes:g}", "--out", "DIR"]
     if config.batch_size != TrainConfig.batch_size:
         words += ["--batch-size", str(config.batch_size)]
+    if request.init_from is not None or request.init_spec is not None:
+        words += ["--init-from", request.init_spec or request.init_from.name]
     return " ".join(shlex.quote(word) for word in words)

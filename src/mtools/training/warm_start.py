@@ -9,7 +9,16 @@ LSTM node: W (directions, 4·hidden, inputs), R (directions, 4·hidden,
 hidden) and B (directions, 8·hidden: input biases, then recurrent ones),
 gates in the order i, o, f, c where torch keeps i, f, g, o. This module
 undoes exactly that, and the caller proves the result by parity with the
-file (see `load_exported`)."""
+file (see `load_exported`).
+
+The event RNNs ship with int8 weights (training/quantize.py): ONNX
+Runtime's dynamic quantization turned each LSTM into a DynamicQuantizeLSTM
+and each MatMul into MatMulInteger between on-the-fly quantized
+activations and int8 weights (per output channel: scale and zero point).
+`dequantized` rewrites such a graph back into float nodes whose weights
+are (int8 - zero point) · scale, the same network up to rounding; the
+weights are then read from it as from a float export, and parity is
+proved against it (the int8 file itself differs by its quantization)."""
 
 from __future__ import annotations
 
@@ -46,10 +55,8 @@ def state_dict_from_onnx(model: nn.Module, path: Path) -> dict[str, torch.Tensor
     from onnx import numpy_helper
 
     graph = onnx.load(str(path)).graph
-    if any(node.op_type in ("DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLSTM")
-           for node in graph.node):
-        raise MtoolsError(f"{path}: its weights are quantized (int8); --init-from needs the "
-                          "float export")
+    if is_quantized(graph):
+        graph = dequantized(onnx.load(str(path))).graph
     tensors = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     wanted = dict(model.state_dict())
     found: dict[str, np.ndarray] = {}
@@ -76,16 +83,24 @@ def state_dict_from_onnx(model: nn.Module, path: Path) -> dict[str, torch.Tensor
             continue
         if name in rest and rest[name].shape == tuple(value.shape):
             found[name] = rest.pop(name)
+    for name, value in wanted.items():  # a dequantized MatMul keeps its weight's name
+        key = f"{name}{TRANSPOSED}"
+        if name not in found and key in rest and rest[key].shape == tuple(value.shape)[::-1]:
+            found[name] = rest.pop(key).T
     for name, value in wanted.items():  # linear weights stored transposed for a MatMul
         if name in found:
             continue
         shape = tuple(value.shape)[::-1]
         matches = [key for key, array in rest.items()
                    if array.shape == shape and key not in wanted]
-        if len(matches) != 1:
+        if len(matches) == 1:
+            found[name] = rest.pop(matches[0]).T
+            continue
+        halves = _split_columns(graph, rest, tuple(value.shape)) if not matches else None
+        if halves is None:
             raise MtoolsError(f"{path}: no single weight in the file fits {name} "
                               f"{tuple(value.shape)} ({len(matches)} candidates)")
-        found[name] = rest.pop(matches[0]).T
+        found[name] = np.concatenate([rest.pop(key).T for key in halves], axis=1)
     for name, value in wanted.items():
         if tuple(found[name].shape) != tuple(value.shape):
             raise MtoolsError(f"{path}: {name} is {tuple(found[name].shape)} in the file, "
@@ -94,16 +109,166 @@ def state_dict_from_onnx(model: nn.Module, path: Path) -> dict[str, torch.Tensor
             for name, value in wanted.items()}
 
 
+def _split_columns(graph, rest: dict[str, np.ndarray], shape: tuple[int, int]
+                   ) -> tuple[str, str] | None:
+    """The two stored weights that hold a (out, in) linear weight split by
+    input columns, first columns first: a network that applies one weight
+    to two inputs apart (AttentionLSTM.project_in: its `inputs` columns and
+    its attention columns) exports two MatMuls, which constant folding
+    leaves as two stored weights. The one whose MatMul takes the graph's
+    `inputs` holds the first columns. None when no such pair is unique."""
+    out, columns = shape
+    pairs = [(a, b) for a in rest for b in rest if a != b
+             and rest[a].ndim == rest[b].ndim == 2 and rest[a].shape[1] == rest[b].shape[1] == out
+             and rest[a].shape[0] + rest[b].shape[0] == columns]
+    on_inputs = {node.input[1] for node in graph.node
+                 if node.op_type == "MatMul" and node.input[0] == "inputs"}
+    pairs = [(a, b) for a, b in pairs if a in on_inputs and b not in on_inputs]
+    return pairs[0] if len(pairs) == 1 else None
+
+
+# ---------------------------------------------------------------- int8 graphs
+
+TRANSPOSED = "_Transposed"  # the suffix quantization gives a transposed MatMul weight
+QUANTIZED_NODES = ("DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLSTM")
+
+
+def is_quantized(graph) -> bool:
+    return any(node.op_type in QUANTIZED_NODES for node in graph.node)
+
+
+def dequantized(model):
+    """An int8 ONNX model (see the module doc) rewritten with float weights:
+    each DynamicQuantizeLSTM becomes an LSTM, each DynamicQuantizeLinear →
+    MatMulInteger → Cast → Mul chain one MatMul of the float activation.
+    A weight named BASE_quantized (with BASE_scale, BASE_zero_point) comes
+    back as BASE. MtoolsError for quantized nodes of any other shape."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    stored = {t.name: t for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def weight(quantized_name: str) -> str:
+        base = quantized_name.removesuffix("_quantized")
+        values = numpy_helper.to_array(stored[quantized_name]).astype(np.float32)
+        scale = numpy_helper.to_array(stored[f"{base}_scale"]).astype(np.float32)
+        zero = numpy_helper.to_array(stored[f"{base}_zero_point"]).astype(np.float32)
+        floats[base] = (values - zero) * scale  # per output channel: the last axis
+        return base
+
+    floats: dict[str, np.ndarray] = {}
+    nodes, replaced = [], set()
+    for node in graph.node:
+        if node.op_type == "DynamicQuantizeLSTM":
+            w, r = weight(node.input[1]), weight(node.input[2])
+            floats[w], floats[r] = floats[w].transpose(0, 2, 1), floats[r].transpose(0, 2, 1)
+            lstm = helper.make_node("LSTM", [node.input[0], w, r, *node.input[3:8]],
+                                    list(node.output), name=f"{node.name}_float")
+            lstm.attribute.extend(node.attribute)
+            nodes.append(lstm)
+        elif node.op_type == "MatMulInteger":
+            activation = producer.get(node.input[0])
+            cast = (consumers.get(node.output[0]) or [None])[0]
+            scale = (consumers.get(cast.output[0]) or [None])[0] if cast is not None else None
+            if activation is None or activation.op_type != "DynamicQuantizeLinear" \
+                    or cast is None or cast.op_type != "Cast" or scale is None \
+                    or scale.op_type != "Mul":
+                raise MtoolsError("an int8 graph of a shape mtools did not make")
+            nodes.append(helper.make_node("MatMul", [activation.input[0], weight(node.input[1])],
+                                          list(scale.output), name=f"{node.name}_float"))
+            replaced |= {id(cast), id(scale)}
+        elif node.op_type == "DynamicQuantizeMatMul":
+            raise MtoolsError("an int8 graph of a shape mtools did not make")
+        elif node.op_type != "DynamicQuantizeLinear":
+            nodes.append(node)
+    nodes = [node for node in nodes if id(node) not in replaced]
+    needed = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(nodes):  # drop what only fed the removed nodes (scale products)
+        if any(out in needed for out in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    used = {name for node in kept for name in node.input}
+    initializers = [t for t in graph.initializer if t.name in used and t.name not in floats]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    graph.initializer.extend(numpy_helper.from_array(array, name)
+                             for name, array in floats.items())
+    return model
+
+
 def load_exported(model: nn.Module, path: Path, parity) -> float:
     """Load the weights of the ONNX export at `path` into `model` and
     return parity(model, path), the largest |torch - ONNX Runtime| of the
     caller's parity check; MtoolsError when it exceeds 1e-4 (the file is
     not an export of this network)."""
+    import tempfile
+
+    import onnx
+
     from mtools.training.export import PARITY_TOLERANCE
 
     model.load_state_dict(state_dict_from_onnx(model, path))
-    error = parity(model, path)
+    exported = onnx.load(str(path))
+    if not is_quantized(exported.graph):
+        error = parity(model, path)
+    else:  # the same network with float weights: parity proves the mapping
+        with tempfile.TemporaryDirectory() as folder:
+            floats = Path(folder) / path.name
+            onnx.save(dequantized(exported), str(floats))
+            error = parity(model, floats)
     if not error <= PARITY_TOLERANCE:
         raise MtoolsError(f"{path}: the network with these weights computes something else "
                           f"than the file (max difference {error:.2e})")
     return error
+
+
+def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spec: str | None,
+               parity, progress) -> dict | None:
+    """`--init-from`: with no checkpoint in `run_dir` to resume, load the
+    weights of the export at `init_from` into `model` (proved by
+    `parity`, see `load_exported`) and return what a card says of them
+    (file, spec, sha256, parity, and that file's own training command and
+    steps), kept in the run folder so a resumed run still says where it
+    began; the run folder's own checkpoint, when there is one, wins. None
+    for a run that did not start from an export."""
+    import json
+
+    from mtools.models.registry import file_sha256
+    from mtools.training.loop import resumable
+
+    note_path = run_dir / "init_from.json"
+    if resumable(run_dir) is not None:
+        if init_from is not None:
+            progress(f"{run_dir} holds a run: resuming it (--init-from starts a new one)")
+        return json.loads(note_path.read_text()) if note_path.exists() else None
+    note_path.unlink(missing_ok=True)
+    if init_from is None:
+        return None
+    error = load_exported(model, init_from, parity)
+    note = {"file": init_from.name, "spec": init_spec or str(init_from),
+            "sha256": file_sha256(init_from), "parity_max_abs_error": float(f"{error:.2e}")}
+    if is_quantized(_graph(init_from)):
+        note["dequantized"] = "int8 weights read back as (int8 - zero point) · scale"
+    card = init_from.with_suffix(".json")
+    if card.exists():
+        earlier = json.loads(card.read_text()).get("training", {})
+        note.update({f"its_{k}": earlier[k] for k in ("command", "steps", "seconds")
+                     if k in earlier})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    note_path.write_text(json.dumps(note, indent=1) + "\n")
+    progress(f"starting from the weights of {init_from} (parity {error:.1e})")
+    return note
+
+
+def _graph(path: Path):
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).graph
