@@ -120,3 +120,14 @@ def test_to_device_moves_every_tensor_of_nested_batches():
 def test_unknown_config_is_a_usage_error(tunes, tmp_path):
     out = run(["train", "melody_rnn", "--config", "nope", "--data", tunes, "--out", tmp_path])
     assert out.code == 2 and "melody_rnn:basic_rnn" in out.stderr
+
+
+def test_dropout_is_a_training_option_the_card_keeps(tunes, tmp_path):
+    trained = run(["train", "melody_rnn", "--config", "basic_rnn", "--data", tunes, "--out",
+                   tmp_path / "out", "--run-dir", tmp_path / "run", "--max-steps", "1",
+                   "--hidden", "8", "--layers", "1", "--batch-size", "4", "--dropout", "0.2",
+                   "--quiet"])
+    assert trained.code == 0, trained.stderr
+    card = resolve_model(str(tmp_path / "out" / "melody_rnn-basic_rnn.json")).card
+    assert card.hyperparameters["dropout"] == 0.2 and "--dropout 0.2" in card.training["command"]
+    assert run(["train", "coconet", "--dropout", "0.2", "--out", tmp_path]).code == 2

@@ -69,6 +69,10 @@ def train(
                                                   help="LSTM units per layer (coconet: filters; music_vae: encoder and decoder; onsets_frames: each direction).")] = None,
     layers: Annotated[Optional[int], typer.Option("--layers", min=1, metavar="N",
                                                   help="LSTM layers (coconet: convolution layers; music_vae: decoder layers).")] = None,
+    dropout: Annotated[Optional[float], typer.Option(
+        "--dropout", callback=opt.finite, min=0.0, max=0.9, metavar="P",
+        help="Event RNNs and music_vae: dropout between layers while training (default: the "
+             "config's; the exported network is the same either way).")] = None,
     hours: Annotated[Optional[float], typer.Option(
         "--hours", callback=opt.finite, min=0.01, metavar="H",
         help="onsets_frames: hours of rendered training audio (validation: a twelfth).")] = None,
@@ -108,6 +112,9 @@ def train(
     if model != "music_vae" and sampling_rate is not None:
         from mtools.errors import UsageError
         raise UsageError("--scheduled-sampling-rate applies to music_vae only")
+    if model in ("coconet", "onsets_frames", "onsets_frames_drums") and dropout is not None:
+        from mtools.errors import UsageError
+        raise UsageError(f"--dropout does not apply to {model}")
     if model in ("coconet", "onsets_frames", "onsets_frames_drums") and init_from is not None:
         from mtools.errors import UsageError
         raise UsageError(f"--init-from does not apply to {model} (its export folds its batch "
@@ -134,14 +141,16 @@ def train(
         return
     if model == "music_vae":
         network = {k: v for k, v in {"enc_hidden": hidden, "dec_hidden": hidden,
-                                     "dec_layers": layers}.items() if v is not None}
+                                     "dec_layers": layers, "dropout": dropout}.items()
+                   if v is not None}
         _train_music_vae(config, data, out, run_dir, fresh, export_only, max_minutes, max_steps,
                          batch_size, seed, device, network, say, init_from, sampling_rate)
         return
     spec = find_spec(model, config)
     loop = with_limits(TrainConfig(), max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
                        batch_size=batch_size, seed=seed, device=device)
-    network = {k: v for k, v in {"hidden": hidden, "layers": layers}.items() if v is not None}
+    network = {k: v for k, v in {"hidden": hidden, "layers": layers, "dropout": dropout}.items()
+               if v is not None}
     init = None
     if init_from is not None:
         from mtools.models.registry import resolve_model

@@ -376,6 +376,8 @@ def reproduce_command(request: VaeRequest) -> str:
         words += ["--hidden", str(network["dec_hidden"])]
     if network.get("dec_layers", NETWORK["dec_layers"]) != NETWORK["dec_layers"]:
         words += ["--layers", str(network["dec_layers"])]
+    if "dropout" in network:
+        words += ["--dropout", f"{network['dropout']:g}"]
     if request.sampling_rate is not None:
         words += ["--scheduled-sampling-rate", f"{request.sampling_rate:g}"]
     if request.init_from is not None or request.init_spec is not None:

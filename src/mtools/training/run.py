@@ -145,9 +145,9 @@ def reproduce_command(request: TrainRequest, network: dict) -> str:
     words = ["mtools", "train", spec.family, "--config", spec.config]
     for source in request.sources:
         words += ["--data", source]
-    for key in ("hidden", "layers"):
+    for key in ("hidden", "layers", "dropout"):
         if network.get(key) != spec.network.get(key):
-            words += [f"--{key}", str(network[key])]
+            words += [f"--{key}", f"{network[key]:g}"]
     words += ["--max-minutes", f"{config.max_minutes:g}", "--out", "DIR"]
     if config.batch_size != TrainConfig.batch_size:
         words += ["--batch-size", str(config.batch_size)]
