@@ -122,12 +122,17 @@ def with_data_size(wav: bytes, data_bytes: int) -> bytes:
     return wav[:at] + struct.pack("<I", data_bytes) + wav[at + 4:]
 
 
-@pytest.mark.parametrize("placeholder", [0, 0x7FFFF000, 0xFFFFFFFF])
+@pytest.mark.parametrize("placeholder", [0, 0x7FFFF000, 0x80000000, 0xFFFFFFFF, 123456])
 def test_wav_streamed_to_a_pipe_with_a_placeholder_size_is_read_to_the_end(tmp_path,
                                                                            placeholder):
+    # arecord writes 2^31 to a pipe, SoX its estimate before effects ran
     path = write_sine(tmp_path / "t.wav", TARGET_RATE_HZ, 1)
     streamed = with_data_size(path.read_bytes(), placeholder)
     np.testing.assert_array_equal(read_from_pipe(streamed), read_audio(path, TARGET_RATE_HZ))
+    if placeholder == 0x80000000:  # arecord > rec.wav: the same header in a file
+        (tmp_path / "rec.wav").write_bytes(streamed)
+        np.testing.assert_array_equal(read_audio(tmp_path / "rec.wav", TARGET_RATE_HZ),
+                                      read_audio(path, TARGET_RATE_HZ))
 
 
 def test_cut_short_wav_is_a_format_error_saying_how_much_is_missing(tmp_path):
@@ -138,8 +143,8 @@ def test_cut_short_wav_is_a_format_error_saying_how_much_is_missing(tmp_path):
         with pytest.raises(InputFormatError, match=message) as caught:
             read_audio(source, TARGET_RATE_HZ)
         assert caught.value.exit_code == 65
-    with pytest.raises(InputFormatError, match="15044 bytes missing"):
-        read_from_pipe(whole[:1000])  # a real size from a pipe is a promise too
+    # From a pipe the size is no promise (a recorder's estimate): what came is read.
+    assert len(read_from_pipe(whole[:1000])) > 0
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -124,7 +124,7 @@ def test_one_unreadable_card_hides_no_other_model(tmp_path, monkeypatch):
     (tmp_path / "melody_rnn-broken.onnx").write_bytes(b"")
     monkeypatch.setenv("MTOOLS_MODEL_PATH", str(tmp_path))
     done = run(["models", "--json"])
-    assert done.code == 0 and "melody_rnn-broken.json" in done.stderr
+    assert done.code == 69 and "melody_rnn-broken.json" in done.stderr
     assert '"config": "attention_rnn"' in done.stdout.decode()
 
 

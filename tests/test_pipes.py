@@ -71,3 +71,25 @@ def test_help_imports_no_numpy_torch_or_onnxruntime():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_ctrl_c_with_jobs_ends_every_worker_with_one_line(long_song, tmp_path):
+    # One input is a FIFO nobody writes: its worker waits for ever. Ctrl-C
+    # reaches the whole process group; the parent must end the workers and
+    # say one line, with no worker's traceback.
+    import os
+    import signal
+    import time
+
+    os.mkfifo(tmp_path / "stuck.mid")
+    command = [MTOOLS, "convert", "stuck.mid", "a.mid", "--to", "jsonl", "-j", "2", "-o", "out/"]
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(3)  # started, and its workers with it
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and stderr == b"mtools: interrupted\n", stderr

@@ -172,7 +172,8 @@ def _results(inputs: Sequence[Input], job, jobs: int):
         return
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(inputs)))
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(inputs)),
+                               initializer=_ignore_interrupts)
     finished = False
     try:
         futures = [None if source.is_stdin else pool.submit(_guarded, job, source)
@@ -188,6 +189,14 @@ def _results(inputs: Sequence[Input], job, jobs: int):
             pool.shutdown(wait=False, cancel_futures=True)
             for process in workers:
                 process.terminate()
+
+
+def _ignore_interrupts() -> None:
+    """In a worker: Ctrl-C reaches the whole process group, and the parent
+    ends the workers itself (a worker left to it prints a traceback)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _guarded(job, source: Input):

@@ -91,6 +91,8 @@ def eval_(
             raise UsageError("name the audio to score", hint="see mtools eval --help")
     model = model or "melody_rnn"
     ref = resolve_model(model)
+    if samples is not None and ref.card.name != "coconet":
+        raise UsageError("--samples is for coconet's frame-wise NLL")
     if ref.card.task == "transcribe":
         thresholds = DecodeOptions(onset_threshold, frame_threshold)
         figures = {"model": ref.card.spec, "data": data,
@@ -100,8 +102,6 @@ def eval_(
         return
     if references or onset_threshold is not None or frame_threshold is not None:
         raise UsageError("--ref and the thresholds are for transcription models")
-    if samples is not None and ref.card.name != "coconet":
-        raise UsageError("--samples is for coconet's frame-wise NLL")
     if ref.card.name == "coconet":
         figures = {"model": ref.card.spec, "data": data, "split": split,
                    **_coconet_figures(ref, data, split, device.value if device else None,

@@ -40,16 +40,19 @@ def models(
     from mtools.io.streams import write_stdout
     from mtools.models.registry import list_models
 
-    cards = list_models(skipped=lambda error: print(f"mtools: warning: skipped {error}",
-                                                    file=sys.stderr))
+    skipped = []
+    cards = list_models(skipped=skipped.append)
+    for error in skipped:
+        print(f"mtools: skipped {error}", file=sys.stderr)
     if as_json:
         write_stdout(json.dumps([c.to_dict() for c in cards], indent=2, sort_keys=True) + "\n")
-        return
-    if not cards:
+    elif not cards:
         print("mtools: no models are bundled in this build "
               "(add your own with MTOOLS_MODEL_PATH or --model PATH)", file=sys.stderr)
-        return
-    _print_table(cards)
+    else:
+        _print_table(cards)
+    if skipped:  # the others are listed, and the exit status says one was not
+        raise typer.Exit(skipped[0].exit_code)
 
 
 def _print_table(cards) -> None:

@@ -38,7 +38,7 @@ RESAMPLE_QUALITY = "HQ"  # soxr's default: flat to ~0.9 of Nyquist, >100 dB stop
 SUPPORTED_FORMATS = "WAV, FLAC or OGG"
 # WAV data sizes that writers streaming to a pipe put in the header before
 # they know the length: 0 and 0xFFFFFFFF (most tools), 0x7FFFF000 (SoX).
-STREAMED_WAV_DATA_SIZES = frozenset({0, 0x7FFFF000, 0xFFFFFFFF})
+STREAMED_WAV_DATA_SIZES = frozenset({0, 0x7FFFF000, 0x80000000, 0xFFFFFFFF})  # arecord: 2^31
 
 
 class AudioSource:
@@ -189,7 +189,8 @@ def wav_bytes(samples: np.ndarray, sample_rate_hz: int, *,
 def _open_sound_file(target, label: str, spool: BinaryIO | None) -> AudioSource:
     import soundfile
 
-    _check_wav_length(target, label)
+    if spool is None:  # a pipe's header size is an estimate: its copy was fixed instead
+        _check_wav_length(target, label)
     with _decode_errors(label):
         sound_file = soundfile.SoundFile(target)
     if sound_file.frames <= 0:
@@ -275,13 +276,16 @@ def _check_wav_length(target, label: str) -> None:
 
 
 def _fill_in_streamed_wav_size(spool: BinaryIO) -> None:
-    """A WAV streamed to a pipe has a placeholder data size: write the
-    real one into our own spooled copy, so that the audio is read to the
-    end of the stream (libsndfile reads a size of 0 as no samples)."""
+    """A WAV streamed to a pipe has a placeholder or estimated data size
+    (0, 2^31, SoX's guess before its effects ran): write the real one into
+    our own spooled copy whenever it differs from a placeholder or
+    announces more than came, so the audio is read to the end of the
+    stream (libsndfile reads a size of 0 as no samples)."""
     found = _wav_data_chunk(spool)
-    if found is not None and found[1] in STREAMED_WAV_DATA_SIZES:
+    if found is not None:
         real_size = spool.seek(0, os.SEEK_END) - (found[0] + 4)
-        if 0 < real_size <= 0xFFFFFFFF:
+        estimated = found[1] in STREAMED_WAV_DATA_SIZES or found[1] > real_size
+        if estimated and 0 < real_size <= 0xFFFFFFFF:
             spool.seek(found[0])
             spool.write(struct.pack("<I", real_size))
     spool.seek(0)

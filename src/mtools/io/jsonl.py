@@ -179,6 +179,7 @@ def dict_to_score(obj: dict) -> Score:
     among them any value a MIDI file cannot hold."""
     if not isinstance(obj, dict):
         raise ValueError("a line must hold a JSON object (a NoteSequence)")
+    obj = _camel_keys(obj)
     if obj and not any(key in obj for key in SCORE_KEYS):
         raise ValueError(f"it has none of a score's keys ({', '.join(SCORE_KEYS[:5])}, ...), "
                          f"only {', '.join(sorted(obj)[:5])}{', ...' if len(obj) > 5 else ''}")
@@ -208,10 +209,36 @@ def dict_to_score(obj: dict) -> Score:
                             for b in _entries(obj, "pitchBends")),
         instrument_infos=tuple(InstrumentInfo(_instrument(i), str(i.get("name", "")))
                                for i in _entries(obj, "instrumentInfos")),
-        ticks_per_quarter=_int_in(obj, "ticksPerQuarter", (0, MAX_TICKS_PER_QUARTER), 220) or 220,
+        ticks_per_quarter=_ticks_per_quarter(obj),
         total_s=total, steps_per_quarter=spq,
         title=str(_object(obj, "sequenceMetadata").get("title", "")),
         provenance=obj.get(PROVENANCE_KEY) or {})
+
+
+def _camel_keys(value):
+    """Protobuf's JSON parser takes a NoteSequence's fields under their
+    proto names too (`start_time`, what MessageToJson writes with
+    preserving_proto_field_name): every key as its JSON (camelCase) name,
+    the `mtools` extra left as it is."""
+    if isinstance(value, list):
+        return [_camel_keys(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    renamed = {}
+    for key, item in value.items():
+        if isinstance(key, str) and "_" in key and key != PROVENANCE_KEY:
+            head, *rest = key.split("_")
+            key = head + "".join(word[:1].upper() + word[1:] for word in rest)
+        renamed[key] = item if key == PROVENANCE_KEY else _camel_keys(item)
+    return renamed
+
+
+def _ticks_per_quarter(obj: dict) -> int:
+    """The resolution to write MIDI at: the score's, else 220 (note_seq's
+    default; also for a value MIDI cannot store, as the MIDI reader does
+    for SMPTE time)."""
+    value = _num(obj, "ticksPerQuarter", 220, int)
+    return value if 0 < value <= MAX_TICKS_PER_QUARTER else 220
 
 
 def _sorted(events) -> tuple:

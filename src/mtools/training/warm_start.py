@@ -158,6 +158,8 @@ def dequantized(model):
         values = numpy_helper.to_array(stored[quantized_name]).astype(np.float32)
         scale = numpy_helper.to_array(stored[f"{base}_scale"]).astype(np.float32)
         zero = numpy_helper.to_array(stored[f"{base}_zero_point"]).astype(np.float32)
+        if values.ndim == 3 and scale.ndim == 2:  # an LSTM's (directions, in, 4·hidden)
+            scale, zero = scale[:, None, :], zero[:, None, :]
         floats[base] = (values - zero) * scale  # per output channel: the last axis
         return base
 
