@@ -14,7 +14,10 @@ continues each primer by 8 bars --outputs times in one batch
 symbol per beat); an interpolated n-gram fitted on the training split (the
 order on the card, else 5) is sampled the same way. Statistics of the three
 are compared in one table (see benchmarks/_music_stats.py for the "close?"
-rule). Rewrites the `bench_continue_stats` section of benchmarks/results.md
+rule). For melody models one more row scores the network without its own
+sampling: its next-note probabilities on the real new bars (teacher-forced)
+as an interval histogram, so a gap in the sampled one can be told apart as
+the network's or as sampling's (exposure bias). Rewrites the `bench_continue_stats` section of benchmarks/results.md
 (the protocol) and the parts of the models it measured, each with its own
 date, command and model file; other models' parts stay as they were.
 """
@@ -65,6 +68,7 @@ class Case:
     chords: str | None = None
     per_chord: int | None = None
     key: int = 0
+    control: np.ndarray | None = None  # improv's chord inputs under `ids`, one row a step
 
 
 def parse_args() -> argparse.Namespace:
@@ -157,8 +161,11 @@ def make_case(family: str, encoding: dict, item) -> Case:
     symbols = [ChordSymbol(i * line.step_s, name) for i, name in enumerate(names[:cut])
                if i == 0 or name != names[i - 1]]
     ahead = " ".join(names[i] for i in range(cut, total, per_chord))
+    from mtools.models.improv_rnn import chord_controls
+
     return Case(primer=make_score(notes, chords=symbols, **frame), velocities=None, ids=ids,
-                chords=ahead, per_chord=per_chord, key=key, **common)
+                chords=ahead, per_chord=per_chord, key=key, control=chord_controls(rows),
+                **common)
 
 
 # --- the three sides ------------------------------------------------------------------
@@ -261,7 +268,54 @@ def model_table(sides: dict[str, tuple], ngram_order: int | None) -> list[str]:
     if data_intervals:
         lines.append(interval_row(data_intervals, model_intervals,
                                   sides["ngram"][1] if has_ngram else None))
+        if "teacher_forced" in sides:
+            lines.append(teacher_forced_row(data_intervals, sides["teacher_forced"])
+                         + (" — | — |" if has_ngram else ""))
     return lines
+
+
+def teacher_forced_row(data: list, expected: np.ndarray) -> str:
+    """The model's own next-note probabilities on the real pieces, as an
+    interval histogram: close while the sampled one is far means the gap
+    comes from sampling its own output (exposure bias); far means the
+    network itself."""
+    distance = total_variation(expected, interval_histogram(data))
+    return (f"| successive pitch intervals, teacher-forced (the model's next-note "
+            f"probabilities on the real new bars): TV distance | 0 | {distance:.3f} | "
+            f"{'yes' if distance <= TV_CLOSE else 'NO'} (≤ {TV_CLOSE}) |")
+
+
+def teacher_forced_intervals(ref, cases: list[Case]) -> np.ndarray:
+    """At every step of each case's new bars that follows a note starting
+    in them, the model (fed the real steps so far) gives each pitch a
+    probability of starting next: those probabilities as intervals from
+    the last note, summed over steps and pieces, normalised (the same bins
+    as interval_histogram)."""
+    from _music_stats import INTERVAL_CLIP
+
+    from mtools.models.sequence import EventRnn, _class_events
+
+    model = EventRnn.from_ref(ref, device="cpu")
+    low = int(ref.card.encoding["min_note"])  # event id 2 + pitch - low; 0 hold, 1 off
+    total = np.zeros(2 * INTERVAL_CLIP + 1)
+    for case in cases:
+        ids = np.asarray(case.ids, dtype=np.int64)
+        inputs = model.encode(ids[None, :-1], 0, case.control)
+        logits = model.run(inputs, model.zero_state(1))[0][0]
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        events = _class_events(model.encoding, ids)  # (steps - 1, classes): what each decodes to
+        start, end = PRIMER_BARS * case.steps_per_bar, (PRIMER_BARS + NEW_BARS) * case.steps_per_bar
+        last = None
+        for t in range(start, end - 1):  # probs[t] is for step t + 1
+            if ids[t] >= 2:
+                last = ids[t]
+            if last is None:
+                continue
+            onset = events[t] >= 2
+            steps = np.clip(events[t][onset] - last, -INTERVAL_CLIP, INTERVAL_CLIP)
+            np.add.at(total, steps + INTERVAL_CLIP, probs[t][onset])
+    return total / max(total.sum(), 1e-12)
 
 
 def interval_row(data: list, model: list, ngram: list | None) -> str:
@@ -314,7 +368,10 @@ def protocol() -> str:
         "table names); the n-gram samples the same way. Statistics look at the new 8 bars; "
         "repetition compares them with everything before them, primer included. close?: the "
         "model's mean lies within 0.5 SD of the data's pieces (d = |Δ| / SD; a statistic the "
-        f"data never varies must match); interval histograms: TV distance ≤ {TV_CLOSE}."])
+        f"data never varies must match); interval histograms: TV distance ≤ {TV_CLOSE}. "
+        "The teacher-forced interval row sums the model's probabilities of each next pitch "
+        "at every step of the real new bars after their first note (the real steps fed), "
+        "as intervals from the last note."])
 
 
 def model_section(ref, args, command: str) -> list[str]:
@@ -347,6 +404,8 @@ def model_section(ref, args, command: str) -> list[str]:
 
         temperature = model_temperature(ref.card)
     sides = {"data": data, "model": model_side(ref, cases, args.outputs, temperature)}
+    if family != "drums_rnn":
+        sides["teacher_forced"] = teacher_forced_intervals(ref, cases)
     order = int(ref.card.metrics.get("ngram_order") or DEFAULT_NGRAM_ORDER)
     if not args.no_ngram:
         print(f"bench_continue_stats: {model_id(ref)}: n-gram", file=sys.stderr)
