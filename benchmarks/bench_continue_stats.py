@@ -17,9 +17,10 @@ are compared in one table (see benchmarks/_music_stats.py for the "close?"
 rule). For melody models one more row scores the network without its own
 sampling: its next-note probabilities on the real new bars (teacher-forced)
 as an interval histogram, so a gap in the sampled one can be told apart as
-the network's or as sampling's (exposure bias). Rewrites the `bench_continue_stats` section of benchmarks/results.md
-(the protocol) and the parts of the models it measured, each with its own
-date, command and model file; other models' parts stay as they were.
+the network's or as sampling's (exposure bias). Rewrites the
+`bench_continue_stats` section of benchmarks/results.md (the protocol) and
+the parts of the models it measured, each with its own date, command and
+model file; other models' parts stay as they were.
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ def make_case(family: str, encoding: dict, item) -> Case:
                     key=key, **common)
     from mtools.models.encoding import melody_event_ids
     from mtools.models.events import squash_melody
+    from mtools.models.improv_rnn import chord_controls
 
     low, high = int(encoding["min_note"]), int(encoding["max_note"])
     ids = melody_event_ids(squash_melody(events, low, high, None)[0], low, high)
@@ -161,8 +163,6 @@ def make_case(family: str, encoding: dict, item) -> Case:
     symbols = [ChordSymbol(i * line.step_s, name) for i, name in enumerate(names[:cut])
                if i == 0 or name != names[i - 1]]
     ahead = " ".join(names[i] for i in range(cut, total, per_chord))
-    from mtools.models.improv_rnn import chord_controls
-
     return Case(primer=make_score(notes, chords=symbols, **frame), velocities=None, ids=ids,
                 chords=ahead, per_chord=per_chord, key=key, control=chord_controls(rows),
                 **common)
@@ -295,8 +295,7 @@ def teacher_forced_intervals(ref, cases: list[Case]) -> np.ndarray:
 
     from mtools.models.sequence import EventRnn, _class_events
 
-    model = EventRnn.from_ref(ref, device="cpu")
-    low = int(ref.card.encoding["min_note"])  # event id 2 + pitch - low; 0 hold, 1 off
+    model = EventRnn.from_ref(ref, device="cpu")  # event ids: 0 hold, 1 off, 2.. pitches
     total = np.zeros(2 * INTERVAL_CLIP + 1)
     for case in cases:
         ids = np.asarray(case.ids, dtype=np.int64)

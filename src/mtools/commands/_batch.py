@@ -91,14 +91,12 @@ def _check_plan(inputs: Sequence[Input], settings: BatchSettings) -> None:
     plan = settings.plan
     if plan.mode == "dir":
         _check_distinct_names(inputs, settings)
-    if settings.single_per_file and plan.mode != "dir" and len(inputs) > 1:
+    several = (f"{len(inputs)} inputs" if len(inputs) > 1 else
+               f"{settings.takes} outputs (-n)" if (settings.takes or 1) > 1 else None)
+    if settings.single_per_file and plan.mode != "dir" and several:
         where = "stdout" if plan.mode == "stdout" else f"-o {plan.path}"
-        raise UsageError(f"{len(inputs)} inputs cannot all go to {where} as one "
-                         f".{settings.extension} file", hint="use -o DIR/ or --to jsonl")
-    if settings.single_per_file and plan.mode != "dir" and (settings.takes or 1) > 1:
-        where = "stdout" if plan.mode == "stdout" else f"-o {plan.path}"
-        raise UsageError(f"{settings.takes} outputs (-n) cannot all go to {where} as one "
-                         f".{settings.extension} file", hint="use -o DIR/ or --to jsonl")
+        raise UsageError(f"{several} cannot all go to {where} as one .{settings.extension} file",
+                         hint="use -o DIR/ or --to jsonl")
     if plan.mode == "stdout":
         check_binary_stdout(settings.binary)
     elif plan.mode == "file" and settings.binary and is_terminal(plan.path):

@@ -40,6 +40,7 @@ Examples:
   mtools train coconet --data jsb --max-minutes 120 --out models/
   mtools train music_vae --config drums_2bar --data groove --out models/
   mtools train music_vae --config drums_2bar --init-from music_vae:drums_2bar --run-dir ft/ --out models/
+  mtools train improv_rnn --init-from improv_rnn:attention_improv --dropout 0.2 --run-dir ft/ --out models/
   mtools train music_vae --config trio_16bar --data nottingham --out models/
   mtools train music_vae --config mel_16bar --device cuda --out models/   # on a GPU
   mtools train onsets_frames --hours 12 --max-minutes 240 --out models/
@@ -112,14 +113,12 @@ def train(
     if model != "music_vae" and sampling_rate is not None:
         from mtools.errors import UsageError
         raise UsageError("--scheduled-sampling-rate applies to music_vae only")
-    if model in ("coconet", "onsets_frames", "onsets_frames_drums") and dropout is not None:
+    given = [name for name, value in (("--dropout", dropout), ("--init-from", init_from))
+             if value is not None]
+    if model in ("coconet", "onsets_frames", "onsets_frames_drums") and given:
         from mtools.errors import UsageError
-        raise UsageError(f"--dropout does not apply to {model}")
-    if model in ("coconet", "onsets_frames", "onsets_frames_drums") and init_from is not None:
-        from mtools.errors import UsageError
-        raise UsageError(f"--init-from does not apply to {model} (its export folds its batch "
-                         "norms)" if model == "coconet" else
-                         f"--init-from does not apply to {model}")
+        raise UsageError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not "
+                         f"apply to {model}")
 
     if model == "coconet":
         network = {k: v for k, v in {"filters": hidden, "layers": layers}.items() if v is not None}

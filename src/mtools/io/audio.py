@@ -37,8 +37,9 @@ SPOOL_CHUNK_BYTES = 1 << 20  # copy size when spooling a non-seekable stream to 
 RESAMPLE_QUALITY = "HQ"  # soxr's default: flat to ~0.9 of Nyquist, >100 dB stopband
 SUPPORTED_FORMATS = "WAV, FLAC or OGG"
 # WAV data sizes that writers streaming to a pipe put in the header before
-# they know the length: 0 and 0xFFFFFFFF (most tools), 0x7FFFF000 (SoX).
-STREAMED_WAV_DATA_SIZES = frozenset({0, 0x7FFFF000, 0x80000000, 0xFFFFFFFF})  # arecord: 2^31
+# they know the length: 0 and 0xFFFFFFFF (most tools), 0x7FFFF000 (SoX),
+# 0x80000000 (arecord).
+STREAMED_WAV_DATA_SIZES = frozenset({0, 0x7FFFF000, 0x80000000, 0xFFFFFFFF})
 
 
 class AudioSource:

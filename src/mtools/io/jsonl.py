@@ -179,7 +179,8 @@ def dict_to_score(obj: dict) -> Score:
     among them any value a MIDI file cannot hold."""
     if not isinstance(obj, dict):
         raise ValueError("a line must hold a JSON object (a NoteSequence)")
-    obj = _camel_keys(obj)
+    if _has_proto_names(obj):
+        obj = _camel_keys(obj)
     if obj and not any(key in obj for key in SCORE_KEYS):
         raise ValueError(f"it has none of a score's keys ({', '.join(SCORE_KEYS[:5])}, ...), "
                          f"only {', '.join(sorted(obj)[:5])}{', ...' if len(obj) > 5 else ''}")
@@ -231,6 +232,18 @@ def _camel_keys(value):
             key = head + "".join(word[:1].upper() + word[1:] for word in rest)
         renamed[key] = item if key == PROVENANCE_KEY else _camel_keys(item)
     return renamed
+
+
+def _has_proto_names(obj: dict, sample: int = 16) -> bool:
+    """Whether a line names its fields the proto way (`start_time`): a
+    writer uses one way throughout, so the top level, its objects and the
+    first `sample` entries of each list tell (renaming every note of every
+    line would cost a fifth of the parse)."""
+    values = [value for key, value in obj.items() if key != PROVENANCE_KEY]
+    parts = [obj] + [value for value in values if isinstance(value, dict)] + \
+        [entry for value in values if isinstance(value, list)
+         for entry in value[:sample] if isinstance(entry, dict)]
+    return any("_" in key and key != PROVENANCE_KEY for part in parts for key in part)
 
 
 def _ticks_per_quarter(obj: dict) -> int:

@@ -47,16 +47,12 @@ def _lstm_layers(model: nn.Module) -> list[tuple[str, int, bool]]:
             for layer in range(module.num_layers)]
 
 
-def state_dict_from_onnx(model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
-    """A state dict for `model` read from the float ONNX export at `path`.
-    MtoolsError when the file holds quantized weights or a different
-    network (a parameter with no unambiguous counterpart)."""
-    import onnx
+def state_dict_from_graph(model: nn.Module, graph, path: Path) -> dict[str, torch.Tensor]:
+    """A state dict for `model` read from the float graph of the ONNX
+    export at `path` (int8 files: `dequantized` first). MtoolsError when it
+    is a different network (a parameter with no unambiguous counterpart)."""
     from onnx import numpy_helper
 
-    graph = onnx.load(str(path)).graph
-    if is_quantized(graph):
-        graph = dequantized(onnx.load(str(path))).graph
     tensors = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     wanted = dict(model.state_dict())
     found: dict[str, np.ndarray] = {}
@@ -211,25 +207,33 @@ def load_exported(model: nn.Module, path: Path, parity) -> float:
     return parity(model, path), the largest |torch - ONNX Runtime| of the
     caller's parity check; MtoolsError when it exceeds 1e-4 (the file is
     not an export of this network)."""
+    return _load_exported(model, path, parity)[0]
+
+
+def _load_exported(model: nn.Module, path: Path, parity) -> tuple[float, bool]:
+    """`load_exported`, and whether the file held int8 weights (read once)."""
     import tempfile
 
     import onnx
 
     from mtools.training.export import PARITY_TOLERANCE
 
-    model.load_state_dict(state_dict_from_onnx(model, path))
     exported = onnx.load(str(path))
-    if not is_quantized(exported.graph):
+    quantized = is_quantized(exported.graph)
+    if quantized:
+        exported = dequantized(exported)
+    model.load_state_dict(state_dict_from_graph(model, exported.graph, path))
+    if not quantized:
         error = parity(model, path)
     else:  # the same network with float weights: parity proves the mapping
         with tempfile.TemporaryDirectory() as folder:
             floats = Path(folder) / path.name
-            onnx.save(dequantized(exported), str(floats))
+            onnx.save(exported, str(floats))
             error = parity(model, floats)
     if not error <= PARITY_TOLERANCE:
         raise MtoolsError(f"{path}: the network with these weights computes something else "
                           f"than the file (max difference {error:.2e})")
-    return error
+    return error, quantized
 
 
 def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spec: str | None,
@@ -254,10 +258,10 @@ def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spe
     note_path.unlink(missing_ok=True)
     if init_from is None:
         return None
-    error = load_exported(model, init_from, parity)
+    error, quantized = _load_exported(model, init_from, parity)
     note = {"file": init_from.name, "spec": init_spec or str(init_from),
             "sha256": file_sha256(init_from), "parity_max_abs_error": float(f"{error:.2e}")}
-    if is_quantized(_graph(init_from)):
+    if quantized:
         note["dequantized"] = "int8 weights read back as (int8 - zero point) · scale"
     card = init_from.with_suffix(".json")
     if card.exists():
@@ -268,9 +272,3 @@ def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spe
     note_path.write_text(json.dumps(note, indent=1) + "\n")
     progress(f"starting from the weights of {init_from} (parity {error:.1e})")
     return note
-
-
-def _graph(path: Path):
-    import onnx
-
-    return onnx.load(str(path), load_external_data=False).graph
