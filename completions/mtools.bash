@@ -172,13 +172,14 @@ _mtools() {
             --hidden) _mtools_files "$cur"; return ;;
             --layers) _mtools_files "$cur"; return ;;
             --dropout) return ;;
+            --learning-rate) return ;;
             --hours) return ;;
             --init-from) _mtools_files "$cur"; return ;;
             --scheduled-sampling-rate) return ;;
             --device) _mtools_files "$cur"; return ;;
             --seed) _mtools_files "$cur"; return ;;
         esac
-        if [[ $cur == -* ]]; then _mtools_words '--config --data --out --run-dir --fresh --max-minutes --max-steps --batch-size --hidden --layers --dropout --hours --init-from --scheduled-sampling-rate --export-only --device --seed -q --quiet --debug -h --help' "$cur"
+        if [[ $cur == -* ]]; then _mtools_words '--config --data --out --run-dir --fresh --max-minutes --max-steps --batch-size --hidden --layers --dropout --learning-rate --hours --init-from --scheduled-sampling-rate --export-only --device --seed -q --quiet --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     eval)

@@ -184,6 +184,7 @@ complete -c mtools -n '__fish_seen_subcommand_from train' -l batch-size -r -F -d
 complete -c mtools -n '__fish_seen_subcommand_from train' -l hidden -r -F -d 'LSTM units per layer (coconet: filters; music_vae: encoder and decoder; onsets_frames: each direction)'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l layers -r -F -d 'LSTM layers (coconet: convolution layers; music_vae: decoder layers)'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l dropout -x -d 'Event RNNs and music_vae: dropout between layers while training (default: the config\'s; the exported network is the same either way)'
+complete -c mtools -n '__fish_seen_subcommand_from train' -l learning-rate -x -d 'Adam\'s learning rate (default: the model\'s)'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l hours -x -d 'onsets_frames: hours of rendered training audio (validation: a twelfth)'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l init-from -r -F -d 'music_vae and the event RNNs: start a new run from the weights of this export (a bundled name such as music_vae:drums_2bar or melody_rnn:attention_rnn, or an .onnx path; int8 weights are read back as floats) instead of at random; checked by parity, ignored when the run folder holds a run to resume'
 complete -c mtools -n '__fish_seen_subcommand_from train' -l scheduled-sampling-rate -x -d 'music_vae: scheduled sampling\'s inverse-sigmoid rate (the chance of a true decoder input at step s is K / (K + exp(s / K)); 0 = always the true input; default: the config\'s)'

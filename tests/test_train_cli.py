@@ -131,3 +131,29 @@ def test_dropout_is_a_training_option_the_card_keeps(tunes, tmp_path):
     card = resolve_model(str(tmp_path / "out" / "melody_rnn-basic_rnn.json")).card
     assert card.hyperparameters["dropout"] == 0.2 and "--dropout 0.2" in card.training["command"]
     assert run(["train", "coconet", "--dropout", "0.2", "--out", tmp_path]).code == 2
+
+
+def test_learning_rate_starts_a_run_and_resets_a_resumed_ones_decay(tunes, tmp_path):
+    import torch
+
+    common = ["train", "melody_rnn", "--config", "basic_rnn", "--data", tunes, "--out",
+              tmp_path / "out", "--run-dir", tmp_path / "run", "--hidden", "8", "--layers", "1",
+              "--batch-size", "4", "--quiet"]
+    card_path = str(tmp_path / "out" / "melody_rnn-basic_rnn.json")
+    assert run([*common, "--max-steps", "1", "--learning-rate", "0.01"]).code == 0
+    card = resolve_model(card_path).card
+    assert "--learning-rate 0.01" in card.training["command"]
+    assert card.training["loop"]["learning_rate"] == 0.01
+    assert "learning_rate_changes" not in card.training  # the run started there
+    assert run([*common, "--max-steps", "2"]).code == 0  # resumed without it: kept
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["optimizer"]["param_groups"][0]["lr"] == 0.01
+    assert run([*common, "--max-steps", "3", "--learning-rate", "0.003"]).code == 0
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["optimizer"]["param_groups"][0]["lr"] == 0.003
+    changes = resolve_model(card_path).card.training["learning_rate_changes"]
+    assert changes == [{"step": 2, "learning_rate": 0.003, "was": 0.01}]
+    assert run([*common, "--max-steps", "4", "--learning-rate", "0.003"]).code == 0
+    assert len(resolve_model(card_path).card.training["learning_rate_changes"]) == 1  # same rate
+    refused = run([*common, "--learning-rate", "0"])
+    assert refused.code == 2 and "--learning-rate" in refused.stderr

@@ -41,6 +41,7 @@ Examples:
   mtools train music_vae --config drums_2bar --data groove --out models/
   mtools train music_vae --config drums_2bar --init-from music_vae:drums_2bar --run-dir ft/ --out models/
   mtools train improv_rnn --init-from improv_rnn:attention_improv --dropout 0.2 --run-dir ft/ --out models/
+  mtools train music_vae --config drums_2bar --learning-rate 3e-4 --out models/   # resume slower
   mtools train music_vae --config trio_16bar --data nottingham --out models/
   mtools train music_vae --config mel_16bar --device cuda --out models/   # on a GPU
   mtools train onsets_frames --hours 12 --max-minutes 240 --out models/
@@ -74,6 +75,11 @@ def train(
         "--dropout", callback=opt.finite, min=0.0, max=0.9, metavar="P",
         help="Event RNNs and music_vae: dropout between layers while training (default: the "
              "config's; the exported network is the same either way).")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(
+        "--learning-rate", callback=opt.finite, min=0.0, metavar="LR",
+        help="Adam's learning rate (default: the model's). On a resumed run it replaces the "
+             "rate the plateau decay had reached, from the step it resumes at (the card lists "
+             "such changes).")] = None,
     hours: Annotated[Optional[float], typer.Option(
         "--hours", callback=opt.finite, min=0.01, metavar="H",
         help="onsets_frames: hours of rendered training audio (validation: a twelfth).")] = None,
@@ -120,10 +126,15 @@ def train(
         raise UsageError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not "
                          f"apply to {model}")
 
+    if learning_rate == 0:
+        from mtools.errors import UsageError
+        raise UsageError("--learning-rate must be above 0")
+    limits = {"max_minutes": max_minutes, "max_steps": 0 if export_only else max_steps,
+              "batch_size": batch_size, "seed": seed, "device": device,
+              "learning_rate": learning_rate, "resume_learning_rate": learning_rate}
     if model == "coconet":
         network = {k: v for k, v in {"filters": hidden, "layers": layers}.items() if v is not None}
-        _train_coconet(data, out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,
-                       seed, device, network, say)
+        _train_coconet(data, out, run_dir, fresh, limits, network, say)
         return
     from mtools.training.render_sources import INSTRUMENTS
 
@@ -135,19 +146,18 @@ def train(
             raise UsageError(f"{model} has one LSTM layer per head: --layers does not apply")
         network = {"lstm": hidden} if hidden is not None else {}
         hours_pair = (hours, hours / 12) if hours else DEFAULT_HOURS
-        _train_transcriber(INSTRUMENTS[model], out, run_dir, fresh, export_only, max_minutes,
-                           max_steps, batch_size, seed, device, network, hours_pair, say)
+        _train_transcriber(INSTRUMENTS[model], out, run_dir, fresh, limits, network, hours_pair,
+                           say)
         return
     if model == "music_vae":
         network = {k: v for k, v in {"enc_hidden": hidden, "dec_hidden": hidden,
                                      "dec_layers": layers, "dropout": dropout}.items()
                    if v is not None}
-        _train_music_vae(config, data, out, run_dir, fresh, export_only, max_minutes, max_steps,
-                         batch_size, seed, device, network, say, init_from, sampling_rate)
+        _train_music_vae(config, data, out, run_dir, fresh, limits, network, say, init_from,
+                         sampling_rate)
         return
     spec = find_spec(model, config)
-    loop = with_limits(TrainConfig(), max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
-                       batch_size=batch_size, seed=seed, device=device)
+    loop = with_limits(TrainConfig(), **limits)
     network = {k: v for k, v in {"hidden": hidden, "layers": layers, "dropout": dropout}.items()
                if v is not None}
     init = None
@@ -182,42 +192,36 @@ def _train_device(device: str) -> str:
     return device
 
 
-def _train_coconet(data, out, run_dir, fresh, export_only, max_minutes, max_steps, batch_size,
-                   seed, device, network, say) -> None:
+def _train_coconet(data, out, run_dir, fresh, limits, network, say) -> None:
     from mtools.training.coconet import DEFAULT_SOURCES, LOOP, CoconetRequest, default_run_dir, \
         train_coconet
     from mtools.training.run import with_limits
 
-    loop = with_limits(LOOP, max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
-                       batch_size=batch_size, seed=seed, device=device)
+    loop = with_limits(LOOP, **limits)
     request = CoconetRequest(tuple(data or DEFAULT_SOURCES), out, run_dir or default_run_dir(),
                              loop, network, fresh)
     train_coconet(request, progress=say)
 
 
-def _train_transcriber(instrument, out, run_dir, fresh, export_only, max_minutes, max_steps,
-                       batch_size, seed, device, network, hours, say) -> None:
+def _train_transcriber(instrument, out, run_dir, fresh, limits, network, hours, say) -> None:
     from mtools.training.run import with_limits
     from mtools.training.transcription import LOOP, TranscriptionRequest, crop_frames, \
         default_run_dir, train_transcriber
 
-    loop = with_limits(LOOP, max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
-                       batch_size=batch_size, seed=seed, device=device,
-                       crop_steps=crop_frames(instrument))
+    loop = with_limits(LOOP, **limits, crop_steps=crop_frames(instrument))
     request = TranscriptionRequest(instrument, out, run_dir or default_run_dir(instrument), loop,
                                    network or None, hours, fresh)
     train_transcriber(request, progress=say)
 
 
-def _train_music_vae(config, data, out, run_dir, fresh, export_only, max_minutes, max_steps,
-                     batch_size, seed, device, network, say, init_from, sampling_rate) -> None:
+def _train_music_vae(config, data, out, run_dir, fresh, limits, network, say, init_from,
+                     sampling_rate) -> None:
     from mtools.training.music_vae import LOOP, VaeRequest, default_run_dir, train_music_vae
     from mtools.training.vae_windows import find_config
     from mtools.training.run import with_limits
 
     vae = find_config(config)
-    loop = with_limits(LOOP, max_minutes=max_minutes, max_steps=0 if export_only else max_steps,
-                       batch_size=batch_size, seed=seed, device=device)
+    loop = with_limits(LOOP, **limits)
     init = None
     if init_from is not None:
         from mtools.models.registry import resolve_model

@@ -23,7 +23,7 @@ from mtools.models.registry import write_card
 from mtools.training import corpora
 from mtools.training.chorales import load_chorales
 from mtools.training.export import export_checked, export_onnx, run_card
-from mtools.training.loop import TrainConfig, Trainer, load_best
+from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words
 from mtools.training.nets import CoconetNet
 
 SPACE = ChoraleSpace()
@@ -220,4 +220,5 @@ def reproduce_command(request: CoconetRequest) -> str:
         if value is not None and value != NETWORK[key]:
             words += [option, str(value)]
     words += ["--max-minutes", f"{request.config.max_minutes:g}", "--out", "DIR"]
+    words += loop_words(request.config, LOOP)
     return " ".join(shlex.quote(word) for word in words)

@@ -35,7 +35,9 @@ class TrainConfig:
     eval_every: steps between validations; patience: validations without
     improvement before stopping; max_steps/max_minutes: hard limits;
     checkpoint_every_s: seconds between `last.pt` writes; seed; device:
-    where torch trains ("cpu", "cuda", "cuda:1")."""
+    where torch trains ("cpu", "cuda", "cuda:1"); resume_learning_rate: a
+    resumed run continues at this learning rate instead of where its
+    plateau decay left it (the change goes in the history), None: as saved."""
 
     batch_size: int = 64
     crop_steps: int = 128
@@ -51,6 +53,18 @@ class TrainConfig:
     valid_crops: int = 512
     seed: int = 0
     device: str = "cpu"
+    resume_learning_rate: float | None = None
+
+
+def loop_words(config: TrainConfig, default: TrainConfig) -> list[str]:
+    """The `mtools train` options that set config's loop where it differs
+    from the trainer's default (batch size, learning rate)."""
+    words = []
+    if config.batch_size != default.batch_size:
+        words += ["--batch-size", str(config.batch_size)]
+    if config.learning_rate != default.learning_rate:
+        words += ["--learning-rate", f"{config.learning_rate:g}"]
+    return words
 
 
 @dataclass
@@ -61,6 +75,7 @@ class History:
     evals_without_gain: int = 0
     seconds: float = 0.0
     log: list = field(default_factory=list)
+    learning_rate_changes: list = field(default_factory=list)  # {"step", "learning_rate"}
 
 
 class CropSampler:
@@ -193,6 +208,20 @@ class Trainer:
         self.rng = np.random.default_rng([self.config.seed, self.history.step])
         self.progress(self.history, f"resumed at step {self.history.step}"
                                     + ("" if "optimizer" in state else f" from {path.name}"))
+        self._set_learning_rate(self.config.resume_learning_rate)
+
+    def _set_learning_rate(self, rate: float | None) -> None:
+        """Continue a resumed run at `rate` (None: as it was), recorded in the
+        history so the card can say where the schedule was changed by hand."""
+        current = self.optimizer.param_groups[0]["lr"]
+        if rate is None or math.isclose(rate, current, rel_tol=1e-9):
+            return
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        self.history.learning_rate_changes.append({"step": self.history.step,
+                                                   "learning_rate": rate, "was": current})
+        self.progress(self.history, f"learning rate {current:g} -> {rate:g} from step "
+                                    f"{self.history.step}")
 
     def run(self) -> History:
         """Train until early stopping or a limit; returns the history."""

@@ -25,7 +25,7 @@ from mtools.models.music_vae import GRAPH_INPUTS, GRAPH_OUTPUTS, VaeSpace
 from mtools.models.registry import model_stem, write_card
 from mtools.training import corpora
 from mtools.training.export import export_checked, export_onnx, run_card
-from mtools.training.loop import TrainConfig, Trainer, load_best, resumable
+from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words, resumable
 from mtools.training.nets import MusicVAENet
 from mtools.training.warm_start import warm_start
 from mtools.training.vae_windows import DEFAULT_CONFIG, TRANSPOSE, VaeConfig, load_windows, \
@@ -369,8 +369,7 @@ def reproduce_command(request: VaeRequest) -> str:
     words = ["mtools", "train", "music_vae", "--config", request.config.name]
     for source in request.sources:
         words += ["--data", source]
-    if request.loop.batch_size != LOOP.batch_size:
-        words += ["--batch-size", str(request.loop.batch_size)]
+    words += loop_words(request.loop, LOOP)
     network = request.network or {}
     if network.get("dec_hidden", NETWORK["dec_hidden"]) != NETWORK["dec_hidden"]:
         words += ["--hidden", str(network["dec_hidden"])]

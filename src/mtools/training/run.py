@@ -18,7 +18,7 @@ from mtools.training import corpora
 from mtools.training.evaluate import ngram_baseline, score_examples
 from mtools.training.export import card_hyperparameters, export_checked, export_event_rnn, \
     graph_names, parity_error, run_card
-from mtools.training.loop import CropSampler, TrainConfig, Trainer, load_best
+from mtools.training.loop import CropSampler, TrainConfig, Trainer, load_best, loop_words
 from mtools.training.nets import MODULES
 from mtools.training.tasks import DEFAULT_CONFIGS, ModelSpec, load_examples
 from mtools.training.warm_start import warm_start
@@ -149,8 +149,7 @@ def reproduce_command(request: TrainRequest, network: dict) -> str:
         if network.get(key) != spec.network.get(key):
             words += [f"--{key}", f"{network[key]:g}"]
     words += ["--max-minutes", f"{config.max_minutes:g}", "--out", "DIR"]
-    if config.batch_size != TrainConfig.batch_size:
-        words += ["--batch-size", str(config.batch_size)]
+    words += loop_words(config, TrainConfig())
     if request.init_from is not None or request.init_spec is not None:
         words += ["--init-from", request.init_spec or request.init_from.name]
     return " ".join(shlex.quote(word) for word in words)

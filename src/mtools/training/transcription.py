@@ -22,7 +22,7 @@ from mtools.models.onsets_frames import GRAPH_INPUTS, GRAPH_OUTPUTS
 from mtools.models.registry import write_card
 from mtools.training import corpora
 from mtools.training.export import export_checked, export_onnx, run_card
-from mtools.training.loop import TrainConfig, Trainer, load_best
+from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words
 from mtools.training.nets import OnsetsFramesNet
 from mtools.training.render_sources import Instrument
 
@@ -206,8 +206,7 @@ def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dic
 def reproduce_command(request: TranscriptionRequest) -> str:
     words = ["mtools", "train", request.instrument.model, "--hours", f"{request.hours[0]:g}",
              "--max-minutes", f"{request.loop.max_minutes:g}", "--out", "DIR"]
-    if request.loop.batch_size != LOOP.batch_size:
-        words += ["--batch-size", str(request.loop.batch_size)]
+    words += loop_words(request.loop, LOOP)
     if (request.network or {}).get("lstm") not in (None, OnsetsFramesNet().config["lstm"]):
         words += ["--hidden", str(request.network["lstm"])]
     return " ".join(shlex.quote(word) for word in words)
