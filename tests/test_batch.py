@@ -143,3 +143,38 @@ def test_library_warnings_stay_off_stderr(monkeypatch, tmp_path):
     (tmp_path / "a.mid").write_bytes(score_to_midi(melody("60")))
     done = run(["convert", tmp_path / "a.mid", "--to", "jsonl"])
     assert done.code == 0 and done.stderr == ""
+
+
+def test_a_book_bound_for_one_midi_file_is_refused_before_the_model_runs(tmp_path, monkeypatch):
+    from mtools.models import harmonization
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(harmonization, "harmonize_score", must_not_run)
+    book = tmp_path / "book.abc"
+    book.write_text("X:1\nT:A\nM:4/4\nK:C\nCDEF|G4|]\n\nX:2\nT:B\nM:4/4\nK:G\nGABc|d4|]\n")
+    done = run(["harmonize", book])
+    assert done.code == 2 and "book.abc holds 2 scores, and stdout takes one .mid file" in \
+        done.stderr
+
+
+@pytest.mark.parametrize("takes, names, done", [
+    (None, ["book.mid"], True),
+    (1, ["book.mid"], True),
+    (2, ["book.mid"], False),  # two takes are numbered
+    (None, ["book-1.mid", "book-2.mid", "book-3.mid"], True),  # a book of three tunes
+    (2, [f"book-{i:02d}.mid" for i in range(1, 11)], True),  # five tunes, two takes each
+    (2, [f"book-{i:02d}.mid" for i in range(1, 10)], False),  # the tenth is missing
+    (2, [f"book-{i}.mid" for i in range(1, 4)], False),  # three: no whole number of takes
+    (None, ["book-01.mid", "book-02.mid"], False),  # two-digit names for a set of two: not ours
+])
+def test_skip_existing_recognises_every_complete_set_of_outputs(tmp_path, takes, names, done):
+    from mtools.io.streams import OutputPlan
+
+    for name in names:
+        (tmp_path / name).touch()
+    settings = _batch.BatchSettings(OutputPlan.from_option(f"{tmp_path}/"), "mid", True, True,
+                                    skip_existing=True, takes=takes)
+    source = Input("book.abc", Path("book.abc"), Path("book.abc"))
+    assert _batch._done(source, settings) is done

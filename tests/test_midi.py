@@ -187,3 +187,23 @@ def test_times_no_midi_file_can_hold_are_an_error_not_a_hang(start, end):
     # a NaN once became a negative tick count and looped in the length encoding
     with pytest.raises(InputFormatError):
         score_to_midi(make_score([Note(60, 80, start, end)]))
+
+
+def test_more_instruments_than_channels_share_them_by_program():
+    import io
+
+    import mido
+
+    programs = [0, 40, 41, 73] * 5  # twenty instruments, four programs
+    notes = [Note(60 + i, 80, i * 0.5, i * 0.5 + 0.4, instrument=i, program=program)
+             for i, program in enumerate(programs)]
+    written = mido.MidiFile(file=io.BytesIO(score_to_midi(make_score(notes))))
+    programs_on = {}  # channel -> the programs set on it
+    for track in written.tracks:
+        for message in track:
+            if message.type == "program_change":
+                programs_on.setdefault(message.channel, set()).add(message.program)
+    assert all(len(set_) == 1 for set_ in programs_on.values()), programs_on
+    assert len(programs_on) == 4
+    back = midi_to_score(score_to_midi(make_score(notes)))
+    assert sorted(n.program for n in back.notes) == sorted(programs)

@@ -270,6 +270,12 @@ def test_eval_scores_audio_beside_its_midi_with_the_thresholds_asked_for(tiny_pa
     two_refs = run(["eval", "transcribe", tmp_path / "take.wav", "--model", tiny_path,
                     "--ref", tmp_path / "take.mid", "--ref", tmp_path / "take.mid"])
     assert two_refs.code == 2 and "--ref" in two_refs.stderr
+    from mtools.io.jsonl import scores_to_jsonl
+
+    (tmp_path / "two.jsonl").write_text(scores_to_jsonl([make_score([Note(69, 80, 0.0, 2.0)])] * 2))
+    book = run(["eval", "transcribe", tmp_path / "take.wav", "--model", tiny_path, "--ref",
+                tmp_path / "two.jsonl"])
+    assert book.code == 65 and "holds 2 scores" in book.stderr  # not the first one silently
     (tmp_path / "take.mid").write_bytes(score_to_midi(make_score([])))
     empty = run(["eval", "transcribe", tmp_path, "--model", tiny_path])
     assert empty.code == 65 and "take.wav: its reference holds no notes" in empty.stderr

@@ -65,15 +65,38 @@ def score_inputs(args: Sequence[str] | None) -> list[Input]:
     return expand_inputs(args or [], extensions=extensions_for(SYMBOLIC_FORMATS))
 
 
-def score_job(work: Callable, in_format: str | None, out_format: str, source: Input) -> JobResult:
-    """Read one input, run `work(score)` on every score in it (it returns
-    an object with `scores` and `warnings`), encode what they made. Bind
-    the first three with functools.partial (module-level callables only,
-    so --jobs can send the job to worker processes)."""
-    from mtools.io.formats import detect_format, encode_outputs, read_scores
+def score_job(work: Callable, in_format: str | None,
+              settings: BatchSettings) -> Callable[[Input], JobResult]:
+    """The job `run_batch` runs for a command that works score by score:
+    `work(score)` returns an object with `scores` and `warnings`
+    (a module-level callable, or a partial of one, so --jobs can send the
+    job to worker processes)."""
+    from functools import partial
+
+    return partial(_score_job, work, in_format, settings.format, _one_file_target(settings))
+
+
+def _one_file_target(settings: BatchSettings) -> str | None:
+    """Where the outputs go when that holds one file of a one-score
+    format ("stdout", "-o PATH"); None when it can take several."""
+    plan = settings.plan
+    if not settings.single_per_file or plan.mode == "dir":
+        return None
+    return "stdout" if plan.mode == "stdout" else f"-o {plan.path}"
+
+
+def _score_job(work: Callable, in_format: str | None, out_format: str, one_file: str | None,
+               source: Input) -> JobResult:
+    """Read one input, run `work` on every score in it, encode what they
+    made. An input of several scores (an ABC book) bound for one MIDI/WAV
+    file (`one_file`) is refused before the model runs."""
+    from mtools.io.formats import FILE_EXTENSION, detect_format, encode_outputs, read_scores
 
     data = source.read_bytes()
     scores = read_scores(data, detect_format(data, in_format, source.name), source.name)
+    if one_file is not None and len(scores) > 1:
+        raise UsageError(f"{source.name} holds {len(scores)} scores, and {one_file} takes one "
+                         f".{FILE_EXTENSION[out_format]} file", hint="use -o DIR/ or --to jsonl")
     outputs, warnings = [], []
     for score in scores:
         result = work(score)
@@ -148,14 +171,24 @@ def run_batch(inputs: Sequence[Input], job: Callable[[Input], JobResult],
 
 
 def _done(source: Input, settings: BatchSettings) -> bool:
-    """Whether --skip-existing may skip `source`: every take of it is there
-    (when the number of takes is not known: its one file, or a first take)."""
+    """Whether --skip-existing may skip `source`: its one output is there,
+    or a complete numbered set (NAME-1 … NAME-N, or NAME-01 … NAME-N when N
+    has two digits, and so on) whose N is a whole number of takes (-n). An
+    input's output count is known only after reading it (an ABC book gives
+    one score per tune), so the set on disk says how many there were."""
     plan, extension, takes = settings.plan, settings.extension, settings.takes
-    if takes is not None:
-        return all(plan.target(source, extension, index if takes > 1 else None, takes).exists()
-                   for index in range(takes))
-    first = plan.target(source, extension, 0, 2)
-    return plan.target(source, extension).exists() or first.exists()
+    if (takes or 1) == 1 and plan.target(source, extension).exists():
+        return True
+    for digits in range(1, 5):
+        smallest = max(10 ** (digits - 1), 2)  # target() numbers 2+ outputs, padded to the count
+        count = 0
+        while plan.target(source, extension, count, max(smallest, count + 1)).exists():
+            count += 1
+            if len(str(count + 1)) > digits:
+                break
+        if count and len(str(count)) == digits and (takes is None or count % takes == 0):
+            return True
+    return False
 
 
 def _results(inputs: Sequence[Input], job, jobs: int):

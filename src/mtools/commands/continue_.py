@@ -130,7 +130,7 @@ def continue_(
         in_format = from_.value if from_ else None
     from mtools.models.continuation import continue_score
 
-    job = partial(score_job, partial(continue_score, options=options), in_format, settings.format)
+    job = score_job(partial(continue_score, options=options), in_format, settings)
     code = run_batch(sources, job, settings)
     if code:
         raise typer.Exit(code)

@@ -89,7 +89,7 @@ def harmonize(
         sources, in_format = [primer_input(melody, "melody")], "jsonl"
     else:
         sources, in_format = score_inputs(inputs), from_.value if from_ else None
-    job = partial(score_job, partial(harmonize_score, options=options), in_format, settings.format)
+    job = score_job(partial(harmonize_score, options=options), in_format, settings)
     code = run_batch(sources, job, settings)
     if code:
         raise typer.Exit(code)

@@ -58,8 +58,8 @@ def groove_command(task: str, default_model: str, help_text: str):
         options = GrooveOptions(model=model, task=task, temperature=temperature,
                                 num_outputs=num_outputs, seed=seed,
                                 device=device.value if device else None)
-        job = partial(score_job, partial(groove_score, options=options),
-                      from_.value if from_ else None, settings.format)
+        in_format = from_.value if from_ else None
+        job = score_job(partial(groove_score, options=options), in_format, settings)
         code = run_batch(score_inputs(inputs), job, settings)
         if code:
             raise typer.Exit(code)

@@ -75,8 +75,8 @@ def infill(
                           num_outputs=num_outputs, seed=seed, device=device.value if device else None,
                           start=start, end=end,
                           voices=parse_voices(voices) if voices is not None else ())
-    job = partial(score_job, partial(infill_score, options=options),
-                  from_.value if from_ else None, settings.format)
+    in_format = from_.value if from_ else None
+    job = score_job(partial(infill_score, options=options), in_format, settings)
     code = run_batch(score_inputs(inputs), job, settings)
     if code:
         raise typer.Exit(code)

@@ -398,16 +398,19 @@ def _conductor_events(score: Score, tmap: _TickMap) -> list[tuple]:
 
 def _channel_for(groups: list[tuple]) -> dict[tuple, int]:
     """MIDI channel per (instrument, program, is_drum) group: drums on 9,
-    the rest spread over the other 15 channels."""
+    the rest a channel each while the other 15 channels last. With more
+    groups than that, groups of one program share a channel (a channel
+    plays one program at a time: one of another program would take it
+    over), and only more than 15 programs make two programs share one."""
     melodic = [c for c in range(16) if c != DRUM_CHANNEL]
-    channels, next_index = {}, 0
-    for group in groups:
-        if group[2]:
-            channels[group] = DRUM_CHANNEL
-        else:
-            channels[group] = melodic[next_index % len(melodic)]
-            next_index += 1
-    return channels
+    pitched = [group for group in groups if not group[2]]
+    if len(pitched) <= len(melodic):
+        key = {group: index for index, group in enumerate(pitched)}
+    else:
+        programs = list(dict.fromkeys(group[1] for group in pitched))
+        key = {group: programs.index(group[1]) for group in pitched}
+    return {group: DRUM_CHANNEL if group[2] else melodic[key[group] % len(melodic)]
+            for group in groups}
 
 
 def score_to_midi(score: Score) -> bytes:

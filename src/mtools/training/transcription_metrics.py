@@ -125,7 +125,7 @@ def audio_pairs(data: list[str], references: list[str], sample_rate_hz: int):
     `references` (in order) or the MIDI file of the same name beside it."""
     from pathlib import Path
 
-    from mtools.errors import InputMissingError, UsageError
+    from mtools.errors import InputFormatError, InputMissingError, UsageError
     from mtools.io.audio import read_audio
     from mtools.io.formats import detect_format, read_scores
     from mtools.io.sniff import AUDIO_FORMATS, extensions_for
@@ -148,7 +148,12 @@ def audio_pairs(data: list[str], references: list[str], sample_rate_hz: int):
         if not midi.is_file():
             raise InputMissingError(f"{midi}: no such file")
         blob = midi.read_bytes()
-        reference = read_scores(blob, detect_format(blob, None, str(midi)), str(midi))[0]
+        scores = read_scores(blob, detect_format(blob, None, str(midi)), str(midi))
+        if len(scores) != 1:
+            raise InputFormatError(f"{midi}: holds {len(scores)} scores; a reference is one "
+                                   f"performance of {source.name}",
+                                   hint="split it with mtools convert -o DIR/")
+        reference = scores[0]
         yield source.name, reference, read_audio(source.path, sample_rate_hz, name=source.name)
 
 
