@@ -225,6 +225,18 @@ def test_drums_continue_on_channel_10_with_primer_velocities_kept(drum_model, tm
     assert all(n.is_drum for n in midi.notes)
 
 
+def test_a_drums_primer_as_text_is_struck_together_with_plus(drum_model):
+    out = run(["continue", "--model", drum_model, "--primer", "36+42 - 38+42 42", "--bars", "1",
+               "--seed", "2", "--to", "jsonl"])
+    assert out.code == 0 and "no drums" not in out.stderr, out.stderr
+    notes = jsonl_scores(out.stdout)[0]["notes"]
+    primer = [(n["pitch"], n.get("startTime", 0)) for n in notes if n.get("startTime", 0) < 0.5]
+    assert primer == [(36, 0), (42, 0), (38, 0.25), (42, 0.25), (42, 0.375)]
+    assert all(n.get("isDrum") for n in notes) and len(notes) > len(primer)
+    bad = run(["continue", "--model", drum_model, "--primer", "36+snare"])
+    assert bad.code == 2 and "'36+snare'" in bad.stderr
+
+
 @pytest.fixture(scope="module", params=["chord_pitches_improv", "attention_improv"])
 def improv_model(tmp_path_factory, request):
     return str(tiny_event_model(tmp_path_factory.mktemp("improv"), family="improv_rnn",

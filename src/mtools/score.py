@@ -200,6 +200,28 @@ def melody_from_text(text: str, *, qpm: float = DEFAULT_QPM, steps_per_quarter: 
     return make_score(notes, tempos=[Tempo(0.0, qpm)], time_signatures=[TimeSignature(0.0, 4, 4)])
 
 
+def drums_from_text(text: str, *, qpm: float = DEFAULT_QPM, steps_per_quarter: int = 4,
+                    velocity: int = 90) -> Score:
+    """A drum part from text, one token per grid step: General MIDI drum
+    pitches joined by "+" are struck together ("36+42"), "-" (or "_") is a
+    step with no hit. E.g. "36+42 42 38+42 42". Each hit lasts one step.
+    A bad token raises InputFormatError naming it."""
+    from mtools.errors import InputFormatError
+
+    step_s = 60.0 / qpm / steps_per_quarter
+    notes = []
+    for step, token in enumerate(text.replace(",", " ").split()):
+        if token in ("-", "_"):
+            continue
+        pitches = token.split("+")
+        if not all(p.isdigit() and 0 <= int(p) <= 127 for p in pitches):
+            raise InputFormatError(f"primer token {step + 1} is {token!r}: give drum pitches "
+                                   "0-127 (several joined by '+'), or '-'")
+        notes += [Note(int(p), velocity, step * step_s, (step + 1) * step_s, is_drum=True)
+                  for p in dict.fromkeys(pitches)]
+    return make_score(notes, tempos=[Tempo(0.0, qpm)], time_signatures=[TimeSignature(0.0, 4, 4)])
+
+
 # --- tempo map ---------------------------------------------------------------
 
 

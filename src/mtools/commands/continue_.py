@@ -31,6 +31,7 @@ Examples:
   mtools continue --model melody_rnn:lookback_rnn --primer "60 _ 62 _ 64 _ 65 _" -n 4 -o takes/
   mtools convert tune.abc --to midi | mtools continue --temperature 0.8 | mtools convert --to wav > tune.wav
   mtools continue groove.mid --model drums_rnn --bars 4 --beam-size 2 --branch-factor 4 > more.mid
+  mtools continue --model drums_rnn --primer "36+42 42 38+42 42 36+42 36 38+42 42" > beat.mid
   mtools continue --model improv_rnn --chords "Dm7 G7 Cmaj7 Cmaj7" --render-chords -o solo.mid
   mtools continue --model melody_rnn --seed 7 --num-outputs 8 --to jsonl | jq '.notes | length'
 """
@@ -43,7 +44,8 @@ def continue_(
     primer: Annotated[Optional[str], typer.Option(
         "--primer", metavar="TEXT",
         help='A primer melody as text instead of a file: MIDI pitches, "_" holds, '
-             '"-" rests, one token per 16th note, e.g. "60 _ 62 - 64".')] = None,
+             '"-" rests, one token per 16th note, e.g. "60 _ 62 - 64". For drums_rnn, '
+             'drum pitches struck together joined by "+", e.g. "36+42 42 38+42 42".')] = None,
     bars: Annotated[Optional[float], typer.Option(
         "--bars", callback=opt.finite, min=0.0, metavar="N", help="Generate N bars after the primer (default 8).")] = None,
     steps: Annotated[Optional[int], typer.Option(
@@ -116,14 +118,14 @@ def continue_(
         device=device.value if device else None, chords=chords, steps_per_chord=steps_per_chord,
         render_chords=render_chords)
     from mtools.models.continuation import check_options
-    check_options(options)  # an unknown model or an unused option fails before any input is read
+    ref = check_options(options)  # an unknown model or an unused option fails before any input
     if chords is not None:
         from mtools.models.improv_rnn import resolve_progression
         resolve_progression(chords, 1)  # unreadable chords fail before any input is read
     if primer is not None or (not inputs and stdin_is_free()):
         if inputs:
             raise UsageError("--primer replaces input files; give one or the other")
-        sources = [primer_input(primer or "", qpm=qpm)]
+        sources = [primer_input(primer or "", qpm=qpm, drums=ref.card.name == "drums_rnn")]
         in_format = "jsonl"
     else:
         sources = score_inputs(inputs)

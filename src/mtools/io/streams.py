@@ -73,16 +73,18 @@ def stdin_is_free() -> bool:
         return False
 
 
-def primer_input(text: str, name: str = "primer", qpm: float | None = None) -> Input:
+def primer_input(text: str, name: str = "primer", qpm: float | None = None,
+                 drums: bool = False) -> Input:
     """An in-memory JSONL input holding the melody written as `text` (see
-    mtools.score.melody_from_text) at `qpm` (default 120); empty text is an
-    empty score. Text it cannot read is a usage error naming --`name` (the
-    option that gave it)."""
+    mtools.score.melody_from_text), or with `drums` the drum part (see
+    drums_from_text), at `qpm` (default 120); empty text is an empty score.
+    Text it cannot read is a usage error naming --`name` (the option that
+    gave it)."""
     from mtools.io.jsonl import score_to_jsonl
-    from mtools.score import DEFAULT_QPM, melody_from_text
+    from mtools.score import DEFAULT_QPM, drums_from_text, melody_from_text
 
     try:
-        score = melody_from_text(text, qpm=qpm or DEFAULT_QPM)
+        score = (drums_from_text if drums else melody_from_text)(text, qpm=qpm or DEFAULT_QPM)
     except InputFormatError as exc:
         message = str(exc).replace("primer token", "token")
         raise UsageError(f"--{name}: {message}") from None
