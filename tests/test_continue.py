@@ -330,3 +330,28 @@ def test_eval_of_data_with_nothing_to_score_is_a_data_error(model, tmp_path):
 def test_options_the_model_would_ignore_are_refused(model_name, args):
     out = run(["continue", "--model", model_name, "--bars", "1", *args], stdin_tty=True)
     assert out.code == 2 and "does nothing" in out.stderr and "<primer>" not in out.stderr
+
+
+def test_a_long_generation_reports_its_steps_on_one_line(capsys):
+    from mtools.commands.continue_ import StepReport
+
+    report = StepReport(after_s=0.0, every_s=0.0)
+    for done in (4, 8, 12):
+        report(done, 12)
+    assert capsys.readouterr().err == ("\rmtools continue: 4 of 12 steps\rmtools continue: "
+                                       "8 of 12 steps\rmtools continue: 12 of 12 steps\n")
+    quick = StepReport(after_s=60.0)
+    for done in (4, 8, 12):
+        quick(done, 12)
+    assert capsys.readouterr().err == ""  # a short generation shows nothing
+
+
+def test_generate_tells_progress_every_iteration(model):
+    from mtools.models.registry import resolve_model
+    from mtools.models.sequence import SearchOptions, generate, load_event_rnn
+
+    heard = []
+    generate(load_event_rnn(resolve_model(model)), np.array([14]), 10, num_outputs=2,
+             options=SearchOptions(steps_per_iteration=4), rng=np.random.default_rng(0),
+             progress=lambda done, total: heard.append((done, total)))
+    assert heard == [(4, 10), (8, 10), (10, 10)]

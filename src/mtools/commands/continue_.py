@@ -3,6 +3,8 @@ sequence model."""
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
 from functools import partial
 from typing import Annotated, Optional
 
@@ -130,12 +132,40 @@ def continue_(
     else:
         sources = score_inputs(inputs)
         in_format = from_.value if from_ else None
+    if len(sources) == 1 and not quiet and (progress or sys.stderr.isatty()):
+        # One input: a long generation says how far it is (a batch shows its bar of inputs).
+        options = replace(options, progress=StepReport())
     from mtools.models.continuation import continue_score
 
     job = score_job(partial(continue_score, options=options), in_format, settings)
     code = run_batch(sources, job, settings)
     if code:
         raise typer.Exit(code)
+
+
+class StepReport:
+    """progress(done, total) for one long generation: a line on stderr,
+    rewritten in place at most every `every_s`, once it has run `after_s`
+    (a short one shows nothing), ended when the last step is done."""
+
+    def __init__(self, after_s: float = 1.0, every_s: float = 0.25):
+        self.after_s, self.every_s = after_s, every_s
+        self.started = self.shown = None
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        self.started = self.started or now
+        last = done >= total
+        if (self.shown is None and now - self.started < self.after_s) or \
+                (self.shown is not None and now - self.shown < self.every_s and not last):
+            return
+        if self.shown is None and last:
+            return  # finished before its first line was due
+        self.shown = now
+        print(f"\rmtools continue: {done} of {total} steps", end="\n" if last else "",
+              file=sys.stderr, flush=True)
 
 
 continue_.__doc__ = HELP

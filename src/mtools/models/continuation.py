@@ -69,6 +69,8 @@ class ContinueOptions:
     chords: str | None = None
     steps_per_chord: int | None = None
     render_chords: bool = False
+    progress: Callable[[int, int], None] | None = field(default=None, compare=False)
+    # progress(steps done, steps asked for), called as generation goes
 
     @property
     def batch_rows(self) -> int:

@@ -107,7 +107,8 @@ def continue_family(score, ref, options, rng: np.random.Generator):
     clock = StepClock(score, spq, qpm)
     num_steps = options.length.to_steps(primer.steps_per_bar, 60.0 / qpm / spq)
     rows = generate(model, primer_ids, num_steps - (0 if has_hits else 1),
-                    num_outputs=options.num_outputs, options=options.search, rng=rng)
+                    num_outputs=options.num_outputs, options=options.search, rng=rng,
+                    progress=options.progress)
     skip = len(primer_ids) if has_hits else 0  # the seed kick is the output's first step
     start = len(primer.events) if has_hits else 0
     instrument = _drum_instrument(score)

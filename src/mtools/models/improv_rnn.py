@@ -103,7 +103,7 @@ def continue_family(score: Score, ref, options, rng: np.random.Generator):
     control = chord_controls(np.concatenate([rows, ahead]))
     out = generate(model, primer_ids, num_steps - (0 if has_notes else 1),
                    num_outputs=options.num_outputs, options=options.search, rng=rng,
-                   control=control)
+                   control=control, progress=options.progress)
     start = len(primer.events) if has_notes else 0
     clock = StepClock(score, spq, qpm)
     made_by = provenance(ref, options)

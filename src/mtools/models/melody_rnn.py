@@ -88,7 +88,8 @@ def continue_family(score: Score, ref, options, rng: np.random.Generator):
     step_s = 60.0 / qpm / space.steps_per_quarter
     num_steps = options.length.to_steps(primer.steps_per_bar, step_s)
     rows = generate(model, primer_ids, num_steps - (0 if has_notes else 1),
-                    num_outputs=options.num_outputs, options=options.search, rng=rng)
+                    num_outputs=options.num_outputs, options=options.search, rng=rng,
+                    progress=options.progress)
     skip = len(primer_ids) if has_notes else 0  # the seed note is the output's first step
     clock = StepClock(score, space.steps_per_quarter, qpm)
     made_by = provenance(ref, options)

@@ -150,10 +150,11 @@ class SearchOptions:
 
 def generate(model: EventRnn, primer_ids: np.ndarray, num_steps: int, *, num_outputs: int,
              options: SearchOptions, rng: np.random.Generator,
-             control: np.ndarray | None = None) -> np.ndarray:
+             control: np.ndarray | None = None, progress=None) -> np.ndarray:
     """Extend `primer_ids` (steps ≥ 1,) by `num_steps` event ids, `num_outputs`
     times in one batch. Returns (num_outputs, primer + num_steps) int64, each
-    row the most likely surviving beam of its output."""
+    row the most likely surviving beam of its output. `progress(done,
+    num_steps)`, when given, hears of every iteration's steps."""
     beams = options.beam_size
     ids = np.tile(np.asarray(primer_ids, dtype=np.int64), (num_outputs * beams, 1))
     state = model.zero_state(len(ids))
@@ -181,6 +182,8 @@ def generate(model: EventRnn, primer_ids: np.ndarray, num_steps: int, *, num_out
             ids, logits, scores = ids[keep], logits[keep], scores[keep]
             state, memory = model.take(state, keep), _take(memory, keep)
         remaining -= steps
+        if progress is not None:
+            progress(num_steps - remaining, num_steps)
     return ids[best_rows(scores, num_outputs, 1)]
 
 
