@@ -170,6 +170,7 @@ def test_a_book_bound_for_one_midi_file_is_refused_before_the_model_runs(tmp_pat
     (None, ["book-01.mid", "book-02.mid"], False),  # two-digit names for a set of two: not ours
 ])
 def test_skip_existing_recognises_every_complete_set_of_outputs(tmp_path, takes, names, done):
+    # Only sets _emit can leave: it writes NAME-N first and NAME-1 last.
     from mtools.io.streams import OutputPlan
 
     for name in names:
@@ -178,3 +179,28 @@ def test_skip_existing_recognises_every_complete_set_of_outputs(tmp_path, takes,
                                     skip_existing=True, takes=takes)
     source = Input("book.abc", Path("book.abc"), Path("book.abc"))
     assert _batch._done(source, settings) is done
+
+
+def test_a_set_of_outputs_cut_short_is_not_skipped(tmp_path, monkeypatch):
+    from mtools.io import streams
+    from mtools.io.streams import OutputPlan
+
+    settings = _batch.BatchSettings(OutputPlan.from_option(f"{tmp_path}/"), "mid", True, True,
+                                    skip_existing=True)
+    source = Input("book.abc", Path("book.abc"), Path("book.abc"))
+    written = []
+
+    def write_then_fail(path, data):
+        if len(written) == 3:
+            raise OSError("disk full")
+        Path(path).write_bytes(data)
+        written.append(Path(path).name)
+
+    monkeypatch.setattr(_batch, "atomic_write", write_then_fail)
+    with pytest.raises(OSError):
+        _batch._emit(source, JobResult([b"x"] * 12), settings, [])
+    assert written == ["book-12.mid", "book-11.mid", "book-10.mid"]
+    assert not _batch._done(source, settings)
+    monkeypatch.setattr(_batch, "atomic_write", streams.atomic_write)
+    _batch._emit(source, JobResult([b"x"] * 12), settings, [])
+    assert _batch._done(source, settings)

@@ -233,8 +233,14 @@ def test_a_drums_primer_as_text_is_struck_together_with_plus(drum_model):
     primer = [(n["pitch"], n.get("startTime", 0)) for n in notes if n.get("startTime", 0) < 0.5]
     assert primer == [(36, 0), (42, 0), (38, 0.25), (42, 0.25), (42, 0.375)]
     assert all(n.get("isDrum") for n in notes) and len(notes) > len(primer)
-    bad = run(["continue", "--model", drum_model, "--primer", "36+snare"])
-    assert bad.code == 2 and "'36+snare'" in bad.stderr
+    for token in ("36+snare", "36+\u00b2"):  # "²" is a digit to str.isdigit, not to int()
+        bad = run(["continue", "--model", drum_model, "--primer", token])
+        assert bad.code == 2 and repr(token) in bad.stderr, bad.stderr
+
+
+def test_a_melody_primer_with_a_digit_int_refuses_is_a_usage_error(model):
+    bad = run(["continue", "--model", model, "--primer", "60 6\u00b2"])
+    assert bad.code == 2 and "token 2" in bad.stderr, bad.stderr
 
 
 @pytest.fixture(scope="module", params=["chord_pitches_improv", "attention_improv"])
@@ -340,6 +346,11 @@ def test_a_long_generation_reports_its_steps_on_one_line(capsys):
         report(done, 12)
     assert capsys.readouterr().err == ("\rmtools continue: 4 of 12 steps\rmtools continue: "
                                        "8 of 12 steps\rmtools continue: 12 of 12 steps\n")
+    stopped = StepReport(after_s=0.0, every_s=0.0)
+    stopped(4, 12)
+    stopped.close()
+    stopped.close()
+    assert capsys.readouterr().err == "\rmtools continue: 4 of 12 steps\n"  # ended once
     quick = StepReport(after_s=60.0)
     for done in (4, 8, 12):
         quick(done, 12)

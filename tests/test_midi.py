@@ -189,21 +189,33 @@ def test_times_no_midi_file_can_hold_are_an_error_not_a_hang(start, end):
         score_to_midi(make_score([Note(60, 80, start, end)]))
 
 
-def test_more_instruments_than_channels_share_them_by_program():
+def _programs_per_channel(programs: list[int]) -> dict[int, list[int]]:
+    """Write one instrument per program given; channel -> the programs its
+    tracks set, as mido reads the file."""
     import io
 
     import mido
 
-    programs = [0, 40, 41, 73] * 5  # twenty instruments, four programs
-    notes = [Note(60 + i, 80, i * 0.5, i * 0.5 + 0.4, instrument=i, program=program)
+    notes = [Note(60 + i % 40, 80, i * 0.5, i * 0.5 + 0.4, instrument=i, program=program)
              for i, program in enumerate(programs)]
     written = mido.MidiFile(file=io.BytesIO(score_to_midi(make_score(notes))))
-    programs_on = {}  # channel -> the programs set on it
+    on = {}
     for track in written.tracks:
         for message in track:
             if message.type == "program_change":
-                programs_on.setdefault(message.channel, set()).add(message.program)
-    assert all(len(set_) == 1 for set_ in programs_on.values()), programs_on
-    assert len(programs_on) == 4
+                on.setdefault(message.channel, []).append(message.program)
     back = midi_to_score(score_to_midi(make_score(notes)))
     assert sorted(n.program for n in back.notes) == sorted(programs)
+    return on
+
+
+def test_more_instruments_than_channels_share_them_by_program():
+    on = _programs_per_channel([0, 40, 41, 73] * 5)  # twenty instruments, four programs
+    assert all(len(set(programs)) == 1 for programs in on.values()), on
+    assert len(on) == 15 and 9 not in on  # every channel but the drums' in use
+    assert sorted(len(programs) for programs in on.values()) == [1] * 10 + [2] * 5
+    on = _programs_per_channel([0] * 15 + [40])  # fifteen pianos and a violin
+    assert [programs for programs in on.values() if 40 in programs] == [[40]]
+    assert len(on) == 15
+    on = _programs_per_channel(list(range(20)))  # more programs than channels: shared
+    assert len(on) == 15 and sum(len(p) for p in on.values()) == 20

@@ -153,7 +153,18 @@ def test_learning_rate_starts_a_run_and_resets_a_resumed_ones_decay(tunes, tmp_p
     assert last["optimizer"]["param_groups"][0]["lr"] == 0.003
     changes = resolve_model(card_path).card.training["learning_rate_changes"]
     assert changes == [{"step": 2, "learning_rate": 0.003, "was": 0.01}]
+    card = resolve_model(card_path).card
+    assert card.training["loop"]["learning_rate"] == 0.01  # still the rate the run started at
+    assert "--learning-rate 0.01" in card.training["command"]
+    last["optimizer"]["param_groups"][0]["lr"] = 0.0015  # as if the plateau decay had halved it
+    torch.save(last, tmp_path / "run" / "last.pt")
     assert run([*common, "--max-steps", "4", "--learning-rate", "0.003"]).code == 0
-    assert len(resolve_model(card_path).card.training["learning_rate_changes"]) == 1  # same rate
-    refused = run([*common, "--learning-rate", "0"])
-    assert refused.code == 2 and "--learning-rate" in refused.stderr
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["optimizer"]["param_groups"][0]["lr"] == 0.0015  # the same command: decay kept
+    assert len(resolve_model(card_path).card.training["learning_rate_changes"]) == 1
+    exported = run([*common, "--export-only", "--learning-rate", "0.02"])
+    assert exported.code == 0 and len(resolve_model(card_path).card.training[
+        "learning_rate_changes"]) == 1  # an export trains nothing: no change
+    for bad in ("0", "-1", "nan"):
+        refused = run([*common, "--learning-rate", bad])
+        assert refused.code == 2 and "--learning-rate" in refused.stderr

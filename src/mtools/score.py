@@ -192,12 +192,17 @@ def melody_from_text(text: str, *, qpm: float = DEFAULT_QPM, steps_per_quarter: 
                 raise InputFormatError(f"primer token {step + 1} is '_' but no note sounds")
             spans[-1][2] += step_s
         elif token != "-":
-            if not token.isdigit() or not 0 <= int(token) <= 127:
+            if not _is_midi_number(token):
                 raise InputFormatError(
                     f"primer token {step + 1} is {token!r}: give MIDI pitches 0-127, '_' or '-'")
             spans.append([int(token), step * step_s, (step + 1) * step_s])
     notes = [Note(p, velocity, start, end, program, instrument) for p, start, end in spans]
     return make_score(notes, tempos=[Tempo(0.0, qpm)], time_signatures=[TimeSignature(0.0, 4, 4)])
+
+
+def _is_midi_number(token: str) -> bool:
+    """"0" … "127" in ASCII digits ("²".isdigit() is true, and int() refuses it)."""
+    return token.isascii() and token.isdigit() and 0 <= int(token) <= 127
 
 
 def drums_from_text(text: str, *, qpm: float = DEFAULT_QPM, steps_per_quarter: int = 4,
@@ -214,7 +219,7 @@ def drums_from_text(text: str, *, qpm: float = DEFAULT_QPM, steps_per_quarter: i
         if token in ("-", "_"):
             continue
         pitches = token.split("+")
-        if not all(p.isdigit() and 0 <= int(p) <= 127 for p in pitches):
+        if not all(_is_midi_number(p) for p in pitches):
             raise InputFormatError(f"primer token {step + 1} is {token!r}: give drum pitches "
                                    "0-127 (several joined by '+'), or '-'")
         notes += [Note(int(p), velocity, step * step_s, (step + 1) * step_s, is_drum=True)

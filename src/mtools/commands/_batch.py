@@ -175,7 +175,8 @@ def _done(source: Input, settings: BatchSettings) -> bool:
     or a complete numbered set (NAME-1 … NAME-N, or NAME-01 … NAME-N when N
     has two digits, and so on) whose N is a whole number of takes (-n). An
     input's output count is known only after reading it (an ABC book gives
-    one score per tune), so the set on disk says how many there were."""
+    one score per tune), so the set on disk says how many there were; _emit
+    writes a set last to first, so a set cut short lacks NAME-1."""
     plan, extension, takes = settings.plan, settings.extension, settings.takes
     if (takes or 1) == 1 and plan.target(source, extension).exists():
         return True
@@ -252,11 +253,11 @@ def _emit(source: Input, result: JobResult, settings: BatchSettings,
             write_stdout(data)
     elif plan.mode == "file":
         collected.extend(result.outputs)
-    else:
+    else:  # the last first: NAME-1 is there only once all of them are (see _done)
         count = len(result.outputs)
-        for index, data in enumerate(result.outputs):
+        for index in reversed(range(count)):
             target = plan.target(source, settings.extension, index if count > 1 else None, count)
-            atomic_write(target, data)
+            atomic_write(target, result.outputs[index])
 
 
 class _progress:

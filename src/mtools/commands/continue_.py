@@ -132,13 +132,19 @@ def continue_(
     else:
         sources = score_inputs(inputs)
         in_format = from_.value if from_ else None
+    report = None
     if len(sources) == 1 and not quiet and (progress or sys.stderr.isatty()):
         # One input: a long generation says how far it is (a batch shows its bar of inputs).
-        options = replace(options, progress=StepReport())
+        report = StepReport()
+        options = replace(options, progress=report)
     from mtools.models.continuation import continue_score
 
     job = score_job(partial(continue_score, options=options), in_format, settings)
-    code = run_batch(sources, job, settings)
+    try:
+        code = run_batch(sources, job, settings)
+    finally:
+        if report is not None:
+            report.close()  # an error or Ctrl-C starts its own line
     if code:
         raise typer.Exit(code)
 
@@ -151,6 +157,7 @@ class StepReport:
     def __init__(self, after_s: float = 1.0, every_s: float = 0.25):
         self.after_s, self.every_s = after_s, every_s
         self.started = self.shown = None
+        self.open = False
 
     def __call__(self, done: int, total: int) -> None:
         import time
@@ -163,9 +170,15 @@ class StepReport:
             return
         if self.shown is None and last:
             return  # finished before its first line was due
-        self.shown = now
+        self.shown, self.open = now, not last
         print(f"\rmtools continue: {done} of {total} steps", end="\n" if last else "",
               file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """End a line left open (the generation stopped before its last step)."""
+        if self.open:
+            print(file=sys.stderr, flush=True)
+            self.open = False
 
 
 continue_.__doc__ = HELP

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -49,6 +50,13 @@ Examples:
 """
 
 
+def _positive(value: float | None) -> float | None:
+    """Option callback: a finite number above 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a number above 0")
+    return value
+
+
 def train(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="The family to train, e.g. melody_rnn.")],
     config: Annotated[Optional[str], typer.Option(
@@ -76,7 +84,7 @@ def train(
         help="Event RNNs and music_vae: dropout between layers while training (default: the "
              "config's; the exported network is the same either way).")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(
-        "--learning-rate", callback=opt.finite, min=0.0, metavar="LR",
+        "--learning-rate", callback=_positive, metavar="LR",
         help="Adam's learning rate (default: the model's). On a resumed run it replaces the "
              "rate the plateau decay had reached, from the step it resumes at (the card lists "
              "such changes).")] = None,
@@ -126,9 +134,6 @@ def train(
         raise UsageError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not "
                          f"apply to {model}")
 
-    if learning_rate == 0:
-        from mtools.errors import UsageError
-        raise UsageError("--learning-rate must be above 0")
     limits = {"max_minutes": max_minutes, "max_steps": 0 if export_only else max_steps,
               "batch_size": batch_size, "seed": seed, "device": device,
               "learning_rate": learning_rate, "resume_learning_rate": learning_rate}

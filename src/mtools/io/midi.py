@@ -399,18 +399,32 @@ def _conductor_events(score: Score, tmap: _TickMap) -> list[tuple]:
 def _channel_for(groups: list[tuple]) -> dict[tuple, int]:
     """MIDI channel per (instrument, program, is_drum) group: drums on 9,
     the rest a channel each while the other 15 channels last. With more
-    groups than that, groups of one program share a channel (a channel
-    plays one program at a time: one of another program would take it
-    over), and only more than 15 programs make two programs share one."""
+    groups than that, no channel plays two programs while there are no
+    more programs than channels (one would take the channel over): each
+    program gets channels in proportion to its groups, and its groups take
+    turns on them."""
     melodic = [c for c in range(16) if c != DRUM_CHANNEL]
     pitched = [group for group in groups if not group[2]]
-    if len(pitched) <= len(melodic):
-        key = {group: index for index, group in enumerate(pitched)}
-    else:
-        programs = list(dict.fromkeys(group[1] for group in pitched))
-        key = {group: programs.index(group[1]) for group in pitched}
-    return {group: DRUM_CHANNEL if group[2] else melodic[key[group] % len(melodic)]
-            for group in groups}
+    channels = {group: DRUM_CHANNEL for group in groups if group[2]}
+    programs = list(dict.fromkeys(group[1] for group in pitched))
+    if len(pitched) <= len(melodic):  # a channel each
+        return {**channels, **dict(zip(pitched, melodic))}
+    if len(programs) > len(melodic):  # some programs must share: a channel per program
+        return {**channels, **{group: melodic[programs.index(group[1]) % len(melodic)]
+                               for group in pitched}}
+    counts = {program: sum(g[1] == program for g in pitched) for program in programs}
+    shares = dict.fromkeys(programs, 1)
+    for _ in range(len(melodic) - len(programs)):  # the next channel to the most crowded
+        shares[max(programs, key=lambda p: counts[p] / shares[p])] += 1
+    first, taken = {}, 0
+    for program in programs:
+        first[program], taken = taken, taken + shares[program]
+    turn = dict.fromkeys(programs, 0)
+    for group in pitched:
+        program = group[1]
+        channels[group] = melodic[first[program] + turn[program] % shares[program]]
+        turn[program] += 1
+    return channels
 
 
 def score_to_midi(score: Score) -> bytes:

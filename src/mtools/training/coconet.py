@@ -132,6 +132,7 @@ def train_coconet(request: CoconetRequest, progress: Progress = lambda message: 
                       request.run_dir, extra={"spec": "coconet"},
                       progress=lambda history, message: progress(message), loss_fn=coconet_loss)
     history = trainer.run()
+    request = replace(request, config=trainer.config)  # the rate the run started at
     best, trained_with = load_best(request.run_dir)
     return export_coconet(replace(request, config=trained_with), best, history, train, valid,
                           progress)

@@ -110,8 +110,9 @@ def run_card(history, loop, command: str) -> dict:
     trained, where the best validation was, the loop settings, the last
     validations, the command that reproduces it, learning rates set by hand
     on resuming (`--learning-rate`) and torch's version."""
+    settings = {k: v for k, v in asdict(loop).items() if k != "resume_learning_rate"}
     card = {"steps": history.step, "best_step": history.best_step,
-            "seconds": round(history.seconds), "loop": {k: v for k, v in asdict(loop).items() if v is not None}, "log": history.log[-20:],
+            "seconds": round(history.seconds), "loop": settings, "log": history.log[-20:],
             "command": command, "torch": torch.__version__}
     if history.learning_rate_changes:
         card["learning_rate_changes"] = list(history.learning_rate_changes)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -75,7 +75,8 @@ class History:
     evals_without_gain: int = 0
     seconds: float = 0.0
     log: list = field(default_factory=list)
-    learning_rate_changes: list = field(default_factory=list)  # {"step", "learning_rate"}
+    learning_rate: float | None = None  # the rate the run started at
+    learning_rate_changes: list = field(default_factory=list)  # {"step", "learning_rate", "was"}
 
 
 class CropSampler:
@@ -183,10 +184,13 @@ class Trainer:
         self.run_dir, self.extra = Path(run_dir), extra or {}
         self.progress = progress or (lambda history, message: None)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        self.history = History()
+        self.history = History(learning_rate=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)
         torch.manual_seed(config.seed)
         self._resume()
+        # What the card reports: the rate the run started at, whatever this call asked.
+        self.config = replace(config, learning_rate=self.history.learning_rate,
+                              resume_learning_rate=None)
 
     def _resume(self) -> None:
         """From last.pt; else from best.pt alone (see `resumable`)."""
@@ -205,21 +209,27 @@ class Trainer:
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])  # state moves to the weights' device
         self.history = History(**state["history"])
+        if self.history.learning_rate is None:  # a checkpoint from before the field
+            self.history.learning_rate = state["train_config"]["learning_rate"]
         self.rng = np.random.default_rng([self.config.seed, self.history.step])
         self.progress(self.history, f"resumed at step {self.history.step}"
                                     + ("" if "optimizer" in state else f" from {path.name}"))
-        self._set_learning_rate(self.config.resume_learning_rate)
+        if self.history.step < self.config.max_steps:  # not for an export: nothing will train
+            self._set_learning_rate(self.config.resume_learning_rate)
 
     def _set_learning_rate(self, rate: float | None) -> None:
         """Continue a resumed run at `rate` (None: as it was), recorded in the
-        history so the card can say where the schedule was changed by hand."""
-        current = self.optimizer.param_groups[0]["lr"]
-        if rate is None or math.isclose(rate, current, rel_tol=1e-9):
+        history so the card can say where the schedule was changed by hand.
+        A rate the run was last set to is no change: resuming again with the
+        same option keeps the plateau decay since then."""
+        changes = self.history.learning_rate_changes
+        last_set = changes[-1]["learning_rate"] if changes else self.history.learning_rate
+        if rate is None or math.isclose(rate, last_set, rel_tol=1e-9):
             return
+        current = self.optimizer.param_groups[0]["lr"]
         for group in self.optimizer.param_groups:
             group["lr"] = rate
-        self.history.learning_rate_changes.append({"step": self.history.step,
-                                                   "learning_rate": rate, "was": current})
+        changes.append({"step": self.history.step, "learning_rate": rate, "was": current})
         self.progress(self.history, f"learning rate {current:g} -> {rate:g} from step "
                                     f"{self.history.step}")
 

@@ -215,6 +215,7 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
                       progress=lambda history, message: progress(message), loss_fn=loss,
                       validate_first=init is not None)
     history = trainer.run()
+    request = replace(request, loop=trainer.config)  # the rate the run started at
     best, trained_with = load_best(request.run_dir)
     return export_music_vae(replace(request, loop=trained_with), best, history, len(train), valid,
                             progress, init)

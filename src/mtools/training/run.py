@@ -78,6 +78,7 @@ def train_model(request: TrainRequest, progress: Progress = lambda message: None
                       progress=lambda history, message: progress(message),
                       validate_first=init is not None)
     history = trainer.run()
+    request = replace(request, config=trainer.config)  # the rate the run started at
     best, trained_with = load_best(request.run_dir)
     return export_and_card(replace(request, config=trained_with), best, history, train, valid,
                            progress, init)

@@ -114,6 +114,7 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
                       extra={"spec": instrument.model}, progress=lambda history, message: progress(message),
                       loss_fn=transcription_loss)
     history = trainer.run()
+    request = replace(request, loop=trainer.config)  # the rate the run started at
     best, trained_with = load_best(request.run_dir)
     return export_transcriber(replace(request, loop=trained_with), best, history, progress)
 
