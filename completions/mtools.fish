@@ -27,7 +27,7 @@ complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l device -x -a '
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l skip-existing -l no-skip-existing -d 'With -o DIR/, leave inputs whose output already exists (resume a batch)'
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -s j -l jobs -r -F -d 'Process this many inputs in parallel'
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -s q -l quiet -d 'Print no warnings or progress, only errors'
-complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l progress -l no-progress -d 'Show progress on stderr even when it is not a terminal'
+complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l progress -l no-progress -d 'Show progress on stderr even when it is not a terminal (--no-progress: not even on one; default: on a terminal)'
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l debug -d 'Show Python tracebacks for errors'
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -s h -l help -d 'Show this message and exit'
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -F
@@ -57,7 +57,7 @@ complete -c mtools -n '__fish_seen_subcommand_from continue' -l device -x -a 'au
 complete -c mtools -n '__fish_seen_subcommand_from continue' -l skip-existing -l no-skip-existing -d 'With -o DIR/, leave inputs whose output already exists (resume a batch)'
 complete -c mtools -n '__fish_seen_subcommand_from continue' -s j -l jobs -r -F -d 'Process this many inputs in parallel'
 complete -c mtools -n '__fish_seen_subcommand_from continue' -s q -l quiet -d 'Print no warnings or progress, only errors'
-complete -c mtools -n '__fish_seen_subcommand_from continue' -l progress -l no-progress -d 'Show progress on stderr even when it is not a terminal'
+complete -c mtools -n '__fish_seen_subcommand_from continue' -l progress -l no-progress -d 'Show progress on stderr even when it is not a terminal (--no-progress: not even on one; default: on a terminal)'
 complete -c mtools -n '__fish_seen_subcommand_from continue' -l debug -d 'Show Python tracebacks for errors'
 complete -c mtools -n '__fish_seen_subcommand_from continue' -s h -l help -d 'Show this message and exit'
 complete -c mtools -n '__fish_seen_subcommand_from continue' -F
@@ -73,7 +73,7 @@ complete -c mtools -n '__fish_seen_subcommand_from convert' -l soundfont -r -F -
 complete -c mtools -n '__fish_seen_subcommand_from convert' -l skip-existing -l no-skip-existing -d 'With -o DIR/, leave inputs whose output already exists (resume a batch)'
 complete -c mtools -n '__fish_seen_subcommand_from convert' -s j -l jobs -r -F -d 'Process this many inputs in parallel'
 complete -c mtools -n '__fish_seen_subcommand_from convert' -s q -l quiet -d 'Print no warnings or progress, only errors'
-complete -c mtools -n '__fish_seen_subcommand_from convert' -l progress -l no-progress -d 'Show progress on stderr even when it is not a terminal'
+complete -c mtools -n '__fish_seen_subcommand_from convert' -l progress -l no-progress -d 'Show progress on stderr even when it is not a terminal (--no-progress: not even on one; default: on a terminal)'
 complete -c mtools -n '__fish_seen_subcommand_from convert' -l debug -d 'Show Python tracebacks for errors'
 complete -c mtools -n '__fish_seen_subcommand_from convert' -s h -l help -d 'Show this message and exit'
 complete -c mtools -n '__fish_seen_subcommand_from convert' -F
@@ -93,7 +93,7 @@ complete -c mtools -n '__fish_seen_subcommand_from harmonize' -l device -x -a 'a
 complete -c mtools -n '__fish_seen_subcommand_from harmonize' -l skip-existing -l no-skip-existing -d 'With -o DIR/, leave inputs whose output already exists (resume a batch)'
 complete -c mtools -n '__fish_seen_subcommand_from harmonize' -s j -l jobs -r -F -d 'Process this many inputs in parallel'
 complete -c mtools -n '__fish_seen_subcommand_from harmonize' -s q -l quiet -d 'Print no warnings or progress, only errors'
-complete -c mtools -n '__fish_seen_subcommand_from harmonize' -l progress -l no-progress -d 'Show progress on stderr even when it is not a terminal'
+complete -c mtools -n '__fish_seen_subcommand_from harmonize' -l progress -l no-progress -d 'Show progress on stderr even when it is not a terminal (--no-progress: not even on one; default: on a terminal)'
 complete -c mtools -n '__fish_seen_subcommand_from harmonize' -l debug -d 'Show Python tracebacks for errors'
 complete -c mtools -n '__fish_seen_subcommand_from harmonize' -s h -l help -d 'Show this message and exit'
 complete -c mtools -n '__fish_seen_subcommand_from harmonize' -F
@@ -114,7 +114,7 @@ complete -c mtools -n '__fish_seen_subcommand_from infill' -l device -x -a 'auto
 complete -c mtools -n '__fish_seen_subcommand_from infill' -l skip-existing -l no-skip-existing -d 'With -o DIR/, leave inputs whose output already exists (resume a batch)'
 complete -c mtools -n '__fish_seen_subcommand_from infill' -s j -l jobs -r -F -d 'Process this many inputs in parallel'
 complete -c mtools -n '__fish_seen_subcommand_from infill' -s q -l quiet -d 'Print no warnings or progress, only errors'
-complete -c mtools -n '__fish_seen_subcommand_from infill' -l progress -l no-progress -d 'Show progress on stderr even when it is not a terminal'
+complete -c mtools -n '__fish_seen_subcommand_from infill' -l progress -l no-progress -d 'Show progress on stderr even when it is not a terminal (--no-progress: not even on one; default: on a terminal)'
 complete -c mtools -n '__fish_seen_subcommand_from infill' -l debug -d 'Show Python tracebacks for errors'
 complete -c mtools -n '__fish_seen_subcommand_from infill' -s h -l help -d 'Show this message and exit'
 complete -c mtools -n '__fish_seen_subcommand_from infill' -F
@@ -130,7 +130,7 @@ complete -c mtools -n '__fish_seen_subcommand_from humanize' -l device -x -a 'au
 complete -c mtools -n '__fish_seen_subcommand_from humanize' -l skip-existing -l no-skip-existing -d 'With -o DIR/, leave inputs whose output already exists (resume a batch)'
 complete -c mtools -n '__fish_seen_subcommand_from humanize' -s j -l jobs -r -F -d 'Process this many inputs in parallel'
 complete -c mtools -n '__fish_seen_subcommand_from humanize' -s q -l quiet -d 'Print no warnings or progress, only errors'
-complete -c mtools -n '__fish_seen_subcommand_from humanize' -l progress -l no-progress -d 'Show progress on stderr even when it is not a terminal'
+complete -c mtools -n '__fish_seen_subcommand_from humanize' -l progress -l no-progress -d 'Show progress on stderr even when it is not a terminal (--no-progress: not even on one; default: on a terminal)'
 complete -c mtools -n '__fish_seen_subcommand_from humanize' -l debug -d 'Show Python tracebacks for errors'
 complete -c mtools -n '__fish_seen_subcommand_from humanize' -s h -l help -d 'Show this message and exit'
 complete -c mtools -n '__fish_seen_subcommand_from humanize' -F
@@ -146,7 +146,7 @@ complete -c mtools -n '__fish_seen_subcommand_from drumify' -l device -x -a 'aut
 complete -c mtools -n '__fish_seen_subcommand_from drumify' -l skip-existing -l no-skip-existing -d 'With -o DIR/, leave inputs whose output already exists (resume a batch)'
 complete -c mtools -n '__fish_seen_subcommand_from drumify' -s j -l jobs -r -F -d 'Process this many inputs in parallel'
 complete -c mtools -n '__fish_seen_subcommand_from drumify' -s q -l quiet -d 'Print no warnings or progress, only errors'
-complete -c mtools -n '__fish_seen_subcommand_from drumify' -l progress -l no-progress -d 'Show progress on stderr even when it is not a terminal'
+complete -c mtools -n '__fish_seen_subcommand_from drumify' -l progress -l no-progress -d 'Show progress on stderr even when it is not a terminal (--no-progress: not even on one; default: on a terminal)'
 complete -c mtools -n '__fish_seen_subcommand_from drumify' -l debug -d 'Show Python tracebacks for errors'
 complete -c mtools -n '__fish_seen_subcommand_from drumify' -s h -l help -d 'Show this message and exit'
 complete -c mtools -n '__fish_seen_subcommand_from drumify' -F

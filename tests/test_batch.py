@@ -204,3 +204,17 @@ def test_a_set_of_outputs_cut_short_is_not_skipped(tmp_path, monkeypatch):
     monkeypatch.setattr(_batch, "atomic_write", streams.atomic_write)
     _batch._emit(source, JobResult([b"x"] * 12), settings, [])
     assert _batch._done(source, settings)
+
+
+@pytest.mark.parametrize("progress, quiet, terminal, shown", [
+    (None, False, True, True), (None, False, False, False),  # default: on a terminal
+    (True, False, False, True), (False, False, True, False),  # --progress / --no-progress
+    (True, True, True, False),  # --quiet wins
+])
+def test_progress_is_on_a_terminal_unless_told(monkeypatch, progress, quiet, terminal, shown):
+    import sys
+
+    from mtools.commands._options import shows_progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    assert shows_progress(progress, quiet) is shown

@@ -35,13 +35,13 @@ class BatchSettings:
     jobs: int = 1
     skip_existing: bool = False
     quiet: bool = False
-    progress: bool = False
+    progress: bool | None = None  # None: when stderr is a terminal
     format: str = ""  # the output format name ("midi", "jsonl", "wav")
     takes: int | None = None  # outputs per input (-n), when known before running
 
 
 def score_batch(output: str | None, to: str | None, *, jobs: int, skip_existing: bool,
-                quiet: bool, progress: bool, default: str = "midi",
+                quiet: bool, progress: bool | None, default: str = "midi",
                 takes: int | None = None) -> BatchSettings:
     """Batch settings for a command that writes scores (MIDI/JSONL/WAV):
     where (-o), in which format (--to, the -o extension, else `default`);
@@ -265,8 +265,9 @@ class _progress:
     for batches of more than one input; otherwise a no-op."""
 
     def __init__(self, total: int, settings: BatchSettings):
-        self.enabled = total > 1 and not settings.quiet and (
-            settings.progress or sys.stderr.isatty())
+        from mtools.commands._options import shows_progress
+
+        self.enabled = total > 1 and shows_progress(settings.progress, settings.quiet)
         self.total = total
 
     def __enter__(self):

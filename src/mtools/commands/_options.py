@@ -91,8 +91,17 @@ SkipExisting = Annotated[bool, typer.Option(
     help="With -o DIR/, leave inputs whose output already exists (resume a batch).")]
 Quiet = Annotated[bool, typer.Option(
     "--quiet", "-q", help="Print no warnings or progress, only errors.")]
-Progress = Annotated[bool, typer.Option(
-    "--progress/--no-progress",
-    help="Show progress on stderr even when it is not a terminal.")]
+Progress = Annotated[Optional[bool], typer.Option(
+    "--progress/--no-progress", show_default=False,
+    help="Show progress on stderr even when it is not a terminal (--no-progress: not even "
+         "on one; default: on a terminal).")]
+
+
+def shows_progress(progress: bool | None, quiet: bool) -> bool:
+    """Whether to draw progress on stderr: never with --quiet; as --progress
+    or --no-progress said; else when stderr is a terminal."""
+    import sys
+
+    return not quiet and (sys.stderr.isatty() if progress is None else progress)
 Debug = Annotated[bool, typer.Option(
     "--debug", help="Show Python tracebacks for errors.")]

@@ -94,7 +94,7 @@ def continue_(
     skip_existing: opt.SkipExisting = False,
     jobs: opt.Jobs = 1,
     quiet: opt.Quiet = False,
-    progress: opt.Progress = False,
+    progress: opt.Progress = None,
     debug: opt.Debug = False,
 ) -> None:
     from mtools.errors import UsageError
@@ -133,7 +133,7 @@ def continue_(
         sources = score_inputs(inputs)
         in_format = from_.value if from_ else None
     report = None
-    if len(sources) == 1 and not quiet and (progress or sys.stderr.isatty()):
+    if len(sources) == 1 and opt.shows_progress(progress, quiet):
         # One input: a long generation says how far it is (a batch shows its bar of inputs).
         report = StepReport()
         options = replace(options, progress=report)

@@ -84,7 +84,7 @@ def convert(
     skip_existing: opt.SkipExisting = False,
     jobs: opt.Jobs = 1,
     quiet: opt.Quiet = False,
-    progress: opt.Progress = False,
+    progress: opt.Progress = None,
     debug: opt.Debug = False,
 ) -> None:
     settings = score_batch(output, to.value if to else None, jobs=jobs,

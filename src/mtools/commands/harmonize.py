@@ -70,7 +70,7 @@ def harmonize(
     skip_existing: opt.SkipExisting = False,
     jobs: opt.Jobs = 1,
     quiet: opt.Quiet = False,
-    progress: opt.Progress = False,
+    progress: opt.Progress = None,
     debug: opt.Debug = False,
 ) -> None:
     from mtools.errors import UsageError

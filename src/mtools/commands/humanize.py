@@ -47,7 +47,7 @@ def groove_command(task: str, default_model: str, help_text: str):
         skip_existing: opt.SkipExisting = False,
         jobs: opt.Jobs = 1,
         quiet: opt.Quiet = False,
-        progress: opt.Progress = False,
+        progress: opt.Progress = None,
         debug: opt.Debug = False,
     ) -> None:
         from mtools.models.grooves import GrooveOptions, groove_score

@@ -56,7 +56,7 @@ def transcribe(
     skip_existing: opt.SkipExisting = False,
     jobs: opt.Jobs = 1,
     quiet: opt.Quiet = False,
-    progress: opt.Progress = False,
+    progress: opt.Progress = None,
     debug: opt.Debug = False,
 ) -> None:
     from mtools.io.sniff import AUDIO_FORMATS, extensions_for
@@ -71,7 +71,7 @@ def transcribe(
         decode=DecodeOptions(onset_threshold, frame_threshold, min_note_ms / 1000.0))
     sources = expand_inputs(inputs or [], extensions=extensions_for(AUDIO_FORMATS))
     # One file: seconds done as it goes; a batch shows its bar of files instead.
-    report = len(sources) == 1 and not quiet and (progress or sys.stderr.isatty())
+    report = len(sources) == 1 and opt.shows_progress(progress, quiet)
     code = run_batch(sources, partial(transcribe_job, options, settings.format, report), settings)
     if code:
         raise typer.Exit(code)
