@@ -5,7 +5,6 @@ A job is a picklable callable `job(input) -> JobResult` (a module-level
 function bound with functools.partial to a frozen options object), so
 `--jobs N` can hand it to worker processes."""
 
-from __future__ import annotations
 
 import contextlib
 import sys

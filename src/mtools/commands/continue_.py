@@ -1,7 +1,6 @@
 """`mtools continue`: extend a primer (or start from nothing) with a
 sequence model."""
 
-from __future__ import annotations
 
 import sys
 from dataclasses import replace

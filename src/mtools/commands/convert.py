@@ -1,6 +1,5 @@
 """`mtools convert`: MIDI ⇄ JSONL, MusicXML/ABC in, WAV out for auditioning."""
 
-from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial

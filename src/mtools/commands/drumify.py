@@ -1,6 +1,5 @@
 """`mtools drumify`: a drum groove that follows any rhythm (GrooVAE)."""
 
-from __future__ import annotations
 
 from mtools.commands.humanize import groove_command
 

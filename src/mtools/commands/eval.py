@@ -1,6 +1,5 @@
 """`mtools eval`: score a model on data."""
 
-from __future__ import annotations
 
 from typing import Annotated, Optional
 

@@ -1,6 +1,5 @@
 """`mtools humanize`: play a quantized drum part like a drummer (GrooVAE)."""
 
-from __future__ import annotations
 
 from functools import partial
 

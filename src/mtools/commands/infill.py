@@ -1,6 +1,5 @@
 """`mtools infill`: regenerate a region of a four-part score."""
 
-from __future__ import annotations
 
 from functools import partial
 from typing import Annotated, Optional

@@ -1,6 +1,5 @@
 """`mtools models`: what is bundled, with size, data, metrics and checksum."""
 
-from __future__ import annotations
 
 import json
 import sys

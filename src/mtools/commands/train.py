@@ -1,6 +1,5 @@
 """`mtools train`: train a model from data, export it to ONNX with its card."""
 
-from __future__ import annotations
 
 import math
 from pathlib import Path

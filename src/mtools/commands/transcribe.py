@@ -1,6 +1,5 @@
 """`mtools transcribe`: audio → notes."""
 
-from __future__ import annotations
 
 import sys
 from functools import partial
