@@ -200,5 +200,5 @@ def test_command_modules_keep_their_annotations_evaluated():
 
     folder = Path(mtools.commands.__file__).parent
     postponed = [p.name for p in folder.glob("*.py")
-                 if "from __future__ import annotations" in p.read_text()]
+                 if "from __future__ import annotations" in p.read_text().splitlines()]
     assert postponed == []
