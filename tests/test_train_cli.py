@@ -165,6 +165,10 @@ def test_learning_rate_starts_a_run_and_resets_a_resumed_ones_decay(tunes, tmp_p
     exported = run([*common, "--export-only", "--learning-rate", "0.02"])
     assert exported.code == 0 and len(resolve_model(card_path).card.training[
         "learning_rate_changes"]) == 1  # an export trains nothing: no change
+    (tmp_path / "run" / "last.pt").unlink()  # brought back with best.pt alone: a new optimizer
+    assert run([*common, "--max-steps", "5"]).code == 0
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["optimizer"]["param_groups"][0]["lr"] == 0.003  # the rate last set, not 1e-3
     for bad in ("0", "-1", "nan"):
         refused = run([*common, "--learning-rate", bad])
         assert refused.code == 2 and "--learning-rate" in refused.stderr

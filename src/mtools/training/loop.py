@@ -211,6 +211,9 @@ class Trainer:
         self.history = History(**state["history"])
         if self.history.learning_rate is None:  # a checkpoint from before the field
             self.history.learning_rate = state["train_config"]["learning_rate"]
+        if "optimizer" not in state:  # a fresh optimizer goes on at the rate last set
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._last_set_rate()
         self.rng = np.random.default_rng([self.config.seed, self.history.step])
         self.progress(self.history, f"resumed at step {self.history.step}"
                                     + ("" if "optimizer" in state else f" from {path.name}"))
@@ -222,16 +225,20 @@ class Trainer:
         history so the card can say where the schedule was changed by hand.
         A rate the run was last set to is no change: resuming again with the
         same option keeps the plateau decay since then."""
-        changes = self.history.learning_rate_changes
-        last_set = changes[-1]["learning_rate"] if changes else self.history.learning_rate
-        if rate is None or math.isclose(rate, last_set, rel_tol=1e-9):
+        if rate is None or math.isclose(rate, self._last_set_rate(), rel_tol=1e-9):
             return
         current = self.optimizer.param_groups[0]["lr"]
         for group in self.optimizer.param_groups:
             group["lr"] = rate
-        changes.append({"step": self.history.step, "learning_rate": rate, "was": current})
+        self.history.learning_rate_changes.append({"step": self.history.step,
+                                                   "learning_rate": rate, "was": current})
         self.progress(self.history, f"learning rate {current:g} -> {rate:g} from step "
                                     f"{self.history.step}")
+
+    def _last_set_rate(self) -> float:
+        """The rate the run started at, or the last one --learning-rate set."""
+        changes = self.history.learning_rate_changes
+        return changes[-1]["learning_rate"] if changes else self.history.learning_rate
 
     def run(self) -> History:
         """Train until early stopping or a limit; returns the history."""
