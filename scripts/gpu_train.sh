@@ -8,7 +8,9 @@
 #      needs Debian's mma here (apt-get install mma).
 #   2. there: device run, carry [".device"], command
 #        bash scripts/gpu_train.sh run MINUTES [MODEL ...]
-#      trains each MODEL (default: coconet mel_16bar trio_16bar) in its own
+#      trains each MODEL (default: coconet mel_16bar trio_16bar drums_2bar
+#      attention_improv; the last two fine-tune their bundled models, at the
+#      learning rate their CPU runs ended at) in its own
 #      process, all at once on the one GPU, for MINUTES of training each, and
 #      leaves $OUT/MODEL/best.pt (the weights of the best validation, with
 #      their history; over 15 MB it comes back as best.pt.part-aa, -ab ...:
@@ -21,6 +23,10 @@
 #            --run-dir DIR --export-only --out models/
 #        mtools train music_vae --config mel_16bar --run-dir DIR --export-only --out models/
 #        mtools train music_vae --config trio_16bar --run-dir DIR --export-only --out models/
+#        mtools train music_vae --config drums_2bar --data groove --scheduled-sampling-rate 250 \
+#            --run-dir DIR --export-only --out models/
+#        mtools train improv_rnn --config attention_improv --data nottingham --dropout 0.2 \
+#            --run-dir DIR --export-only --out models/
 #      exports, measures on the valid split and writes the card (a run
 #      folder with best.pt alone resumes from it; see training/loop.py).
 #
@@ -36,7 +42,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KIT="${GPU_TRAIN_KIT:-$ROOT/.device}"
 DATA_FILES=(jsb_chorales/Jsb16thSeparated.train_valid.npz js_fakes/js-fakes-16thSeparated.npz)
-CACHES=(melodies-music21-folk melodies-nottingham lead_sheets-nottingham)
+CACHES=(melodies-music21-folk melodies-nottingham lead_sheets-nottingham drums-groove)
+DEFAULT_MODELS=(coconet mel_16bar trio_16bar drums_2bar attention_improv)
 
 usage() {
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
@@ -59,7 +66,9 @@ from mtools.training import corpora
 from mtools.training.trios import load_trios
 for source in ("music21:folk", "nottingham"):
     print(source, len(corpora.load_melodies(source)), "melodies")
-print("nottingham", len(load_trios("nottingham")), "trios")'
+print("nottingham", len(load_trios("nottingham")), "trios")
+print("groove", len(corpora.load_drum_tracks("groove")), "drum tracks")
+print("nottingham", len(corpora.load_lead_sheets("nottingham")), "lead sheets")'
     for name in "${CACHES[@]}"; do
         cp "$cache/data/$name.npz" "$cache/data/$name.json" "$KIT/cache/data/"
     done
@@ -89,8 +98,19 @@ train_one() {  # model minutes device
         mel_16bar | trio_16bar)
             args=(music_vae --config "$model" --batch-size 256)
             [[ $small == 1 ]] && args=(music_vae --config "$model" --batch-size 4 --hidden 8) ;;
+        drums_2bar)
+            # Goes on from the bundled model (9 MB, float) as its CPU run did.
+            args=(music_vae --config drums_2bar --data groove --scheduled-sampling-rate 250
+                  --init-from music_vae:drums_2bar --learning-rate 0.00015)
+            [[ $small == 1 ]] && args=(music_vae --config drums_2bar --data groove
+                                       --batch-size 4 --hidden 8) ;;
+        attention_improv)
+            args=(improv_rnn --config attention_improv --data nottingham --dropout 0.2
+                  --init-from improv_rnn:attention_improv --learning-rate 0.0003)
+            [[ $small == 1 ]] && args=(improv_rnn --config attention_improv --data nottingham
+                                       --batch-size 4 --hidden 8 --layers 1) ;;
         *)
-            echo "gpu_train: unknown model $model (coconet, mel_16bar, trio_16bar)" >&2
+            echo "gpu_train: unknown model $model (${DEFAULT_MODELS[*]})" >&2
             return 2 ;;
     esac
     # The export after training goes to a scratch folder: it is redone here.
@@ -106,7 +126,7 @@ run() {
     local minutes=$1
     shift
     local models=("$@")
-    [[ ${#models[@]} -gt 0 ]] || models=(coconet mel_16bar trio_16bar)
+    [[ ${#models[@]} -gt 0 ]] || models=("${DEFAULT_MODELS[@]}")
     : "${OUT:?set OUT to the folder whose files come back}"
     [[ -d $KIT/data ]] || { echo "gpu_train: no .device/ here: run 'prepare' and carry it" >&2; exit 66; }
     export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1

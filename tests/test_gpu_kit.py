@@ -45,3 +45,38 @@ def test_a_coconet_run_leaves_its_best_weights_and_log(tmp_path):
     assert done.returncode == 0, done.stderr + done.stdout
     assert (tmp_path / "out" / "coconet" / "best.pt").is_file()
     assert "wrote" in (tmp_path / "out" / "coconet.log").read_text()
+
+
+def test_the_fine_tunes_run_on_sources_the_kit_carries(tmp_path):
+    # drums_2bar and attention_improv read Groove and Nottingham through the
+    # kit's data root (on the GPU machine: their corpus caches).
+    from builders import drums, melody, write_random_tunes
+    from dataclasses import replace
+
+    from mtools.io.midi import midi_to_score, score_to_midi
+    from mtools.score import ChordSymbol, make_score
+
+    kit = tmp_path / "kit"
+    groove = kit / "data" / "groove_midi"
+    groove.mkdir(parents=True)
+    rows = ["id,midi_filename,split"]
+    rng = np.random.default_rng(1)
+    for index in range(12):
+        hits = [(int(rng.choice([36, 38, 42, 46])), step * 0.125) for step in range(8 * 16)
+                if rng.random() < 0.4]
+        score = make_score(drums(hits).notes, tempos=melody("60").tempos)
+        (groove / f"beat{index}.mid").write_bytes(score_to_midi(score))
+        rows.append(f"b{index},beat{index}.mid,{'validation' if index % 4 == 0 else 'train'}")
+    (groove / "info.csv").write_text("\n".join(rows) + "\n")
+    tunes = kit / "data" / "nottingham" / "MIDI"
+    tunes.mkdir(parents=True)
+    write_random_tunes(tunes, count=60)  # about a tenth fall in the valid part
+    for path in tunes.iterdir():  # lead sheets: a chord symbol a bar
+        tune = midi_to_score(path.read_bytes())
+        chords = tuple(ChordSymbol(bar * 2.0, "CFGC"[bar % 4]) for bar in range(8))
+        path.write_bytes(score_to_midi(replace(tune, chords=chords)))
+    done = kit_run(tmp_path, "run", "0.02", "drums_2bar", "attention_improv", kit=kit)
+    assert done.returncode == 0, done.stderr + done.stdout
+    for model in ("drums_2bar", "attention_improv"):
+        assert (tmp_path / "out" / model / "best.pt").is_file(), model
+        assert "wrote" in (tmp_path / "out" / f"{model}.log").read_text()
