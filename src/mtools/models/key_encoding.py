@@ -12,6 +12,7 @@ labels, decoding and scoring are shared; only the inputs differ.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -68,7 +69,8 @@ class KeyMelodyEncoding(LookbackEncoding):
         return out, state
 
     def _rows(self, ids: np.ndarray, position: int, offset: int, state: _KeyState) -> np.ndarray:
-        """The input rows of one position for every sequence: (batch, input_size)."""
+        """The input rows of one position for every sequence: (batch, input_size).
+        (Written for few numpy calls: a sampling loop makes one per step.)"""
         batch, notes = len(ids), self.note_range
         rows = np.zeros((batch, self.input_size), np.float32)
         sounding = state.current >= 0
@@ -85,23 +87,27 @@ class KeyMelodyEncoding(LookbackEncoding):
                 rows[:, column] = ids[:, back] == ids[:, position]
             column += 1
         count = position + offset + 1  # steps so far, the next step's position
-        for bit in range(self.counter_bits):
-            rows[:, column] = 1.0 if (count >> bit) & 1 else -1.0
-            column += 1
-        rows[:, column] = float(count % STEPS_PER_BAR == 0)
-        column += 1
-        rows[:, column:column + 12] = _best_keys(state.pitch_classes)
-        recent = np.zeros((batch, 12), np.int64)
-        for slot in state.last_three.T:
-            held = slot >= 0
-            recent[held, slot[held] % 12] += 1
-        rows[:, column + 12:column + 24] = _best_keys(recent)
+        rows[:, column:column + self.counter_bits + 1] = _clock_row(count, self.counter_bits)
+        column += self.counter_bits + 1
+        recent = np.zeros((batch, 13), np.int64)  # column 12 counts the empty slots
+        np.add.at(recent, (np.arange(batch)[:, None], np.where(
+            state.last_three >= 0, state.last_three % 12, 12)), 1)
+        rows[:, column:column + 24] = _best_keys(np.stack(
+            [state.pitch_classes, recent[:, :12]], axis=1)).reshape(batch, 24)
         return rows
+
+
+@lru_cache(maxsize=None)
+def _clock_row(count: int, bits: int) -> np.ndarray:
+    """The binary counter of step `count` (±1 per bit, least first) and its
+    start-of-bar flag: (bits + 1,) float32."""
+    row = [1.0 if (count >> bit) & 1 else -1.0 for bit in range(bits)]
+    return np.array(row + [float(count % STEPS_PER_BAR == 0)], np.float32)
 
 
 def _best_keys(pitch_class_counts: np.ndarray) -> np.ndarray:
     """1 for every major key holding the most of these notes, else 0:
-    counts (batch, 12) → (batch, 12)."""
+    counts (..., 12) → (..., 12)."""
     in_key = pitch_class_counts @ _KEY_OF.T
     return (in_key == in_key.max(axis=-1, keepdims=True)).astype(np.float32)
 
@@ -136,6 +142,9 @@ class _KeyState:
     def add(self, event_ids: np.ndarray) -> _KeyState:
         """The state after one more event per melody: (batch,) event ids."""
         begun = event_ids >= MELODY_SPECIAL_IDS
+        if not begun.any():  # holds and note-offs (most steps): no note, no key change
+            return _KeyState(np.where(event_ids == NOTE_OFF_ID, -1, self.current), begun,
+                             self.ascending, self.last_three, self.pitch_classes)
         note = event_ids - MELODY_SPECIAL_IDS
         current = np.where(begun, note, np.where(event_ids == NOTE_OFF_ID, -1, self.current))
         newest = self.last_three[:, -1]
