@@ -150,16 +150,19 @@ class _KeyState:
         newest = self.last_three[:, -1]
         changed = begun & (newest >= 0) & (note != newest)
         ascending = np.where(changed, np.where(note > newest, 1, -1), self.ascending)
-        # the begun note moves to (or joins) the newest end of last_three
-        line = np.concatenate([np.where(self.last_three == note[:, None], -1, self.last_three),
-                               note[:, None]], axis=1)
-        order = np.argsort(line >= 0, axis=1, kind="stable")  # gaps first, order kept
-        moved = np.take_along_axis(line, order, axis=1)[:, 1:]
+        # the begun note leaves its place in last_three (else the oldest slot
+        # goes) and joins at the newest end; -1 gaps stay in front
+        present = self.last_three == note[:, None]
+        drop = np.where(present.any(axis=1), present.argmax(axis=1), 0)
+        moved = np.concatenate([np.take_along_axis(self.last_three, _KEPT[drop], axis=1),
+                                note[:, None]], axis=1)
         last_three = np.where(begun[:, None], moved, self.last_three)
-        pitch_classes = self.pitch_classes.copy()
-        rows = np.flatnonzero(begun)
-        pitch_classes[rows, note[rows] % 12] += 1
+        pitch_classes = self.pitch_classes + (begun[:, None] & (_PITCH_CLASSES == note[:, None] % 12))
         return _KeyState(current, begun, ascending, last_three, pitch_classes)
+
+
+_KEPT = np.array([[1, 2], [0, 2], [0, 1]])  # the slots of last_three kept when one is dropped
+_PITCH_CLASSES = np.arange(12)
 
 
 def encoding_from_card(encoding: dict) -> LookbackEncoding:
