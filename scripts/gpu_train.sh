@@ -136,6 +136,10 @@ run() {
 cuda = torch.cuda.is_available()
 print("torch", torch.__version__, "on", torch.cuda.get_device_name(0) if cuda else "the CPU")
 sys.exit(0 if cuda or sys.argv[1] == "cpu" else 69)' "$device"
+    # The runs share the machine's cores: CPU-side work (batches, numpy)
+    # in each must not start a thread per core.
+    local threads=$(( $(nproc) / ${#models[@]} ))
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( threads > 0 ? threads : 1 ))}
     local pids=() model status=0
     for model in "${models[@]}"; do
         train_one "$model" "$minutes" "$device" > "$OUT/$model.log" 2>&1 &
