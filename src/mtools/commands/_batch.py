@@ -5,7 +5,6 @@ A job is a picklable callable `job(input) -> JobResult` (a module-level
 function bound with functools.partial to a frozen options object), so
 `--jobs N` can hand it to worker processes."""
 
-
 import contextlib
 import sys
 from dataclasses import dataclass, field
@@ -115,8 +114,8 @@ def _check_plan(inputs: Sequence[Input], settings: BatchSettings) -> None:
         _check_distinct_names(inputs, settings)
     several = (f"{len(inputs)} inputs" if len(inputs) > 1 else
                f"{settings.takes} outputs (-n)" if (settings.takes or 1) > 1 else None)
-    if settings.single_per_file and plan.mode != "dir" and several:
-        where = "stdout" if plan.mode == "stdout" else f"-o {plan.path}"
+    where = _one_file_target(settings)
+    if where is not None and several:
         raise UsageError(f"{several} cannot all go to {where} as one .{settings.extension} file",
                          hint="use -o DIR/ or --to jsonl")
     if plan.mode == "stdout":
@@ -243,8 +242,8 @@ def _emit(source: Input, result: JobResult, settings: BatchSettings,
         for warning in result.warnings:
             say(f"{source.name}: warning: {warning}")
     plan = settings.plan
-    if plan.mode != "dir" and settings.single_per_file and len(result.outputs) > 1:
-        where = "stdout" if plan.mode == "stdout" else f"-o {plan.path}"
+    where = _one_file_target(settings)
+    if where is not None and len(result.outputs) > 1:
         raise UsageError(f"{source.name} gives {len(result.outputs)} outputs, and {where} "
                          f"takes one .{settings.extension} file", hint="use -o DIR/")
     if plan.mode == "stdout":
