@@ -1,7 +1,6 @@
 """Options every command shares, declared once so they mean the same
 everywhere (long options kebab-case, booleans --x/--no-x)."""
 
-
 from enum import Enum
 from typing import Annotated, Optional
 

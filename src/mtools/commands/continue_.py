@@ -1,7 +1,6 @@
 """`mtools continue`: extend a primer (or start from nothing) with a
 sequence model."""
 
-
 import sys
 from dataclasses import replace
 from functools import partial

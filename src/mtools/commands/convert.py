@@ -1,6 +1,5 @@
 """`mtools convert`: MIDI ⇄ JSONL, MusicXML/ABC in, WAV out for auditioning."""
 
-
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Optional

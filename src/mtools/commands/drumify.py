@@ -1,6 +1,5 @@
 """`mtools drumify`: a drum groove that follows any rhythm (GrooVAE)."""
 
-
 from mtools.commands.humanize import groove_command
 
 HELP = """Make a drum groove from a rhythm: taps, a bass line, any part.

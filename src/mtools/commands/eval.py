@@ -1,6 +1,5 @@
 """`mtools eval`: score a model on data."""
 
-
 from typing import Annotated, Optional
 
 import typer

@@ -1,6 +1,5 @@
 """`mtools harmonize`: add alto, tenor and bass under a melody."""
 
-
 from functools import partial
 from typing import Annotated, Optional
 

@@ -1,6 +1,5 @@
 """`mtools humanize`: play a quantized drum part like a drummer (GrooVAE)."""
 
-
 from functools import partial
 
 import typer

@@ -1,6 +1,5 @@
 """`mtools infill`: regenerate a region of a four-part score."""
 
-
 from functools import partial
 from typing import Annotated, Optional
 

@@ -1,7 +1,6 @@
 """`mtools interpolate`: morph between two inputs through a MusicVAE's
 latent space, or decode draws from its prior."""
 
-
 from pathlib import Path
 from typing import Annotated, Optional
 

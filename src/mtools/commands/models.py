@@ -1,6 +1,5 @@
 """`mtools models`: what is bundled, with size, data, metrics and checksum."""
 
-
 import json
 import sys
 from typing import Annotated

@@ -1,6 +1,5 @@
 """`mtools train`: train a model from data, export it to ONNX with its card."""
 
-
 import math
 from pathlib import Path
 from typing import Annotated, Optional

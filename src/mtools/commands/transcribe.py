@@ -1,6 +1,5 @@
 """`mtools transcribe`: audio → notes."""
 
-
 import sys
 from functools import partial
 from typing import Annotated, Optional
