@@ -6,15 +6,19 @@ starts at A, ends at B and changes smoothly in between.
 
 - Speed: `mtools interpolate A.mid B.mid --steps 8 --seed 1 -o out.mid`,
   A and B two windows of the model's valid data written as MIDI, start-up
-  included, median (min) of --repeat runs after a warm-up. --speed-only
+  included, median (min) of --repeat runs after a warm-up; once with the
+  command's default latent search (--fit-rounds 3) and once without it. --speed-only
   models are timed, not scored: a config not bundled (music_vae:mel_16bar)
   is timed as an untrained network of its size (needs torch), since its
   speed does not depend on the weights.
 - Endpoints and smoothness, on --pairs random pairs of valid windows
-  (in-process, as the command decodes: posterior means, slerp, 8 points):
+  (in-process, as the command decodes: posterior means, then --fit-rounds
+  rounds of latent search (0, as Magenta, and the command's default),
+  slerp, 8 points):
   - endpoint accuracy: the share of steps of the first decoded point equal
-    to A's and of the last equal to B's (greedy decoding, temperature 0, and
-    the command's default temperature 0.5);
+    to A's and of the last equal to B's (the command decodes both ends
+    greedily; the points between at temperature 0 and at the command's
+    default 0.5);
   - hop: the share of steps that differ between consecutive points, mean and
     largest over the path, next to the share that differs between A and B;
   - monotone: the share of consecutive points where the distance (share of
@@ -34,8 +38,9 @@ import numpy as np
 from _results import machine_info, time_commands, write_section
 
 from mtools.io.midi import score_to_midi
-from mtools.models.interpolation import InterpolateOptions, windows_to_scores
-from mtools.models.music_vae import MusicVae, slerp
+from mtools.models.interpolation import (InterpolateOptions, decode_path, encode_windows,
+                                         windows_to_scores)
+from mtools.models.music_vae import FIT_ROUNDS, MusicVae, slerp
 from mtools.models.registry import resolve_model
 from mtools.training.vae_windows import find_config, load_windows
 
@@ -78,15 +83,16 @@ def resolve_speed_model(spec: str, folder: Path):
         return resolve_model(str(path))
 
 
-def path_figures(model: MusicVae, pairs: np.ndarray, temperature: float, seed: int) -> dict:
+def path_figures(model: MusicVae, pairs: np.ndarray, temperature: float, seed: int,
+                 fit_rounds: int) -> dict:
     """Endpoint accuracy and smoothness over pairs (n, 2, steps)."""
     rng = np.random.default_rng(seed)
     fractions = np.linspace(0, 1, POINTS)
     ends, hops, largest, spans, monotone = [], [], [], [], []
     for a, b in pairs:
-        mu, _ = model.encode(np.stack([a, b]))
-        z = slerp(mu[0], mu[1], fractions).astype(np.float32)
-        rows = model.decode(z, temperature=temperature, rng=rng)
+        za, zb = encode_windows(model, np.stack([a, b]), fit_rounds)
+        z = slerp(za, zb, fractions).astype(np.float32)
+        rows = decode_path(model, z, temperature, rng)
         ends += [(rows[0] == a).mean(), (rows[-1] == b).mean()]
         hop = (rows[1:] != rows[:-1]).mean(axis=1)
         hops.append(hop.mean())
@@ -110,10 +116,10 @@ def main() -> None:
                              "config's size, for its speed)")
     args = parser.parse_args()
     mtools = str(Path(sys.executable).with_name("mtools"))
-    speed = ["| model | bars | 8-point interpolation, end to end (s) | goal < 1 s (2 bars) |",
-             "|---|---|---|---|"]
-    quality = ["| model | temperature | endpoint accuracy | mean hop | largest hop | A vs B | "
-               "monotone |", "|---|---|---|---|---|---|---|"]
+    speed = ["| model | bars | --fit-rounds | 8-point interpolation, end to end (s) | "
+             "goal < 1 s (2 bars) |", "|---|---|---|---|---|"]
+    quality = ["| model | --fit-rounds | temperature | endpoint accuracy | mean hop | largest hop | "
+               "A vs B | monotone |", "|---|---|---|---|---|---|---|---|"]
     sizes = []
     untrained = tempfile.TemporaryDirectory()
     for spec in [*args.models, *args.speed_only]:
@@ -133,14 +139,16 @@ def main() -> None:
             b = window_file(model, pairs[0, 1], Path(tmp) / "b.mid")
             command = [mtools, "interpolate", str(a), str(b), "--model", str(ref.onnx_path),
                        "--steps", str(POINTS), "--seed", "1", "-o", str(Path(tmp) / "out.mid")]
-            stats = time_commands({"run": command}, args.repeat)["run"]
-        met = ("met" if stats.median_s < GOAL_S else "missed") if bars == 2 else "(no goal)"
-        speed.append(f"| {label} | {bars} | {stats.cell()} | {met} |")
+            runs = {rounds: [*command, "--fit-rounds", str(rounds)] for rounds in (FIT_ROUNDS, 0)}
+            timed = time_commands(runs, args.repeat)
+        for rounds, stats in timed.items():
+            met = ("met" if stats.median_s < GOAL_S else "missed") if bars == 2 else "(no goal)"
+            speed.append(f"| {label} | {bars} | {rounds} | {stats.cell()} | {met} |")
         if not scored:
             continue
-        for temperature in (0.0, 0.5):
-            f = path_figures(model, pairs, temperature, seed=1)
-            quality.append(f"| {spec} | {temperature:g} | {f['endpoint accuracy']:.3f} | "
+        for rounds, temperature in [(r, t) for r in (0, FIT_ROUNDS) for t in (0.0, 0.5)]:
+            f = path_figures(model, pairs, temperature, seed=1, fit_rounds=rounds)
+            quality.append(f"| {spec} | {rounds} | {temperature:g} | {f['endpoint accuracy']:.3f} | "
                            f"{f['mean hop']:.3f} | {f['largest hop']:.3f} | {f['A vs B']:.3f} | "
                            f"{f['monotone']:.3f} |")
     command = "benchmarks/quiet_machine.sh .venv/bin/python benchmarks/bench_interpolate.py " + \

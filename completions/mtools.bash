@@ -147,6 +147,7 @@ _mtools() {
             --steps) _mtools_files "$cur"; return ;;
             --sample) _mtools_files "$cur"; return ;;
             --window) _mtools_files "$cur"; return ;;
+            --fit-rounds) _mtools_files "$cur"; return ;;
             --temperature) return ;;
             --seed) _mtools_files "$cur"; return ;;
             --program) _mtools_files "$cur"; return ;;
@@ -154,7 +155,7 @@ _mtools() {
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
         esac
-        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --steps --sample --window --concat --no-concat --emit-latents --temperature --seed --program --from --to --device -q --quiet --debug -h --help' "$cur"
+        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --steps --sample --window --concat --no-concat --emit-latents --fit-rounds --temperature --seed --program --from --to --device -q --quiet --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     models)

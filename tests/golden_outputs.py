@@ -90,7 +90,8 @@ def _music_vae_run(ref) -> dict:
     logits = model.teacher_forced_logits(mu, window)
     return {"sha256": ref.card.sha256, "primer": window[0].tolist(),
             "first_logits": [round(float(v), 6) for v in np.concatenate([mu[0], logits[0, 0]])],
-            "greedy_ids": model.decode(mu, temperature=0)[0].tolist()}
+            "greedy_ids": model.decode(mu, temperature=0)[0].tolist(),
+            "fitted_ids": model.decode(model.fit_latents(window)[0], temperature=0)[0].tolist()}
 
 
 def _groove_run(ref, model) -> dict:

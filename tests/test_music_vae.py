@@ -313,12 +313,57 @@ def test_sampling_the_prior_and_emitting_latents(mel_path):
 
 def test_interpolation_latents_run_from_a_to_b(mel_path, mel):
     both = scores_to_jsonl([melody(TUNE_A), melody(TUNE_B)]).encode()
-    out = run(["interpolate", "--model", mel_path, "--steps", "3", "--emit-latents"], both)
-    rows = jsonl_lines(out.stdout)
-    assert [r["fraction"] for r in rows] == [0.0, 0.5, 1.0]
     ids = np.stack([take_window(melody(t), mel.space, "tune")[0].ids for t in (TUNE_A, TUNE_B)])
     mu, _ = mel.encode(ids)
+    out = run(["interpolate", "--model", mel_path, "--steps", "3", "--emit-latents",
+               "--fit-rounds", "0"], both)
+    rows = jsonl_lines(out.stdout)
+    assert [r["fraction"] for r in rows] == [0.0, 0.5, 1.0]
     assert np.allclose(rows[0]["z"], mu[0], atol=1e-5) and np.allclose(rows[-1]["z"], mu[1], atol=1e-5)
+    fitted = jsonl_lines(run(["interpolate", "--model", mel_path, "--steps", "3",
+                              "--emit-latents"], both).stdout)
+    ends = np.array([fitted[0]["z"], fitted[-1]["z"]], np.float32)
+    assert np.allclose(ends, mel.fit_latents(ids)[0], atol=1e-5)
+
+
+def test_the_ends_of_a_path_are_decoded_greedily_and_the_points_between_sampled(mel_path):
+    both = scores_to_jsonl([melody(TUNE_A), melody(TUNE_B)]).encode()
+
+    def notes(temperature: str, seed: str) -> list[list]:
+        out = run(["interpolate", "--model", mel_path, "--steps", "4", "--to", "jsonl",
+                   "--temperature", temperature, "--seed", seed], both)
+        assert out.code == 0, out.stderr
+        return [[(n["pitch"], n.get("startTime", 0)) for n in row["notes"]]
+                for row in jsonl_lines(out.stdout)]
+
+    greedy, hot, other = notes("0", "1"), notes("1.5", "1"), notes("1.5", "2")
+    assert hot[0] == greedy[0] == other[0] and hot[-1] == greedy[-1] == other[-1]
+    assert hot[1:-1] != greedy[1:-1] and hot[1:-1] != other[1:-1]
+
+
+def test_fitted_latents_decode_at_least_as_close_to_their_windows_as_the_means(mel):
+    ids = mel.decode(np.random.default_rng(3).normal(size=(6, mel.z_size)).astype(np.float32),
+                     temperature=0)
+    ids[:4, ::3] = np.random.default_rng(4).integers(0, mel.space.num_classes, size=(4, 11))
+    mu, _ = mel.encode(ids)
+    at_mean = (mel.decode(mu, temperature=0) == ids).mean(axis=1)
+    z, right = mel.fit_latents(ids, rounds=4)
+    assert np.array_equal(right, (mel.decode(z, temperature=0) == ids).mean(axis=1))
+    assert np.all(right >= at_mean) and right.mean() > at_mean.mean()
+    assert np.array_equal(z[right == at_mean], mu[right == at_mean])  # kept where nothing won
+    assert np.array_equal(z, mel.fit_latents(ids, rounds=4)[0])  # deterministic
+    assert np.array_equal(mel.fit_latents(ids, rounds=0)[0], mu)
+
+
+def test_the_commands_fit_rounds_default_is_the_libraries():
+    import inspect
+
+    from mtools.commands.interpolate import interpolate
+    from mtools.models.interpolation import InterpolateOptions
+    from mtools.models.music_vae import FIT_ROUNDS
+
+    default = inspect.signature(interpolate).parameters["fit_rounds"].default
+    assert default == InterpolateOptions().fit_rounds == FIT_ROUNDS
 
 
 def test_interpolate_explains_inputs_it_cannot_use(mel_path, drums_path, tmp_path):

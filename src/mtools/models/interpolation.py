@@ -1,6 +1,7 @@
 """`mtools interpolate` as library calls: take a window of each input,
-encode it to its posterior mean, walk the sphere between the two latent
-vectors, decode every point; or decode draws from the prior.
+encode it (the posterior mean, then `fit_rounds` rounds of search for a
+latent vector that decodes closer to the window), walk the sphere between
+the two latent vectors, decode every point; or decode draws from the prior.
 
 A window is the model's length (2 bars of 4/4 for the 2-bar configs) of
 the input's top line (melody configs), of its drum hits (drum configs) or
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mtools.errors import InputFormatError, UsageError
-from mtools.models.music_vae import MusicVae, VaeSpace, restrike, slerp
+from mtools.models.music_vae import FIT_ROUNDS, MusicVae, VaeSpace, restrike, slerp
 from mtools.score import Score, Tempo, TimeSignature, make_score
 
 FAMILIES = ("music_vae",)
@@ -38,6 +39,7 @@ class InterpolateOptions:
     concat: bool = True
     program: int = 0
     device: str | None = None
+    fit_rounds: int = FIT_ROUNDS  # 0: the posterior means, as Magenta
 
 
 @dataclass(frozen=True)
@@ -161,15 +163,36 @@ def interpolate(first: Window, second: Window, options: InterpolateOptions) -> V
     """Decode `options.steps` points on the sphere from first's latent
     vector to second's."""
     model, ref = load(options.model, options.device)
-    mu, _ = model.encode(np.stack([first.ids, second.ids]))
+    ends = encode_windows(model, np.stack([first.ids, second.ids]), options.fit_rounds)
     fractions = np.linspace(0.0, 1.0, options.steps)
-    z = slerp(mu[0], mu[1], fractions).astype(np.float32)
-    rows = _decode(model, z, options)
+    z = slerp(ends[0], ends[1], fractions).astype(np.float32)
+    rows = decode_path(model, z, options.temperature, np.random.default_rng(options.seed))
     latents = [{"index": i, "fraction": round(float(f), 6), "z": _floats(row)}
                for i, (f, row) in enumerate(zip(fractions, z))]
     made_by = _provenance(ref, options, inputs=[first.name, second.name],
-                          windows=[first.first_bar, second.first_bar])
+                          windows=[first.first_bar, second.first_bar],
+                          fit_rounds=options.fit_rounds)
     return VaeResult(windows_to_scores(rows, model.space, first.qpm, options, made_by), latents)
+
+
+def encode_windows(model: MusicVae, ids: np.ndarray, fit_rounds: int) -> np.ndarray:
+    """Latent rows for windows (n, steps): the posterior means searched
+    from for `fit_rounds` rounds (not for grooves, whose frames have no
+    right or wrong class to count)."""
+    if fit_rounds > 0 and model.space.kind != "groove":
+        return model.fit_latents(ids, rounds=fit_rounds)[0]
+    return model.encode(ids)[0]
+
+
+def decode_path(model: MusicVae, z: np.ndarray, temperature: float,
+                rng: np.random.Generator) -> np.ndarray:
+    """Decode the points z (n, z) of a path: the two ends greedily (they
+    are the reconstructions of A and B), the points between at
+    `temperature`."""
+    rows = model.decode(z, temperature=temperature, rng=rng)
+    if temperature > 0:
+        rows[[0, -1]] = model.decode(z[[0, -1]], temperature=0)
+    return rows
 
 
 def sample(count: int, options: InterpolateOptions) -> VaeResult:
@@ -177,17 +200,10 @@ def sample(count: int, options: InterpolateOptions) -> VaeResult:
     model, ref = load(options.model, options.device)
     rng = np.random.default_rng(options.seed)
     z = rng.standard_normal((count, model.z_size)).astype(np.float32)
-    rows = _decode(model, z, options, rng)
+    rows = model.decode(z, temperature=options.temperature, rng=rng)
     latents = [{"index": i, "z": _floats(row)} for i, row in enumerate(z)]
     made_by = _provenance(ref, options, sampled=count)
     return VaeResult(windows_to_scores(rows, model.space, DEFAULT_QPM, options, made_by), latents)
-
-
-def _decode(model: MusicVae, z: np.ndarray, options: InterpolateOptions,
-            rng: np.random.Generator | None = None) -> np.ndarray:
-    if rng is None:
-        rng = np.random.default_rng(options.seed)
-    return model.decode(z, temperature=options.temperature, rng=rng)
 
 
 def _floats(row: np.ndarray) -> list[float]:
