@@ -158,7 +158,7 @@ complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l sample -r -F 
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l window -r -F -d 'The bar the windows start at, or A\'s and B\'s (default: each one\'s first bar with a note)'
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l concat -l no-concat -d 'One sequence of every point back to back (default for MIDI/WAV), or one output per point (default for JSONL)'
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l emit-latents -d 'Write the latent vectors (JSONL, one per point) instead of music'
-complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l fit-rounds -r -F -d 'Rounds of search for latent vectors that reproduce A and B (16 decodings each; 0: the posterior means, faster, as Magenta)'
+complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l fit-rounds -r -F -d 'Rounds of search for latent vectors that reproduce A and B, 16 greedy decodings of each a round (default 3; 0: the posterior means, faster, as Magenta)'
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l temperature -x -d 'Sampling temperature: lower is safer, higher wilder'
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l seed -r -F -d 'Random seed: the same seed gives the same output bit for bit'
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l program -r -F -d 'General MIDI program of melody output (default 0, piano)'

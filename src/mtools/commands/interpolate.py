@@ -60,10 +60,10 @@ def interpolate(
              "per point (default for JSONL).")] = None,
     emit_latents: Annotated[bool, typer.Option(
         "--emit-latents", help="Write the latent vectors (JSONL, one per point) instead of music.")] = False,
-    fit_rounds: Annotated[int, typer.Option(
+    fit_rounds: Annotated[Optional[int], typer.Option(
         "--fit-rounds", min=0, max=20, metavar="N",
-        help="Rounds of search for latent vectors that reproduce A and B (16 decodings each; "
-             "0: the posterior means, faster, as Magenta).")] = 3,
+        help="Rounds of search for latent vectors that reproduce A and B, 16 greedy decodings "
+             "of each a round (default 3; 0: the posterior means, faster, as Magenta).")] = None,
     temperature: opt.Temperature = 0.5,
     seed: opt.Seed = None,
     program: Annotated[Optional[int], typer.Option(
@@ -95,6 +95,8 @@ def interpolate(
         raise UsageError("--window picks the inputs' bars; --sample takes no inputs")
     if sample is not None and steps is not None:
         raise UsageError("--steps counts the points from A to B; --sample N decodes N draws")
+    if sample is not None and fit_rounds is not None:
+        raise UsageError("--fit-rounds fits latent vectors to A and B; --sample takes no inputs")
     if settings.plan.mode == "stdout":
         check_binary_stdout(settings.binary)
     bars = _window_bars(window)
@@ -102,7 +104,7 @@ def interpolate(
         model=model, steps=8 if steps is None else steps, temperature=temperature, seed=seed,
         concat=settings.single_per_file if concat is None else concat,
         program=0 if program is None else program, device=device.value if device else None,
-        fit_rounds=fit_rounds)
+        fit_rounds=lib.FIT_ROUNDS if fit_rounds is None else fit_rounds)
     if program is not None and lib.load(options.model, options.device)[0].space.kind in DRUM_KINDS:
         raise UsageError("--program sets the instrument of melodies; drums play on channel 10")
     warnings: list[str] = []

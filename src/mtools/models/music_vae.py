@@ -39,8 +39,6 @@ ENCODER_MODES = ("full", "quantized", "tap")
 GROOVE_SIZE = 3 * NUM_DRUM_CLASSES  # hits, velocities, offsets
 BAR_STEPS = 16  # a 4/4 bar of 16ths: windows are padded to whole bars
 NO_EVENT_ID = 0  # melody: the note or rest goes on
-# fit_latents: draws a round, rounds, and how the spread (in posterior SDs) shrinks a round
-FIT_CANDIDATES, FIT_ROUNDS, FIT_SHRINK = 16, 3, 0.7
 
 
 @dataclass(frozen=True)
@@ -315,43 +313,6 @@ class MusicVae:
         out = self.session.run(self._feeds(1, sequence=self.space.encoder_features(ids)),
                                outputs=["mu", "sigma"])
         return out["mu"], out["sigma"]
-
-    def fit_latents(self, ids: np.ndarray, *, candidates: int = FIT_CANDIDATES,
-                    rounds: int = FIT_ROUNDS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Latent rows that reproduce windows (batch, steps) of ids better
-        than their posterior means: each round decodes `candidates` draws
-        around each row's best point so far (mean + spread · sigma · noise,
-        the spread shrinking by FIT_SHRINK a round) greedily, and keeps a
-        draw that gets more steps right. The encoder's one-shot guess
-        leaves steps a nearby z decodes right (semi-amortized inference,
-        searched instead of followed by gradient). Deterministic for a
-        seed. Returns z (batch, z) and each row's share of cells right."""
-        ids = np.asarray(ids, np.int64)
-        mu, sigma = self.encode(ids)
-        truth = self.space.parts(ids)
-        best = mu.astype(np.float32)
-        right = self._share_right(self.decode(best, temperature=0), truth)
-        rng = np.random.default_rng(seed)
-        spread = 1.0
-        for _ in range(rounds):
-            open_rows = np.flatnonzero(right < 1)
-            if not len(open_rows):
-                break
-            noise = rng.standard_normal((len(open_rows), candidates, self.z_size))
-            tries = (best[open_rows, None] + spread * sigma[open_rows, None] * noise).astype(np.float32)
-            decoded = self.decode(tries.reshape(-1, self.z_size), temperature=0)
-            shares = self._share_right(decoded, np.repeat(truth[open_rows], candidates, axis=0))
-            shares = shares.reshape(len(open_rows), candidates)
-            pick = shares.argmax(axis=1)
-            better = shares[np.arange(len(open_rows)), pick] > right[open_rows]
-            rows = open_rows[better]
-            best[rows] = tries[better, pick[better]]
-            right[rows] = shares[better, pick[better]]
-            spread *= FIT_SHRINK
-        return best, right
-
-    def _share_right(self, decoded: np.ndarray, truth_parts: np.ndarray) -> np.ndarray:
-        return (self.space.parts(decoded) == truth_parts).mean(axis=(1, 2))
 
     def embeddings(self, z: np.ndarray) -> np.ndarray:
         """(batch, z) → (batch, bars, embedding_size)."""
