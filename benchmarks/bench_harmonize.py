@@ -3,14 +3,17 @@ the rules a chorale teacher marks, next to the same counts on Bach.
 
     benchmarks/quiet_machine.sh .venv/bin/python benchmarks/bench_harmonize.py \\
         [--model coconet] [--repeat 5] [--pieces 76] [--iterations 16 32 48]
+        [--allow-parallels 32]
 
 - Speed: `mtools harmonize MELODY.mid --seed 1 > out.mid` for a 16-bar 4/4
   melody (the soprano of the first valid chorale that long), start-up
   included, median (min) of --repeat runs after a warm-up; for each
   --iterations value.
 - Rules: the soprano of every JSB valid chorale is harmonized in-process
-  (`mtools.models.harmonization.fill`, seed = piece index) and compared with
-  Bach's own alto, tenor and bass on the same pieces:
+  (`mtools.models.harmonization.fill`, seed = piece index; as the command
+  samples by default, and for --allow-parallels' iteration counts as with
+  that flag) and compared with Bach's own alto, tenor and bass on the same
+  pieces:
   - parallel fifths and octaves (incl. unisons): two voices a perfect
     fifth/octave apart (mod 12) on consecutive chords, both having moved,
     in the same direction; counted per 100 chord changes (a chord change: a
@@ -40,7 +43,7 @@ import numpy as np
 from _results import machine_info, time_commands, write_section
 
 from mtools.io.midi import score_to_midi
-from mtools.models.coconet import REST, Coconet, GibbsOptions
+from mtools.models.coconet import PARALLEL_WEIGHT, REST, Coconet, GibbsOptions
 from mtools.models.harmonization import FillOptions, fill, fold, soprano_shift, voice_notes
 from mtools.models.registry import resolve_model
 from mtools.score import Score, Tempo, TempoMap, TimeSignature
@@ -121,8 +124,9 @@ def summarize(counts: list[dict]) -> dict:
 
 
 def harmonize_all(net: Coconet, chorales: list[np.ndarray], iterations: int,
-                  temperature: float) -> list[np.ndarray]:
-    options = FillOptions(sampling=GibbsOptions(iterations=iterations, temperature=temperature))
+                  temperature: float, parallel_weight: float) -> list[np.ndarray]:
+    options = FillOptions(sampling=GibbsOptions(iterations=iterations, temperature=temperature,
+                                                parallel_weight=parallel_weight))
     outputs = []
     for index, chorale in enumerate(chorales):
         soprano = chorale[:, 0]
@@ -146,6 +150,8 @@ def main() -> None:
     parser.add_argument("--pieces", type=int, default=76)
     parser.add_argument("--iterations", type=int, nargs="+", default=[16, 32, 48])
     parser.add_argument("--temperature", type=float, default=GibbsOptions().temperature)
+    parser.add_argument("--allow-parallels", type=int, nargs="*", default=[32], metavar="N",
+                        help="iteration counts also scored with --allow-parallels")
     args = parser.parse_args()
     mtools = str(Path(sys.executable).with_name("mtools"))
     valid = load_chorales("jsb", "valid")
@@ -164,9 +170,13 @@ def main() -> None:
     net = Coconet.from_ref(resolve_model(args.model))
     pieces = valid[:args.pieces]
     results = {"Bach (the valid chorales)": summarize([rule_counts(c) for c in pieces])}
-    for iterations in args.iterations:
-        made = harmonize_all(net, pieces, iterations, args.temperature)
-        results[f"mtools, {iterations} iterations, temperature {args.temperature:g}"] = summarize([rule_counts(c) for c in made])
+    runs = [(iterations, PARALLEL_WEIGHT) for iterations in args.iterations]
+    runs += [(iterations, 1.0) for iterations in args.allow_parallels]
+    for iterations, weight in runs:
+        made = harmonize_all(net, pieces, iterations, args.temperature, weight)
+        label = f"mtools, {iterations} iterations, temperature {args.temperature:g}" + (
+            ", --allow-parallels" if weight == 1 else "")
+        results[label] = summarize([rule_counts(c) for c in made])
     names = list(next(iter(results.values())))
     table = ["| harmonization of the same sopranos | " + " | ".join(names) + " |",
              "|---|" + "---|" * len(names)]

@@ -16,7 +16,7 @@ from tiny_models import tiny_coconet  # noqa: E402
 from mtools.io.jsonl import score_to_jsonl  # noqa: E402
 from mtools.io.midi import score_to_midi  # noqa: E402
 from mtools.models.coconet import REST, ChoraleSpace, Coconet, GibbsOptions, framewise_nll, \
-    generate, yao_schedule  # noqa: E402
+    generate, parallel_counts, yao_schedule  # noqa: E402
 from mtools.models.harmonization import bar_starts, parse_position, parse_voices, \
     region_steps  # noqa: E402
 from mtools.models.registry import resolve_model  # noqa: E402
@@ -66,6 +66,41 @@ def test_sampling_changes_only_free_cells_and_stays_in_range(net, sampler):
     out = generate(net, chorales, free, GibbsOptions(iterations=3, sampler=sampler), rng)
     assert np.array_equal(out[~free], chorales[~free])
     assert ((out[free] >= 36) & (out[free] <= 81)).all()
+
+
+def test_parallel_counts_mark_fifths_and_octaves_both_voices_reach_moving_the_same_way():
+    space = ChoraleSpace()
+    chorale = np.array([[[72, 64, 55, 48], [74, 65, 57, 50]]])  # S C5-D5, T G3-A3, B C3-D3
+    counts = parallel_counts(chorale, space)
+    at = lambda step, pitch, voice: counts[0, step, pitch - space.min_pitch, voice]  # noqa: E731
+    assert at(1, 50, 3) == 2  # bass D3: octaves with the soprano, fifths with the tenor
+    assert at(1, 49, 3) == 0 and at(1, 47, 3) == 0  # C#3; B2 moves against the others
+    assert at(0, 48, 3) == 2  # the step before reads the same pair of chords
+    assert at(1, 57, 2) == 1  # tenor A3: fifths with the bass
+    assert at(1, 62, 1) == 0  # alto D4: octaves with the soprano, but by contrary motion
+    rests = chorale.copy()
+    rests[0, 0, 0] = REST
+    assert parallel_counts(rests, space)[0, 1, 50 - space.min_pitch, 3] == 1  # no soprano before
+
+
+def sampled_parallels(chorales: np.ndarray) -> int:
+    space = ChoraleSpace()
+    index = (chorales - space.min_pitch)[:, :, None, :]
+    return int(np.take_along_axis(parallel_counts(chorales, space), index, axis=2).sum())
+
+
+def test_the_sampler_all_but_forbids_parallels_unless_allowed(net):
+    rng = np.random.default_rng(2)
+    chorales = np.repeat(rng.integers(60, 72, size=(4, 1, 1)), 4, axis=2)
+    chorales = chorales + np.array([0, -7, -12, -19]) + np.cumsum(
+        rng.choice([-2, 2], size=(4, 24, 1)), axis=1)  # voices in fifths and octaves, moving together
+    free = np.ones(chorales.shape, bool)
+    free[:, :, 0] = False
+    allowed = generate(net, chorales, free, GibbsOptions(iterations=4, parallel_weight=1.0),
+                       np.random.default_rng(0))
+    avoided = generate(net, chorales, free, GibbsOptions(iterations=4), np.random.default_rng(0))
+    assert sampled_parallels(allowed) > 0
+    assert sampled_parallels(avoided) == 0
 
 
 def test_the_same_seed_gives_the_same_samples(net):

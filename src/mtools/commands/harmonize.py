@@ -12,8 +12,9 @@ HELP = """Harmonize a melody in four voices (soprano, alto, tenor, bass).
 
 Takes the top line of whatever comes in (a single line, a lead sheet, a
 piano transcription), quantizes it to 16th notes and keeps it as the
-soprano, note for note; the model writes the three voices under it. Tempo
-and time signature are kept; the output has four named tracks.
+soprano, note for note; the model writes the three voices under it,
+without parallel fifths and octaves unless --allow-parallels. Tempo and
+time signature are kept; the output has four named tracks.
 
 Models: coconet (default).
 
@@ -34,18 +35,23 @@ Iterations = Annotated[int, typer.Option(
 Sampler = Annotated[str, typer.Option(
     "--sampler", metavar="NAME",
     help="gibbs (blocked Gibbs with annealed masking) or ancestral (one note at a time; slow).")]
+AllowParallels = Annotated[bool, typer.Option(
+    "--allow-parallels",
+    help="Let the voices move in parallel fifths and octaves as often as the model likes "
+         "(by default the sampler all but forbids them, as a chorale teacher would).")]
 Program = Annotated[int, typer.Option(
     "--program", min=0, max=127, metavar="N",
     help="General MIDI program (0-127) of the voices (default 0, piano; 19 is church organ).")]
 
 
-def sampling_options(temperature: float, iterations: int, sampler: str):
+def sampling_options(temperature: float, iterations: int, sampler: str, allow_parallels: bool):
     from mtools.errors import UsageError
-    from mtools.models.coconet import GibbsOptions
+    from mtools.models.coconet import PARALLEL_WEIGHT, GibbsOptions
 
     if sampler not in ("gibbs", "ancestral"):
         raise UsageError(f"--sampler {sampler!r} is not a sampler", hint="use gibbs or ancestral")
-    return GibbsOptions(iterations=iterations, temperature=temperature, sampler=sampler)
+    return GibbsOptions(iterations=iterations, temperature=temperature, sampler=sampler,
+                        parallel_weight=1.0 if allow_parallels else PARALLEL_WEIGHT)
 
 
 def harmonize(
@@ -59,6 +65,7 @@ def harmonize(
     temperature: opt.Temperature = 0.99,
     iterations: Iterations = 32,
     sampler: Sampler = "gibbs",
+    allow_parallels: AllowParallels = False,
     num_outputs: opt.NumOutputs = 1,
     seed: opt.Seed = None,
     program: Program = 0,
@@ -78,7 +85,8 @@ def harmonize(
     settings = score_batch(output, to.value if to else None, jobs=jobs,
                            skip_existing=skip_existing, quiet=quiet, progress=progress,
                            takes=num_outputs)
-    options = FillOptions(model=model, sampling=sampling_options(temperature, iterations, sampler),
+    options = FillOptions(model=model, sampling=sampling_options(temperature, iterations, sampler,
+                                                                  allow_parallels),
                           num_outputs=num_outputs, seed=seed, program=program,
                           device=device.value if device else None)
     if melody is not None:

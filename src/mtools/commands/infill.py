@@ -7,7 +7,7 @@ import typer
 
 from mtools.commands import _options as opt
 from mtools.commands._batch import run_batch, score_batch, score_inputs, score_job
-from mtools.commands.harmonize import Iterations, Sampler, sampling_options
+from mtools.commands.harmonize import AllowParallels, Iterations, Sampler, sampling_options
 
 HELP = """Regenerate part of a four-part score: a span of bars or seconds,
 some voices, or both.
@@ -47,6 +47,7 @@ def infill(
     temperature: opt.Temperature = 0.99,
     iterations: Iterations = 32,
     sampler: Sampler = "gibbs",
+    allow_parallels: AllowParallels = False,
     num_outputs: opt.NumOutputs = 1,
     seed: opt.Seed = None,
     from_: opt.ScoreFrom = None,
@@ -69,7 +70,8 @@ def infill(
     settings = score_batch(output, to.value if to else None, jobs=jobs,
                            skip_existing=skip_existing, quiet=quiet, progress=progress,
                            takes=num_outputs)
-    options = FillOptions(model=model, sampling=sampling_options(temperature, iterations, sampler),
+    options = FillOptions(model=model, sampling=sampling_options(temperature, iterations, sampler,
+                                                                  allow_parallels),
                           num_outputs=num_outputs, seed=seed, device=device.value if device else None,
                           start=start, end=end,
                           voices=parse_voices(voices) if voices is not None else ())

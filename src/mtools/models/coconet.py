@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 REST = -1
+PARALLEL_WEIGHT = 0.001  # GibbsOptions.parallel_weight's default
+REPAIR_SWEEPS = 2  # passes over the cells still making parallels after sampling
 GRAPH_INPUTS = ("pianoroll", "mask")
 GRAPH_OUTPUTS = ("logits",)
 
@@ -116,11 +118,15 @@ def receptive_radius(hyperparameters: dict) -> int | None:
 class GibbsOptions:
     """iterations: blocked Gibbs steps after the first full fill;
     temperature: softmax temperature; sampler: "gibbs" (annealed blocked
-    Gibbs, Yao schedule) or "ancestral" (one cell at a time in random order)."""
+    Gibbs, Yao schedule) or "ancestral" (one cell at a time in random order);
+    parallel_weight: what a pitch's probability is multiplied by for each
+    parallel fifth or octave it would make with the cells around it as they
+    stand (see parallel_counts)."""
 
     iterations: int = 32
     temperature: float = 0.99
     sampler: str = "gibbs"
+    parallel_weight: float = PARALLEL_WEIGHT  # 1: parallels drawn as the network likes them
 
 
 def generate(model: Coconet, chorales: np.ndarray, free: np.ndarray, options: GibbsOptions,
@@ -132,24 +138,96 @@ def generate(model: Coconet, chorales: np.ndarray, free: np.ndarray, options: Gi
     if not free.any():
         return result
     if options.sampler == "ancestral":
-        return _ancestral(model, result, free, options, rng)
-    _resample(model, result, free, options.temperature, rng)  # the first fill: every free cell
-    for iteration in range(options.iterations):
-        share = yao_schedule(iteration, options.iterations)
-        block = free & (rng.random(free.shape) < share)
-        empty = ~block.reshape(len(block), -1).any(axis=1)
-        for row in np.nonzero(empty & free.reshape(len(free), -1).any(axis=1))[0]:
-            cells = np.argwhere(free[row])  # resample at least one cell per output
-            block[row][tuple(cells[rng.integers(len(cells))])] = True
-        _resample(model, result, block, options.temperature, rng)
+        _ancestral(model, result, free, options, rng)
+    else:
+        _resample(model, result, free, options, rng)  # the first fill: every free cell
+        for iteration in range(options.iterations):
+            share = yao_schedule(iteration, options.iterations)
+            block = free & (rng.random(free.shape) < share)
+            empty = ~block.reshape(len(block), -1).any(axis=1)
+            for row in np.nonzero(empty & free.reshape(len(free), -1).any(axis=1))[0]:
+                cells = np.argwhere(free[row])  # resample at least one cell per output
+                block[row][tuple(cells[rng.integers(len(cells))])] = True
+            _resample(model, result, block, options, rng)
+    if options.parallel_weight < 1:
+        _repair_parallels(model, result, free, options, rng)
     return result
 
 
-def _resample(model: Coconet, chorales: np.ndarray, block: np.ndarray, temperature: float,
-              rng: np.random.Generator) -> None:
-    probs = softmax_pitch(model.logits(chorales, block), temperature)
+def _repair_parallels(model: Coconet, chorales: np.ndarray, free: np.ndarray,
+                      options: GibbsOptions, rng: np.random.Generator) -> None:
+    """Resample free cells that make parallels, REPAIR_SWEEPS times: every
+    other step at a time, one such cell a step, so no cell resampled
+    together with one is a neighbour whose pitch the rule reads (a block
+    of a Gibbs sweep sees the others as they stand: the rule is exact)."""
+    space = model.space
+    for _ in range(REPAIR_SWEEPS):
+        for parity in (0, 1):
+            counts = parallel_counts(chorales, space)
+            index = np.clip(chorales - space.min_pitch, 0, space.pitches - 1)[:, :, None, :]
+            offending = free & (np.take_along_axis(counts, index, axis=2)[:, :, 0] > 0)
+            offending[:, 1 - parity::2] = False
+            if not offending.any():
+                continue
+            keys = np.where(offending, rng.random(offending.shape), -1.0)
+            block = offending & (keys == keys.max(axis=2, keepdims=True))  # one voice a step
+            _resample(model, chorales, block, options, rng)
+
+
+def _resample(model: Coconet, chorales: np.ndarray, block: np.ndarray,
+              options: GibbsOptions, rng: np.random.Generator) -> None:
+    probs = _weighed(model, chorales, model.logits(chorales, block), options)
     drawn = sample_pitches(probs, rng) + model.space.min_pitch
     chorales[block] = drawn[block]
+
+
+def _weighed(model: Coconet, chorales: np.ndarray, logits: np.ndarray,
+             options: GibbsOptions) -> np.ndarray:
+    """The network's pitch probabilities, each multiplied by
+    parallel_weight per parallel it would make (then renormalised)."""
+    probs = softmax_pitch(logits, options.temperature)
+    if options.parallel_weight == 1:
+        return probs
+    weights = options.parallel_weight ** parallel_counts(chorales, model.space)
+    probs = probs * weights
+    return probs / probs.sum(axis=2, keepdims=True)
+
+
+def parallel_counts(chorales: np.ndarray, space: ChoraleSpace) -> np.ndarray:
+    """(batch, steps, pitches, voices): how many parallel fifths or octaves
+    (unisons included) each pitch of the model's range would make at each
+    cell, with the other voices and the steps before and after as they are.
+    Two voices make one where both move, the same way, from a perfect fifth
+    or octave (mod 12) to the same again (what a chorale teacher marks;
+    benchmarks/bench_harmonize.py counts it the same way)."""
+    batch, steps, voices = chorales.shape
+    candidates = np.arange(space.min_pitch, space.max_pitch + 1)[None, None, :]  # (1, 1, P)
+    counts = np.zeros((batch, steps, len(candidates[0, 0]), voices), np.int8)
+    sounding = chorales != REST
+    for v in range(voices):
+        for u in range(voices):
+            if u == v:
+                continue
+            upper_first = 1 if v < u else -1  # intervals are measured from the upper voice down
+            other = chorales[:, :, u][:, :, None]  # (batch, steps, 1)
+            ok_other = sounding[:, :, u][:, :, None]
+            now = (upper_first * (candidates - other)) % 12  # (batch, steps, P)
+            perfect_now = ((now == 0) | (now == 7)) & ok_other
+            # into the cell: step t - 1 -> t
+            before_v, before_u = chorales[:, :-1, v][:, :, None], other[:, :-1]
+            then = (upper_first * (before_v - before_u)) % 12
+            ok = sounding[:, :-1, v][:, :, None] & ok_other[:, :-1] & perfect_now[:, 1:]
+            move_v, move_u = candidates - before_v, other[:, 1:] - before_u
+            into = ok & (then == now[:, 1:]) & (move_v * move_u > 0)
+            counts[:, 1:, :, v] += into
+            # out of the cell: step t -> t + 1
+            after_v, after_u = chorales[:, 1:, v][:, :, None], other[:, 1:]
+            next_ = (upper_first * (after_v - after_u)) % 12
+            ok = sounding[:, 1:, v][:, :, None] & ok_other[:, 1:] & perfect_now[:, :-1]
+            move_v, move_u = after_v - candidates, after_u - other[:, :-1]
+            out = ok & (next_ == now[:, :-1]) & (move_v * move_u > 0)
+            counts[:, :-1, :, v] += out
+    return counts
 
 
 def _ancestral(model: Coconet, chorales: np.ndarray, free: np.ndarray, options: GibbsOptions,
@@ -159,7 +237,7 @@ def _ancestral(model: Coconet, chorales: np.ndarray, free: np.ndarray, options: 
     pending = free.copy()
     orders = [rng.permutation(np.argwhere(row)) for row in free]
     for position in range(max(len(order) for order in orders)):
-        probs = softmax_pitch(model.logits(chorales, pending), options.temperature)
+        probs = _weighed(model, chorales, model.logits(chorales, pending), options)
         for row, order in enumerate(orders):
             if position < len(order):
                 t, v = order[position]

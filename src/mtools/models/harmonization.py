@@ -199,7 +199,8 @@ def _four_part_score(score: Score, notes: list[Note], made_by: dict) -> Score:
 def provenance(ref, options: FillOptions) -> dict:
     return {"model": ref.card.spec, "seed": options.seed,
             "temperature": options.sampling.temperature,
-            "sampler": options.sampling.sampler, "iterations": options.sampling.iterations}
+            "sampler": options.sampling.sampler, "iterations": options.sampling.iterations,
+            "parallel_weight": options.sampling.parallel_weight}
 
 
 # --- infill ----------------------------------------------------------------------
