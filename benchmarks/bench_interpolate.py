@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from dataclasses import replace
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

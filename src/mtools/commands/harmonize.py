@@ -25,6 +25,7 @@ Examples:
   mtools convert tune.abc --to midi | mtools harmonize --seed 1 > satb.mid
   mtools harmonize --melody "67 _ _ _ 69 _ 71 _ 72 _ _ _ 71 _ _ _" --program 19 > hymn.mid
   mtools harmonize melody.mid -n 4 --iterations 64 -o takes/
+  mtools harmonize melody.mid --allow-parallels > as-the-model-likes.mid
   mtools transcribe song.wav | mtools harmonize | mtools convert --to wav > satb.wav
 """
 

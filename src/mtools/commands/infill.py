@@ -27,6 +27,7 @@ Examples:
   mtools infill chorale.mid --voices alto,tenor > new-inner-voices.mid
   mtools infill chorale.mid --start 12.5s --end 20s --voices bass -n 3 -o takes/
   mtools harmonize melody.mid | mtools infill --voices bass --seed 2 > rebassed.mid
+  mtools infill chorale.mid --voices alto --allow-parallels > freer-alto.mid
 """
 
 

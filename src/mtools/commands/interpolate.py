@@ -18,9 +18,9 @@ search near it for a latent vector whose decoding matches the window
 better, so the path starts at A and ends at B more exactly. The path
 between them on the sphere is cut into --steps points (A and B included),
 and each point is decoded: the two ends greedily (they are A's and B's
-reconstructions), the points between at --temperature. MIDI output is one sequence of the points back
-to back (--concat); --no-concat gives one output per point (-o DIR/, or
-JSONL lines). --sample N decodes N draws from the prior instead;
+reconstructions), the points between at --temperature. MIDI output is one
+sequence of the points back to back (--concat); --no-concat gives one
+output per point (-o DIR/, or JSONL lines). --sample N decodes N draws from the prior instead;
 --emit-latents writes the latent vectors as JSONL, for arithmetic on them.
 
 Models: music_vae:mel_2bar (default), music_vae:drums_2bar, music_vae:mel_16bar
