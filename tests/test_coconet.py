@@ -362,6 +362,7 @@ def test_train_coconet_exports_a_card_that_eval_reproduces(tmp_path):
     assert card.tasks == ("harmonize", "infill") and card.training["steps"] == 2
     assert card.hyperparameters["filters"] == 4 and "--hidden 4" in card.training["command"]
     assert card.metrics["split"] == "valid" and card.metrics["pieces"] == 2
+    assert card.extra["published"]["notewise_nll"] == 0.569  # the paper's figure beside ours
     again = run(["eval", "--model", out, data, "--split", "valid", "--json"])
     assert again.code == 0, again.stderr
     assert json.loads(again.stdout)["frame_nll"] == card.metrics["frame_nll"]

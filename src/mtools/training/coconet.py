@@ -191,6 +191,25 @@ FRAMEWISE_PROTOCOL = (
     "position in the order; frame_nll is the mean cost per frame, note_nll per voice cell.")
 
 
+# The paper's own likelihoods, for the card to set ours beside (read from the
+# ICLR 2017 submission's Table 1; the ISMIR 2017 version, arXiv 1903.07227,
+# has a different table that was not available here to read).
+PUBLISHED = {
+    "source": "Huang, Cooijmans, Roberts, Courville, Eck, \"Counterpoint by Convolution\", "
+              "ICLR 2017 submission (OpenReview), Table 1, row \"COCONET, importance sampling\"",
+    "notewise_nll": 0.569,
+    "framewise_nll": 3.73,
+    "network": "128 channels, 64 layers",
+    "data": "their own 60/20/20 split of 354 music21 chorales (not the JSB split used here), "
+            "16th-note grid, pieces cropped to T steps; called preliminary validation "
+            "likelihoods in the caption",
+    "comparable": "notewise_nll is the counterpart of metrics.note_nll (ground truth context, "
+                  "per voice cell; theirs orders single cells at random, ours whole frames). "
+                  "Their framewise_nll lets the model run free within each frame, unlike "
+                  "metrics.frame_nll (ground truth within the frame): not comparable",
+}
+
+
 def _card(request: CoconetRequest, model: CoconetNet, history, train, valid) -> dict:
     return {
         "name": "coconet", "config": "", "task": "harmonize", "other_tasks": ["infill"],
@@ -209,6 +228,7 @@ def _card(request: CoconetRequest, model: CoconetNet, history, train, valid) -> 
             **run_card(history, request.config, reproduce_command(request)),
         },
         "metrics": {},
+        "published": PUBLISHED,
     }
 
 
