@@ -15,8 +15,8 @@ from clirunner import run  # noqa: E402
 from tiny_models import tiny_coconet  # noqa: E402
 from mtools.io.jsonl import score_to_jsonl  # noqa: E402
 from mtools.io.midi import score_to_midi  # noqa: E402
-from mtools.models.coconet import REST, ChoraleSpace, Coconet, GibbsOptions, framewise_nll, \
-    generate, parallel_counts, yao_schedule  # noqa: E402
+from mtools.models.coconet import PARALLEL_WEIGHT, REST, ChoraleSpace, Coconet, GibbsOptions, \
+    framewise_nll, generate, parallel_counts, yao_schedule  # noqa: E402
 from mtools.models.harmonization import bar_starts, parse_position, parse_voices, \
     region_steps  # noqa: E402
 from mtools.models.registry import resolve_model  # noqa: E402
@@ -101,6 +101,38 @@ def test_the_sampler_all_but_forbids_parallels_unless_allowed(net):
     avoided = generate(net, chorales, free, GibbsOptions(iterations=4), np.random.default_rng(0))
     assert sampled_parallels(allowed) > 0
     assert sampled_parallels(avoided) == 0
+
+
+def test_the_parallel_weight_is_applied_before_the_temperature():
+    from types import SimpleNamespace
+
+    from mtools.models.coconet import _weighed
+
+    space = ChoraleSpace()
+    chorales = np.array([[[72, 65, 60, 48], [74, REST, 60, 48]]])  # alto's pitch at step 1 is open
+    logits = np.zeros((1, 2, space.pitches, 4))
+    logits[0, 1, 67 - space.min_pitch, 1] = 2.0  # G4: a fifth under D5, both up: parallel
+    logits[0, 1, 65 - space.min_pitch, 1] = 1.0  # F4 held: none
+    model = SimpleNamespace(space=space)
+    at_one = _weighed(model, chorales, logits, GibbsOptions(temperature=1.0))[0, 1, :, 1]
+    ratio = at_one[67 - space.min_pitch] / at_one[65 - space.min_pitch]
+    assert ratio == pytest.approx(np.e * PARALLEL_WEIGHT)
+    greedy = _weighed(model, chorales, logits, GibbsOptions(temperature=0.0))[0, 1, :, 1]
+    assert np.argmax(greedy) == 65 - space.min_pitch  # the network's favourite makes a parallel
+    allowed = GibbsOptions(temperature=0.0, parallel_weight=1.0)
+    assert np.argmax(_weighed(model, chorales, logits, allowed)[0, 1, :, 1]) == 67 - space.min_pitch
+
+
+def test_the_commands_sample_with_the_samplers_defaults():
+    import inspect
+
+    from mtools.commands.harmonize import harmonize
+    from mtools.commands.infill import infill
+
+    for command in (harmonize, infill):
+        parameters = inspect.signature(command).parameters
+        assert parameters["temperature"].default == GibbsOptions().temperature
+        assert parameters["iterations"].default == GibbsOptions().iterations
 
 
 def test_the_same_seed_gives_the_same_samples(net):

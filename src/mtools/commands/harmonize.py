@@ -63,8 +63,8 @@ def harmonize(
         "--melody", metavar="TEXT",
         help='A melody as text instead of a file: MIDI pitches, "_" holds, "-" rests, '
              'one token per 16th note, e.g. "67 _ _ _ 69 _ 71 _".')] = None,
-    temperature: opt.Temperature = 0.99,
-    iterations: Iterations = 32,
+    temperature: opt.Temperature = 0.5,
+    iterations: Iterations = 16,
     sampler: Sampler = "gibbs",
     allow_parallels: AllowParallels = False,
     num_outputs: opt.NumOutputs = 1,

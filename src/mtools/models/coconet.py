@@ -119,12 +119,12 @@ class GibbsOptions:
     """iterations: blocked Gibbs steps after the first full fill;
     temperature: softmax temperature; sampler: "gibbs" (annealed blocked
     Gibbs, Yao schedule) or "ancestral" (one cell at a time in random order);
-    parallel_weight: what a pitch's probability is multiplied by for each
-    parallel fifth or octave it would make with the cells around it as they
-    stand (see parallel_counts)."""
+    parallel_weight: what the network's probability of a pitch is multiplied
+    by for each parallel fifth or octave it would make with the cells around
+    it as they stand (see parallel_counts), before the temperature."""
 
-    iterations: int = 32
-    temperature: float = 0.99
+    iterations: int = 16
+    temperature: float = 0.5
     sampler: str = "gibbs"
     parallel_weight: float = PARALLEL_WEIGHT  # 1: parallels drawn as the network likes them
 
@@ -183,14 +183,14 @@ def _resample(model: Coconet, chorales: np.ndarray, block: np.ndarray,
 
 def _weighed(model: Coconet, chorales: np.ndarray, logits: np.ndarray,
              options: GibbsOptions) -> np.ndarray:
-    """The network's pitch probabilities, each multiplied by
-    parallel_weight per parallel it would make (then renormalised)."""
-    probs = softmax_pitch(logits, options.temperature)
-    if options.parallel_weight == 1:
-        return probs
-    weights = options.parallel_weight ** parallel_counts(chorales, model.space)
-    probs = probs * weights
-    return probs / probs.sum(axis=2, keepdims=True)
+    """The pitch probabilities to draw from: the network's, each multiplied
+    by parallel_weight per parallel it would make, renormalised, then
+    sharpened by the temperature (the weight is applied to the logits, so a
+    temperature below 1 sharpens it with the rest)."""
+    if options.parallel_weight != 1:
+        counts = parallel_counts(chorales, model.space)
+        logits = logits + np.log(max(options.parallel_weight, 1e-30)) * counts
+    return softmax_pitch(logits, options.temperature)
 
 
 def parallel_counts(chorales: np.ndarray, space: ChoraleSpace) -> np.ndarray:
