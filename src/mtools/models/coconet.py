@@ -121,7 +121,8 @@ class GibbsOptions:
     Gibbs, Yao schedule) or "ancestral" (one cell at a time in random order);
     parallel_weight: what the network's probability of a pitch is multiplied
     by for each parallel fifth or octave it would make with the cells around
-    it as they stand (see parallel_counts), before the temperature."""
+    it as they stand (see parallel_counts), before the temperature: the
+    weight drawn with is parallel_weight ** (1 / temperature)."""
 
     iterations: int = 16
     temperature: float = 0.5
@@ -189,7 +190,7 @@ def _weighed(model: Coconet, chorales: np.ndarray, logits: np.ndarray,
     temperature below 1 sharpens it with the rest)."""
     if options.parallel_weight != 1:
         counts = parallel_counts(chorales, model.space)
-        logits = logits + np.log(max(options.parallel_weight, 1e-30)) * counts
+        logits = logits + np.float32(np.log(max(options.parallel_weight, 1e-30))) * counts
     return softmax_pitch(logits, options.temperature)
 
 

@@ -203,10 +203,12 @@ PUBLISHED = {
     "data": "their own 60/20/20 split of 354 music21 chorales (not the JSB split used here), "
             "16th-note grid, pieces cropped to T steps; called preliminary validation "
             "likelihoods in the caption",
-    "comparable": "notewise_nll is the counterpart of metrics.note_nll (ground truth context, "
-                  "per voice cell; theirs orders single cells at random, ours whole frames). "
-                  "Their framewise_nll lets the model run free within each frame, unlike "
-                  "metrics.frame_nll (ground truth within the frame): not comparable",
+    "comparable": "not directly: different data, split, crops, network and training (ours: "
+                  "JSB train plus JS Fakes). notewise_nll is the closest analogue of "
+                  "metrics.note_nll (ground truth context, per voice cell; theirs orders single "
+                  "cells at random, ours whole frames). For framewise_nll the paper lets the "
+                  "model 'run free within each frame', where metrics.frame_nll gives each voice "
+                  "the true pitches of the frame's voices before it: not comparable",
 }
 
 
