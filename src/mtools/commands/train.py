@@ -101,7 +101,10 @@ def train(
              "decoder input at step s is K / (K + exp(s / K)); 0 = always the true input; "
              "default: the config's).")] = None,
     export_only: Annotated[bool, typer.Option(
-        "--export-only", help="Export the run's best checkpoint without training more.")] = False,
+        "--export-only",
+        help="Export the run's best checkpoint without training more. Weights saved since the "
+             "last validation are scored first and become the best if they beat it (so stop a "
+             "run that is still training before exporting from its folder).")] = False,
     device: Annotated[str, typer.Option(
         "--device", metavar="DEVICE",
         help="Where torch trains: auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or "
