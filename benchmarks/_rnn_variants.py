@@ -1,7 +1,9 @@
 """The event RNN run several ways, for bench_continue.py: on ONNX Runtime
-with the CLI's threads and with one, and its network in torch eager (same
-dims) with torch's default threads and with one. Every variant is an
-`EventRnn`, so `mtools.models.sequence.generate` drives them all alike."""
+with the CLI's threads and with one, the same graph with its int8 weights
+turned back into float32 ones (what shipping int8 gains or costs in
+speed), and its network in torch eager (same dims) with torch's default
+threads and with one. Every variant is an `EventRnn`, so
+`mtools.models.sequence.generate` drives them all alike."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 from mtools.models.sequence import LSTM_STATES, EventRnn
 
 ORT = "onnxruntime"
+FLOAT32 = f"{ORT}, float32 weights"
 
 
 def engines_for(ref, checkpoints: list[Path]) -> tuple[dict, str]:
@@ -24,12 +27,35 @@ def engines_for(ref, checkpoints: list[Path]) -> tuple[dict, str]:
                       encoding=rnn.encoding, control_size=rnn.control_size,
                       step_only=rnn.step_only)
     engines = {ORT: rnn, f"{ORT}, 1 thread": single}
+    floats = float32_twin(ref, rnn)
+    if floats is not None:
+        engines[FLOAT32] = floats
     if set(rnn.shapes) != set(LSTM_STATES):
         return engines, "none (not a plain LSTM)"
     module, source = torch_module(rnn, checkpoints)
     engines["torch eager"] = torch_twin(rnn, module, torch_default_threads())
     engines["torch eager, 1 thread"] = torch_twin(rnn, module, 1)
     return engines, source
+
+
+def float32_twin(ref, rnn: EventRnn) -> EventRnn | None:
+    """`rnn` with the int8 weights of its graph as float32 (each weight
+    (int8 − zero point) · scale, activations no longer quantized: the
+    float export up to rounding), threads as the CLI's; None when the
+    graph has float weights already."""
+    import onnx
+
+    from mtools import runtime
+    from mtools.training.warm_start import dequantized, is_quantized
+
+    model = onnx.load(str(ref.onnx_path))
+    if not is_quantized(model.graph):
+        return None
+    session = runtime.load_session(dequantized(model).SerializeToString(),
+                                   inputs=ref.card.inputs, outputs=ref.card.outputs,
+                                   device="cpu")
+    return EventRnn(session, shapes=rnn.shapes, encoding=rnn.encoding,
+                    control_size=rnn.control_size, step_only=rnn.step_only)
 
 
 @functools.cache

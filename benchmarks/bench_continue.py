@@ -14,7 +14,8 @@ Per model (default: every bundled `continue` model):
     also gets --chords), start-up included, after one warm-up run;
   - generation: `mtools.models.sequence.generate` (8 bars = 128 steps after
     the primer) at batch 1 and 64, and one network step alone, on ONNX
-    Runtime and on the same network in torch eager (from --checkpoint when
+    Runtime (also with the int8 weights turned back into float32, to
+    show what int8 gains or costs) and on the same network in torch eager (from --checkpoint when
     one matches the card's dims, else an EventLSTM of those dims with random
     weights: the speed depends on the dims only);
   - when the end-to-end time misses the goal (or --profile always): where
@@ -39,7 +40,7 @@ from _continue_common import (CHORDS, ROOT, STEPS_PER_BAR, CpuWatch, chosen_mode
                               describe_model, family_options, model_id, mtools_bin,
                               output_notes, paused_note, primer_score, time_to_files,
                               write_primer)
-from _rnn_variants import ORT, engines_for, network_flops, torch_default_threads, weight_share
+from _rnn_variants import FLOAT32, ORT, engines_for, network_flops, torch_default_threads, weight_share
 from _results import Stats, machine_info, time_calls, time_commands, write_section
 
 SECTION = "bench_continue"
@@ -190,7 +191,8 @@ def generation_table(name: str, timed: dict, about: tuple, num_steps: int) -> li
         base.setdefault(engine, throughput)
         step_us = stats["step"].median_s / NETWORK_CALLS * 1e6
         share = num_steps * step_us / 1e6 / gen_s
-        weights = source if engine.startswith("torch") else "the .onnx"
+        weights = (source if engine.startswith("torch") else
+                   "the .onnx's int8 weights as float32" if engine == FLOAT32 else "the .onnx")
         speed = f"{flops * batch / step_us / 1e3:.1f}" if flops else "—"
         lines.append(f"| `{name}` | {engine} ({weights}) | {batch} | {stats['gen'].cell()} | "
                      f"{per_seq:,.0f} | {throughput:,.0f} | {throughput / base[engine]:.1f}× | "
@@ -288,6 +290,7 @@ def report(refs, e2e, notes, reference, generation, sources, gen_profiles, share
                   for where, calls, own, cum in rows]
     lines += ["", "Goals (issue 3):",
               *goal_lines([model_id(r) for r in refs], e2e, generation, shares)]
+    lines += int8_lines(generation)
     if profile_lines:
         lines += ["", *profile_lines]
     return "\n".join(lines)
@@ -314,6 +317,26 @@ def goal_lines(names: list[str], e2e: dict[str, Stats], generation: dict,
                      "ONNX Runtime's profile, the rest is work each sequence brings on its "
                      "own).")
     return lines
+
+
+def int8_lines(generation: dict) -> list[str]:
+    """The int8 graph's network step against the same graph with float32
+    weights, per model and batch (models shipped as float have no row)."""
+    rows = []
+    for name, timed in generation.items():
+        if (FLOAT32, BATCHES[0]) not in timed:
+            continue
+        cells = []
+        for batch in BATCHES:
+            int8, floats = (timed[engine, batch]["step"].median_s for engine in (ORT, FLOAT32))
+            cells.append(f"batch {batch}: {int8 / NETWORK_CALLS * 1e6:,.0f} vs "
+                         f"{floats / NETWORK_CALLS * 1e6:,.0f} µs ({floats / int8:.2f}×)")
+        rows.append(f"- `{name}`: " + "; ".join(cells) + ".")
+    if not rows:
+        return []
+    return ["", "Int8 against float32 weights (the shipped graph and the same graph with its "
+            "weights dequantized, CLI threads; network step, median; × = float32 time over "
+            "int8's, above 1 when int8 is faster):", *rows]
 
 
 def batch_ratio(timed: dict, engine: str) -> float:

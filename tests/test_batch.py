@@ -54,6 +54,17 @@ def test_stopping_early_drops_the_work_not_started(tmp_path):
     assert len(list(tmp_path.glob("*.started"))) <= 8
 
 
+def test_an_output_that_cannot_be_written_stops_the_batch_and_says_where(tmp_path):
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.mid").write_bytes(score_to_midi(melody("60 62 64")))
+    (tmp_path / "out" / "a.mid").mkdir(parents=True)  # a folder where a's output goes
+    out = run(["convert", *(tmp_path / f"{n}.mid" for n in "abc"), "-o", f"{tmp_path}/out/"])
+    assert out.code == 1 and out.stderr.splitlines()[-2:] == [
+        f"mtools: {tmp_path}/out/a.mid: cannot write: is a directory",
+        "mtools: stopped at input 1 of 3: the inputs after it were not tried"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mid"]
+
+
 def test_stdin_among_inputs_with_jobs_is_read_once_here(tmp_path):
     tune = score_to_midi(melody("60 62 64"))
     (tmp_path / "b.mid").write_bytes(score_to_midi(melody("67 65")))

@@ -235,6 +235,16 @@ def test_an_abc_book_gives_one_score_per_tune(tmp_path):
         "book-1.mid", "book-2.mid", "book-3.mid"]
 
 
+@pytest.mark.parametrize("abc", ["X:1\nK:C\nC D E F|]\n", "K:C\nC D E F|]\n",
+                                 "X:1\nL:1/8\nK:C\nC D E F|]\n"])
+def test_abc_with_no_unit_length_plays_eighths_as_the_standard_says(abc):
+    result = run(["convert", "--from", "abc", "--to", "jsonl"], stdin=abc.encode())
+    assert result.code == 0, result.stderr
+    notes = json.loads(result.stdout)["notes"]
+    assert [(n["pitch"], n["endTime"]) for n in notes] == [
+        (60, 0.25), (62, 0.5), (64, 0.75), (65, 1.0)]  # eighths at 120 qpm
+
+
 @pytest.mark.parametrize("stdin, message", [
     (b'{"tempos":[{"qpm":0}],"notes":[{"pitch":60,"endTime":1}]}', "qpm must be a finite"),
     (b'{"notes":[{"pitch":60,"endTime":1,"program":300}]}', "'program' out of 0..127"),

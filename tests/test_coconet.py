@@ -200,6 +200,15 @@ def test_harmonize_keeps_the_melody_as_the_soprano(model_path):
     assert score["mtools"]["model"] == "coconet"
 
 
+def test_an_unseeded_harmonization_names_the_seed_that_makes_it_again(model_path):
+    args = ["harmonize", "--model", model_path, "--melody", MELODY, "--iterations", "2",
+            "--to", "jsonl"]
+    out = run(args)
+    seed = jsonl_scores(out.stdout)[0]["mtools"]["seed"]
+    assert isinstance(seed, int)
+    assert run(args + ["--seed", str(seed)]).stdout == out.stdout
+
+
 def test_harmonize_writes_n_outputs_and_keeps_the_tempo(model_path, tmp_path):
     melody = Score(notes=tuple(Note(p, 70, i * 0.75, (i + 1) * 0.75) for i, p in
                                enumerate([60, 62, 64, 65])),

@@ -57,6 +57,14 @@ def test_a_seed_reproduces_bit_for_bit_and_outputs_differ(model):
     assert takes[0]["mtools"]["model"] == "melody_rnn:lookback_rnn"
 
 
+def test_an_unseeded_take_names_the_seed_that_plays_it_again(model):
+    args = ["continue", "--model", model, "--primer", PRIMER, "--to", "jsonl", "-n", "2"]
+    first, second = run(args), run(args)
+    seed = jsonl_scores(first.stdout)[0]["mtools"]["seed"]
+    assert isinstance(seed, int) and seed != jsonl_scores(second.stdout)[0]["mtools"]["seed"]
+    assert run(args + ["--seed", str(seed)]).stdout == first.stdout
+
+
 def test_other_tracks_are_kept_and_only_generated_drops_them(model, tmp_path):
     score = make_score(list(melody(PRIMER).notes) + list(drums([(36, 0.0), (38, 1.0)]).notes),
                        tempos=melody(PRIMER).tempos)
@@ -190,10 +198,12 @@ def test_a_tempo_less_primer_plays_at_qpm_with_no_gap():
     assert max(n["endTime"] for n in score["notes"]) <= 5.0 + 1e-6  # 1 beat + 1 bar at 60
 
 
-@pytest.mark.parametrize("length", [["--bars", "0"], ["--seconds", "0"], ["--bars", "0.01"]])
-def test_a_length_of_nothing_is_a_usage_error(model, length):
+@pytest.mark.parametrize("length, says", [(["--bars", "0"], "not above 0"),
+                                          (["--seconds", "-1"], "not above 0"),
+                                          (["--bars", "0.01"], "nothing to generate")])
+def test_a_length_of_nothing_is_a_usage_error(model, length, says):
     out = run(["continue", "--model", model, "--primer", PRIMER, *length])
-    assert out.code == 2 and "nothing to generate" in out.stderr, out.stderr
+    assert out.code == 2 and says in out.stderr, out.stderr
 
 
 @pytest.fixture(scope="module")

@@ -585,6 +585,17 @@ def test_humanize_moves_and_reweights_every_hit_but_keeps_keys_and_steps(groove_
     assert again.stdout == out.stdout
 
 
+def test_unseeded_samples_and_grooves_name_the_seed_that_makes_them_again(mel_path, groove_paths):
+    given = score_to_jsonl(beat(2)).encode()
+    for args, stdin in ((["interpolate", "--model", mel_path, "--sample", "2"], b""),
+                        (["humanize", "--model", groove_paths["groovae"], "--temperature", "1"],
+                         given)):
+        out = run([*args, "--to", "jsonl"], stdin)
+        seed = jsonl_lines(out.stdout)[0]["mtools"]["seed"]
+        assert out.code == 0 and isinstance(seed, int), out.stderr
+        assert run([*args, "--seed", str(seed), "--to", "jsonl"], stdin).stdout == out.stdout
+
+
 def test_drumify_plays_the_rhythm_of_a_melody_and_keeps_it(groove_paths):
     tune = melody(TUNE_A)
     out = run(["drumify", "--model", groove_paths["groovae_tap"], "--seed", "3", "--temperature",

@@ -64,6 +64,20 @@ def test_bad_input_in_a_pipe_exits_65_with_one_line(tmp_path):
     assert len(done.stderr.decode().strip().splitlines()) == 1
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_behind_stdout_is_a_one_line_write_error(long_song, tmp_path):
+    done = shell("mtools convert a.mid --to jsonl > /dev/full", tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.decode() == "mtools: stdout: cannot write: no space left on device\n"
+
+
+def test_a_file_where_the_output_folder_should_be_is_named(long_song, tmp_path):
+    (tmp_path / "taken").write_bytes(b"")
+    done = shell("mtools convert a.mid -o taken/sub/b.mid", tmp_path)
+    assert done.returncode == 1 and done.stderr.decode() == (
+        "mtools: taken/sub/b.mid: cannot write: taken is a file, not a folder\n")
+
+
 def test_help_imports_no_numpy_torch_or_onnxruntime():
     code = ("import sys\nfrom mtools.cli import main\ntry:\n    main(['--help'])\n"
             "except SystemExit:\n    pass\n"

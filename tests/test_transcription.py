@@ -261,9 +261,17 @@ def test_eval_scores_audio_beside_its_midi_with_the_thresholds_asked_for(tiny_pa
     (tmp_path / "take.wav").write_bytes(wav_bytes(tone(440.0, 2.0), RATE))
     (tmp_path / "take.mid").write_bytes(score_to_midi(make_score([Note(69, 80, 0.0, 2.0)])))
     plain = run(["eval", "transcribe", tmp_path, "--model", tiny_path, "--json"])
-    assert plain.code == 0, plain.stderr
+    assert plain.code == 0 and plain.stderr == "", plain.stderr
     figures = json.loads(plain.stdout)
     assert figures["pieces"] == 1 and figures["onset_threshold"] == 0.5  # the card names none
+    (tmp_path / "longer.mid").write_bytes(score_to_midi(make_score(
+        [Note(69, 80, 0.0, 2.0), Note(71, 80, 2.4, 3.0), Note(72, 80, 5.0, 6.0)])))
+    clipped = run(["eval", "transcribe", tmp_path / "take.wav", "--model", tiny_path,
+                   "--ref", tmp_path / "longer.mid", "--json"])
+    assert clipped.code == 0 and clipped.stderr == (
+        f"mtools: {tmp_path / 'take.wav'}: warning: 1 of the reference's 3 notes start after the audio ends "
+        "(2.0 s); they count as missed\n")
+    (tmp_path / "longer.mid").unlink()
     deaf = json.loads(run(["eval", "transcribe", tmp_path, "--model", tiny_path, "--json",
                            "--onset-threshold", "1"]).stdout)
     assert deaf["onset_threshold"] == 1.0 and deaf["note_f1"] == 0.0 and deaf["note_recall"] == 0.0

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from mtools.errors import MtoolsError, UsageError
+from mtools.errors import MtoolsError, OutputError, UsageError
 from mtools.io.streams import Input, OutputPlan, atomic_write, check_binary_stdout, is_terminal, \
     write_stdout
 
@@ -153,13 +153,21 @@ def run_batch(inputs: Sequence[Input], job: Callable[[Input], JobResult],
     collected: list[bytes] = []  # for -o FILE: written once, at the end
     with _progress(len(todo), settings) as advance, \
             contextlib.closing(_results(todo, job, settings.jobs)) as results:
-        for source, outcome in results:
+        for done, (source, outcome) in enumerate(results):
             if isinstance(outcome, MtoolsError):
                 say(str(outcome) if str(outcome).startswith(source.name)
                     else f"{source.name}: {outcome}")
                 failures.append(outcome.exit_code)
             else:
-                _emit(source, outcome, settings, collected)
+                try:
+                    _emit(source, outcome, settings, collected)
+                except OutputError as error:  # where one cannot go, the next would not either
+                    if len(todo) == 1:
+                        raise
+                    say(str(error))
+                    say(f"stopped at input {done + 1} of {len(todo)}: the inputs after it "
+                        "were not tried")
+                    return error.exit_code
             advance()
     if settings.plan.mode == "file" and collected:
         atomic_write(settings.plan.path, b"".join(collected))

@@ -51,6 +51,15 @@ def finite(value: float | None) -> float | None:
     return value
 
 
+def positive(value: float | None) -> float | None:
+    """Option callback: a finite number above 0 (typer's `min` cannot say
+    "above", and its help would read [x>=0.0])."""
+    value = finite(value)
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"{value:g} is not above 0")
+    return value
+
+
 Inputs = Annotated[Optional[list[str]], typer.Argument(
     metavar="INPUT", show_default=False,
     help="Files or folders to read; none or '-' reads stdin.")]

@@ -47,11 +47,14 @@ def continue_(
              '"-" rests, one token per 16th note, e.g. "60 _ 62 - 64". For drums_rnn, '
              'drum pitches struck together joined by "+", e.g. "36+42 42 38+42 42".')] = None,
     bars: Annotated[Optional[float], typer.Option(
-        "--bars", callback=opt.finite, min=0.0, metavar="N", help="Generate N bars after the primer (default 8).")] = None,
+        "--bars", callback=opt.positive, metavar="N",
+        help="Generate N bars after the primer, N > 0 (default 8; improv_rnn with --chords: "
+             "one pass of the chords).")] = None,
     steps: Annotated[Optional[int], typer.Option(
         "--steps", min=1, metavar="N", help="Generate N steps (16th notes) after the primer.")] = None,
     seconds: Annotated[Optional[float], typer.Option(
-        "--seconds", callback=opt.finite, min=0.0, metavar="S", help="Generate S seconds after the primer.")] = None,
+        "--seconds", callback=opt.positive, metavar="S",
+        help="Generate S seconds after the primer, S > 0.")] = None,
     temperature: Annotated[Optional[float], typer.Option(
         "--temperature", callback=opt.finite, min=0.0, metavar="T",
         help="Sampling temperature: lower is safer, higher wilder (default: the model's own, "
@@ -80,7 +83,8 @@ def continue_(
     chords: Annotated[Optional[str], typer.Option(
         "--chords", metavar="CHORDS",
         help='improv_rnn: the chords to play over, e.g. "C G Am F" or "Dm7 G7 | Cmaj7" '
-             "(one per bar unless --steps-per-chord; cycled to fill the length).")] = None,
+             "(one per bar unless --steps-per-chord). With no --bars, --steps or --seconds "
+             "it plays them once; with one, it cycles them to fill the length.")] = None,
     steps_per_chord: Annotated[Optional[int], typer.Option(
         "--steps-per-chord", min=1, metavar="N",
         help="improv_rnn: 16th steps each chord lasts (default: one bar).")] = None,
@@ -101,9 +105,6 @@ def continue_(
 
     if sum(x is not None for x in (bars, steps, seconds)) > 1:
         raise UsageError("give one of --bars, --steps, --seconds")
-    for name, value in (("--bars", bars), ("--seconds", seconds)):
-        if value is not None and value <= 0:
-            raise UsageError(f"{name} {value:g} asks for nothing to generate")
     if key is not None:
         from mtools.models.melody_rnn import parse_key
         parse_key(key)  # a bad key is a usage error before any input is read

@@ -95,7 +95,8 @@ def eval_(
         thresholds = DecodeOptions(onset_threshold, frame_threshold)
         figures = {"model": ref.card.spec, "data": data,
                    **_transcription_figures(ref, data, references or [], split,
-                                            device.value if device else None, thresholds)}
+                                            device.value if device else None, thresholds,
+                                            quiet)}
         _print(figures, as_json)
         return
     if references or onset_threshold is not None or frame_threshold is not None:
@@ -168,7 +169,7 @@ def _music_vae_figures(ref, data: list[str], split: str, device) -> dict:
 
 
 def _transcription_figures(ref, data: list[str], references: list[str], split: str,
-                           device, thresholds) -> dict:
+                           device, thresholds, quiet: bool = False) -> dict:
     from mtools.errors import UsageError
     from mtools.models.onsets_frames import OnsetsFrames
     from mtools.training.render_sources import INSTRUMENTS
@@ -187,8 +188,24 @@ def _transcription_figures(ref, data: list[str], references: list[str], split: s
             raise UsageError(f"{instrument.corpus} is scored on held-out performances only",
                              hint="--split valid")
         return {**used, **pieces_figures(net, valid_pieces(EVAL_PIECES, instrument))}
-    return {**used, **pieces_figures(net, audio_pairs(data, references,
-                                                      net.front_end.sample_rate_hz))}
+    rate = net.front_end.sample_rate_hz
+    return {**used, **pieces_figures(net, _checked_lengths(
+        audio_pairs(data, references, rate), rate, quiet))}
+
+
+def _checked_lengths(pairs, sample_rate_hz: int, quiet: bool):
+    """The (name, reference, audio) pairs, with a warning for each reference
+    whose notes go on past the end of its audio (they can only be missed:
+    often the wrong reference, or a clip of a longer recording)."""
+    from mtools.commands._batch import say
+
+    for name, reference, audio in pairs:
+        seconds = len(audio) / sample_rate_hz
+        late = sum(n.start_s > seconds + 0.5 for n in reference.notes)
+        if late and not quiet:
+            say(f"{name}: warning: {late} of the reference's {len(reference.notes)} notes "
+                f"start after the audio ends ({seconds:.1f} s); they count as missed")
+        yield name, reference, audio
 
 
 eval_.__doc__ = HELP

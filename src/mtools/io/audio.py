@@ -192,7 +192,7 @@ def _open_sound_file(target, label: str, spool: BinaryIO | None) -> AudioSource:
 
     if spool is None:  # a pipe's header size is an estimate: its copy was fixed instead
         _check_wav_length(target, label)
-    with _decode_errors(label):
+    with _decode_errors(label, target):
         sound_file = soundfile.SoundFile(target)
     if sound_file.frames <= 0:
         sound_file.close()
@@ -201,16 +201,40 @@ def _open_sound_file(target, label: str, spool: BinaryIO | None) -> AudioSource:
 
 
 @contextlib.contextmanager
-def _decode_errors(label: str) -> Iterator[None]:
-    """Turn libsndfile's errors into one readable InputFormatError line."""
+def _decode_errors(label: str, target=None) -> Iterator[None]:
+    """Turn libsndfile's errors into one readable InputFormatError line,
+    which names the format when `target` (a path or seekable file) holds
+    notes, not audio."""
     import soundfile
 
     try:
         yield
     except soundfile.LibsndfileError as exc:
+        kind = _symbolic_format(target)
+        if kind is not None:
+            raise InputFormatError(f"{label}: holds notes ({kind.upper()}), not audio; this "
+                                   f"command reads {SUPPORTED_FORMATS}") from None
         detail = " ".join(str(exc.error_string).split()).rstrip(".")
         raise InputFormatError(f"{label}: not a readable {SUPPORTED_FORMATS} audio "
                                f"file (libsndfile: {detail})") from exc
+
+
+def _symbolic_format(target) -> str | None:
+    """The note format (MIDI, JSONL, ...) `target`'s first bytes show, if
+    any; None for anything else, or when they cannot be read again."""
+    from mtools.io.sniff import SNIFF_BYTES, SYMBOLIC_FORMATS, sniff_format
+
+    try:
+        if hasattr(target, "seek"):
+            target.seek(0)
+            head = target.read(SNIFF_BYTES)
+        else:
+            with open(target, "rb") as stream:
+                head = stream.read(SNIFF_BYTES)
+        kind = sniff_format(head)
+    except (OSError, TypeError, ValueError, InputFormatError):
+        return None
+    return kind if kind in SYMBOLIC_FORMATS else None
 
 
 def _open_stream(stream: BinaryIO, label: str) -> AudioSource:

@@ -25,7 +25,7 @@ def notation_to_scores(data: bytes, fmt: str, name: str = "input") -> list[Score
             if fmt == "musicxml":
                 data = _as_utf8(data)
             parsed = music21.converter.parse(
-                data if fmt != "abc" else data.decode("utf-8", "replace"),
+                data if fmt != "abc" else with_unit_lengths(data.decode("utf-8", "replace")),
                 format=fmt, forceSource=True)
         except Exception as exc:  # music21 raises many unrelated types
             raise InputFormatError(f"{name}: cannot parse {fmt.upper()}: {exc}") from None
@@ -35,6 +35,26 @@ def notation_to_scores(data: bytes, fmt: str, name: str = "input") -> list[Score
             if not tunes:
                 raise InputFormatError(f"{name}: the {fmt.upper()} file holds no tunes")
         return [_stream_to_score(_with_repeats_expanded(tune), music21) for tune in tunes]
+
+
+def with_unit_lengths(abc: str) -> str:
+    """ABC with "L:1/8" added to each tune header that has neither L: nor
+    M:. The ABC standard (2.1, 3.1.7) makes an eighth the unit note length
+    then; music21 refuses such a tune (it derives the unit from M: alone)."""
+    lines, header, told = [], False, False
+    for line in abc.splitlines(keepends=True):
+        field = line[:2]
+        if field == "X:":
+            header, told = True, False
+        elif header and field in ("L:", "M:"):
+            told = True
+        elif field == "K:" and (header or not lines) and not told:
+            lines.append("L:1/8\n")
+            header = False
+        elif field == "K:":
+            header = False
+        lines.append(line)
+    return "".join(lines)
 
 
 def _with_repeats_expanded(stream):

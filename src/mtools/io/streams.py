@@ -179,13 +179,15 @@ def atomic_write(path: Path, data: bytes) -> None:
             with open(path, "wb") as handle:
                 handle.write(data)
         except OSError as exc:
-            raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+            raise OutputError(f"{path}: cannot write: {_why(exc)}") from None
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write: {exc.strerror.lower()}") from None
+        blocker = _file_in_the_way(path.parent)
+        why = f"{blocker} is a file, not a folder" if blocker else _why(exc)
+        raise OutputError(f"{path}: cannot write: {why}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -197,8 +199,24 @@ def atomic_write(path: Path, data: bytes) -> None:
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+            raise OutputError(f"{path}: cannot write: {_why(exc)}") from None
         raise
+
+
+def _why(exc: OSError) -> str:
+    """The system's reason, as the rest of a one-line message: "no space
+    left on device"."""
+    reason = exc.strerror or str(exc)
+    return reason[:1].lower() + reason[1:]
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest of `folder` and its parents that exists as something
+    other than a folder (so no folder can be made there), if any."""
+    for place in (folder, *folder.parents):
+        if place.exists() or place.is_symlink():
+            return None if place.is_dir() else place
+    return None
 
 
 def _umask() -> int:
@@ -247,3 +265,5 @@ def write_stdout(data: bytes | str) -> None:
         sys.stdout.buffer.flush()
     except BrokenPipeError:
         raise StdoutClosed("stdout was closed") from None
+    except OSError as exc:  # a full disk behind `> file`, an I/O error
+        raise OutputError(f"stdout: cannot write: {_why(exc)}") from None

@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 
 from mtools.errors import UsageError
+from mtools.models.sampling import seeded
 from mtools.models.sequence import SearchOptions
 from mtools.score import Note, Score, Tempo, TempoMap, with_notes
 
@@ -93,6 +94,7 @@ def continue_score(score: Score, options: ContinueOptions) -> ContinueResult:
     """Continue one primer score `options.num_outputs` times with the model
     named in options (a registry name or a path)."""
     ref = check_options(options)
+    options = seeded(options)
     module = importlib.import_module(f"mtools.models.{ref.card.name}")
     if options.temperature is None:
         options = replace(options, temperature=model_temperature(ref.card))

@@ -17,6 +17,7 @@ from mtools.errors import InputFormatError, UsageError
 from mtools.models.events import DRUM_TYPE_PITCHES, NUM_DRUM_CLASSES, drum_class, \
     primer_drum_track
 from mtools.models.music_vae import GROOVE_SIZE, MusicVae, frames_to_hits, groove_frames
+from mtools.models.sampling import seeded
 from mtools.score import Note, Score, TempoMap, grid_steps, nearest_step, with_notes
 
 HUMANIZE, DRUMIFY = "humanize", "drumify"
@@ -60,6 +61,7 @@ def groove_score(score: Score, options: GrooveOptions) -> GrooveResult:
     """The score with its drum part humanized (or a drum part made from its
     rhythm), `options.num_outputs` times."""
     model, ref = load(options)
+    options = seeded(options)
     space = model.space
     frames, warnings = (_drum_frames if options.task == HUMANIZE else _tap_frames)(score, space)
     windows = -(-len(frames) // space.steps)

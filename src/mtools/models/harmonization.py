@@ -21,6 +21,7 @@ import numpy as np
 
 from mtools.errors import InputFormatError, UsageError
 from mtools.models.coconet import REST, ChoraleSpace, Coconet, GibbsOptions, generate
+from mtools.models.sampling import seeded
 from mtools.score import (InstrumentInfo, Note, Score, TempoMap, extract_melody, grid_steps,
                           quantize, with_notes)
 
@@ -121,6 +122,7 @@ def _from_model(line: np.ndarray, shift: int) -> np.ndarray:
 
 def harmonize_score(score: Score, options: FillOptions) -> FillResult:
     model, ref = _load(options.model, HARMONIZE, options.device)
+    options = seeded(options)
     space = model.space
     melody = extract_melody(quantize(score, space.steps_per_quarter))
     if not melody.notes:
@@ -284,6 +286,7 @@ def region_steps(score: Score, start: str | None, end: str | None, steps: int,
 
 def infill_score(score: Score, options: FillOptions) -> FillResult:
     model, ref = _load(options.model, INFILL, options.device)
+    options = seeded(options)
     space = model.space
     placed = list(zip(score.notes, grid_steps(score, space.steps_per_quarter)))
     parts = four_parts(placed, len(space.voices))

@@ -21,6 +21,7 @@ import numpy as np
 
 from mtools.errors import InputFormatError, UsageError
 from mtools.models.music_vae import MusicVae, VaeSpace, restrike, slerp
+from mtools.models.sampling import seeded
 from mtools.score import Score, Tempo, TimeSignature, make_score
 
 FAMILIES = ("music_vae",)
@@ -168,6 +169,7 @@ def interpolate(first: Window, second: Window, options: InterpolateOptions) -> V
     vector to second's: the two ends greedily (they are the reconstructions
     of A and B), the points between at the temperature."""
     model, ref = load(options.model, options.device)
+    options = seeded(options)
     fractions = np.linspace(0.0, 1.0, options.steps)
     z, rows = path(model, np.stack([first.ids, second.ids]), options)
     latents = [{"index": i, "fraction": round(float(f), 6), "z": _floats(row)}
@@ -245,6 +247,7 @@ def _share_right(model: MusicVae, decoded: np.ndarray, truth_parts: np.ndarray) 
 def sample(count: int, options: InterpolateOptions) -> VaeResult:
     """Decode `count` draws of z from the prior N(0, I)."""
     model, ref = load(options.model, options.device)
+    options = seeded(options)
     rng = np.random.default_rng(options.seed)
     z = rng.standard_normal((count, model.z_size)).astype(np.float32)
     rows = model.decode(z, temperature=options.temperature, rng=rng)

@@ -7,7 +7,21 @@ bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
+
 import numpy as np
+
+SEED_RANGE = 2**31  # a drawn seed is below this: short enough to copy into --seed
+
+
+def seeded(options):
+    """`options` (a dataclass with a `seed`) with a seed: its own, else a
+    fresh random one, so the output's provenance names the seed that
+    reproduces it."""
+    if options.seed is not None:
+        return options
+    return dataclasses.replace(options, seed=secrets.randbelow(SEED_RANGE))
 
 
 def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
