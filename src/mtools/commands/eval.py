@@ -125,7 +125,10 @@ def eval_(
     if not figures.get("events"):
         from mtools.errors import InputFormatError
         raise InputFormatError(f"nothing in the {split} part of {' '.join(data)} that "
-                               f"{ref.card.spec} can score (no readable line for it)")
+                               f"{ref.card.spec} can score (no readable line for it)",
+                               hint=None if split == "all" else
+                               "the fixed split may have put every piece in the other part: "
+                               "try --split all")
     _print(figures, as_json)
 
 
