@@ -63,6 +63,10 @@ def test_an_unseeded_take_names_the_seed_that_plays_it_again(model):
     seed = jsonl_scores(first.stdout)[0]["mtools"]["seed"]
     assert isinstance(seed, int) and seed != jsonl_scores(second.stdout)[0]["mtools"]["seed"]
     assert run(args + ["--seed", str(seed)]).stdout == first.stdout
+    midi = run(["continue", "--model", model, "--primer", PRIMER])  # MIDI keeps it too
+    seed = midi_to_score(midi.stdout).provenance["seed"]
+    again = run(["continue", "--model", model, "--primer", PRIMER, "--seed", str(seed)])
+    assert again.stdout == midi.stdout
 
 
 def test_other_tracks_are_kept_and_only_generated_drops_them(model, tmp_path):

@@ -1,4 +1,5 @@
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,7 @@ def test_round_trip_keeps_everything_the_score_holds():
         chords=[ChordSymbol(0.0, "Am"), ChordSymbol(0.6, "Bb7/D")],
         control_changes=pedal(0, 0.1, 0.9),
         pitch_bends=[PitchBend(0.3, -2000, 40, 1)], ticks_per_quarter=480, title="t")
+    score = replace(score, provenance={"model": "coconet", "seed": 1234567890, "t": 0.5})
     back = midi_to_score(score_to_midi(score))
     assert sorted(map(note_key, back.notes)) == sorted(map(note_key, score.notes))
     assert [(round(t.time_s, 9), round(t.qpm, 6)) for t in back.tempos] == [(0.0, 100.0), (0.6, 150.0)]
@@ -101,6 +103,18 @@ def test_round_trip_keeps_everything_the_score_holds():
         (64, 127, 0.1), (64, 0, 0.9)]
     assert [(b.bend, b.program) for b in back.pitch_bends] == [(-2000, 40)]
     assert back.title == "t" and back.ticks_per_quarter == 480
+    assert back.provenance == {"model": "coconet", "seed": 1234567890, "t": 0.5}
+
+
+def test_text_that_only_looks_like_provenance_is_ignored():
+    plain = score_to_midi(make_score([Note(60, 90, 0.0, 0.5)]))
+    text = b"mtools: not json"
+    event = b"\x00\xff\x01" + bytes([len(text)]) + text
+    track = plain.index(b"MTrk")  # the first track, its length then its events
+    length = struct.unpack(">I", plain[track + 4:track + 8])[0] + len(event)
+    edited = plain[:track + 4] + struct.pack(">I", length) + event + plain[track + 8:]
+    back = midi_to_score(edited)
+    assert back.provenance == {} and [n.pitch for n in back.notes] == [60]
 
 
 notes_strategy = st.lists(st.tuples(

@@ -13,6 +13,7 @@ channel when it started. Drums are channel 10 (index 9).
 
 from __future__ import annotations
 
+import json
 import struct
 from collections import deque
 
@@ -25,6 +26,9 @@ from mtools.score import (ChordSymbol, ControlChange, InstrumentInfo, KeySignatu
 DRUM_CHANNEL = 9
 MICROSECONDS_PER_MINUTE = 60_000_000
 CHORD_TEXT_PREFIX = "chord:"  # chord symbols travel as MIDI text events "chord:Am7"
+# What made a score (model, seed, ...: Score.provenance) travels as one text
+# event at tick 0, "mtools:" and a JSON object, as it does under JSONL's key.
+PROVENANCE_TEXT_PREFIX = "mtools:"
 _META_TEXT, _META_TRACK_NAME, _META_MARKER = 0x01, 0x03, 0x06
 _META_END, _META_TEMPO, _META_TIME_SIG, _META_KEY_SIG = 0x2F, 0x51, 0x58, 0x59
 
@@ -52,6 +56,7 @@ class _Conductor:
         self.key_sigs: list[tuple[int, int, int]] = []
         self.chords: list[tuple[int, str]] = []
         self.title = ""
+        self.provenance: dict = {}
 
 
 def _truncated(track_index: int) -> InputFormatError:
@@ -168,6 +173,8 @@ def _parse_system(data, pos, byte, tick, track, conductor, index) -> int:
             text = body.decode("latin-1")
             if text.startswith(CHORD_TEXT_PREFIX):
                 conductor.chords.append((tick, text[len(CHORD_TEXT_PREFIX):].strip()))
+            elif text.startswith(PROVENANCE_TEXT_PREFIX) and meta == _META_TEXT:
+                conductor.provenance = _provenance(text[len(PROVENANCE_TEXT_PREFIX):])
         elif meta == _META_END:
             return -1
         return pos
@@ -275,7 +282,7 @@ def _assemble(tracks: list[_Track], conductor: _Conductor, division: int) -> Sco
                  control_changes=tuple(ccs), pitch_bends=tuple(bends),
                  instrument_infos=tuple(infos),
                  ticks_per_quarter=division if not division & 0x8000 else 220,
-                 total_s=total_s, title=conductor.title)
+                 total_s=total_s, title=conductor.title, provenance=conductor.provenance)
 
 
 def _assemble_notes(tracks, instrument_of, seconds) -> list[Note]:
@@ -375,10 +382,23 @@ def _key_signature_bytes(key: KeySignature) -> bytes:
     return _meta(_META_KEY_SIG, bytes([sharps & 0xFF, 1 if key.mode == 1 else 0]))
 
 
+def _provenance(text: str) -> dict:
+    """A provenance text event's JSON object; {} for anything else (text
+    another program happened to start the same way)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _conductor_events(score: Score, tmap: _TickMap) -> list[tuple]:
     events = []
     if score.title:
         events.append((0, 0, _meta(_META_TRACK_NAME, score.title.encode("latin-1", "replace"))))
+    if score.provenance:
+        text = PROVENANCE_TEXT_PREFIX + json.dumps(score.provenance, separators=(",", ":"))
+        events.append((0, 0, _meta(_META_TEXT, text.encode("latin-1", "replace"))))
     for tempo, tick in zip(score.tempos, tmap.ticks([t.time_s for t in score.tempos])):
         us = min(max(round(MICROSECONDS_PER_MINUTE / tempo.qpm), 1), 0xFFFFFF)
         events.append((int(tick), 1, _meta(_META_TEMPO, us.to_bytes(3, "big"))))
