@@ -21,7 +21,7 @@ from mtools.models.harmonization import bar_starts, parse_position, parse_voices
     region_steps  # noqa: E402
 from mtools.models.registry import resolve_model  # noqa: E402
 from mtools.score import InstrumentInfo, Note, Score, Tempo, TimeSignature  # noqa: E402
-from mtools.training.coconet import LOOP, ChoraleCrops, coconet_loss, export_graph, \
+from mtools.training.coconet import LOOP, ChoraleCrops, coconet_loss, export_graph, make_batch, \
     parity_error  # noqa: E402
 from mtools.training.nets import CoconetNet  # noqa: E402
 
@@ -407,3 +407,50 @@ def test_train_coconet_exports_a_card_that_eval_reproduces(tmp_path):
     again = run(["eval", "--model", out, data, "--split", "valid", "--json"])
     assert again.code == 0, again.stderr
     assert json.loads(again.stdout)["frame_nll"] == card.metrics["frame_nll"]
+
+
+def test_a_folded_export_loads_back_and_trains_on_from_where_it_stopped(tmp_path):
+    import torch
+
+    from mtools.training.warm_start import calibrate_folded_norms, load_exported
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    chorales = rng.integers(SPACE.min_pitch, SPACE.max_pitch + 1, (8, 32, 4)).astype(np.int16)
+    roll, mask, _, _ = make_batch(chorales, rng.random((8, 32, 4)) < 0.5)
+    trained = CoconetNet(filters=8, layers=4)
+    with torch.no_grad():
+        for norm in (m for m in trained.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            norm.weight.uniform_(0.5, 2.0)
+            norm.bias.uniform_(-1.0, 1.0)
+        for _ in range(20):  # running statistics far from the defaults
+            trained.train()(roll, mask)
+    path = tmp_path / "coconet.onnx"
+    export_graph(trained, path)  # folds each batch norm into its convolution
+    model = CoconetNet(filters=8, layers=4)
+    assert load_exported(model, path, parity_error) < 1e-4  # eval mode: the file's function
+    with torch.no_grad():
+        want = model.eval()(roll, mask)
+        standardized = model.train()(roll, mask)  # batch statistics, not the folded ones
+    assert (standardized - want).abs().max() > 0.1
+    calibrate_folded_norms(model, [(roll, mask)])
+    assert parity_error(model, path) < 1e-4  # still the file's function in eval mode
+    with torch.no_grad():
+        assert (model.train()(roll, mask) - want).abs().max() < 1e-3  # and now in training
+
+
+def test_train_coconet_starts_from_an_export(tmp_path):
+    rng = np.random.default_rng(1)
+    pieces = [rng.integers(55, 70, size=(48, 4)).astype(float) for _ in range(8)]
+    data = tmp_path / "chorales.npz"
+    np.savez(data, train=np.array(pieces[:6] + [np.zeros((1, 4))], dtype=object)[:-1],
+             valid=np.array(pieces[6:] + [np.zeros((1, 4))], dtype=object)[:-1])
+    common = ["train", "coconet", "--data", data, "--hidden", "4", "--layers", "4",
+              "--batch-size", "2", "--max-steps", "1", "--quiet"]
+    assert run([*common, "--out", tmp_path / "a", "--run-dir", tmp_path / "ra"]).code == 0
+    again = run([*common, "--out", tmp_path / "b", "--run-dir", tmp_path / "rb",
+                 "--init-from", tmp_path / "a" / "coconet.onnx"])
+    assert again.code == 0, again.stderr
+    card = resolve_model(str(tmp_path / "b" / "coconet.json")).card
+    assert card.training["initialised_from"]["parity_max_abs_error"] < 1e-4
+    assert "--init-from" in card.training["command"]

@@ -37,6 +37,7 @@ Examples:
   mtools train melody_rnn --max-minutes 30 --out models/   # resumes next time
   mtools train drums_rnn --config attention_kit --max-minutes 65 --out models/
   mtools train coconet --data jsb --max-minutes 120 --out models/
+  mtools train coconet --data jsb --data js_fakes --init-from coconet --run-dir ft/ --out models/
   mtools train music_vae --config drums_2bar --data groove --out models/
   mtools train music_vae --config drums_2bar --init-from music_vae:drums_2bar --run-dir ft/ --out models/
   mtools train improv_rnn --init-from improv_rnn:attention_improv --dropout 0.2 --run-dir ft/ --out models/
@@ -91,10 +92,11 @@ def train(
         help="onsets_frames: hours of rendered training audio (validation: a twelfth).")] = None,
     init_from: Annotated[Optional[str], typer.Option(
         "--init-from", metavar="MODEL",
-        help="music_vae and the event RNNs: start a new run from the weights of this export "
-             "(a bundled name such as music_vae:drums_2bar or melody_rnn:attention_rnn, or an "
-             ".onnx path; int8 weights are read back as floats) instead of at random; checked "
-             "by parity, ignored when the run folder holds a run to resume.")] = None,
+        help="music_vae, coconet and the event RNNs: start a new run from the weights of "
+             "this export (a bundled name such as music_vae:drums_2bar or coconet, or an .onnx "
+             "path; int8 weights are read back as floats; coconet's batch norms, folded into "
+             "its convolutions at export, are measured again on training crops) instead of at "
+             "random; checked by parity, ignored when the run folder holds a run to resume.")] = None,
     sampling_rate: Annotated[Optional[float], typer.Option(
         "--scheduled-sampling-rate", callback=opt.finite, min=0.0, metavar="K",
         help="music_vae: scheduled sampling's inverse-sigmoid rate (the chance of a true "
@@ -129,7 +131,7 @@ def train(
         from mtools.errors import UsageError
         raise UsageError("--scheduled-sampling-rate applies to music_vae only")
     given = [name for name, value in (("--dropout", dropout), ("--init-from", init_from))
-             if value is not None]
+             if value is not None and (model != "coconet" or name == "--dropout")]
     if model in ("coconet", "onsets_frames", "onsets_frames_drums") and given:
         from mtools.errors import UsageError
         raise UsageError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not "
@@ -140,7 +142,7 @@ def train(
               "learning_rate": learning_rate, "resume_learning_rate": learning_rate}
     if model == "coconet":
         network = {k: v for k, v in {"filters": hidden, "layers": layers}.items() if v is not None}
-        _train_coconet(data, out, run_dir, fresh, limits, network, say)
+        _train_coconet(data, out, run_dir, fresh, limits, network, say, init_from)
         return
     from mtools.training.render_sources import INSTRUMENTS
 
@@ -198,14 +200,18 @@ def _train_device(device: str) -> str:
     return device
 
 
-def _train_coconet(data, out, run_dir, fresh, limits, network, say) -> None:
+def _train_coconet(data, out, run_dir, fresh, limits, network, say, init_from) -> None:
     from mtools.training.coconet import DEFAULT_SOURCES, LOOP, CoconetRequest, default_run_dir, \
         train_coconet
     from mtools.training.run import with_limits
 
     loop = with_limits(LOOP, **limits)
+    init = None
+    if init_from is not None:
+        from mtools.models.registry import resolve_model
+        init = resolve_model(init_from).onnx_path
     request = CoconetRequest(tuple(data or DEFAULT_SOURCES), out, run_dir or default_run_dir(),
-                             loop, network, fresh)
+                             loop, network, fresh, init, init_from)
     train_coconet(request, progress=say)
 
 

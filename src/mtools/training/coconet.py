@@ -23,14 +23,16 @@ from mtools.models.registry import write_card
 from mtools.training import corpora
 from mtools.training.chorales import load_chorales
 from mtools.training.export import export_checked, export_onnx, run_card
-from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words
+from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words, resumable
 from mtools.training.nets import CoconetNet
+from mtools.training.warm_start import calibrate_folded_norms, warm_start
 
 SPACE = ChoraleSpace()
 DEFAULT_SOURCES = ("jsb",)
 NETWORK = {"filters": 48, "layers": 16, "dilations": [1, 2, 4, 8]}
 LOOP = TrainConfig(batch_size=16, crop_steps=64, eval_every=200, valid_crops=256, patience=8)
 EVAL_SAMPLES = 32  # Monte Carlo draws per valid chorale for the frame-wise NLL
+CALIBRATION_CROPS = 256  # training crops that measure a warm start's batch norms again
 Progress = Callable[[str], None]
 
 
@@ -110,6 +112,8 @@ class CoconetRequest:
     config: TrainConfig = LOOP
     network: dict | None = None
     fresh: bool = False
+    init_from: Path | None = None  # an export to start a new run from (see warm_start)
+    init_spec: str | None = None
 
 
 def default_run_dir() -> Path:
@@ -127,15 +131,24 @@ def train_coconet(request: CoconetRequest, progress: Progress = lambda message: 
                           "validation chorales; both must be non-empty")
     progress(f"{len(train)} training and {len(valid)} validation chorales")
     model = CoconetNet(SPACE.pitches, len(SPACE.voices), **{**NETWORK, **(request.network or {})})
+    new_run = resumable(request.run_dir) is None
+    init = warm_start(request.run_dir, model, request.init_from, request.init_spec, parity_error,
+                      progress)
+    if init is not None and new_run:  # its batch norms were folded away: measure them again
+        calibrate_folded_norms(model, [batch[:2] for batch in ChoraleCrops(
+            train, request.config).fixed_batches(CALIBRATION_CROPS)])
+    if init is not None and request.init_spec is None:  # resumed: the run still started there
+        request = replace(request, init_spec=init.get("spec") or init["file"])
     trainer = Trainer(model, model.kind, ChoraleCrops(train, request.config),
                       ChoraleCrops(valid, request.config, transpose=False), request.config,
                       request.run_dir, extra={"spec": "coconet"},
-                      progress=lambda history, message: progress(message), loss_fn=coconet_loss)
+                      progress=lambda history, message: progress(message), loss_fn=coconet_loss,
+                      validate_first=init is not None)
     history = trainer.run()
     request = replace(request, config=trainer.config)  # the rate the run started at
     best, trained_with = load_best(request.run_dir)
     return export_coconet(replace(request, config=trained_with), best, history, train, valid,
-                          progress)
+                          progress, init)
 
 
 def export_graph(model: CoconetNet, path: Path) -> None:
@@ -162,7 +175,7 @@ def parity_error(model: CoconetNet, path: Path, seed: int = 0) -> float:
 
 
 def export_coconet(request: CoconetRequest, model: CoconetNet, history, train, valid,
-                   progress: Progress) -> Path:
+                   progress: Progress, init: dict | None = None) -> Path:
     from mtools.models.coconet import Coconet, framewise_figures
     from mtools.models.registry import resolve_model
 
@@ -170,6 +183,8 @@ def export_coconet(request: CoconetRequest, model: CoconetNet, history, train, v
     path = request.out_dir / "coconet.onnx"
     error = export_checked(model, path, export_graph, parity_error)
     card = _card(request, model, history, train, valid)
+    if init is not None:
+        card["training"]["initialised_from"] = init
     write_card(card, path)
     progress("measuring the frame-wise NLL on the validation chorales")
     net = Coconet.from_ref(resolve_model(str(path)), device="cpu")
@@ -242,6 +257,8 @@ def reproduce_command(request: CoconetRequest) -> str:
         value = (request.network or {}).get(key)
         if value is not None and value != NETWORK[key]:
             words += [option, str(value)]
+    if request.init_from is not None or request.init_spec is not None:
+        words += ["--init-from", request.init_spec or request.init_from.name]
     words += ["--max-minutes", f"{request.config.max_minutes:g}", "--out", "DIR"]
     words += loop_words(request.config, LOOP)
     return " ".join(shlex.quote(word) for word in words)

@@ -54,6 +54,8 @@ def state_dict_from_graph(model: nn.Module, graph, path: Path) -> dict[str, torc
     from onnx import numpy_helper
 
     tensors = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    if any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        return _folded_conv_state(model, graph, tensors, path)
     wanted = dict(model.state_dict())
     found: dict[str, np.ndarray] = {}
     lstm_nodes = [node for node in graph.node if node.op_type == "LSTM"]
@@ -103,6 +105,100 @@ def state_dict_from_graph(model: nn.Module, graph, path: Path) -> dict[str, torc
                               f"{tuple(value.shape)} in the network")
     return {name: torch.from_numpy(np.array(found[name], copy=True)).to(value.dtype)
             for name, value in wanted.items()}
+
+
+def _conv_norm_pairs(model: nn.Module) -> list[tuple[str, str | None]]:
+    """(convolution, the batch norm right after it or None), in the order
+    the modules were made, which is the order forward uses them in the
+    networks that have them (Coconet, Onsets and Frames' stack)."""
+    named = [(name, module) for name, module in model.named_modules()
+             if isinstance(module, (nn.Conv2d, nn.BatchNorm2d))]
+    pairs = []
+    for index, (name, module) in enumerate(named):
+        if isinstance(module, nn.Conv2d):
+            after = named[index + 1] if index + 1 < len(named) else None
+            pairs.append((name, after[0] if after and isinstance(after[1], nn.BatchNorm2d)
+                          else None))
+    return pairs
+
+
+def _folded_conv_state(model: nn.Module, graph, tensors: dict[str, np.ndarray],
+                       path: Path) -> dict[str, torch.Tensor]:
+    """A state dict for a convolutional network whose export folded each
+    batch norm into the convolution before it: the graph's Conv nodes in
+    order give each convolution its folded weight and bias, and each batch
+    norm becomes the identity in eval mode (weight 1, bias 0, running mean
+    0, running variance 1 - eps), so the network computes the file's
+    function. Training mode normalizes by the batch instead: call
+    `calibrate_folded_norms` before training on."""
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    pairs = _conv_norm_pairs(model)
+    if len(convs) != len(pairs):
+        raise MtoolsError(f"{path}: {len(convs)} convolutions in the file, "
+                          f"{len(pairs)} in the network")
+    wanted = dict(model.state_dict())
+    found: dict[str, np.ndarray] = {}
+    for node, (conv, norm) in zip(convs, pairs):
+        weight, bias = (tensors.get(node.input[i]) if len(node.input) > i else None
+                        for i in (1, 2))
+        if weight is None or bias is None:
+            raise MtoolsError(f"{path}: a convolution's weights are not stored constants")
+        found[f"{conv}.weight"], found[f"{conv}.bias"] = weight, bias
+        if norm is not None:
+            channels = len(bias)
+            eps = dict(model.named_modules())[norm].eps
+            found.update({f"{norm}.weight": np.ones(channels), f"{norm}.bias": np.zeros(channels),
+                          f"{norm}.running_mean": np.zeros(channels),
+                          f"{norm}.running_var": np.full(channels, 1.0 - eps),
+                          f"{norm}.num_batches_tracked": np.array(0)})
+    for name, value in wanted.items():
+        if name not in found or tuple(found[name].shape) != tuple(value.shape):
+            shape = tuple(found[name].shape) if name in found else "missing"
+            raise MtoolsError(f"{path}: {name} is {shape} in the file, "
+                              f"{tuple(value.shape)} in the network")
+    return {name: torch.from_numpy(np.array(found[name], copy=True)).to(value.dtype)
+            for name, value in wanted.items()}
+
+
+@torch.no_grad()
+def calibrate_folded_norms(model: nn.Module, batches) -> None:
+    """After `_folded_conv_state`: give each batch norm the mean and
+    variance of its input over `batches` (each the model's forward
+    arguments) as its running statistics, and sqrt(variance + eps) and the
+    mean as its weight and bias. Eval mode stays exactly the file's
+    function, and training mode, which normalizes by the batch, computes
+    about the same (it did not: each channel came out standardized)."""
+    norms = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
+    for norm in norms:  # the identity the folded weights were loaded with, whatever ran since
+        norm.weight.fill_(1.0)
+        norm.bias.zero_()
+        norm.running_mean.zero_()
+        norm.running_var.fill_(1.0 - norm.eps)
+    sums = {id(n): [0.0, 0.0, 0] for n in norms}
+
+    def record(module, inputs, _output):
+        x = inputs[0].double()
+        total = sums[id(module)]
+        total[0] = total[0] + x.sum(dim=(0, 2, 3))
+        total[1] = total[1] + (x * x).sum(dim=(0, 2, 3))
+        total[2] += x.numel() // x.shape[1]
+
+    hooks = [n.register_forward_hook(record) for n in norms]
+    try:
+        model.eval()
+        for batch in batches:
+            model(*batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for norm in norms:
+        first, second, count = sums[id(norm)]
+        mean = first / count
+        variance = (second / count - mean * mean).clamp(min=0)
+        norm.running_mean.copy_(mean)
+        norm.running_var.copy_(variance)
+        norm.weight.copy_(torch.sqrt(variance + norm.eps))
+        norm.bias.copy_(mean)
 
 
 def _split_columns(graph, rest: dict[str, np.ndarray], shape: tuple[int, int]
