@@ -218,13 +218,14 @@ def test_random_bytes_are_a_readable_format_error(tmp_path):
 def test_notes_given_as_audio_are_named_as_what_they_are(tmp_path):
     midi = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0MTrk\x00\x00\x00\x04\x00\xff\x2f\x00"
     (tmp_path / "song.wav").write_bytes(midi)  # a MIDI file under an audio name
-    for source, label in ((tmp_path / "song.wav", str(tmp_path / "song.wav")),
-                          (io.BytesIO(b'{"notes": []}\n' * 40), "<stream>")):
+    for source, label, kind in ((tmp_path / "song.wav", str(tmp_path / "song.wav"), "MIDI"),
+                                (io.BytesIO(b"X:1\nT:t\nK:C\nCDEF|]\n" * 30), "<stream>", "ABC")):
         with pytest.raises(InputFormatError) as caught:
             read_audio(source, TARGET_RATE_HZ)
-        kind = "MIDI" if label != "<stream>" else "JSONL"
         assert str(caught.value) == (f"{label}: holds notes ({kind}), not audio; this command "
                                      "reads WAV, FLAC or OGG")
+    with pytest.raises(InputFormatError, match="not a readable WAV"):  # JSON could be anything
+        read_audio(io.BytesIO(b'{"notes": []}\n' * 40), TARGET_RATE_HZ)
 
 
 def test_missing_path_is_missing_input(tmp_path):

@@ -57,11 +57,13 @@ def test_stopping_early_drops_the_work_not_started(tmp_path):
 def test_an_output_that_cannot_be_written_stops_the_batch_and_says_where(tmp_path):
     for name in ("a", "b", "c"):
         (tmp_path / f"{name}.mid").write_bytes(score_to_midi(melody("60 62 64")))
+    (tmp_path / "0.mid").write_bytes(b"not midi at all")  # fails first, with 65
     (tmp_path / "out" / "a.mid").mkdir(parents=True)  # a folder where a's output goes
-    out = run(["convert", *(tmp_path / f"{n}.mid" for n in "abc"), "-o", f"{tmp_path}/out/"])
-    assert out.code == 1 and out.stderr.splitlines()[-2:] == [
+    out = run(["convert", *(tmp_path / f"{n}.mid" for n in "0abc"), "-o", f"{tmp_path}/out/"])
+    assert out.code == 65 and out.stderr.splitlines()[-3:] == [  # the first failure's code
         f"mtools: {tmp_path}/out/a.mid: cannot write: is a directory",
-        "mtools: stopped at input 1 of 3: the inputs after it were not tried"]
+        "mtools: stopped at input 2 of 4: the inputs after it were not written",
+        "mtools: 2 of 4 inputs failed"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mid"]
 
 

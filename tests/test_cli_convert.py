@@ -235,14 +235,20 @@ def test_an_abc_book_gives_one_score_per_tune(tmp_path):
         "book-1.mid", "book-2.mid", "book-3.mid"]
 
 
-@pytest.mark.parametrize("abc", ["X:1\nK:C\nC D E F|]\n", "K:C\nC D E F|]\n",
-                                 "X:1\nL:1/8\nK:C\nC D E F|]\n"])
-def test_abc_with_no_unit_length_plays_eighths_as_the_standard_says(abc):
+@pytest.mark.parametrize("abc, unit_s", [
+    ("X:1\nK:C\nC D E F|]\n", 0.25),  # no L:, no M: an eighth (0.25 s at 120 qpm)
+    ("K:C\nC D E F|]\n", 0.25),
+    ("T:Tune\nK:C\nC D E F|]\n", 0.25),  # no X: the header runs to K:
+    ("X:1\nL:1/8\nK:C\nC D E F|]\n", 0.25),
+    ("L:1/4\n\nX:1\nT:a\nK:C\nC D E F|]\n", 0.5),  # a book header's unit holds
+    ("M:2/4\n\nX:1\nT:a\nK:C\nC D E F|]\n", 0.125),  # as does its meter's (2/4: a 16th)
+])
+def test_abc_with_no_unit_length_plays_eighths_as_the_standard_says(abc, unit_s):
     result = run(["convert", "--from", "abc", "--to", "jsonl"], stdin=abc.encode())
     assert result.code == 0, result.stderr
     notes = json.loads(result.stdout)["notes"]
     assert [(n["pitch"], n["endTime"]) for n in notes] == [
-        (60, 0.25), (62, 0.5), (64, 0.75), (65, 1.0)]  # eighths at 120 qpm
+        (60, unit_s), (62, 2 * unit_s), (64, 3 * unit_s), (65, 4 * unit_s)]
 
 
 @pytest.mark.parametrize("stdin, message", [

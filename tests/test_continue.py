@@ -62,9 +62,12 @@ def test_an_unseeded_take_names_the_seed_that_plays_it_again(model):
     first, second = run(args), run(args)
     seed = jsonl_scores(first.stdout)[0]["mtools"]["seed"]
     assert isinstance(seed, int) and seed != jsonl_scores(second.stdout)[0]["mtools"]["seed"]
+    made = [(t["mtools"]["take"], t["mtools"]["takes"]) for t in jsonl_scores(first.stdout)]
+    assert made == [(1, 2), (2, 2)]  # the seed makes the set: which one of it is this
     assert run(args + ["--seed", str(seed)]).stdout == first.stdout
     midi = run(["continue", "--model", model, "--primer", PRIMER])  # MIDI keeps it too
     seed = midi_to_score(midi.stdout).provenance["seed"]
+    assert "take" not in midi_to_score(midi.stdout).provenance  # one output: no set to number
     again = run(["continue", "--model", model, "--primer", PRIMER, "--seed", str(seed)])
     assert again.stdout == midi.stdout
 

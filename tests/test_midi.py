@@ -106,10 +106,15 @@ def test_round_trip_keeps_everything_the_score_holds():
     assert back.provenance == {"model": "coconet", "seed": 1234567890, "t": 0.5}
 
 
-def test_text_that_only_looks_like_provenance_is_ignored():
+@pytest.mark.parametrize("text", [b"mtools: not json", b"mtools:[]", b"mtools:" + b"[" * 100_000])
+def test_text_that_only_looks_like_provenance_is_ignored(text):
     plain = score_to_midi(make_score([Note(60, 90, 0.0, 0.5)]))
-    text = b"mtools: not json"
-    event = b"\x00\xff\x01" + bytes([len(text)]) + text
+    size = len(text)  # as a MIDI variable-length quantity
+    length_bytes = bytes([size & 0x7F])
+    while size > 0x7F:
+        size >>= 7
+        length_bytes = bytes([0x80 | (size & 0x7F)]) + length_bytes
+    event = b"\x00\xff\x01" + length_bytes + text
     track = plain.index(b"MTrk")  # the first track, its length then its events
     length = struct.unpack(">I", plain[track + 4:track + 8])[0] + len(event)
     edited = plain[:track + 4] + struct.pack(">I", length) + event + plain[track + 8:]

@@ -120,7 +120,8 @@ class Score:
     tick. steps_per_quarter is set when the notes carry grid positions.
     `provenance` holds mtools' own metadata (model, seed, ...): it is written
     under one extra JSONL key, "mtools", which note_seq's JSON parser skips
-    when given ignore_unknown_fields=True (lines without it parse strictly)."""
+    when given ignore_unknown_fields=True (lines without it parse strictly),
+    and in MIDI as a text event "mtools:{...}" at tick 0."""
 
     notes: tuple[Note, ...] = ()
     tempos: tuple[Tempo, ...] = ()

@@ -161,13 +161,14 @@ def run_batch(inputs: Sequence[Input], job: Callable[[Input], JobResult],
             else:
                 try:
                     _emit(source, outcome, settings, collected)
-                except OutputError as error:  # where one cannot go, the next would not either
+                except OutputError as error:  # a full disk, a read-only folder: stop
                     if len(todo) == 1:
                         raise
                     say(str(error))
                     say(f"stopped at input {done + 1} of {len(todo)}: the inputs after it "
-                        "were not tried")
-                    return error.exit_code
+                        "were not written")
+                    failures.append(error.exit_code)
+                    break
             advance()
     if settings.plan.mode == "file" and collected:
         atomic_write(settings.plan.path, b"".join(collected))

@@ -204,7 +204,7 @@ def _checked_lengths(pairs, sample_rate_hz: int, quiet: bool):
 
     for name, reference, audio in pairs:
         seconds = len(audio) / sample_rate_hz
-        late = sum(n.start_s > seconds + 0.5 for n in reference.notes)
+        late = sum(n.start_s >= seconds for n in reference.notes)
         if late and not quiet:
             say(f"{name}: warning: {late} of the reference's {len(reference.notes)} notes "
                 f"start after the audio ends ({seconds:.1f} s); they count as missed")

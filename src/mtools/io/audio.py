@@ -212,17 +212,23 @@ def _decode_errors(label: str, target=None) -> Iterator[None]:
     except soundfile.LibsndfileError as exc:
         kind = _symbolic_format(target)
         if kind is not None:
-            raise InputFormatError(f"{label}: holds notes ({kind.upper()}), not audio; this "
-                                   f"command reads {SUPPORTED_FORMATS}") from None
+            raise InputFormatError(f"{label}: holds notes ({kind}), not audio; this command "
+                                   f"reads {SUPPORTED_FORMATS}") from None
         detail = " ".join(str(exc.error_string).split()).rstrip(".")
         raise InputFormatError(f"{label}: not a readable {SUPPORTED_FORMATS} audio "
                                f"file (libsndfile: {detail})") from exc
 
 
+# Note formats whose first bytes say so beyond doubt (a zip, JSON or XML file
+# could be anything), by the name a message gives them.
+NOTE_FORMATS = {"midi": "MIDI", "abc": "ABC"}
+
+
 def _symbolic_format(target) -> str | None:
-    """The note format (MIDI, JSONL, ...) `target`'s first bytes show, if
-    any; None for anything else, or when they cannot be read again."""
-    from mtools.io.sniff import SNIFF_BYTES, SYMBOLIC_FORMATS, sniff_format
+    """The name of the note format (NOTE_FORMATS) `target`'s first bytes
+    show, if any; None for anything else, or when they cannot be read
+    again."""
+    from mtools.io.sniff import SNIFF_BYTES, sniff_format
 
     try:
         if hasattr(target, "seek"):
@@ -234,7 +240,7 @@ def _symbolic_format(target) -> str | None:
         kind = sniff_format(head)
     except (OSError, TypeError, ValueError, InputFormatError):
         return None
-    return kind if kind in SYMBOLIC_FORMATS else None
+    return NOTE_FORMATS.get(kind)
 
 
 def _open_stream(stream: BinaryIO, label: str) -> AudioSource:

@@ -387,7 +387,7 @@ def _provenance(text: str) -> dict:
     another program happened to start the same way)."""
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
         return {}
     return value if isinstance(value, dict) else {}
 

@@ -39,19 +39,22 @@ def notation_to_scores(data: bytes, fmt: str, name: str = "input") -> list[Score
 
 def with_unit_lengths(abc: str) -> str:
     """ABC with "L:1/8" added to each tune header that has neither L: nor
-    M:. The ABC standard (2.1, 3.1.7) makes an eighth the unit note length
-    then; music21 refuses such a tune (it derives the unit from M: alone)."""
-    lines, header, told = [], False, False
+    M: (nor a book header before the first X: that sets one). The ABC
+    standard (2.1, 3.1.7) makes an eighth the unit note length then;
+    music21 refuses such a tune (it derives the unit from M: alone). A file
+    with no X: is one tune whose header runs to its first K:."""
+    lines: list[str] = []
+    header, told, book_told, seen_tune = True, False, False, False
     for line in abc.splitlines(keepends=True):
         field = line[:2]
         if field == "X:":
-            header, told = True, False
+            header, told, seen_tune = True, book_told, True
         elif header and field in ("L:", "M:"):
             told = True
-        elif field == "K:" and (header or not lines) and not told:
-            lines.append("L:1/8\n")
-            header = False
-        elif field == "K:":
+            book_told = book_told or not seen_tune
+        elif field == "K:" and header:
+            if not told:
+                lines.append("L:1/8\n")
             header = False
         lines.append(line)
     return "".join(lines)

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from mtools.errors import UsageError
-from mtools.models.sampling import seeded
+from mtools.models.sampling import numbered_takes, seeded
 from mtools.models.sequence import SearchOptions
 from mtools.score import Note, Score, Tempo, TempoMap, with_notes
 
@@ -101,7 +101,8 @@ def continue_score(score: Score, options: ContinueOptions) -> ContinueResult:
     if options.qpm is not None and not score.tempos:  # a tempo-less primer plays at --qpm
         score = replace(score, tempos=(Tempo(0.0, options.qpm),))
     rng = np.random.default_rng(options.seed)
-    return module.continue_family(score, ref, options, rng)
+    result = module.continue_family(score, ref, options, rng)
+    return replace(result, scores=numbered_takes(result.scores))
 
 
 def check_options(options: ContinueOptions):

@@ -17,7 +17,7 @@ from mtools.errors import InputFormatError, UsageError
 from mtools.models.events import DRUM_TYPE_PITCHES, NUM_DRUM_CLASSES, drum_class, \
     primer_drum_track
 from mtools.models.music_vae import GROOVE_SIZE, MusicVae, frames_to_hits, groove_frames
-from mtools.models.sampling import seeded
+from mtools.models.sampling import numbered_takes, seeded
 from mtools.score import Note, Score, TempoMap, grid_steps, nearest_step, with_notes
 
 HUMANIZE, DRUMIFY = "humanize", "drumify"
@@ -79,7 +79,7 @@ def groove_score(score: Score, options: GrooveOptions) -> GrooveResult:
         played = decoded.reshape(-1, GROOVE_SIZE)[:len(frames)]
         place = _humanized if options.task == HUMANIZE else _with_drums
         scores.append(place(score, played, space.steps_per_quarter, made_by))
-    return GrooveResult(scores, warnings)
+    return GrooveResult(numbered_takes(scores), warnings)
 
 
 def _drum_frames(score: Score, space) -> tuple[np.ndarray, list[str]]:

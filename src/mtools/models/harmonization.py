@@ -21,7 +21,7 @@ import numpy as np
 
 from mtools.errors import InputFormatError, UsageError
 from mtools.models.coconet import REST, ChoraleSpace, Coconet, GibbsOptions, generate
-from mtools.models.sampling import seeded
+from mtools.models.sampling import numbered_takes, seeded
 from mtools.score import (InstrumentInfo, Note, Score, TempoMap, extract_melody, grid_steps,
                           quantize, with_notes)
 
@@ -154,7 +154,7 @@ def harmonize_score(score: Score, options: FillOptions) -> FillResult:
     if np.any(chorales[0, :, 0] != np.where(soprano == REST, REST, soprano + shift)):
         warnings.append("the melody is wider than the model's soprano range: the model heard "
                         "some notes an octave away (the output keeps them as written)")
-    return FillResult(outputs, warnings)
+    return FillResult(numbered_takes(outputs), warnings)
 
 
 def _harmonized_steps(soprano: np.ndarray, long_rest: int) -> np.ndarray:
@@ -316,7 +316,7 @@ def infill_score(score: Score, options: FillOptions) -> FillResult:
                                  space.steps_per_quarter, int(np.median([n.velocity for n in part])),
                                  part[0].program, offset=first)
         outputs.append(replace(with_notes(score, notes), provenance=made_by))
-    return FillResult(outputs, [])
+    return FillResult(numbered_takes(outputs), [])
 
 
 Placed = tuple[Note, tuple[int, int]]  # a note and its (start_step, end_step) on the grid

@@ -9,19 +9,31 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from typing import Any
 
 import numpy as np
 
 SEED_RANGE = 2**31  # a drawn seed is below this: short enough to copy into --seed
 
 
-def seeded(options):
+def seeded(options: Any) -> Any:
     """`options` (a dataclass with a `seed`) with a seed: its own, else a
     fresh random one, so the output's provenance names the seed that
     reproduces it."""
     if options.seed is not None:
         return options
     return dataclasses.replace(options, seed=secrets.randbelow(SEED_RANGE))
+
+
+def numbered_takes(scores: list) -> list:
+    """Scores made together from one seed (`-n N`), each with its place in
+    the set in its provenance ("take" k of "takes" N): the seed makes the
+    whole set again, so `--seed S -n N` and take k give one back."""
+    if len(scores) < 2:
+        return scores
+    return [dataclasses.replace(score, provenance={**score.provenance, "take": index + 1,
+                                                   "takes": len(scores)})
+            for index, score in enumerate(scores)]
 
 
 def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
