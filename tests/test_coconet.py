@@ -462,3 +462,11 @@ def test_train_coconet_starts_from_an_export(tmp_path):
     assert "--init-from" in card.training["command"]
     assert card.training["log"][0]["step"] == 0  # validated before its first step: where
     assert card.training["log"][0]["valid"] == first["log"][-1]["valid"]  # the first run ended
+    other = tmp_path / "other.onnx"
+    export_graph(CoconetNet(filters=4, layers=6), other)  # not this network: refused
+    from mtools.models.registry import write_card
+
+    write_card(json.loads((tmp_path / "a" / "coconet.json").read_text()), other)
+    refused = run([*common, "--out", tmp_path / "c", "--run-dir", tmp_path / "rc",
+                   "--init-from", other])
+    assert refused.code == 1 and "6 convolutions in the file, 4 in the network" in refused.stderr
