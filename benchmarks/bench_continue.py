@@ -15,9 +15,9 @@ Per model (default: every bundled `continue` model):
   - generation: `mtools.models.sequence.generate` (8 bars = 128 steps after
     the primer) at batch 1 and 64, and one network step alone, on ONNX
     Runtime (also with the int8 weights turned back into float32, to
-    show what int8 gains or costs) and on the same network in torch eager (from --checkpoint when
-    one matches the card's dims, else an EventLSTM of those dims with random
-    weights: the speed depends on the dims only);
+    show what int8 gains or costs) and on the same network in torch eager
+    (from --checkpoint when one matches the card's dims, else an EventLSTM
+    of those dims with random weights: the speed depends on the dims only);
   - when the end-to-end time misses the goal (or --profile always): where
     the time goes, from `python -X importtime` and cProfile.
 Rewrites the `bench_continue` section of benchmarks/results.md.
@@ -40,7 +40,8 @@ from _continue_common import (CHORDS, ROOT, STEPS_PER_BAR, CpuWatch, chosen_mode
                               describe_model, family_options, model_id, mtools_bin,
                               output_notes, paused_note, primer_score, time_to_files,
                               write_primer)
-from _rnn_variants import FLOAT32, ORT, engines_for, network_flops, torch_default_threads, weight_share
+from _rnn_variants import (FLOAT32, ORT, engines_for, network_flops, torch_default_threads,
+                           weight_share)
 from _results import Stats, machine_info, time_calls, time_commands, write_section
 
 SECTION = "bench_continue"

@@ -168,13 +168,19 @@ def train(
     loop = with_limits(TrainConfig(), **limits)
     network = {k: v for k, v in {"hidden": hidden, "layers": layers, "dropout": dropout}.items()
                if v is not None}
-    init = None
-    if init_from is not None:
-        from mtools.models.registry import resolve_model
-        init = resolve_model(init_from).onnx_path
+    init = _init_path(init_from)
     request = TrainRequest(spec, tuple(data or spec.default_sources), out,
                            run_dir or default_run_dir(spec), loop, network, fresh, init, init_from)
     train_model(request, progress=say)
+
+
+def _init_path(init_from: str | None):
+    """The .onnx file `--init-from` names (a registry name or a path), or None."""
+    if init_from is None:
+        return None
+    from mtools.models.registry import resolve_model
+
+    return resolve_model(init_from).onnx_path
 
 
 def _train_device(device: str) -> str:
@@ -206,10 +212,7 @@ def _train_coconet(data, out, run_dir, fresh, limits, network, say, init_from) -
     from mtools.training.run import with_limits
 
     loop = with_limits(LOOP, **limits)
-    init = None
-    if init_from is not None:
-        from mtools.models.registry import resolve_model
-        init = resolve_model(init_from).onnx_path
+    init = _init_path(init_from)
     request = CoconetRequest(tuple(data or DEFAULT_SOURCES), out, run_dir or default_run_dir(),
                              loop, network, fresh, init, init_from)
     train_coconet(request, progress=say)
@@ -234,10 +237,7 @@ def _train_music_vae(config, data, out, run_dir, fresh, limits, network, say, in
 
     vae = find_config(config)
     loop = with_limits(LOOP, **limits)
-    init = None
-    if init_from is not None:
-        from mtools.models.registry import resolve_model
-        init = resolve_model(init_from).onnx_path
+    init = _init_path(init_from)
     request = VaeRequest(vae, tuple(data or vae.default_sources), out,
                          run_dir or default_run_dir(vae), loop, network, fresh, init, init_from,
                          sampling_rate)

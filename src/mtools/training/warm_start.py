@@ -127,16 +127,16 @@ def _folded_conv_state(model: nn.Module, graph, tensors: dict[str, np.ndarray],
     """A state dict for a convolutional network whose export folded each
     batch norm into the convolution before it: the graph's Conv nodes in
     order give each convolution its folded weight and bias, and each batch
-    norm becomes the identity in eval mode (weight 1, bias 0, running mean
-    0, running variance 1 - eps), so the network computes the file's
-    function. Training mode normalizes by the batch instead: call
-    `calibrate_folded_norms` before training on."""
+    norm becomes the identity in eval mode (`_identity`), so the network
+    computes the file's function. Training mode normalizes by the batch
+    instead: call `calibrate_folded_norms` before training on."""
     convs = [node for node in graph.node if node.op_type == "Conv"]
     pairs = _conv_norm_pairs(model)
     if len(convs) != len(pairs):
         raise MtoolsError(f"{path}: {len(convs)} convolutions in the file, "
                           f"{len(pairs)} in the network")
     wanted = dict(model.state_dict())
+    modules = dict(model.named_modules())
     found: dict[str, np.ndarray] = {}
     for node, (conv, norm) in zip(convs, pairs):
         weight, bias = (tensors.get(node.input[i]) if len(node.input) > i else None
@@ -145,12 +145,10 @@ def _folded_conv_state(model: nn.Module, graph, tensors: dict[str, np.ndarray],
             raise MtoolsError(f"{path}: a convolution's weights are not stored constants")
         found[f"{conv}.weight"], found[f"{conv}.bias"] = weight, bias
         if norm is not None:
-            channels = len(bias)
-            eps = dict(model.named_modules())[norm].eps
-            found.update({f"{norm}.weight": np.ones(channels), f"{norm}.bias": np.zeros(channels),
-                          f"{norm}.running_mean": np.zeros(channels),
-                          f"{norm}.running_var": np.full(channels, 1.0 - eps),
-                          f"{norm}.num_batches_tracked": np.array(0)})
+            module = modules[norm]
+            _identity(module)
+            found.update({f"{norm}.{key}": value.numpy()
+                          for key, value in module.state_dict().items()})
     for name, value in wanted.items():
         if name not in found or tuple(found[name].shape) != tuple(value.shape):
             shape = tuple(found[name].shape) if name in found else "missing"
@@ -158,6 +156,17 @@ def _folded_conv_state(model: nn.Module, graph, tensors: dict[str, np.ndarray],
                               f"{tuple(value.shape)} in the network")
     return {name: torch.from_numpy(np.array(found[name], copy=True)).to(value.dtype)
             for name, value in wanted.items()}
+
+
+@torch.no_grad()
+def _identity(norm: nn.BatchNorm2d) -> None:
+    """Make a batch norm the identity in eval mode: weight 1, bias 0,
+    running mean 0, running variance 1 - eps."""
+    norm.weight.fill_(1.0)
+    norm.bias.zero_()
+    norm.running_mean.zero_()
+    norm.running_var.fill_(1.0 - norm.eps)
+    norm.num_batches_tracked.zero_()
 
 
 @torch.no_grad()
@@ -170,10 +179,7 @@ def calibrate_folded_norms(model: nn.Module, batches) -> None:
     about the same (it did not: each channel came out standardized)."""
     norms = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
     for norm in norms:  # the identity the folded weights were loaded with, whatever ran since
-        norm.weight.fill_(1.0)
-        norm.bias.zero_()
-        norm.running_mean.zero_()
-        norm.running_var.fill_(1.0 - norm.eps)
+        _identity(norm)
     sums = {id(n): [0.0, 0.0, 0] for n in norms}
 
     def record(module, inputs, _output):
