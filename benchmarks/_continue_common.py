@@ -80,8 +80,10 @@ def describe_model(ref) -> str:
     metrics = card.metrics
     nll = (f"; valid NLL {metrics['nll_per_step']} nats/step (n-gram "
            f"{metrics.get('ngram_nll_per_step', '?')})" if "nll_per_step" in metrics else "")
+    bias = card.encoding.get("repeat_bias")
+    bias = f"; repeat bias {bias} (fitted on the training split)" if bias else ""
     return (f"- `{card.spec}`: `{_shown_path(path)}`, {path.stat().st_size:,} bytes, sha256 "
-            f"`{digest}` ({check}); {dims}; {trained}{nll}")
+            f"`{digest}` ({check}); {dims}; {trained}{nll}{bias}")
 
 
 def _shown_path(path: Path) -> str:

@@ -293,16 +293,16 @@ def teacher_forced_intervals(ref, cases: list[Case]) -> np.ndarray:
     as interval_histogram)."""
     from _music_stats import INTERVAL_CLIP
 
-    from mtools.models.sequence import EventRnn, _class_events
+    from mtools.models.sampling import log_softmax
+    from mtools.models.sequence import EventRnn, _class_events, scoring_terms
 
     model = EventRnn.from_ref(ref, device="cpu")  # event ids: 0 hold, 1 off, 2.. pitches
     total = np.zeros(2 * INTERVAL_CLIP + 1)
     for case in cases:
         ids = np.asarray(case.ids, dtype=np.int64)
-        inputs = model.encode(ids[None, :-1], 0, case.control)
-        logits = model.run(inputs, model.zero_state(1))[0][0]
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
+        controls = None if case.control is None else [case.control]
+        terms = next(scoring_terms(model, [ids], controls))  # the card's repeat bias included
+        probs = np.exp(log_softmax(terms.logits + model.repeat_bias * terms.repeats))
         events = _class_events(model.encoding, ids)  # (steps - 1, classes): what each decodes to
         start, end = PRIMER_BARS * case.steps_per_bar, (PRIMER_BARS + NEW_BARS) * case.steps_per_bar
         last = None

@@ -112,6 +112,54 @@ def test_beam_search_finds_likelier_sequences_than_sampling(tiny):
     assert mean_nll(beam) < mean_nll(SearchOptions())
 
 
+def _repeats_of_last_pitch(rows: np.ndarray, start: int) -> int:
+    """New onsets (from position start) with the pitch of the note before them."""
+    count = 0
+    for row in rows:
+        pitched = [(t, e) for t, e in enumerate(row) if e >= 2]
+        count += sum(b == a for (_, a), (t, b) in zip(pitched, pitched[1:]) if t >= start)
+    return count
+
+
+def test_a_repeat_bias_steers_generation(tiny):
+    _, rnn = tiny
+    primer = np.array([14, 0, 16])
+    options = SearchOptions(temperature=1.0)
+    rows = {}
+    for bias in (0.0, -60.0, 6.0):
+        rnn.repeat_bias = bias
+        rows[bias] = generate(rnn, primer, 120, num_outputs=6, options=options,
+                              rng=np.random.default_rng(4))
+    base, never, often = (_repeats_of_last_pitch(rows[b], 3) for b in (0.0, -60.0, 6.0))
+    assert never == 0 < base < often
+    rnn.repeat_bias = -60.0  # beams too: the bias follows each row through branching
+    beam = SearchOptions(beam_size=2, branch_factor=2, steps_per_iteration=3)
+    searched = generate(rnn, primer, 60, num_outputs=2, options=beam, rng=np.random.default_rng(1))
+    assert _repeats_of_last_pitch(searched, 3) == 0
+
+
+def test_scoring_adds_the_repeat_bias_to_the_classes_repeating_the_last_pitch(tiny):
+    from mtools.models.sampling import log_softmax
+
+    _, rnn = tiny
+    rng = np.random.default_rng(6)
+    ids = np.concatenate([[0, 0], rng.integers(0, 38, 60)])
+    ids[40:56] = ids[24:40]  # a repeated bar, so lookback classes decode to pitches
+    logits = rnn.run(rnn.encode(ids[None, :-1], 0, None), rnn.zero_state(1))[0][0]
+    bias, want = -1.5, 0.0
+    for t in range(len(ids) - 1):
+        pitches = [e for e in ids[:t + 1] if e >= 2]
+        decodes = list(range(38)) + [ids[t + 1 - d] if t + 1 - d >= 0 else 0 for d in (16, 32)]
+        shifted = logits[t] + bias * np.array([bool(pitches) and e == pitches[-1] for e in decodes])
+        log_probs = log_softmax(shifted)
+        want -= np.logaddexp.reduce([log_probs[c] for c, e in enumerate(decodes) if e == ids[t + 1]])
+    rnn.repeat_bias = bias
+    nll, _, count = score_sequences(rnn, [ids])
+    rnn.repeat_bias = 0.0
+    assert count == len(ids) - 1 and nll == pytest.approx(want, rel=1e-5)
+    assert score_sequences(rnn, [ids])[0] != pytest.approx(want, rel=1e-3)
+
+
 def test_scoring_in_onnx_equals_the_torch_loss(tiny):
     model, rnn = tiny
     basic = LookbackEncoding(38)

@@ -67,8 +67,12 @@ def _print_table(cards) -> None:
         metrics = " ".join(label.format(card.metrics[k]) for k, label in HEADLINE_METRICS.items()
                            if isinstance(card.metrics.get(k), (int, float)))
         sampling = card.encoding.get("sampling", {})
-        if "temperature" in sampling:
-            metrics += f" (samples at temperature {sampling['temperature']:g})"
+        notes = [f"samples at temperature {sampling['temperature']:g}"] \
+            if "temperature" in sampling else []
+        if card.encoding.get("repeat_bias"):
+            notes.append(f"repeat bias {card.encoding['repeat_bias']:g}")
+        if notes:
+            metrics += f" ({', '.join(notes)})"
         table.add_row(name, card.task, f"{card.size_bytes / 1e6:.1f} MB", data, metrics,
                       card.sha256[:12])
     # A pipe or file gets whole rows (rich would assume 80 columns).

@@ -14,6 +14,11 @@ The graph contract (names checked at load, dims read from the card):
 A card with `step_only` has a graph of one time step (attention_rnn); a
 longer input is then fed step by step.
 
+A card's `encoding.repeat_bias` (melody models; fitted on the training
+split by mtools.training.repeat_bias) is added to the logit of every class
+that would repeat the last pitch played, before the temperature, in
+generation and scoring alike: it is part of the model's distribution.
+
 Conditioning signals known in advance (Improv RNN's chords) are `control`
 rows: the input for position t is control[t + 1] followed by the encoded
 events up to t (Magenta's ConditionalEventSequenceEncoderDecoder layout).
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtools.models.encoding import LookbackEncoding
+from mtools.models.encoding import MELODY_SPECIAL_IDS, LookbackEncoding
 from mtools.models.sampling import best_rows, log_softmax, sample_logits
 
 LSTM_STATES = ("state_h", "state_c")
@@ -47,15 +52,17 @@ def state_shapes(config: dict, names=LSTM_STATES) -> dict[str, list[int]]:
 class EventRnn:
     """A loaded event RNN: `session` (mtools.runtime.Session), the card's
     state shapes (see `state_shapes`), its encoding, the size of its
-    control rows, and whether the graph takes one step per call."""
+    control rows, whether the graph takes one step per call, and the logit
+    offset of classes repeating the last pitch (see the module's text)."""
 
     def __init__(self, session, *, shapes: dict[str, list[int]], encoding: LookbackEncoding,
-                 control_size: int = 0, step_only: bool = False):
+                 control_size: int = 0, step_only: bool = False, repeat_bias: float = 0.0):
         self.session = session
         self.shapes = shapes
         self.encoding = encoding
         self.control_size = control_size
         self.step_only = step_only
+        self.repeat_bias = repeat_bias
 
     @classmethod
     def from_ref(cls, ref, *, device: str | None = None, threads: int | None = None) -> EventRnn:
@@ -69,7 +76,8 @@ class EventRnn:
         return cls(ref.load_session(device=device, threads=threads), shapes=shapes,
                    encoding=encoding_from_card(card.encoding),
                    control_size=int(card.encoding.get("control_size", 0)),
-                   step_only=bool(hyper.get("step_only", False)))
+                   step_only=bool(hyper.get("step_only", False)),
+                   repeat_bias=float(card.encoding.get("repeat_bias", 0.0)))
 
     def zero_state(self, batch: int) -> dict[str, np.ndarray]:
         return {name: np.zeros([batch if d == BATCH else d for d in shape], np.float32)
@@ -162,24 +170,30 @@ def generate(model: EventRnn, primer_ids: np.ndarray, num_steps: int, *, num_out
     logits, state = model.run(inputs, state)
     logits = logits[:, -1]
     scores = np.zeros(len(ids))
+    last = last_pitches(ids)[:, -1]
     remaining = num_steps
     while remaining > 0:
         steps = min(options.steps_per_iteration, remaining)
         branch = options.branch_factor if beams > 1 or options.branch_factor > 1 else 1
         if branch > 1:
-            ids, logits, scores = (np.repeat(a, branch, axis=0) for a in (ids, logits, scores))
+            ids, logits, scores, last = (np.repeat(a, branch, axis=0)
+                                         for a in (ids, logits, scores, last))
             rows = np.repeat(np.arange(len(scores) // branch), branch)
             state, memory = model.take(state, rows), _take(memory, rows)
         for _ in range(steps):
+            if model.repeat_bias:
+                logits = logits + model.repeat_bias * repeat_mask(model.encoding, ids, last)
             classes, log_probs = sample_logits(logits, options.temperature, rng)
             scores += log_probs
-            ids = np.concatenate([ids, model.encoding.decode(classes, ids)[:, None]], axis=1)
+            events = model.encoding.decode(classes, ids)
+            last = np.where(events >= MELODY_SPECIAL_IDS, events, last)
+            ids = np.concatenate([ids, events[:, None]], axis=1)
             inputs, memory = model.encode_from(ids, ids.shape[1] - 1, control, memory)
             logits, state = model.run(inputs, state)
             logits = logits[:, -1]
         if branch > 1:
             keep = best_rows(scores, num_outputs, beams)
-            ids, logits, scores = ids[keep], logits[keep], scores[keep]
+            ids, logits, scores, last = ids[keep], logits[keep], scores[keep], last[keep]
             state, memory = model.take(state, keep), _take(memory, keep)
         remaining -= steps
         if progress is not None:
@@ -214,6 +228,31 @@ def score_sequences(model: EventRnn, sequences: list[np.ndarray],
 def _score_batch(model: EventRnn, sequences: list[np.ndarray],
                  controls: list[np.ndarray] | None) -> tuple[float, int, int]:
     """Score equal-or-shorter sequences padded to the longest one."""
+    nll, correct, count = 0.0, 0, 0
+    for terms in scoring_terms(model, sequences, controls):
+        log_probs = log_softmax(terms.logits + model.repeat_bias * terms.repeats)
+        nll -= float(np.logaddexp.reduce(np.where(terms.hit, log_probs, -np.inf), axis=1).sum())
+        predicted = terms.hit[np.arange(len(log_probs)), log_probs.argmax(axis=1)]
+        correct += int(predicted.sum())
+        count += len(log_probs)
+    return nll, correct, count
+
+
+@dataclass(frozen=True)
+class ScoringTerms:
+    """One sequence's teacher-forced terms, (steps - 1, classes) each: the
+    network's logits (no repeat bias), which classes decode to the real next
+    event, and which would repeat the last pitch played."""
+
+    logits: np.ndarray
+    hit: np.ndarray
+    repeats: np.ndarray
+
+
+def scoring_terms(model: EventRnn, sequences: list[np.ndarray],
+                  controls: list[np.ndarray] | None = None):
+    """ScoringTerms of each sequence, the network run once over all of them
+    (padded to the longest)."""
     longest = max(len(s) for s in sequences)
     inputs = np.zeros((len(sequences), longest - 1, model.encoding.input_size + model.control_size),
                       np.float32)
@@ -221,17 +260,29 @@ def _score_batch(model: EventRnn, sequences: list[np.ndarray],
         control = controls[row] if controls is not None else None
         inputs[row, :len(ids) - 1] = model.encode(ids[None, :-1], 0, control)[0]
     logits, _ = model.run(inputs, model.zero_state(len(sequences)))
-    nll, correct, count = 0.0, 0, 0
     for row, ids in enumerate(sequences):
-        log_probs = log_softmax(logits[row, :len(ids) - 1])  # (steps - 1, classes)
         event_of_class = _class_events(model.encoding, ids)  # (steps - 1, classes)
-        target = ids[1:]
-        hit = event_of_class == target[:, None]
-        nll -= float(np.logaddexp.reduce(np.where(hit, log_probs, -np.inf), axis=1).sum())
-        predicted = event_of_class[np.arange(len(target)), log_probs.argmax(axis=1)]
-        correct += int((predicted == target).sum())
-        count += len(target)
-    return nll, correct, count
+        last = last_pitches(ids[None, :-1])[0]
+        yield ScoringTerms(logits[row, :len(ids) - 1], event_of_class == ids[1:, None],
+                           (event_of_class == last[:, None]) & (last[:, None] >= 0))
+
+
+def last_pitches(ids: np.ndarray) -> np.ndarray:
+    """For each position of ids (rows, steps), the id of the last pitch at
+    or before it (melody ids ≥ MELODY_SPECIAL_IDS), -1 where none: (rows, steps)."""
+    steps = np.arange(ids.shape[1])
+    where = np.maximum.accumulate(np.where(ids >= MELODY_SPECIAL_IDS, steps, -1), axis=1)
+    return np.where(where >= 0, np.take_along_axis(ids, np.maximum(where, 0), axis=1), -1)
+
+
+def repeat_mask(encoding: LookbackEncoding, ids: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Which classes decode to each row's `last` pitch id (rows,; -1: none)
+    at the position after ids (rows, steps): (rows, classes) bool."""
+    events = np.tile(np.arange(encoding.num_classes), (len(ids), 1))
+    for index, distance in enumerate(encoding.lookbacks):
+        back = ids.shape[1] - distance
+        events[:, encoding.num_events + index] = ids[:, back] if back >= 0 else encoding.default_id
+    return (events == last[:, None]) & (last[:, None] >= 0)
 
 
 def _class_events(encoding: LookbackEncoding, ids: np.ndarray) -> np.ndarray:

@@ -188,11 +188,17 @@ def quantize_model(path: Path, data: list[str] | None = None) -> dict:
     return card["metrics"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def model_arguments(doc: str) -> argparse.Namespace:
+    """The command line of a tool that rewrites model files in place:
+    MODEL.onnx ... [--data SOURCE ...]; doc's first line is its help."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("models", nargs="+", type=Path, metavar="MODEL.onnx")
     parser.add_argument("--data", action="append", metavar="SOURCE")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = model_arguments(__doc__)
     for path in args.models:
         metrics = quantize_model(path, args.data)
         print(f"{path}: {path.stat().st_size} bytes; nll_per_step "
