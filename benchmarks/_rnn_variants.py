@@ -25,7 +25,7 @@ def engines_for(ref, checkpoints: list[Path]) -> tuple[dict, str]:
     rnn = EventRnn.from_ref(ref, device="cpu")
     single = EventRnn(ref.load_session(device="cpu", threads=1), shapes=rnn.shapes,
                       encoding=rnn.encoding, control_size=rnn.control_size,
-                      step_only=rnn.step_only)
+                      step_only=rnn.step_only, repeat_bias=rnn.repeat_bias)
     engines = {ORT: rnn, f"{ORT}, 1 thread": single}
     floats = float32_twin(ref, rnn)
     if floats is not None:
@@ -55,7 +55,8 @@ def float32_twin(ref, rnn: EventRnn) -> EventRnn | None:
                                    inputs=ref.card.inputs, outputs=ref.card.outputs,
                                    device="cpu")
     return EventRnn(session, shapes=rnn.shapes, encoding=rnn.encoding,
-                    control_size=rnn.control_size, step_only=rnn.step_only)
+                    control_size=rnn.control_size, step_only=rnn.step_only,
+                    repeat_bias=rnn.repeat_bias)
 
 
 @functools.cache
@@ -119,7 +120,7 @@ def torch_twin(rnn: EventRnn, module, threads: int) -> EventRnn:
             return logits.numpy(), {"state_h": h.numpy(), "state_c": c.numpy()}
 
     return TorchEventRnn(None, shapes=rnn.shapes, encoding=rnn.encoding,
-                         control_size=rnn.control_size)
+                         control_size=rnn.control_size, repeat_bias=rnn.repeat_bias)
 
 
 # ONNX Runtime kernels that multiply by the weights (after its graph

@@ -133,9 +133,11 @@ def test_a_repeat_bias_steers_generation(tiny):
     base, never, often = (_repeats_of_last_pitch(rows[b], 3) for b in (0.0, -60.0, 6.0))
     assert never == 0 < base < often
     rnn.repeat_bias = -60.0  # beams too: the bias follows each row through branching
-    beam = SearchOptions(beam_size=2, branch_factor=2, steps_per_iteration=3)
-    searched = generate(rnn, primer, 60, num_outputs=2, options=beam, rng=np.random.default_rng(1))
-    assert _repeats_of_last_pitch(searched, 3) == 0
+    beam = SearchOptions(beam_size=3, branch_factor=2, steps_per_iteration=3)
+    for seed in range(6):
+        searched = generate(rnn, primer, 45, num_outputs=2, options=beam,
+                            rng=np.random.default_rng(seed))
+        assert _repeats_of_last_pitch(searched, 3) == 0
 
 
 def test_scoring_adds_the_repeat_bias_to_the_classes_repeating_the_last_pitch(tiny):

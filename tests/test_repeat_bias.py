@@ -48,7 +48,7 @@ def test_fitting_writes_the_card_and_eval_and_continue_use_it(tmp_path):
     write_random_tunes(tunes)
     path = tiny_event_model(tmp_path / "model", config="basic_rnn", hidden=16)
     card = json.loads(path.with_suffix(".json").read_text())
-    card["metrics"] = {**measure(path, [str(tunes)]), "measured_by": "test"}
+    card["metrics"] = measure(path, [str(tunes)])
     write_card(card, path)
     with pytest.raises(UsageError, match="--data"):
         fit_repeat_bias(path)
@@ -60,14 +60,24 @@ def test_fitting_writes_the_card_and_eval_and_continue_use_it(tmp_path):
     assert fit["train_nll_per_step"]["with"] <= fit["train_nll_per_step"]["without"]
     again = measure(path, [str(tunes)])  # what `mtools eval` prints, the bias read from the card
     assert ref.card.metrics["nll_per_step"] == again["nll_per_step"] == fit["valid_with"]["nll_per_step"]
-    assert ref.card.metrics["measured_by"].count("repeat_bias") == 1
-    fit_repeat_bias(path, [str(tunes)])  # fitted again: the same bias, one note in measured_by
-    refit = resolve_model(str(path)).card
-    assert refit.encoding["repeat_bias"] == fit["repeat_bias"]
-    assert refit.metrics["measured_by"].count("repeat_bias") == 1
-    played = run(["continue", "--model", path, "--primer", "60 _ 62", "--bars", "1", "--seed", "1",
+    for _ in range(2):  # fitted again: the same bias, one note in measured_by
+        fit_repeat_bias(path, [str(tunes)])
+        refit = resolve_model(str(path)).card
+        assert refit.encoding["repeat_bias"] == fit["repeat_bias"]
+        assert refit.metrics["measured_by"].count("mtools.training.repeat_bias") == 1
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["training"] = {"datasets": [str(tunes)]}
+    write_card(card, path)
+    with pytest.raises(UsageError, match="same data"):
+        fit_repeat_bias(path, ["nottingham"])
+    card["encoding"]["repeat_bias"] = 60.0  # continue reads it: every new note repeats the last
+    write_card(card, path)
+    played = run(["continue", "--model", path, "--primer", "60 _ 62", "--bars", "4", "--seed", "1",
                   "--to", "jsonl"])
-    assert played.code == 0 and json.loads(played.stdout)["notes"]
+    pitches = [n["pitch"] for n in sorted(json.loads(played.stdout)["notes"],
+                                          key=lambda n: n.get("startTime", 0.0))]
+    assert played.code == 0 and len(pitches) > 3 and pitches[:2] == [60, 62]
+    assert set(pitches[2:]) == {62}
 
 
 def test_drum_models_are_refused(tmp_path):

@@ -28,7 +28,9 @@ import numpy as np
 SEARCH = (-3.0, 1.0)  # the interval searched, in nats of logit
 TOLERANCE = 1e-3
 MIN_STEPS = 1000  # fewer steps after a first note on the training split: too few to fit on
-MEASURED_AGAIN = "; nll_per_step, bits_per_step and accuracy measured again with the repeat bias by python -m mtools.training.repeat_bias"
+MEASURED_AGAIN = ("; nll_per_step, bits_per_step and accuracy measured again with the repeat "
+                  "bias by python -m mtools.training.repeat_bias (metrics.float32, where "
+                  "present, is the float network without it)")
 
 
 def _load(path: Path):
@@ -41,31 +43,41 @@ def _load(path: Path):
 
 
 class RepeatLikelihood:
-    """Teacher-forced NLL per event as a function of the repeat bias, the
-    network run once: `nll(bias)`."""
+    """Teacher-forced NLL per event as a function of the repeat bias b, the
+    network run once. Per step it keeps four numbers: the log-sum-exp of the
+    logits of the classes that do not repeat the last pitch (rest) and of
+    those that do (repeat), of those that decode to the real next event
+    (target), and whether that event is the repeat (all its classes are, or
+    none): nll(b) = logaddexp(rest, repeat + b) − target − b·is_repeat."""
 
     def __init__(self, model, examples, batch_size: int = 64):
         from mtools.models.sequence import scoring_terms
 
-        parts = []
-        sequences = [e.ids for e in examples if len(e.ids) > 1]
-        controls = [e.control for e in examples if len(e.ids) > 1]
-        for first in range(0, len(sequences), batch_size):
-            chunk = slice(first, first + batch_size)
-            parts.extend(scoring_terms(model, sequences[chunk],
-                                       controls[chunk] if controls[0] is not None else None))
-        if not parts:
+        examples = sorted((e for e in examples if len(e.ids) > 1), key=lambda e: len(e.ids))
+        if not examples:
             raise ValueError("no sequences to fit on")
-        self.logits = np.concatenate([t.logits for t in parts]).astype(np.float64)
-        self.hit = np.concatenate([t.hit for t in parts])
-        self.repeats = np.concatenate([t.repeats for t in parts])
-        self.steps_after_a_note = int(self.repeats.any(axis=1).sum())
+        columns = {name: [] for name in ("rest", "repeat", "target", "is_repeat")}
+        for first in range(0, len(examples), batch_size):
+            chunk = examples[first:first + batch_size]
+            controls = [e.control for e in chunk] if chunk[0].control is not None else None
+            for terms in scoring_terms(model, [e.ids for e in chunk], controls):
+                logits = terms.logits.astype(np.float64)
+                columns["rest"].append(_log_sum_exp(logits, ~terms.repeats))
+                columns["repeat"].append(_log_sum_exp(logits, terms.repeats))
+                columns["target"].append(_log_sum_exp(logits, terms.hit))
+                columns["is_repeat"].append((terms.hit & terms.repeats).any(axis=1))
+        for name, parts in columns.items():
+            setattr(self, name, np.concatenate(parts))
+        self.steps_after_a_note = int(np.isfinite(self.repeat).sum())
 
     def nll(self, bias: float) -> float:
-        logits = self.logits + bias * self.repeats
-        norm = np.logaddexp.reduce(logits, axis=1)
-        target = np.logaddexp.reduce(np.where(self.hit, logits, -np.inf), axis=1)
-        return float((norm - target).mean())
+        norm = np.logaddexp(self.rest, self.repeat + bias)
+        return float((norm - self.target - bias * self.is_repeat).mean())
+
+
+def _log_sum_exp(logits: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Per row, log Σ exp(logits) over the classes `where` marks (−inf: none)."""
+    return np.logaddexp.reduce(np.where(where, logits, -np.inf), axis=1)
 
 
 def best_bias(likelihood: RepeatLikelihood) -> float:
@@ -100,9 +112,13 @@ def fit_repeat_bias(path: Path, data: list[str] | None = None) -> dict:
     if card.get("task") != "continue" or "min_note" not in card.get("encoding", {}):
         raise UsageError(f"{path}: a repeat bias is for melody event RNNs "
                          "(melody_rnn, improv_rnn)")
-    data = list(data or card.get("training", {}).get("datasets") or [])
+    named = list(card.get("training", {}).get("datasets") or [])
+    data = list(data or named)
     if not data:
         raise UsageError(f"{path}: its card names no training datasets", hint="pass --data")
+    if named and data != named:
+        raise UsageError(f"{path}: its card's figures come from {', '.join(named)}; fit on the "
+                         "same data (leave out --data) so they stay comparable")
     spec, model = _load(path)
     model.repeat_bias = 0.0
     likelihood = RepeatLikelihood(model, load_examples(spec, data, "train"))
@@ -125,7 +141,8 @@ def fit_repeat_bias(path: Path, data: list[str] | None = None) -> dict:
     card["encoding"] = {**card["encoding"], "repeat_bias": bias, "repeat_bias_fit": fit}
     metrics = card["metrics"]
     metrics.update({k: figures[k] for k in ("nll_per_step", "bits_per_step", "accuracy")})
-    metrics["measured_by"] = (metrics.get("measured_by", "").replace(MEASURED_AGAIN, "")
+    earlier = metrics.get("measured_by", "").replace(MEASURED_AGAIN, "")
+    metrics["measured_by"] = (earlier.replace(MEASURED_AGAIN.lstrip("; "), "")
                               + MEASURED_AGAIN).lstrip("; ")
     write_card(card, path)
     return {"repeat_bias": bias, **fit, "valid_with": {k: figures[k] for k in
