@@ -276,7 +276,7 @@ def last_pitches(ids: np.ndarray) -> np.ndarray:
 
 
 def repeat_mask(encoding: LookbackEncoding, ids: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """Which classes decode to each row's `last` pitch id (rows,; -1: none)
+    """Which classes decode to each row's `last` pitch id ((rows,); -1: none)
     at the position after ids (rows, steps): (rows, classes) bool."""
     events = np.tile(np.arange(encoding.num_classes), (len(ids), 1))
     for index, distance in enumerate(encoding.lookbacks):

@@ -368,8 +368,8 @@ def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spe
     card = init_from.with_suffix(".json")
     if card.exists():
         earlier = json.loads(card.read_text()).get("training", {})
-        note.update({f"its_{k}": earlier[k] for k in ("command", "steps", "seconds")
-                     if k in earlier})
+        note.update({f"its_{k}": earlier[k]
+                     for k in ("command", "steps", "seconds", "best_step") if k in earlier})
     run_dir.mkdir(parents=True, exist_ok=True)
     note_path.write_text(json.dumps(note, indent=1) + "\n")
     progress(f"starting from the weights of {init_from} (parity {error:.1e})")
