@@ -29,6 +29,7 @@ import numpy as np
 
 SEARCH = (-3.0, 1.0)  # the interval searched, in nats of logit
 TOLERANCE = 1e-3
+BATCH_STEPS = 1 << 17  # padded steps per network call while fitting (memory)
 MIN_STEPS = 1000  # fewer steps after a first note on the training split: too few to fit on
 MEASURED_AGAIN = ("; nll_per_step, bits_per_step and accuracy measured again with the repeat "
                   "bias by python -m mtools.training.repeat_bias (metrics.float32, where "
@@ -59,8 +60,7 @@ class RepeatLikelihood:
         if not examples:
             raise ValueError("no sequences to fit on")
         columns = {name: [] for name in ("rest", "repeat", "target", "is_repeat")}
-        for first in range(0, len(examples), batch_size):
-            chunk = examples[first:first + batch_size]
+        for chunk in _batches(examples, batch_size):
             controls = [e.control for e in chunk] if chunk[0].control is not None else None
             for terms in scoring_terms(model, [e.ids for e in chunk], controls):
                 logits = terms.logits.astype(np.float64)
@@ -77,6 +77,20 @@ class RepeatLikelihood:
     def nll(self, bias: float) -> float:
         norm = np.logaddexp(self.rest, self.repeat + bias)
         return float((norm - self.target - bias * self.is_repeat).mean())
+
+
+def _batches(examples: list, batch_size: int, max_steps: int = BATCH_STEPS):
+    """Consecutive runs of length-sorted examples, at most batch_size of
+    them and at most max_steps padded steps (rows × longest) each, so one
+    long piece does not make a batch of huge padded inputs."""
+    chunk = []
+    for example in examples:
+        if chunk and (len(chunk) == batch_size or (len(chunk) + 1) * len(example.ids) > max_steps):
+            yield chunk
+            chunk = []
+        chunk.append(example)
+    if chunk:
+        yield chunk
 
 
 def _log_sum_exp(logits: np.ndarray, where: np.ndarray) -> np.ndarray:
