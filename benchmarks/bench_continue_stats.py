@@ -293,7 +293,6 @@ def teacher_forced_intervals(ref, cases: list[Case]) -> np.ndarray:
     as interval_histogram)."""
     from _music_stats import INTERVAL_CLIP
 
-    from mtools.models.sampling import log_softmax
     from mtools.models.sequence import EventRnn, _class_events, scoring_terms
 
     model = EventRnn.from_ref(ref, device="cpu")  # event ids: 0 hold, 1 off, 2.. pitches
@@ -302,7 +301,7 @@ def teacher_forced_intervals(ref, cases: list[Case]) -> np.ndarray:
         ids = np.asarray(case.ids, dtype=np.int64)
         controls = None if case.control is None else [case.control]
         terms = next(scoring_terms(model, [ids], controls))  # the card's repeat bias included
-        probs = np.exp(log_softmax(terms.logits + model.repeat_bias * terms.repeats))
+        probs = np.exp(terms.log_probs(model.repeat_bias))
         events = _class_events(model.encoding, ids)  # (steps - 1, classes): what each decodes to
         start, end = PRIMER_BARS * case.steps_per_bar, (PRIMER_BARS + NEW_BARS) * case.steps_per_bar
         last = None

@@ -230,7 +230,7 @@ def _score_batch(model: EventRnn, sequences: list[np.ndarray],
     """Score equal-or-shorter sequences padded to the longest one."""
     nll, correct, count = 0.0, 0, 0
     for terms in scoring_terms(model, sequences, controls):
-        log_probs = log_softmax(terms.logits + model.repeat_bias * terms.repeats)
+        log_probs = terms.log_probs(model.repeat_bias)
         nll -= float(np.logaddexp.reduce(np.where(terms.hit, log_probs, -np.inf), axis=1).sum())
         predicted = terms.hit[np.arange(len(log_probs)), log_probs.argmax(axis=1)]
         correct += int(predicted.sum())
@@ -247,6 +247,10 @@ class ScoringTerms:
     logits: np.ndarray
     hit: np.ndarray
     repeats: np.ndarray
+
+    def log_probs(self, repeat_bias: float) -> np.ndarray:
+        """Log-probabilities of the classes with the repeat bias added."""
+        return log_softmax(self.logits + repeat_bias * self.repeats)
 
 
 def scoring_terms(model: EventRnn, sequences: list[np.ndarray],

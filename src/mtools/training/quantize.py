@@ -92,7 +92,8 @@ def narrow_products(path: Path, columns: int = 4) -> list[str]:
                     for name in node.input[:2])]
 
 
-def _spec_and_model(path: Path):
+def spec_and_model(path: Path):
+    """The task spec and a fresh EventRnn (CPU) of the event RNN at path."""
     from mtools.models.registry import resolve_model
     from mtools.models.sequence import EventRnn
     from mtools.training.tasks import find_spec
@@ -106,7 +107,7 @@ def measure(path: Path, data: list[str], split: str = "valid") -> dict:
     """The figures `mtools eval` prints for an event RNN on data's split."""
     from mtools.training.evaluate import evaluate_sources
 
-    spec, model = _spec_and_model(path)
+    spec, model = spec_and_model(path)
     return evaluate_sources(model, spec, data, split)
 
 
@@ -117,8 +118,8 @@ def probability_error(float_path: Path, int8_path: Path, data: list[str],
     from mtools.models.sampling import log_softmax
     from mtools.training.tasks import load_examples
 
-    spec, reference = _spec_and_model(float_path)
-    _, quantized = _spec_and_model(int8_path)
+    spec, reference = spec_and_model(float_path)
+    _, quantized = spec_and_model(int8_path)
     worst = 0.0
     for example in load_examples(spec, data, "valid")[:pieces]:
         inputs = reference.encode(example.ids[None], 0, example.control)
@@ -149,7 +150,7 @@ def quantize_model(path: Path, data: list[str] | None = None) -> dict:
     if not data:
         raise UsageError(f"{path}: its card names no training datasets", hint="pass --data")
     before = measure(path, data)  # now, on the same data as the int8 figures
-    spec, _ = _spec_and_model(path)
+    spec, _ = spec_and_model(path)
     baseline = ngram_baseline(spec, load_examples(spec, data, "train"),
                               load_examples(spec, data, "valid"))
     temporary = path.with_name(f".{path.stem}.int8.{os.getpid()}.onnx")

@@ -31,18 +31,9 @@ SEARCH = (-3.0, 1.0)  # the interval searched, in nats of logit
 TOLERANCE = 1e-3
 BATCH_STEPS = 1 << 17  # padded steps per network call while fitting (memory)
 MIN_STEPS = 1000  # fewer steps after a first note on the training split: too few to fit on
-MEASURED_AGAIN = ("; nll_per_step, bits_per_step and accuracy measured again with the repeat "
+MEASURED_AGAIN = ("nll_per_step, bits_per_step and accuracy measured again with the repeat "
                   "bias by python -m mtools.training.repeat_bias (metrics.float32, where "
                   "present, is the float network without it)")
-
-
-def _load(path: Path):
-    from mtools.models.registry import resolve_model
-    from mtools.models.sequence import EventRnn
-    from mtools.training.tasks import find_spec
-
-    ref = resolve_model(str(path))
-    return find_spec(ref.card.name, ref.card.config or None), EventRnn.from_ref(ref, device="cpu")
 
 
 class RepeatLikelihood:
@@ -59,19 +50,16 @@ class RepeatLikelihood:
         examples = sorted((e for e in examples if len(e.ids) > 1), key=lambda e: len(e.ids))
         if not examples:
             raise ValueError("no sequences to fit on")
-        columns = {name: [] for name in ("rest", "repeat", "target", "is_repeat")}
+        parts = []
         for chunk in _batches(examples, batch_size):
             controls = [e.control for e in chunk] if chunk[0].control is not None else None
             for terms in scoring_terms(model, [e.ids for e in chunk], controls):
                 logits = terms.logits.astype(np.float64)
-                columns["rest"].append(_log_sum_exp(logits, ~terms.repeats))
-                columns["repeat"].append(_log_sum_exp(logits, terms.repeats))
-                columns["target"].append(_log_sum_exp(logits, terms.hit))
-                columns["is_repeat"].append((terms.hit & terms.repeats).any(axis=1))
-        self.rest = np.concatenate(columns["rest"])
-        self.repeat = np.concatenate(columns["repeat"])
-        self.target = np.concatenate(columns["target"])
-        self.is_repeat = np.concatenate(columns["is_repeat"])
+                parts.append((_log_sum_exp(logits, ~terms.repeats),
+                              _log_sum_exp(logits, terms.repeats),
+                              _log_sum_exp(logits, terms.hit),
+                              (terms.hit & terms.repeats).any(axis=1)))
+        self.rest, self.repeat, self.target, self.is_repeat = map(np.concatenate, zip(*parts))
         self.steps_after_a_note = int(np.isfinite(self.repeat).sum())
 
     def nll(self, bias: float) -> float:
@@ -123,6 +111,7 @@ def fit_repeat_bias(path: Path, data: list[str] | None = None) -> dict:
     from mtools.errors import UsageError
     from mtools.models.registry import write_card
     from mtools.training.evaluate import score_examples
+    from mtools.training.quantize import spec_and_model
     from mtools.training.tasks import load_examples
 
     path = Path(path)
@@ -137,7 +126,7 @@ def fit_repeat_bias(path: Path, data: list[str] | None = None) -> dict:
     if named and sorted(data) != sorted(named):
         raise UsageError(f"{path}: its card's figures come from {', '.join(named)}; fit on the "
                          "same data (leave out --data) so they stay comparable")
-    spec, model = _load(path)
+    spec, model = spec_and_model(path)
     model.repeat_bias = 0.0
     likelihood = RepeatLikelihood(model, load_examples(spec, data, "train"))
     if likelihood.steps_after_a_note < MIN_STEPS:
@@ -159,9 +148,8 @@ def fit_repeat_bias(path: Path, data: list[str] | None = None) -> dict:
     card["encoding"] = {**card["encoding"], "repeat_bias": bias, "repeat_bias_fit": fit}
     metrics = card["metrics"]
     metrics.update({k: figures[k] for k in ("nll_per_step", "bits_per_step", "accuracy")})
-    earlier = metrics.get("measured_by", "").replace(MEASURED_AGAIN, "")
-    metrics["measured_by"] = (earlier.replace(MEASURED_AGAIN.lstrip("; "), "")
-                              + MEASURED_AGAIN).lstrip("; ")
+    earlier = metrics.get("measured_by", "").replace(MEASURED_AGAIN, "").rstrip("; ")
+    metrics["measured_by"] = f"{earlier}; {MEASURED_AGAIN}" if earlier else MEASURED_AGAIN
     write_card(card, path)
     return {"repeat_bias": bias, **fit, "valid_with": {k: figures[k] for k in
                                                        ("nll_per_step", "accuracy")}}
