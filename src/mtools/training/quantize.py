@@ -189,17 +189,20 @@ def quantize_model(path: Path, data: list[str] | None = None) -> dict:
     return card["metrics"]
 
 
-def model_arguments(doc: str) -> argparse.Namespace:
+def model_arguments(doc: str, example: str) -> argparse.Namespace:
     """The command line of a tool that rewrites model files in place:
     MODEL.onnx ... [--data SOURCE ...]; doc's first line is its help."""
-    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0],
+                                     epilog=f"example:\n  {example}",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", type=Path, metavar="MODEL.onnx")
     parser.add_argument("--data", action="append", metavar="SOURCE")
     return parser.parse_args()
 
 
 def main() -> None:
-    args = model_arguments(__doc__)
+    args = model_arguments(__doc__, "python -m mtools.training.quantize "
+                           "~/.cache/mtools/export/melody_rnn-lookback_rnn.onnx")
     for path in args.models:
         metrics = quantize_model(path, args.data)
         print(f"{path}: {path.stat().st_size} bytes; nll_per_step "

@@ -158,7 +158,8 @@ def fit_repeat_bias(path: Path, data: list[str] | None = None) -> dict:
 def main() -> None:
     from mtools.training.quantize import model_arguments
 
-    args = model_arguments(__doc__)
+    args = model_arguments(__doc__, "python -m mtools.training.repeat_bias "
+                           "src/mtools/models/bundled/melody_rnn-lookback_rnn.onnx")
     for path in args.models:
         fit = fit_repeat_bias(path, args.data)
         print(f"{path}: repeat bias {fit['repeat_bias']}; valid nll_per_step "
