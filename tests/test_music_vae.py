@@ -6,6 +6,7 @@ benchmarks)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -497,6 +498,37 @@ def test_init_from_refuses_another_network_and_other_families(tunes, tmp_path, m
                   "--scheduled-sampling-rate", "10", "--out", tmp_path, "--max-steps", "0"])
     assert groove.code == 2 and "melody and drum windows" in groove.stderr, groove.stderr
 
+
+
+def test_a_16_bar_model_starts_from_a_2_bar_ones_encoder_and_bar_decoder(mel_path, tmp_path):
+    from mtools.training.music_vae import _donor
+    from mtools.errors import MtoolsError
+    from mtools.training.warm_start import take_matching, warm_start
+
+    torch.manual_seed(1)
+    model = MusicVAENet(90, 90, z_size=8, enc_hidden=8, dec_hidden=8, bars=16, conductor_hidden=8)
+    conductor = model.conductor.weight_hh_l0.detach().clone()
+    donor = _donor(model, Path(mel_path))
+    assert donor is not None and donor.config["bars"] == 1
+    note = warm_start(tmp_path / "run", model, Path(mel_path), "tiny", parity_error,
+                      lambda message: None, donor=donor)
+    assert "decoder.weight_hh_l1" in note["took"] and "encoder.weight_ih_l0" in note["took"]
+    assert all(name.startswith("conductor") for name in note["kept_initialised"])
+    assert torch.equal(model.conductor.weight_hh_l0, conductor)
+    # A bar played from an embedding is what the 2-bar model plays first from that z
+    embedding = torch.randn(3, 8)
+    steps = torch.from_numpy(MELODY.features(np.random.default_rng(0).integers(0, 90, (3, 16))))
+    with torch.no_grad():
+        mine = model.decode(embedding, steps, *model.initial_state(embedding))[0]
+        theirs = donor.decode(embedding, steps, *donor.initial_state(embedding))[0]
+    assert torch.allclose(mine, theirs)
+    same = MusicVAENet(90, 90, z_size=8, enc_hidden=8, dec_hidden=8, bars=1, conductor_hidden=8)
+    wider = MusicVAENet(90, 90, z_size=8, enc_hidden=16, dec_hidden=8, bars=16,
+                        conductor_hidden=8)
+    assert _donor(same, Path(mel_path)) is None  # the same network loads whole
+    assert _donor(wider, Path(mel_path)) is None  # refused by the exact load, not taken in part
+    with pytest.raises(MtoolsError, match="shares no tensor"):
+        take_matching(model, torch.nn.Linear(2, 2))
 
 # --- grooves (GrooVAE): humanize and drumify ---------------------------------------
 

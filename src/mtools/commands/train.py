@@ -44,6 +44,7 @@ Examples:
   mtools train music_vae --config drums_2bar --learning-rate 3e-4 --out models/   # resume slower
   mtools train music_vae --config trio_16bar --data nottingham --out models/
   mtools train music_vae --config mel_16bar --device cuda --out models/   # on a GPU
+  mtools train music_vae --config mel_16bar --init-from music_vae:mel_2bar --batch-size 32 --out models/
   mtools train onsets_frames --hours 12 --max-minutes 240 --out models/
   mtools train onsets_frames_drums --hours 4 --out models/
 """
@@ -96,7 +97,9 @@ def train(
              "this export (a bundled name such as music_vae:drums_2bar or coconet, or an .onnx "
              "path; int8 weights are read back as floats; coconet's batch norms, folded into "
              "its convolutions at export, are measured again on training crops) instead of at "
-             "random; checked by parity, ignored when the run folder holds a run to resume.")] = None,
+             "random; checked by parity, ignored when the run folder holds a run to resume. "
+             "A 16-bar MusicVAE may start from a 2-bar one of the same sizes: it takes the "
+             "encoder, bar decoder and output layer, and only the conductor starts at random.")] = None,
     sampling_rate: Annotated[Optional[float], typer.Option(
         "--scheduled-sampling-rate", callback=opt.finite, min=0.0, metavar="K",
         help="music_vae: scheduled sampling's inverse-sigmoid rate (the chance of a true "

@@ -9,6 +9,7 @@ the reconstruction accuracies measured on the valid split."""
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import shutil
@@ -205,7 +206,7 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
     model = MusicVAENet(space.input_size, space.num_classes,
                         **{**NETWORK, **dict(config.network), **(request.network or {})})
     init = warm_start(request.run_dir, model, request.init_from, request.init_spec, parity_error,
-                      progress)
+                      progress, donor=_donor(model, request.init_from))
     if init is not None and request.init_spec is None:  # resumed: the run still started there
         request = replace(request, init_spec=init.get("spec") or init["file"])
     trainer = Trainer(model, model.kind, WindowBatches(train, space, request.loop),
@@ -219,6 +220,26 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
     best, trained_with = load_best(request.run_dir)
     return export_music_vae(replace(request, loop=trained_with), best, history, len(train), valid,
                             progress, init)
+
+
+HIERARCHY_KEYS = ("bars", "conductor_hidden", "dropout")  # what a partial warm start may change
+
+
+def _donor(model: MusicVAENet, init_from: Path | None) -> MusicVAENet | None:
+    """The network of the `--init-from` export when it is `model` with
+    another decoder hierarchy (its card's hyperparameters say so): a
+    16-bar model then takes a 2-bar one's encoder, bar decoder and output
+    layer, and only its conductor starts afresh (see
+    warm_start.take_matching). None otherwise: the same network loads
+    whole, and any other difference is refused there."""
+    if init_from is None or not init_from.with_suffix(".json").exists():
+        return None
+    card = json.loads(init_from.with_suffix(".json").read_text())
+    theirs = {key: card.get("hyperparameters", {}).get(key) for key in model.config}
+    differ = {key for key, value in model.config.items() if theirs[key] != value}
+    if None in theirs.values() or not differ - {"dropout"} or differ - set(HIERARCHY_KEYS):
+        return None
+    return MusicVAENet(**theirs)
 
 
 def _schedule(request: VaeRequest) -> tuple[VaeRequest, VaeLoss]:
@@ -382,5 +403,7 @@ def reproduce_command(request: VaeRequest) -> str:
         words += ["--scheduled-sampling-rate", f"{request.sampling_rate:g}"]
     if request.init_from is not None or request.init_spec is not None:
         words += ["--init-from", request.init_spec or request.init_from.name]
+    if request.loop.max_steps != LOOP.max_steps:
+        words += ["--max-steps", str(request.loop.max_steps)]
     words += ["--max-minutes", f"{request.loop.max_minutes:g}", "--out", "DIR"]
     return " ".join(shlex.quote(word) for word in words)

@@ -339,14 +339,20 @@ def _load_exported(model: nn.Module, path: Path, parity) -> tuple[float, bool]:
 
 
 def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spec: str | None,
-               parity, progress) -> dict | None:
+               parity, progress, donor: nn.Module | None = None) -> dict | None:
     """`--init-from`: with no checkpoint in `run_dir` to resume, load the
     weights of the export at `init_from` into `model` (proved by
     `parity`, see `load_exported`) and return what a card says of them
     (file, spec, sha256, parity, and that file's own training command and
     steps), kept in the run folder so a resumed run still says where it
     began; the run folder's own checkpoint, when there is one, wins. None
-    for a run that did not start from an export."""
+    for a run that did not start from an export.
+
+    `donor`: the file is a different network of the same family (say
+    MusicVAE's 2-bar melody model for the 16-bar one): its weights load
+    into `donor` (built like the file's network; parity proves them), and
+    `model` takes every tensor of the same name and shape; the note lists
+    the tensors taken and those left as initialised."""
     import json
 
     from mtools.models.registry import file_sha256
@@ -360,9 +366,11 @@ def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spe
     note_path.unlink(missing_ok=True)
     if init_from is None:
         return None
-    error, quantized = _load_exported(model, init_from, parity)
+    error, quantized = _load_exported(donor if donor is not None else model, init_from, parity)
     note = {"file": init_from.name, "spec": init_spec or str(init_from),
             "sha256": file_sha256(init_from), "parity_max_abs_error": float(f"{error:.2e}")}
+    if donor is not None:
+        note.update(take_matching(model, donor))
     if quantized:
         note["dequantized"] = "int8 weights read back as (int8 - zero point) · scale"
     card = init_from.with_suffix(".json")
@@ -374,3 +382,18 @@ def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spe
     note_path.write_text(json.dumps(note, indent=1) + "\n")
     progress(f"starting from the weights of {init_from} (parity {error:.1e})")
     return note
+
+
+@torch.no_grad()
+def take_matching(model: nn.Module, donor: nn.Module) -> dict[str, list[str]]:
+    """Copy into `model` every tensor of `donor` with the same name and
+    shape; the names taken and the names `model` keeps as they were.
+    MtoolsError when nothing matches (the donor is another family)."""
+    given = donor.state_dict()
+    mine = model.state_dict()
+    taken = [name for name, value in mine.items()
+             if name in given and given[name].shape == value.shape]
+    if not taken:
+        raise MtoolsError("the --init-from network shares no tensor with this one")
+    model.load_state_dict({**mine, **{name: given[name] for name in taken}})
+    return {"took": taken, "kept_initialised": [name for name in mine if name not in taken]}
