@@ -29,8 +29,8 @@ def drums(hits: list[tuple[int, float]], duration_s: float = 0.1) -> Score:
     return make_score([Note(k, 100, t, t + duration_s, 0, 9, True) for k, t in hits])
 
 
-def write_random_tunes(folder, count: int = 30, seed: int = 0) -> None:
-    """`count` MIDI files of 8 bars each: random C-major scale notes, each
+def write_random_tunes(folder, count: int = 30, seed: int = 0, bars: int = 8) -> None:
+    """`count` MIDI files of `bars` bars each: random C-major scale notes, each
     held for two 16ths (enough bars and pitch classes for the melody
     extractor)."""
     import numpy as np
@@ -41,6 +41,6 @@ def write_random_tunes(folder, count: int = 30, seed: int = 0) -> None:
     scale = [60, 62, 64, 65, 67, 69, 71, 72]
     for index in range(count):
         tokens = []
-        for _ in range(64):
+        for _ in range(8 * bars):
             tokens += [str(scale[rng.integers(len(scale))]), "_"]
         (folder / f"tune{index:02d}.mid").write_bytes(score_to_midi(melody(" ".join(tokens))))

@@ -502,7 +502,7 @@ def test_init_from_refuses_another_network_and_other_families(tunes, tmp_path, m
 
 def test_a_16_bar_model_starts_from_a_2_bar_ones_encoder_and_bar_decoder(mel_path, tmp_path):
     from mtools.training.music_vae import _donor
-    from mtools.errors import MtoolsError
+    from mtools.errors import MtoolsError, UsageError
     from mtools.training.warm_start import take_matching, warm_start
 
     torch.manual_seed(1)
@@ -515,6 +515,7 @@ def test_a_16_bar_model_starts_from_a_2_bar_ones_encoder_and_bar_decoder(mel_pat
     assert "decoder.weight_hh_l1" in note["took"] and "encoder.weight_ih_l0" in note["took"]
     assert all(name.startswith("conductor") for name in note["kept_initialised"])
     assert torch.equal(model.conductor.weight_hh_l0, conductor)
+    assert torch.equal(model.encoder.weight_ih_l0_reverse, donor.encoder.weight_ih_l0_reverse)
     # A bar played from an embedding is what the 2-bar model plays first from that z
     embedding = torch.randn(3, 8)
     steps = torch.from_numpy(MELODY.features(np.random.default_rng(0).integers(0, 90, (3, 16))))
@@ -529,6 +530,31 @@ def test_a_16_bar_model_starts_from_a_2_bar_ones_encoder_and_bar_decoder(mel_pat
     assert _donor(wider, Path(mel_path)) is None  # refused by the exact load, not taken in part
     with pytest.raises(MtoolsError, match="shares no tensor"):
         take_matching(model, torch.nn.Linear(2, 2))
+    narrow = MusicVAENet(90, 90, z_size=8, enc_hidden=8, dec_hidden=8, bars=16,
+                         conductor_hidden=4)  # its bar decoder reads embeddings of 4, not 8
+    with pytest.raises(UsageError, match="would start at random"):
+        _donor(narrow, Path(mel_path))
+
+
+def test_train_a_16_bar_model_from_a_2_bar_export_and_resume_it(tmp_path):
+    tunes = tmp_path / "tunes"
+    tunes.mkdir()
+    write_random_tunes(tunes, count=40, bars=16)
+    export = tiny_music_vae(tmp_path / "mel2", "mel_2bar", z_size=256)  # z as wide as the conductor
+    common = ["train", "music_vae", "--config", "mel_16bar", "--data", tunes, "--hidden", "8",
+              "--batch-size", "2", "--out", tmp_path / "out", "--run-dir", tmp_path / "run",
+              "--quiet"]
+    started = run([*common, "--init-from", export, "--max-steps", "1"])
+    assert started.code == 0, started.stderr
+    card = resolve_model(str(tmp_path / "out" / "music_vae-mel_16bar.json")).card
+    note = card.training["initialised_from"]
+    assert "decoder.weight_ih_l0" in note["took"] and "to_mu.weight" in note["took"]
+    assert note["kept_initialised"] and all(n.startswith("conductor")
+                                            for n in note["kept_initialised"])
+    resumed = run([*common, "--max-steps", "2"])
+    assert resumed.code == 0, resumed.stderr
+    card = resolve_model(str(tmp_path / "out" / "music_vae-mel_16bar.json")).card
+    assert card.training["steps"] == 2 and card.training["initialised_from"]["took"] == note["took"]
 
 # --- grooves (GrooVAE): humanize and drumify ---------------------------------------
 

@@ -53,7 +53,7 @@ def tiny_coconet(folder: Path, seed: int = 0) -> Path:
     return path
 
 
-def tiny_music_vae(folder: Path, config: str = "mel_2bar", seed: int = 0) -> Path:
+def tiny_music_vae(folder: Path, config: str = "mel_2bar", seed: int = 0, z_size: int = 8) -> Path:
     """Export a random, tiny MusicVAE with a real card; returns the .onnx path."""
     from mtools.models.music_vae import GRAPH_INPUTS, GRAPH_OUTPUTS
     from mtools.training.music_vae import export_graph
@@ -63,7 +63,7 @@ def tiny_music_vae(folder: Path, config: str = "mel_2bar", seed: int = 0) -> Pat
     space = CONFIGS[config].space
     torch.manual_seed(seed)
     network = {**dict(CONFIGS[config].network), "conductor_hidden": 8}
-    model = MusicVAENet(space.input_size, space.num_classes, z_size=8, enc_hidden=8,
+    model = MusicVAENet(space.input_size, space.num_classes, z_size=z_size, enc_hidden=8,
                         dec_hidden=8, dec_layers=2, **network).eval()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"music_vae-{config}.onnx"

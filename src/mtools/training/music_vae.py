@@ -9,6 +9,7 @@ the reconstruction accuracies measured on the valid split."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import shlex
@@ -227,19 +228,34 @@ HIERARCHY_KEYS = ("bars", "conductor_hidden", "dropout")  # what a partial warm 
 
 def _donor(model: MusicVAENet, init_from: Path | None) -> MusicVAENet | None:
     """The network of the `--init-from` export when it is `model` with
-    another decoder hierarchy (its card's hyperparameters say so): a
-    16-bar model then takes a 2-bar one's encoder, bar decoder and output
-    layer, and only its conductor starts afresh (see
-    warm_start.take_matching). None otherwise: the same network loads
-    whole, and any other difference is refused there."""
+    another decoder hierarchy (its card's hyperparameters say so; keys an
+    older card lacks take the network's defaults): a 16-bar model then
+    takes a 2-bar one's encoder, bar decoder and output layer, and only
+    its conductor starts afresh (see warm_start.take_matching). None
+    otherwise: the same network loads whole, and any other difference is
+    refused there. UsageError when more than the conductor would start
+    afresh (the bar decoder's embedding is not the size of the file's)."""
     if init_from is None or not init_from.with_suffix(".json").exists():
         return None
     card = json.loads(init_from.with_suffix(".json").read_text())
-    theirs = {key: card.get("hyperparameters", {}).get(key) for key in model.config}
+    defaults = {name: parameter.default for name, parameter
+                in inspect.signature(MusicVAENet).parameters.items()}
+    given = card.get("hyperparameters", {})
+    theirs = {key: given.get(key, defaults.get(key)) for key in model.config}
     differ = {key for key, value in model.config.items() if theirs[key] != value}
-    if None in theirs.values() or not differ - {"dropout"} or differ - set(HIERARCHY_KEYS):
+    if any(value is None or value is inspect.Parameter.empty for value in theirs.values()) \
+            or not differ - {"dropout"} or differ - set(HIERARCHY_KEYS):
         return None
-    return MusicVAENet(**theirs)
+    donor = MusicVAENet(**theirs)
+    shapes = {name: value.shape for name, value in donor.state_dict().items()}
+    unfit = [name for name, value in model.state_dict().items()
+             if not name.startswith("conductor") and shapes.get(name) != value.shape]
+    if unfit:
+        raise UsageError(f"{init_from} has a bar decoder for embeddings of "
+                         f"{donor.embedding_size}, this network's conductor gives "
+                         f"{model.embedding_size}: {', '.join(unfit)} would start at random",
+                         hint="start from a model whose z is as wide as this conductor")
+    return donor
 
 
 def _schedule(request: VaeRequest) -> tuple[VaeRequest, VaeLoss]:
@@ -403,7 +419,5 @@ def reproduce_command(request: VaeRequest) -> str:
         words += ["--scheduled-sampling-rate", f"{request.sampling_rate:g}"]
     if request.init_from is not None or request.init_spec is not None:
         words += ["--init-from", request.init_spec or request.init_from.name]
-    if request.loop.max_steps != LOOP.max_steps:
-        words += ["--max-steps", str(request.loop.max_steps)]
     words += ["--max-minutes", f"{request.loop.max_minutes:g}", "--out", "DIR"]
     return " ".join(shlex.quote(word) for word in words)
