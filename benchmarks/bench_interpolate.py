@@ -70,13 +70,11 @@ def resolve_speed_model(spec: str, folder: Path):
 
         from mtools.models.music_vae import GRAPH_INPUTS, GRAPH_OUTPUTS
         from mtools.models.registry import write_card
-        from mtools.training.music_vae import NETWORK, export_graph
-        from mtools.training.nets import MusicVAENet
+        from mtools.training.music_vae import build_network, export_graph
 
         config = find_config(spec.split(":", 1)[1])
         torch.manual_seed(0)
-        model = MusicVAENet(config.space.input_size, config.space.num_classes,
-                            **{**NETWORK, **dict(config.network)}).eval()
+        model = build_network(config).eval()
         path = folder / f"music_vae-{config.name}.onnx"
         export_graph(model, path)
         write_card({"name": "music_vae", "config": config.name, "task": config.task,

@@ -549,8 +549,11 @@ def test_train_a_16_bar_model_from_a_2_bar_export_and_resume_it(tmp_path):
     card = resolve_model(str(tmp_path / "out" / "music_vae-mel_16bar.json")).card
     note = card.training["initialised_from"]
     assert "decoder.weight_ih_l0" in note["took"] and "to_mu.weight" in note["took"]
-    assert note["kept_initialised"] and all(n.startswith("conductor")
+    assert note["kept_initialised"] and all(n.startswith(("conductor", "summary"))
                                             for n in note["kept_initialised"])
+    fit = note["conductor_fit"]  # the new parts trained first on the 2-bar model's bar codes
+    assert fit["steps"] > 0 and fit["log"][0]["valid"] >= fit["best_valid_code_loss"]
+    assert card.hyperparameters["stacked"] and card.hyperparameters["pad_hot"] == [0]
     resumed = run([*common, "--max-steps", "2"])
     assert resumed.code == 0, resumed.stderr
     card = resolve_model(str(tmp_path / "out" / "music_vae-mel_16bar.json")).card

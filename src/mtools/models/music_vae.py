@@ -298,7 +298,8 @@ class MusicVae:
         return self.space.steps // self.bars
 
     def _feeds(self, batch: int, **given) -> dict[str, np.ndarray]:
-        feeds = {"sequence": np.zeros((1, 1, self.space.input_size), np.float32),
+        feeds = {"sequence": np.zeros((1, self.bars, self.space.input_size), np.float32),  # a
+                 # stacked encoder (see training/nets.py) reads whole bars: one step each
                  "z": np.zeros((1, self.z_size), np.float32),
                  "embedding": np.zeros((batch, self.embedding_size), np.float32),
                  "step_inputs": np.zeros((batch, 1, self.space.input_size), np.float32),

@@ -29,6 +29,7 @@ from mtools.training import corpora
 from mtools.training.export import export_checked, export_onnx, run_card
 from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words, resumable
 from mtools.training.nets import MusicVAENet
+from mtools.training.stacked import fit_conductor
 from mtools.training.warm_start import warm_start
 from mtools.training.vae_windows import DEFAULT_CONFIG, TRANSPOSE, VaeConfig, load_windows, \
     transpose_ids
@@ -204,14 +205,20 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
                           "validation windows; both must be non-empty")
     progress(f"{len(train)} training and {len(valid)} validation windows")
     space = config.space
-    model = MusicVAENet(space.input_size, space.num_classes,
-                        **{**NETWORK, **dict(config.network), **(request.network or {})})
+    model = build_network(config, request.network)
+    donor = _donor(model, request.init_from)
+    fresh_start = resumable(request.run_dir) is None
     init = warm_start(request.run_dir, model, request.init_from, request.init_spec, parity_error,
-                      progress, donor=_donor(model, request.init_from))
+                      progress, donor=donor)
+    batches = (WindowBatches(train, space, request.loop),
+               WindowBatches(valid, space, request.loop, transpose=False))
+    if fresh_start and donor is not None and model.config.get("stacked"):
+        init["conductor_fit"] = fit_conductor(model, donor, *batches, config.beta,
+                                              config.free_bits, progress, request.loop.seed)
+        (request.run_dir / "init_from.json").write_text(json.dumps(init, indent=1) + "\n")
     if init is not None and request.init_spec is None:  # resumed: the run still started there
         request = replace(request, init_spec=init.get("spec") or init["file"])
-    trainer = Trainer(model, model.kind, WindowBatches(train, space, request.loop),
-                      WindowBatches(valid, space, request.loop, transpose=False), request.loop,
+    trainer = Trainer(model, model.kind, *batches, request.loop,
                       request.run_dir, extra={"spec": config.spec, "validation": loss.validation,
                                               "sampling_rate": request.sampling_rate},
                       progress=lambda history, message: progress(message), loss_fn=loss,
@@ -223,7 +230,19 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
                             progress, init)
 
 
-HIERARCHY_KEYS = ("bars", "conductor_hidden", "dropout")  # what a partial warm start may change
+HIERARCHY_KEYS = ("bars", "conductor_hidden", "dropout", "stacked", "pad_hot")  # may differ
+FRESH = ("conductor", "summary")  # what a 16-bar model adds to a 2-bar one
+
+
+def build_network(config: VaeConfig, overrides: dict | None = None) -> MusicVAENet:
+    """A config's untrained network, `overrides` (say {"dec_hidden": 8})
+    over its defaults."""
+    space = config.space
+    network = {**NETWORK, **dict(config.network), **(overrides or {})}
+    if network.get("stacked"):  # its encoder pads the last bar's window with "nothing new"
+        nothing = space.encoder_features(np.zeros((1, 1), int))[0, 0]
+        network["pad_hot"] = tuple(int(i) for i in np.flatnonzero(nothing))
+    return MusicVAENet(space.input_size, space.num_classes, **network)
 
 
 def _donor(model: MusicVAENet, init_from: Path | None) -> MusicVAENet | None:
@@ -249,7 +268,7 @@ def _donor(model: MusicVAENet, init_from: Path | None) -> MusicVAENet | None:
     donor = MusicVAENet(**theirs)
     shapes = {name: value.shape for name, value in donor.state_dict().items()}
     unfit = [name for name, value in model.state_dict().items()
-             if not name.startswith("conductor") and shapes.get(name) != value.shape]
+             if not name.startswith(FRESH) and shapes.get(name) != value.shape]
     if unfit:
         raise UsageError(f"{init_from} has a bar decoder for embeddings of "
                          f"{donor.embedding_size}, this network's conductor gives "
@@ -283,7 +302,8 @@ def export_graph(model: MusicVAENet, path: Path) -> None:
     """The network as one ONNX file (see MusicVAENet.forward), atomically."""
     c = model.config
     layers, hidden = c["dec_layers"], c["dec_hidden"]
-    example = (torch.zeros(2, 3, c["input_size"]), torch.zeros(2, c["z_size"]),
+    steps = 2 * c["bars"] if c.get("stacked") else 3  # a stacked encoder reads whole bars
+    example = (torch.zeros(2, steps, c["input_size"]), torch.zeros(2, c["z_size"]),
                torch.zeros(2, model.embedding_size), torch.zeros(2, 3, c["input_size"]),
                torch.zeros(layers, 2, hidden), torch.zeros(layers, 2, hidden))
     dynamic = {"sequence": {0: "windows", 1: "steps"}, "mu": {0: "windows"},

@@ -182,6 +182,14 @@ class MusicVAENet(nn.Module):
     the embedding and the previous step's features (zero at a bar's start),
     output the step's class logits (or a groove's 27 values).
 
+    `stacked` (a 16-bar model built on a 2-bar one, see
+    training/stacked.py): the encoder reads each bar's two-bar window (the
+    bar and the next; past the end, steps whose encoder features are hot
+    at `pad_hot`) as the 2-bar model reads a window, a "summary"
+    bidirectional LSTM reads those bar encodings in order and gives z's
+    Gaussian, and a linear layer after the conductor maps its outputs
+    into the 2-bar model's z space, which the bar decoder plays from.
+
     forward (the exported graph: each caller asks only for what it needs):
     sequence (windows, steps, input_size) → mu, sigma (windows, z_size);
     z (batch, z_size) → embeddings (batch, bars, embedding_size);
@@ -195,13 +203,24 @@ class MusicVAENet(nn.Module):
 
     def __init__(self, input_size: int, num_classes: int, z_size: int = 256,
                  enc_hidden: int = 256, dec_hidden: int = 256, dec_layers: int = 2,
-                 dropout: float = 0.0, bars: int = 1, conductor_hidden: int = 256):
+                 dropout: float = 0.0, bars: int = 1, conductor_hidden: int = 256,
+                 stacked: bool = False, pad_hot: tuple = ()):
         super().__init__()
         self.config = {"input_size": input_size, "num_classes": num_classes, "z_size": z_size,
                        "enc_hidden": enc_hidden, "dec_hidden": dec_hidden,
                        "dec_layers": dec_layers, "dropout": dropout, "bars": bars,
                        "conductor_hidden": conductor_hidden}
+        if stacked:
+            if bars < 2:
+                raise ValueError("a stacked MusicVAE needs bars > 1")
+            self.config.update(stacked=True, pad_hot=[int(i) for i in pad_hot])
         self.encoder = nn.LSTM(input_size, enc_hidden, batch_first=True, bidirectional=True)
+        if stacked:
+            self.summary = nn.LSTM(2 * enc_hidden, enc_hidden, batch_first=True,
+                                   bidirectional=True)
+            pad = torch.zeros(input_size)
+            pad[list(self.config["pad_hot"])] = 1.0
+            self.register_buffer("pad_step", pad, persistent=False)  # a constant of the graph
         self.to_mu = nn.Linear(2 * enc_hidden, z_size)
         self.to_sigma = nn.Linear(2 * enc_hidden, z_size)
         embedding = z_size
@@ -209,6 +228,8 @@ class MusicVAENet(nn.Module):
             self.conductor_state = nn.Linear(z_size, 2 * 2 * conductor_hidden)
             self.conductor = nn.LSTM(z_size, conductor_hidden, 2, batch_first=True)
             embedding = conductor_hidden
+            if stacked:
+                self.conductor_out = nn.Linear(conductor_hidden, conductor_hidden)
         self.embedding_size = embedding
         self.to_state = nn.Linear(embedding, 2 * dec_layers * dec_hidden)
         self.decoder = nn.LSTM(input_size + embedding, dec_hidden, dec_layers, batch_first=True,
@@ -216,9 +237,36 @@ class MusicVAENet(nn.Module):
         self.head = nn.Linear(dec_hidden, num_classes)
 
     def encode(self, sequence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.config.get("stacked"):
+            return self.summarize(self.bar_encodings(sequence))
         _, (h, _) = self.encoder(sequence)
         final = torch.cat([h[0], h[1]], dim=1)  # forward and backward final states
         return self.to_mu(final), nn.functional.softplus(self.to_sigma(final))
+
+    def summarize(self, encodings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stacked: bar encodings (windows · bars, 2 · enc_hidden) → z's
+        mean and scale (windows, z_size)."""
+        bars = encodings.reshape(-1, self.config["bars"], encodings.shape[1])
+        _, (h, _) = self.summary(bars)
+        final = torch.cat([h[0], h[1]], dim=1)
+        return self.to_mu(final), nn.functional.softplus(self.to_sigma(final))
+
+    def bar_windows(self, sequence: torch.Tensor) -> torch.Tensor:
+        """Stacked: (windows, steps, input_size) → (windows · bars, 2 · bar
+        steps, input_size), each bar followed by the next (the last by
+        padding)."""
+        batch, steps, width = sequence.shape
+        bars = self.config["bars"]
+        size = steps // bars
+        padded = torch.cat([sequence, self.pad_step.expand(batch, size, width)], dim=1)
+        windows = torch.stack([padded[:, i * size:(i + 2) * size] for i in range(bars)], dim=1)
+        return windows.reshape(batch * bars, 2 * size, width)
+
+    def bar_encodings(self, sequence: torch.Tensor) -> torch.Tensor:
+        """Stacked: (windows · bars, 2 · enc_hidden), the encoder's final
+        states over each bar's window (what a 2-bar model's to_mu reads)."""
+        _, (h, _) = self.encoder(self.bar_windows(sequence))
+        return torch.cat([h[0], h[1]], dim=1)
 
     def embeddings(self, z: torch.Tensor) -> torch.Tensor:
         """(batch, bars, embedding_size): what each bar is decoded from."""
@@ -227,7 +275,7 @@ class MusicVAENet(nn.Module):
             return z[:, None, :]
         h0, c0 = _lstm_state(torch.tanh(self.conductor_state(z)), 2, self.config["conductor_hidden"])
         outputs, _ = self.conductor(z[:, None, :].expand(-1, bars, -1).contiguous(), (h0, c0))
-        return outputs
+        return self.conductor_out(outputs) if self.config.get("stacked") else outputs
 
     def initial_state(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return _lstm_state(torch.tanh(self.to_state(embedding)), self.config["dec_layers"],

@@ -49,7 +49,7 @@ CONFIGS = {
                            "16-bar melodies ↔ z, hierarchical decoder: a conductor over 16 bars "
                            "(Magenta hierdec-mel_16bar layout)",
                            free_bits=177.0,  # Magenta's hierdec-mel_16bar: 256 bits
-                           network=(("bars", 16), ("conductor_hidden", 256))),
+                           network=(("bars", 16), ("conductor_hidden", 256), ("stacked", True))),
     "trio_16bar": VaeConfig("trio_16bar", VaeSpace("trio", 256), ("nottingham",),
                             "16-bar trios (melody, bass, drums) ↔ z, hierarchical decoder "
                             "(Magenta hierdec-trio_16bar layout, one decoder with a softmax "
