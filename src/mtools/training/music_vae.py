@@ -29,7 +29,6 @@ from mtools.training import corpora
 from mtools.training.export import export_checked, export_onnx, run_card
 from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words, resumable
 from mtools.training.nets import MusicVAENet
-from mtools.training.stacked import fit_conductor
 from mtools.training.warm_start import warm_start
 from mtools.training.vae_windows import DEFAULT_CONFIG, TRANSPOSE, VaeConfig, load_windows, \
     transpose_ids
@@ -63,6 +62,10 @@ class WindowBatches:
             ids = transpose_ids(ids, rng.integers(-TRANSPOSE, TRANSPOSE + 1, size=len(ids)),
                                 self.space)
         return self._batch(ids)
+
+    def batch_of(self, rows: np.ndarray):
+        """The windows at `rows`, untransposed."""
+        return self._batch(self.windows[rows])
 
     def fixed_batches(self, count: int, seed: int = 1234):
         rng = np.random.default_rng(seed)
@@ -213,6 +216,8 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
     batches = (WindowBatches(train, space, request.loop),
                WindowBatches(valid, space, request.loop, transpose=False))
     if fresh_start and donor is not None and model.config.get("stacked"):
+        from mtools.training.stacked import fit_conductor  # it imports this module
+
         init["conductor_fit"] = fit_conductor(model, donor, *batches, config.beta,
                                               config.free_bits, progress, request.loop.seed)
         (request.run_dir / "init_from.json").write_text(json.dumps(init, indent=1) + "\n")

@@ -3,7 +3,7 @@ a CPU rather than days on a GPU.
 
 The 2-bar model already maps a 2-bar window to a z (its "bar code") from
 which its decoder plays the window's first bar back (mel_2bar: 0.966 of
-the steps of a bar, measured on 200 valid 16-bar windows). A stacked
+the steps of a bar, measured on 200 valid 16-bar windows: scratch). A stacked
 16-bar model (nets.MusicVAENet with `stacked`) keeps that encoder and
 decoder, and adds what joins the bars: a summary LSTM over the bar
 encodings gives the 16-bar z, and the conductor (plus a linear layer)
@@ -28,11 +28,14 @@ import numpy as np
 import torch
 from torch import nn
 
-PASSES = 12  # over the training windows, at most
-EVALS_PER_PASS = 2
-PATIENCE = 3  # evaluations without a better validation loss
+from mtools.training.music_vae import WindowBatches
+
+PASSES = 60  # over the training windows, at most
+PATIENCE = 4  # evaluations (one a pass) without a better validation loss
 VALID_WINDOWS = 512
+ACCURACY_WINDOWS = 64  # valid windows whose bars are played back at each evaluation
 LEARNING_RATE = 1e-3
+CHUNK = 64  # windows encoded at a time
 
 
 def _trainable(model: nn.Module) -> list[nn.Parameter]:
@@ -40,56 +43,97 @@ def _trainable(model: nn.Module) -> list[nn.Parameter]:
             if name.startswith(("summary", "to_mu", "to_sigma", "conductor"))]
 
 
-def code_loss(model: nn.Module, donor: nn.Module, encoder_inputs: torch.Tensor, beta: float,
+@torch.no_grad()
+def bar_encodings(model: nn.Module, windows: WindowBatches, picks: np.ndarray,
+                  progress: Callable[[str], None] | None = None) -> torch.Tensor:
+    """(len(picks), bars, 2 · enc_hidden) float16: the encoder's reading of
+    each bar's window of the picked windows, untransposed. The encoder is
+    the 2-bar model's and does not train here, so this is done once."""
+    model.eval()
+    rows = []
+    for start in range(0, len(picks), CHUNK):
+        inputs = windows.batch_of(picks[start:start + CHUNK])[0]
+        rows.append(model.bar_encodings(inputs).reshape(len(inputs), model.config["bars"], -1)
+                    .half())
+        if progress is not None and (start // CHUNK) % 50 == 49:
+            progress(f"conductor on bar codes: reading the bars of {start + len(inputs)}"
+                     f"/{len(picks)} training windows")
+    return torch.cat(rows)
+
+
+def code_loss(model: nn.Module, donor: nn.Module, encodings: torch.Tensor, beta: float,
               free_bits: float, sample: bool) -> torch.Tensor:
     """Mean over windows of the code distance plus the KL charge (see
-    the module doc); z drawn from the posterior when `sample`, else its
-    mean."""
+    the module doc) for bar encodings (windows, bars, 2 · enc_hidden); z
+    drawn from the posterior when `sample`, else its mean."""
+    flat = encodings.float().reshape(-1, encodings.shape[2])
     with torch.no_grad():
-        encodings = model.bar_encodings(encoder_inputs)
-        code_mu = donor.to_mu(encodings)
-        code_sigma = nn.functional.softplus(donor.to_sigma(encodings))
-    mu, sigma = model.summarize(encodings)
+        code_mu = donor.to_mu(flat)
+        code_sigma = nn.functional.softplus(donor.to_sigma(flat))
+    mu, sigma = model.summarize(flat)
     z = mu + sigma * torch.randn_like(sigma) if sample else mu
     codes = model.embeddings(z).reshape(code_mu.shape)
-    distance = (0.5 * ((codes - code_mu) / code_sigma.clamp(min=1e-3)) ** 2)
+    distance = 0.5 * ((codes - code_mu) / code_sigma.clamp(min=1e-3)) ** 2
     distance = distance.reshape(len(mu), -1).sum(1)
     kl = (0.5 * (mu ** 2 + sigma ** 2 - 1) - torch.log(sigma.clamp(min=1e-8))).sum(1)
     return (distance + beta * torch.clamp(kl - free_bits, min=0)).mean()
 
 
-def fit_conductor(model: nn.Module, donor: nn.Module, train, valid, beta: float,
-                  free_bits: float, progress: Callable[[str], None], seed: int = 0) -> dict:
+@torch.no_grad()
+def bar_accuracy(model: nn.Module, encodings: torch.Tensor, batch) -> float:
+    """Share of steps whose most likely class, given z's mean and the true
+    previous steps of its bar, is the true one (the card's
+    accuracy_teacher_forced, on these windows)."""
+    _, features, targets = batch
+    mu, _ = model.summarize(encodings.float().reshape(-1, encodings.shape[2]))
+    logits = model.teacher_forced(mu, features)
+    return float((logits.argmax(dim=2) == targets[..., 0]).float().mean())
+
+
+def fit_conductor(model: nn.Module, donor: nn.Module, train: WindowBatches,
+                  valid: WindowBatches, beta: float, free_bits: float,
+                  progress: Callable[[str], None], seed: int = 0) -> dict:
     """Train the summary, z and conductor layers of a stacked `model`
     (its encoder and bar decoder are the 2-bar `donor`'s) on the donor's
-    bar codes: `train` and `valid` are WindowBatches. Keeps the weights
-    of the best validation loss; returns what the card says of it."""
+    bar codes of the training windows (untransposed: their encodings are
+    read once). Keeps the weights of the best validation loss; returns
+    what the card says of it."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
+    donor.eval()
+    started = time.monotonic()
+    encodings = bar_encodings(model, train, np.arange(len(train.windows)), progress)
+    picks = np.random.default_rng(1234).choice(len(valid.windows), replace=False,
+                                               size=min(VALID_WINDOWS, len(valid.windows)))
+    checks = bar_encodings(model, valid, picks)
+    heard = picks[:ACCURACY_WINDOWS]
+    heard_batch = valid.batch_of(heard)
     params = _trainable(model)
     optimizer = torch.optim.Adam(params, lr=LEARNING_RATE)
-    per_pass = max(1, len(train.windows) // train.config.batch_size)
-    every = max(1, per_pass // EVALS_PER_PASS)
-    checks = [batch[0] for batch in valid.fixed_batches(VALID_WINDOWS)]
+    size = train.config.batch_size
+    per_pass = max(1, len(encodings) // size)
     best, best_state, best_step, waited, log = np.inf, None, 0, 0, []
-    started = time.monotonic()
-    donor.eval()
     for step in range(1, PASSES * per_pass + 1):
         model.train()
-        loss = code_loss(model, donor, train.batch(rng)[0], beta, free_bits, sample=True)
+        rows = torch.from_numpy(rng.integers(len(encodings), size=size))
+        loss = code_loss(model, donor, encodings[rows], beta, free_bits, sample=True)
         optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(params, 3.0)
         optimizer.step()
-        if step % every and step != PASSES * per_pass:
+        if step % per_pass:
             continue
         model.eval()
         with torch.no_grad():
-            figure = float(np.mean([code_loss(model, donor, x, beta, free_bits, sample=False)
-                                    for x in checks]))
-        log.append({"step": step, "train": round(float(loss), 3), "valid": round(figure, 3)})
-        progress(f"conductor on bar codes: step {step}: train {float(loss):.2f} "
-                 f"valid {figure:.2f} (best {min(best, figure):.2f})")
+            figure = float(np.mean([float(code_loss(model, donor, checks[i:i + size], beta,
+                                                    free_bits, sample=False))
+                                    for i in range(0, len(checks), size)]))
+        accuracy = bar_accuracy(model, checks[:len(heard)], heard_batch)
+        log.append({"step": step, "train": round(float(loss), 2), "valid": round(figure, 2),
+                    "accuracy_teacher_forced": round(accuracy, 4)})
+        progress(f"conductor on bar codes: step {step}: train {float(loss):.1f} valid "
+                 f"{figure:.1f} (best {min(best, figure):.1f}), bars played back "
+                 f"{accuracy:.3f}")
         if figure < best:
             best, best_step, waited = figure, step, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -97,10 +141,12 @@ def fit_conductor(model: nn.Module, donor: nn.Module, train, valid, beta: float,
             waited += 1
             if waited >= PATIENCE:
                 break
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return {"method": "summary, z and conductor layers trained alone on the 2-bar model's "
-                      "bar codes (see mtools.training.stacked)",
-            "steps": log[-1]["step"], "best_step": best_step,
-            "best_valid_code_loss": round(best, 3), "batch_size": train.config.batch_size,
+                      "bar codes of the untransposed training windows (see "
+                      "mtools.training.stacked)",
+            "steps": log[-1]["step"] if log else 0, "best_step": best_step,
+            "best_valid_code_loss": round(best, 2), "batch_size": size,
             "learning_rate": LEARNING_RATE, "seconds": round(time.monotonic() - started),
             "log": log}
