@@ -559,6 +559,43 @@ def test_train_a_16_bar_model_from_a_2_bar_export_and_resume_it(tmp_path):
     card = resolve_model(str(tmp_path / "out" / "music_vae-mel_16bar.json")).card
     assert card.training["steps"] == 2 and card.training["initialised_from"]["took"] == note["took"]
 
+
+def test_the_conductors_first_phase_resumes_where_it_stopped(tmp_path, monkeypatch):
+    from mtools.training import stacked
+    from mtools.training.loop import TrainConfig
+    from mtools.training.music_vae import WindowBatches
+
+    space = VaeSpace("melody", 64)
+    rng = np.random.default_rng(0)
+    windows = rng.integers(2, 90, size=(24, 64)).astype(np.int16)
+    loop = TrainConfig(batch_size=4)
+    train, valid = WindowBatches(windows[:16], space, loop), WindowBatches(windows[16:], space, loop,
+                                                                            transpose=False)
+
+    def fresh():
+        torch.manual_seed(0)
+        donor = MusicVAENet(90, 90, z_size=8, enc_hidden=8, dec_hidden=8)
+        model = MusicVAENet(90, 90, z_size=8, enc_hidden=8, dec_hidden=8, bars=4,
+                            conductor_hidden=8, stacked=True, pad_hot=(0,))
+        stacked.take_matching(model, donor)
+        return model, donor
+
+    monkeypatch.setattr(stacked, "PASSES", 3)
+    straight = stacked.fit_conductor(*fresh(), train, valid, 0.1, 1.0, lambda m: None,
+                                     tmp_path / "a")
+    monkeypatch.setattr(stacked, "PASSES", 1)
+    stacked.fit_conductor(*fresh(), train, valid, 0.1, 1.0, lambda m: None, tmp_path / "b")
+    state = torch.load(tmp_path / "b" / stacked.STATE, weights_only=False)
+    assert state["done"] and not (tmp_path / "b" / stacked.ENCODINGS).exists()
+    torch.save({**state, "done": False}, tmp_path / "b" / stacked.STATE)  # as if stopped there
+    monkeypatch.setattr(stacked, "PASSES", 3)
+    messages = []
+    resumed = stacked.fit_conductor(*fresh(), train, valid, 0.1, 1.0, messages.append,
+                                    tmp_path / "b")
+    assert "resuming at step 4" in messages[0]
+    assert [e["step"] for e in resumed["log"]] == [4, 8, 12]
+    assert resumed["log"] == straight["log"]  # the same steps as a run never stopped
+
 # --- grooves (GrooVAE): humanize and drumify ---------------------------------------
 
 GROOVE = VaeSpace("groove", 32, encoder="quantized")

@@ -21,7 +21,9 @@ NLL) then goes on from there."""
 from __future__ import annotations
 
 import copy
+import os
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -29,6 +31,7 @@ import torch
 from torch import nn
 
 from mtools.training.music_vae import WindowBatches
+from mtools.training.warm_start import take_matching  # noqa: F401  (tests build with it)
 
 PASSES = 60  # over the training windows, at most
 PATIENCE = 4  # evaluations (one a pass) without a better validation loss
@@ -90,30 +93,81 @@ def bar_accuracy(model: nn.Module, encodings: torch.Tensor, batch) -> float:
     return float((logits.argmax(dim=2) == targets[..., 0]).float().mean())
 
 
+def _save(path: Path, state: dict) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def _encodings(model: nn.Module, train: WindowBatches, valid: WindowBatches,
+               run_dir: Path, progress: Callable[[str], None]):
+    """The bar encodings of every training window and of the fixed valid
+    check windows, read once and kept in the run folder (ENCODINGS) until
+    the phase ends, so a stopped run does not read them again."""
+    picks = np.random.default_rng(1234).choice(len(valid.windows), replace=False,
+                                               size=min(VALID_WINDOWS, len(valid.windows)))
+    path = run_dir / ENCODINGS
+    if path.exists():
+        kept = torch.load(path, weights_only=True)
+        if len(kept["train"]) == len(train.windows) and np.array_equal(kept["picks"], picks):
+            return kept["train"], kept["checks"], picks
+    encodings = bar_encodings(model, train, np.arange(len(train.windows)), progress)
+    checks = bar_encodings(model, valid, picks)
+    _save(path, {"train": encodings, "checks": checks, "picks": torch.from_numpy(picks)})
+    return encodings, checks, picks
+
+
+ENCODINGS = "bar_encodings.pt"  # removed when the phase ends
+STATE = "conductor_fit.pt"  # the phase's checkpoint, written after every pass
+
+
 def fit_conductor(model: nn.Module, donor: nn.Module, train: WindowBatches,
                   valid: WindowBatches, beta: float, free_bits: float,
-                  progress: Callable[[str], None], seed: int = 0) -> dict:
+                  progress: Callable[[str], None], run_dir: Path, seed: int = 0) -> dict:
     """Train the summary, z and conductor layers of a stacked `model`
     (its encoder and bar decoder are the 2-bar `donor`'s) on the donor's
     bar codes of the training windows (untransposed: their encodings are
-    read once). Keeps the weights of the best validation loss; returns
-    what the card says of it."""
+    read once). Checkpointed in `run_dir` after every pass and resumed
+    from there; keeps the weights of the best validation loss and returns
+    what the card says of them."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     donor.eval()
-    started = time.monotonic()
-    encodings = bar_encodings(model, train, np.arange(len(train.windows)), progress)
-    picks = np.random.default_rng(1234).choice(len(valid.windows), replace=False,
-                                               size=min(VALID_WINDOWS, len(valid.windows)))
-    checks = bar_encodings(model, valid, picks)
-    heard = picks[:ACCURACY_WINDOWS]
-    heard_batch = valid.batch_of(heard)
     params = _trainable(model)
     optimizer = torch.optim.Adam(params, lr=LEARNING_RATE)
+    at = {"step": 0, "best": float("inf"), "best_state": None, "best_step": 0, "waited": 0,
+          "log": [], "seconds": 0.0, "done": False}
+    if (run_dir / STATE).exists():
+        at = torch.load(run_dir / STATE, weights_only=False)
+        model.load_state_dict(at["model"])
+        optimizer.load_state_dict(at["optimizer"])
+        rng.bit_generator.state = at["rng"]
+        torch.set_rng_state(at["torch_rng"])  # z's draws
+        progress(f"conductor on bar codes: resuming at step {at['step']}")
+    started = time.monotonic() - at["seconds"]
+    if not at["done"]:
+        _fit(model, donor, train, valid, beta, free_bits, progress, run_dir, rng, optimizer,
+             params, at, started)
+    (run_dir / ENCODINGS).unlink(missing_ok=True)
+    if at["best_state"] is not None:
+        model.load_state_dict(at["best_state"])
+    log = at["log"]
+    return {"method": "summary, z and conductor layers trained alone on the 2-bar model's "
+                      "bar codes of the untransposed training windows (see "
+                      "mtools.training.stacked)",
+            "steps": log[-1]["step"] if log else 0, "best_step": at["best_step"],
+            "best_valid_code_loss": round(at["best"], 2), "batch_size": train.config.batch_size,
+            "learning_rate": LEARNING_RATE, "seconds": round(at["seconds"]), "log": log}
+
+
+def _fit(model, donor, train, valid, beta, free_bits, progress, run_dir, rng, optimizer, params,
+         at: dict, started: float) -> None:
+    encodings, checks, picks = _encodings(model, train, valid, run_dir, progress)
+    heard_batch = valid.batch_of(picks[:ACCURACY_WINDOWS])
     size = train.config.batch_size
     per_pass = max(1, len(encodings) // size)
-    best, best_state, best_step, waited, log = np.inf, None, 0, 0, []
-    for step in range(1, PASSES * per_pass + 1):
+    for step in range(at["step"] + 1, PASSES * per_pass + 1):
         model.train()
         rows = torch.from_numpy(rng.integers(len(encodings), size=size))
         loss = code_loss(model, donor, encodings[rows], beta, free_bits, sample=True)
@@ -128,25 +182,22 @@ def fit_conductor(model: nn.Module, donor: nn.Module, train: WindowBatches,
             figure = float(np.mean([float(code_loss(model, donor, checks[i:i + size], beta,
                                                     free_bits, sample=False))
                                     for i in range(0, len(checks), size)]))
-        accuracy = bar_accuracy(model, checks[:len(heard)], heard_batch)
-        log.append({"step": step, "train": round(float(loss), 2), "valid": round(figure, 2),
-                    "accuracy_teacher_forced": round(accuracy, 4)})
+        accuracy = bar_accuracy(model, checks[:ACCURACY_WINDOWS], heard_batch)
+        at["log"].append({"step": step, "train": round(float(loss), 2),
+                          "valid": round(figure, 2), "accuracy_teacher_forced": round(accuracy, 4)})
         progress(f"conductor on bar codes: step {step}: train {float(loss):.1f} valid "
-                 f"{figure:.1f} (best {min(best, figure):.1f}), bars played back "
+                 f"{figure:.1f} (best {min(at['best'], figure):.1f}), bars played back "
                  f"{accuracy:.3f}")
-        if figure < best:
-            best, best_step, waited = figure, step, 0
-            best_state = copy.deepcopy(model.state_dict())
+        if figure < at["best"]:
+            at.update(best=figure, best_step=step, waited=0,
+                      best_state=copy.deepcopy(model.state_dict()))
         else:
-            waited += 1
-            if waited >= PATIENCE:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return {"method": "summary, z and conductor layers trained alone on the 2-bar model's "
-                      "bar codes of the untransposed training windows (see "
-                      "mtools.training.stacked)",
-            "steps": log[-1]["step"] if log else 0, "best_step": best_step,
-            "best_valid_code_loss": round(best, 2), "batch_size": size,
-            "learning_rate": LEARNING_RATE, "seconds": round(time.monotonic() - started),
-            "log": log}
+            at["waited"] += 1
+        at.update(step=step, seconds=time.monotonic() - started,
+                  done=at["waited"] >= PATIENCE or step + per_pass > PASSES * per_pass)
+        _save(run_dir / STATE, {**at, "model": model.state_dict(),
+                                "optimizer": optimizer.state_dict(),
+                                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
+        if at["done"]:
+            return
+    at["done"] = True
