@@ -564,6 +564,7 @@ def test_the_conductors_first_phase_resumes_where_it_stopped(tmp_path, monkeypat
     from mtools.training import stacked
     from mtools.training.loop import TrainConfig
     from mtools.training.music_vae import WindowBatches
+    from mtools.training.warm_start import take_matching
 
     space = VaeSpace("melody", 64)
     rng = np.random.default_rng(0)
@@ -577,7 +578,7 @@ def test_the_conductors_first_phase_resumes_where_it_stopped(tmp_path, monkeypat
         donor = MusicVAENet(90, 90, z_size=8, enc_hidden=8, dec_hidden=8)
         model = MusicVAENet(90, 90, z_size=8, enc_hidden=8, dec_hidden=8, bars=4,
                             conductor_hidden=8, stacked=True, pad_hot=(0,))
-        stacked.take_matching(model, donor)
+        take_matching(model, donor)
         return model, donor
 
     monkeypatch.setattr(stacked, "PASSES", 3)

@@ -31,7 +31,6 @@ import torch
 from torch import nn
 
 from mtools.training.music_vae import WindowBatches
-from mtools.training.warm_start import take_matching  # noqa: F401  (tests build with it)
 
 PASSES = 60  # over the training windows, at most
 PATIENCE = 4  # evaluations (one a pass) without a better validation loss
