@@ -590,6 +590,9 @@ def test_the_conductors_first_phase_resumes_where_it_stopped(tmp_path, monkeypat
     assert state["done"] and not (tmp_path / "b" / stacked.ENCODINGS).exists()
     torch.save({**state, "done": False}, tmp_path / "b" / stacked.STATE)  # as if stopped there
     monkeypatch.setattr(stacked, "PASSES", 3)
+    looked = stacked.fit_conductor(*fresh(), train, valid, 0.1, 1.0, lambda m: None,
+                                   tmp_path / "b", train_more=False)  # --export-only meanwhile
+    assert "stopped" in looked and [e["step"] for e in looked["log"]] == [4]
     messages = []
     resumed = stacked.fit_conductor(*fresh(), train, valid, 0.1, 1.0, messages.append,
                                     tmp_path / "b")

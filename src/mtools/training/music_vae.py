@@ -220,7 +220,7 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
 
         init["conductor_fit"] = fit_conductor(model, donor, *batches, config.beta,
                                               config.free_bits, progress, request.run_dir,
-                                              request.loop.seed)
+                                              request.loop.seed, request.loop.max_steps > 0)
         (request.run_dir / "init_from.json").write_text(json.dumps(init, indent=1) + "\n")
     if init is not None and request.init_spec is None:  # resumed: the run still started there
         request = replace(request, init_spec=init.get("spec") or init["file"])

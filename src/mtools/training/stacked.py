@@ -122,13 +122,15 @@ STATE = "conductor_fit.pt"  # the phase's checkpoint, written after every pass
 
 def fit_conductor(model: nn.Module, donor: nn.Module, train: WindowBatches,
                   valid: WindowBatches, beta: float, free_bits: float,
-                  progress: Callable[[str], None], run_dir: Path, seed: int = 0) -> dict:
+                  progress: Callable[[str], None], run_dir: Path, seed: int = 0,
+                  train_more: bool = True) -> dict:
     """Train the summary, z and conductor layers of a stacked `model`
     (its encoder and bar decoder are the 2-bar `donor`'s) on the donor's
     bar codes of the training windows (untransposed: their encodings are
     read once). Checkpointed in `run_dir` after every pass and resumed
     from there; keeps the weights of the best validation loss and returns
-    what the card says of them."""
+    what the card says of them. `train_more` False (an --export-only
+    call) takes the best weights so far and trains nothing."""
     run_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -145,10 +147,11 @@ def fit_conductor(model: nn.Module, donor: nn.Module, train: WindowBatches,
         torch.set_rng_state(at["torch_rng"])  # z's draws
         progress(f"conductor on bar codes: resuming at step {at['step']}")
     started = time.monotonic() - at["seconds"]
-    if not at["done"]:
+    if not at["done"] and train_more:
         _fit(model, donor, train, valid, beta, free_bits, progress, run_dir, rng, optimizer,
              params, at, started)
-    (run_dir / ENCODINGS).unlink(missing_ok=True)
+    if at["done"]:
+        (run_dir / ENCODINGS).unlink(missing_ok=True)
     if at["best_state"] is not None:
         model.load_state_dict(at["best_state"])
     log = at["log"]
@@ -156,6 +159,8 @@ def fit_conductor(model: nn.Module, donor: nn.Module, train: WindowBatches,
                       "bar codes of the untransposed training windows (see "
                       "mtools.training.stacked)",
             "steps": log[-1]["step"] if log else 0, "best_step": at["best_step"],
+            **({} if at["done"] else {"stopped": "before the phase ended (an --export-only "
+                                                "call while it ran)"}),
             "best_valid_code_loss": round(at["best"], 2), "batch_size": train.config.batch_size,
             "learning_rate": LEARNING_RATE, "seconds": round(at["seconds"]), "log": log}
 

@@ -47,7 +47,10 @@ CONFIGS = {
                             train_hop=4, sampling_rate=1000.0, network=(("dropout", 0.2),)),
     "mel_16bar": VaeConfig("mel_16bar", VaeSpace("melody", 256), ("music21:folk", "nottingham"),
                            "16-bar melodies ↔ z, hierarchical decoder: a conductor over 16 bars "
-                           "(Magenta hierdec-mel_16bar layout)",
+                           "(Magenta hierdec-mel_16bar layout), stacked on mel_2bar: its encoder "
+                           "reads each bar's 2-bar window, a summary LSTM over the bars gives "
+                           "z, and the conductor gives each bar a mel_2bar code that mel_2bar's "
+                           "decoder plays",
                            free_bits=177.0,  # Magenta's hierdec-mel_16bar: 256 bits
                            network=(("bars", 16), ("conductor_hidden", 256), ("stacked", True))),
     "trio_16bar": VaeConfig("trio_16bar", VaeSpace("trio", 256), ("nottingham",),
