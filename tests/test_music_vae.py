@@ -425,6 +425,22 @@ def test_a_longer_input_says_which_window_was_taken(mel_path):
     assert "took bars 3-4 of 6" in out.stderr
 
 
+def test_a_stacked_16_bar_model_interpolates_16_bar_melodies(tmp_path):
+    path = tiny_music_vae(tmp_path, "mel_16bar")
+    card = resolve_model(str(path)).card
+    assert card.hyperparameters["stacked"] and card.hyperparameters["bars"] == 16
+    a, b = melody(" ".join([TUNE_A] * 8)), melody(" ".join([TUNE_B] * 8))  # 16 bars each
+    out = run(["interpolate", "--model", path, "--steps", "3", "--seed", "1", "--to", "jsonl",
+               "--concat"], scores_to_jsonl([a, b]).encode())
+    assert out.code == 0, out.stderr
+    [score] = jsonl_lines(out.stdout)
+    assert score["totalTime"] == pytest.approx(3 * 256 * 0.125)  # 3 windows of 16 bars at 120
+    model = MusicVae.from_ref(resolve_model(str(path)))
+    ids = np.stack([take_window(x, model.space, name)[0].ids for x, name in ((a, "a"), (b, "b"))])
+    mu, sigma = model.encode(ids)
+    assert mu.shape == (2, 8) and np.isfinite(mu).all() and (sigma > 0).all()
+    assert not np.allclose(mu[0], mu[1])  # the encoder reads the windows
+
 def test_drum_interpolation_writes_drum_notes(drums_path):
     beats = scores_to_jsonl([beat(), beat(4)]).encode()
     out = run(["interpolate", "--model", drums_path, "--steps", "2", "--to", "jsonl", "--concat"],
