@@ -21,8 +21,7 @@
 #      the network options the run used (train_one below),
 #        mtools train coconet --data jsb --data js_fakes --hidden 128 --layers 24 \
 #            --run-dir DIR --export-only --out models/
-#        mtools train music_vae --config mel_16bar --init-from music_vae:mel_2bar \
-#            --run-dir DIR --export-only --out models/
+#        mtools train music_vae --config mel_16bar --run-dir DIR --export-only --out models/
 #        mtools train music_vae --config trio_16bar --run-dir DIR --export-only --out models/
 #        mtools train music_vae --config drums_2bar --data groove --scheduled-sampling-rate 250 \
 #            --run-dir DIR --export-only --out models/
@@ -98,8 +97,6 @@ train_one() {  # model minutes device
             [[ $small == 1 ]] && args=(coconet --data jsb --batch-size 4 --hidden 8 --layers 2) ;;
         mel_16bar | trio_16bar)
             args=(music_vae --config "$model" --batch-size 256)
-            # mel_16bar is stacked on the bundled mel_2bar (training/stacked.py)
-            [[ $model == mel_16bar ]] && args+=(--init-from music_vae:mel_2bar)
             [[ $small == 1 ]] && args=(music_vae --config "$model" --batch-size 4 --hidden 8) ;;
         drums_2bar)
             # Goes on from the bundled model (9 MB, float) as its CPU run did.

@@ -616,6 +616,40 @@ def test_the_conductors_first_phase_resumes_where_it_stopped(tmp_path, monkeypat
     assert [e["step"] for e in resumed["log"]] == [4, 8, 12]
     assert resumed["log"] == straight["log"]  # the same steps as a run never stopped
 
+
+def test_an_open_first_phase_survives_an_export_and_needs_its_init_from(tmp_path, monkeypatch):
+    import shutil
+
+    from mtools.training import stacked
+
+    tunes = tmp_path / "tunes"
+    tunes.mkdir()
+    write_random_tunes(tunes, count=40, bars=16)
+    export = tiny_music_vae(tmp_path / "mel2", "mel_2bar", z_size=256)
+    common = ["train", "music_vae", "--config", "mel_16bar", "--data", tunes, "--hidden", "8",
+              "--batch-size", "2", "--out", tmp_path / "out", "--quiet"]
+    monkeypatch.setattr(stacked, "PASSES", 1)
+    first = run([*common, "--init-from", export, "--max-steps", "1", "--run-dir", tmp_path / "r1"])
+    assert first.code == 0, first.stderr
+    open_run = tmp_path / "r2"  # a phase stopped after its first pass
+    open_run.mkdir()
+    state = torch.load(tmp_path / "r1" / stacked.STATE, weights_only=False)
+    torch.save({**state, "done": False}, open_run / stacked.STATE)
+    shutil.copytree(open_run, tmp_path / "r3")
+    peek = run([*common, "--init-from", export, "--export-only", "--run-dir", open_run])
+    assert peek.code == 0, peek.stderr
+    card = resolve_model(str(tmp_path / "out" / "music_vae-mel_16bar.json")).card
+    assert "stopped" in card.training["initialised_from"]["conductor_fit"]
+    assert not {"last.pt", "best.pt"} & {p.name for p in open_run.iterdir()}  # nothing ends it
+    monkeypatch.setattr(stacked, "PASSES", 2)
+    on = run([*common, "--init-from", export, "--max-steps", "1", "--run-dir", open_run])
+    assert on.code == 0, on.stderr
+    fit = resolve_model(str(tmp_path / "out" / "music_vae-mel_16bar.json")).card.training[
+        "initialised_from"]["conductor_fit"]
+    assert "stopped" not in fit and len(fit["log"]) == 2  # the phase went on from its pass
+    bare = run([*common, "--max-steps", "1", "--run-dir", tmp_path / "r3"])
+    assert bare.code == 2 and "same --init-from" in bare.stderr, bare.stderr
+
 # --- grooves (GrooVAE): humanize and drumify ---------------------------------------
 
 GROOVE = VaeSpace("groove", 32, encoder="quantized")

@@ -283,23 +283,27 @@ class MusicVae:
         self.session, self.space = session, space
         self.z_size, self.layers, self.hidden = z_size, layers, hidden
         self.bars, self.embedding_size = bars, embedding_size or z_size
+        self.encoder_steps = 1  # the fewest steps its encoder reads (ONNX Runtime runs it on
+        # every call, whatever the outputs asked for)
 
     @classmethod
     def from_ref(cls, ref, *, device: str | None = None, threads: int | None = None) -> MusicVae:
         h = ref.card.hyperparameters
         bars = int(h.get("bars", 1))
-        return cls(ref.load_session(device=device, threads=threads),
-                   VaeSpace.from_card(ref.card.encoding), int(h["z_size"]),
-                   int(h["dec_layers"]), int(h["dec_hidden"]), bars,
-                   int(h["z_size"]) if bars == 1 else int(h["conductor_hidden"]))
+        model = cls(ref.load_session(device=device, threads=threads),
+                    VaeSpace.from_card(ref.card.encoding), int(h["z_size"]),
+                    int(h["dec_layers"]), int(h["dec_hidden"]), bars,
+                    int(h["z_size"]) if bars == 1 else int(h["conductor_hidden"]))
+        if h.get("stacked"):
+            model.encoder_steps = bars  # a stacked encoder reads whole bars (training/nets.py)
+        return model
 
     @property
     def bar_steps(self) -> int:
         return self.space.steps // self.bars
 
     def _feeds(self, batch: int, **given) -> dict[str, np.ndarray]:
-        feeds = {"sequence": np.zeros((1, self.bars, self.space.input_size), np.float32),  # a
-                 # stacked encoder (see training/nets.py) reads whole bars: one step each
+        feeds = {"sequence": np.zeros((1, self.encoder_steps, self.space.input_size), np.float32),
                  "z": np.zeros((1, self.z_size), np.float32),
                  "embedding": np.zeros((batch, self.embedding_size), np.float32),
                  "step_inputs": np.zeros((batch, 1, self.space.input_size), np.float32),
