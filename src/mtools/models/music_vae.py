@@ -279,24 +279,22 @@ class MusicVae:
     bars, each from its own embedding (z itself when there is one bar)."""
 
     def __init__(self, session, space: VaeSpace, z_size: int, layers: int, hidden: int,
-                 bars: int = 1, embedding_size: int | None = None):
+                 bars: int = 1, embedding_size: int | None = None, encoder_steps: int = 1):
         self.session, self.space = session, space
         self.z_size, self.layers, self.hidden = z_size, layers, hidden
         self.bars, self.embedding_size = bars, embedding_size or z_size
-        self.encoder_steps = 1  # the fewest steps its encoder reads (ONNX Runtime runs it on
-        # every call, whatever the outputs asked for)
+        self.encoder_steps = encoder_steps  # the fewest steps its encoder reads (ONNX Runtime
+        # runs it on every call, whatever the outputs asked for)
 
     @classmethod
     def from_ref(cls, ref, *, device: str | None = None, threads: int | None = None) -> MusicVae:
         h = ref.card.hyperparameters
         bars = int(h.get("bars", 1))
-        model = cls(ref.load_session(device=device, threads=threads),
-                    VaeSpace.from_card(ref.card.encoding), int(h["z_size"]),
-                    int(h["dec_layers"]), int(h["dec_hidden"]), bars,
-                    int(h["z_size"]) if bars == 1 else int(h["conductor_hidden"]))
-        if h.get("stacked"):
-            model.encoder_steps = bars  # a stacked encoder reads whole bars (training/nets.py)
-        return model
+        return cls(ref.load_session(device=device, threads=threads),
+                   VaeSpace.from_card(ref.card.encoding), int(h["z_size"]),
+                   int(h["dec_layers"]), int(h["dec_hidden"]), bars,
+                   int(h["z_size"]) if bars == 1 else int(h["conductor_hidden"]),
+                   bars if h.get("stacked") else 1)  # a stacked encoder reads whole bars
 
     @property
     def bar_steps(self) -> int:

@@ -301,9 +301,14 @@ class Trainer:
                  **self.extra}
         if name != "best.pt":
             state["optimizer"] = to_device(self.optimizer.state_dict(), torch.device("cpu"))
-        temporary = self.run_dir / f".{name}.tmp"
-        torch.save(state, temporary)
-        os.replace(temporary, self.run_dir / name)
+        save_checkpoint(state, self.run_dir / name)
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """torch.save, atomically: a temp file beside `path`, then rename."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
 
 
 def resumable(run_dir: Path) -> Path | None:

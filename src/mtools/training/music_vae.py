@@ -135,8 +135,7 @@ class VaeLoss:
             recon = sum(nn.functional.cross_entropy(group.transpose(1, 2), targets[..., k],
                                                     reduction="none").sum(1)
                         for k, group in enumerate(groups))
-        kl = (0.5 * (mu ** 2 + sigma ** 2 - 1) - torch.log(sigma.clamp(min=1e-8))).sum(1)
-        loss = recon + self.beta * torch.clamp(kl - self.free_bits, min=0)
+        loss = recon + kl_charge(mu, sigma, self.beta, self.free_bits)
         return loss.mean(), torch.tensor(float(len(targets)))
 
     def _scheduled(self, model: MusicVAENet, z: torch.Tensor, features: torch.Tensor,
@@ -149,6 +148,13 @@ class VaeLoss:
             drawn = torch.distributions.Categorical(logits=logits).sample()
         chosen = torch.where(torch.rand(truth.shape, device=truth.device) < keep, truth, drawn)
         return self.feature_table.to(features.device)[chosen]
+
+
+def kl_charge(mu: torch.Tensor, sigma: torch.Tensor, beta: float,
+              free_bits: float) -> torch.Tensor:
+    """Per window: beta · max(KL(N(mu, sigma²) || N(0, I)) − free_bits, 0)."""
+    kl = (0.5 * (mu ** 2 + sigma ** 2 - 1) - torch.log(sigma.clamp(min=1e-8))).sum(1)
+    return beta * torch.clamp(kl - free_bits, min=0)
 
 
 def scheduled_loss(config: VaeConfig) -> VaeLoss:

@@ -21,7 +21,6 @@ NLL) then goes on from there."""
 from __future__ import annotations
 
 import copy
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -30,7 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtools.training.music_vae import WindowBatches
+from mtools.training.loop import save_checkpoint
+from mtools.training.music_vae import WindowBatches, kl_charge
 
 PASSES = 60  # over the training windows, at most
 PATIENCE = 4  # evaluations (one a pass) without a better validation loss
@@ -77,8 +77,7 @@ def code_loss(model: nn.Module, donor: nn.Module, encodings: torch.Tensor, beta:
     codes = model.embeddings(z).reshape(code_mu.shape)
     distance = 0.5 * ((codes - code_mu) / code_sigma.clamp(min=1e-3)) ** 2
     distance = distance.reshape(len(mu), -1).sum(1)
-    kl = (0.5 * (mu ** 2 + sigma ** 2 - 1) - torch.log(sigma.clamp(min=1e-8))).sum(1)
-    return (distance + beta * torch.clamp(kl - free_bits, min=0)).mean()
+    return (distance + kl_charge(mu, sigma, beta, free_bits)).mean()
 
 
 @torch.no_grad()
@@ -90,12 +89,6 @@ def bar_accuracy(model: nn.Module, encodings: torch.Tensor, batch) -> float:
     mu, _ = model.summarize(encodings.float().reshape(-1, encodings.shape[2]))
     logits = model.teacher_forced(mu, features)
     return float((logits.argmax(dim=2) == targets[..., 0]).float().mean())
-
-
-def _save(path: Path, state: dict) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
 
 
 def _encodings(model: nn.Module, train: WindowBatches, valid: WindowBatches,
@@ -112,7 +105,8 @@ def _encodings(model: nn.Module, train: WindowBatches, valid: WindowBatches,
             return kept["train"], kept["checks"], picks
     encodings = bar_encodings(model, train, np.arange(len(train.windows)), progress)
     checks = bar_encodings(model, valid, picks)
-    _save(path, {"train": encodings, "checks": checks, "picks": torch.from_numpy(picks)})
+    save_checkpoint({"train": encodings, "checks": checks, "picks": torch.from_numpy(picks)},
+                    path)
     return encodings, checks, picks
 
 
@@ -199,9 +193,9 @@ def _fit(model, donor, train, valid, beta, free_bits, progress, run_dir, rng, op
             at["waited"] += 1
         at.update(step=step, seconds=time.monotonic() - started,
                   done=at["waited"] >= PATIENCE or step + per_pass > PASSES * per_pass)
-        _save(run_dir / STATE, {**at, "model": model.state_dict(),
-                                "optimizer": optimizer.state_dict(),
-                                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
+        save_checkpoint({**at, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()},
+                        run_dir / STATE)
         if at["done"]:
             return
     at["done"] = True
