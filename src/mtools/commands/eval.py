@@ -109,7 +109,7 @@ def eval_(
         return
     if ref.card.name == "music_vae":
         figures = {"model": ref.card.spec, "data": data, "split": split,
-                   **_music_vae_figures(ref, data, split, device.value if device else None)}
+                   **music_vae_figures(ref, data, split, device.value if device else None)}
         _print(figures, as_json)
         return
     spec = find_spec(ref.card.name, ref.card.config or None)
@@ -156,7 +156,7 @@ def _coconet_figures(ref, data: list[str], split: str, device, samples: int) -> 
     return framewise_figures(net, chorales, samples)
 
 
-def _music_vae_figures(ref, data: list[str], split: str, device) -> dict:
+def music_vae_figures(ref, data: list[str], split: str, device) -> dict:
     from dataclasses import replace
 
     from mtools.errors import InputFormatError

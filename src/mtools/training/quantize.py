@@ -135,7 +135,7 @@ def quantize_model(path: Path, data: list[str] | None = None) -> dict:
     n-gram baseline move under metrics.float32; the baseline is fitted again
     on the same data."""
     from mtools.errors import UsageError
-    from mtools.models.registry import file_sha256, write_card
+    from mtools.models.registry import file_sha256
     from mtools.training.evaluate import ngram_baseline
     from mtools.training.tasks import load_examples
 
@@ -153,11 +153,8 @@ def quantize_model(path: Path, data: list[str] | None = None) -> dict:
     spec, _ = spec_and_model(path)
     baseline = ngram_baseline(spec, load_examples(spec, data, "train"),
                               load_examples(spec, data, "valid"))
-    temporary = path.with_name(f".{path.stem}.int8.{os.getpid()}.onnx")
-    temporary_card = temporary.with_suffix(".json")
-    try:
-        quantize_file(path, temporary)
-        write_card(card, temporary)  # a card beside it, so it resolves as a model
+
+    def describe(temporary: Path) -> None:
         figures = measure(temporary, data)
         old = card["metrics"]
         card["metrics"] = {**{k: v for k, v in old.items() if k not in ("parity_max_abs_error",
@@ -176,7 +173,27 @@ def quantize_model(path: Path, data: list[str] | None = None) -> dict:
                                     round(probability_error(path, temporary, data), 4),
                                 "command": "python -m mtools.training.quantize MODEL.onnx"
                                            + "".join(f" --data {d}" for d in data)}
-        write_card(card, temporary)  # validated, with the int8 file's size and sha256
+
+    replace_model(path, card, lambda temporary: quantize_file(path, temporary), describe,
+                  tag="int8")
+    return card["metrics"]
+
+
+def replace_model(path: Path, card: dict, write, describe, tag: str) -> None:
+    """Rewrite the model at `path` in place: `write(temporary)` makes the
+    new file beside it, which gets a card (so it resolves as a model);
+    `describe(temporary)` then updates `card` (measuring the new file); the
+    card is written for the new file, and the file, then at once its card,
+    replace the old ones. Nothing is replaced if any step fails."""
+    from mtools.models.registry import write_card
+
+    temporary = path.with_name(f".{path.stem}.{tag}.{os.getpid()}.onnx")
+    temporary_card = temporary.with_suffix(".json")
+    try:
+        write(temporary)
+        write_card(card, temporary)
+        describe(temporary)
+        write_card(card, temporary)  # validated, with the new file's size and sha256
         final = json.loads(temporary_card.read_text())
         final["onnx_file"] = path.name
         temporary_card.write_text(json.dumps(final, indent=2, sort_keys=True,
@@ -186,7 +203,6 @@ def quantize_model(path: Path, data: list[str] | None = None) -> dict:
     finally:
         temporary.unlink(missing_ok=True)
         temporary_card.unlink(missing_ok=True)
-    return card["metrics"]
 
 
 def model_arguments(doc: str, example: str) -> argparse.Namespace:

@@ -18,7 +18,9 @@ activations and int8 weights (per output channel: scale and zero point).
 `dequantized` rewrites such a graph back into float nodes whose weights
 are (int8 - zero point) · scale, the same network up to rounding; the
 weights are then read from it as from a float export, and parity is
-proved against it (the int8 file itself differs by its quantization)."""
+proved against it (the int8 file itself differs by its quantization).
+MusicVAE files may store float16 weights (training/half.py): `widened`
+reads them back as float32, and the file computes exactly that network."""
 
 from __future__ import annotations
 
@@ -320,10 +322,14 @@ def _load_exported(model: nn.Module, path: Path, parity) -> tuple[float, bool]:
 
     from mtools.training.export import PARITY_TOLERANCE
 
+    from mtools.training.half import is_halved, widened
+
     exported = onnx.load(str(path))
     quantized = is_quantized(exported.graph)
     if quantized:
         exported = dequantized(exported)
+    elif is_halved(exported.graph):  # float16 weights cast to float32: exact in float32
+        exported = widened(exported)
     model.load_state_dict(state_dict_from_graph(model, exported.graph, path))
     if not quantized:
         error = parity(model, path)
