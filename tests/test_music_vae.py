@@ -608,13 +608,38 @@ def test_the_conductors_first_phase_resumes_where_it_stopped(tmp_path, monkeypat
     monkeypatch.setattr(stacked, "PASSES", 3)
     looked = stacked.fit_conductor(*fresh(), train, valid, 0.1, 1.0, lambda m: None,
                                    tmp_path / "b", train_more=False)  # --export-only meanwhile
-    assert "stopped" in looked and [e["step"] for e in looked["log"]] == [4]
+    assert "stopped" in looked and [e["step"] for e in looked["log"]] == [0, 4]
     messages = []
     resumed = stacked.fit_conductor(*fresh(), train, valid, 0.1, 1.0, messages.append,
                                     tmp_path / "b")
     assert "resuming at step 4" in messages[0]
-    assert [e["step"] for e in resumed["log"]] == [4, 8, 12]
+    assert [e["step"] for e in resumed["log"]] == [0, 4, 8, 12]  # 0: the principal start
     assert resumed["log"] == straight["log"]  # the same steps as a run never stopped
+
+
+def test_the_phase_starts_at_the_principal_components_of_the_bar_codes():
+    from mtools.training import stacked
+    from mtools.training.warm_start import take_matching
+
+    torch.manual_seed(0)
+    donor = MusicVAENet(90, 90, z_size=4, enc_hidden=8, dec_hidden=8)
+    model = MusicVAENet(90, 90, z_size=12, enc_hidden=8, dec_hidden=8, bars=4,
+                        conductor_hidden=4, stacked=True, pad_hot=(0,))
+    take_matching(model, donor)
+    # codes of 4 bars x 4 dimensions that vary along 6 directions only
+    mixing = torch.randn(6, 16)
+    codes = (torch.randn(500, 6) @ mixing).reshape(500 * 4, 4)
+    encodings = torch.linalg.lstsq(donor.to_mu.weight, (codes - donor.to_mu.bias).T,
+                                   driver="gelsd").solution.T.reshape(500, 4, 16)
+    with torch.no_grad():
+        assert torch.allclose(donor.to_mu(encodings.reshape(-1, 16)), codes, atol=1e-4)
+        stacked.principal_start(model, donor, encodings)
+        mu, sigma = model.summarize(encodings.reshape(-1, 16))
+        back = model.embeddings(mu).reshape(-1, 4)
+    assert torch.allclose(back, codes, atol=1e-3)  # 6 components kept, the rest of z unused
+    assert torch.allclose(mu[:, :6].mean(0), torch.zeros(6), atol=1e-4)
+    assert torch.allclose(torch.cov(mu[:, :6].T), torch.eye(6), atol=0.01)  # z whitened
+    assert not mu[:, 6:].any() and torch.allclose(sigma, torch.full_like(sigma, 0.05))
 
 
 def test_an_open_first_phase_survives_an_export_and_needs_its_init_from(tmp_path, monkeypatch):
@@ -646,7 +671,7 @@ def test_an_open_first_phase_survives_an_export_and_needs_its_init_from(tmp_path
     assert on.code == 0, on.stderr
     fit = resolve_model(str(tmp_path / "out" / "music_vae-mel_16bar.json")).card.training[
         "initialised_from"]["conductor_fit"]
-    assert "stopped" not in fit and len(fit["log"]) == 2  # the phase went on from its pass
+    assert "stopped" not in fit and len(fit["log"]) == 3  # step 0, then it went on from its pass
     bare = run([*common, "--max-steps", "1", "--run-dir", tmp_path / "r3"])
     assert bare.code == 2 and "same --init-from" in bare.stderr, bare.stderr
 

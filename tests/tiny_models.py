@@ -62,9 +62,9 @@ def tiny_music_vae(folder: Path, config: str = "mel_2bar", seed: int = 0, z_size
 
     space = CONFIGS[config].space
     torch.manual_seed(seed)
-    network = {**dict(CONFIGS[config].network), "conductor_hidden": 8}
-    model = MusicVAENet(space.input_size, space.num_classes, z_size=z_size, enc_hidden=8,
-                        dec_hidden=8, dec_layers=2, **network).eval()
+    network = {**dict(CONFIGS[config].network), "conductor_hidden": 8, "z_size": z_size}
+    model = MusicVAENet(space.input_size, space.num_classes, enc_hidden=8, dec_hidden=8,
+                        dec_layers=2, **network).eval()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"music_vae-{config}.onnx"
     export_graph(model, path)

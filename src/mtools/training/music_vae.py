@@ -253,6 +253,7 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
 
 
 HIERARCHY_KEYS = ("bars", "conductor_hidden", "dropout", "stacked", "pad_hot")  # may differ
+# (and a stacked model's z: the 2-bar z is its conductor_hidden)
 FRESH = ("conductor", "summary")  # what a 16-bar model adds to a 2-bar one
 
 
@@ -284,8 +285,9 @@ def _donor(model: MusicVAENet, init_from: Path | None) -> MusicVAENet | None:
     given = card.get("hyperparameters", {})
     theirs = {key: given.get(key, defaults.get(key)) for key in model.config}
     differ = {key for key, value in model.config.items() if theirs[key] != value}
+    hierarchy = set(HIERARCHY_KEYS) | ({"z_size"} if model.config.get("stacked") else set())
     if any(value is None or value is inspect.Parameter.empty for value in theirs.values()) \
-            or not differ - {"dropout"} or differ - set(HIERARCHY_KEYS):
+            or not differ - {"dropout"} or differ - hierarchy:
         return None
     donor = MusicVAENet(**theirs)
     shapes = {name: value.shape for name, value in donor.state_dict().items()}

@@ -185,10 +185,16 @@ class MusicVAENet(nn.Module):
     `stacked` (a 16-bar model built on a 2-bar one, see
     training/stacked.py): the encoder reads each bar's two-bar window (the
     bar and the next; past the end, steps whose encoder features are hot
-    at `pad_hot`) as the 2-bar model reads a window, a "summary"
-    bidirectional LSTM reads those bar encodings in order and gives z's
-    Gaussian, and a linear layer after the conductor maps its outputs
-    into the 2-bar model's z space, which the bar decoder plays from.
+    at `pad_hot`) as the 2-bar model reads a window, and `to_mu` turns
+    each reading into the 2-bar model's code of that window (its z, of
+    size conductor_hidden). The "summary", a linear map of the window's
+    bar codes, gives z's mean (its scale is learned, one per dimension,
+    `summary_scale`); the conductor, a linear map from z, gives each bar
+    a code, which the bar decoder plays from. Linear because it works: a
+    2-layer LSTM conductor and summary had reached 0.66 of steps right
+    after 8 passes, where the best linear maps of this size (principal
+    components, how the phase starts) play 0.986 of them, as the 2-bar
+    model's own codes do (scratch, 64 valid windows).
 
     forward (the exported graph: each caller asks only for what it needs):
     sequence (windows, steps, input_size) → mu, sigma (windows, z_size);
@@ -216,20 +222,22 @@ class MusicVAENet(nn.Module):
             self.config.update(stacked=True, pad_hot=[int(i) for i in pad_hot])
         self.encoder = nn.LSTM(input_size, enc_hidden, batch_first=True, bidirectional=True)
         if stacked:
-            self.summary = nn.LSTM(2 * enc_hidden, enc_hidden, batch_first=True,
-                                   bidirectional=True)
             pad = torch.zeros(input_size)
             pad[list(self.config["pad_hot"])] = 1.0
             self.register_buffer("pad_step", pad, persistent=False)  # a constant of the graph
-        self.to_mu = nn.Linear(2 * enc_hidden, z_size)
-        self.to_sigma = nn.Linear(2 * enc_hidden, z_size)
-        embedding = z_size
-        if bars > 1:
+            self.to_mu = nn.Linear(2 * enc_hidden, conductor_hidden)  # a bar's 2-bar code
+            self.summary = nn.Linear(bars * conductor_hidden, z_size)
+            self.summary_scale = nn.Parameter(torch.zeros(z_size))
+            self.conductor = nn.Linear(z_size, bars * conductor_hidden)
+            embedding = conductor_hidden
+        else:
+            self.to_mu = nn.Linear(2 * enc_hidden, z_size)
+            self.to_sigma = nn.Linear(2 * enc_hidden, z_size)
+            embedding = z_size
+        if bars > 1 and not stacked:
             self.conductor_state = nn.Linear(z_size, 2 * 2 * conductor_hidden)
             self.conductor = nn.LSTM(z_size, conductor_hidden, 2, batch_first=True)
             embedding = conductor_hidden
-            if stacked:
-                self.conductor_out = nn.Linear(conductor_hidden, conductor_hidden)
         self.embedding_size = embedding
         self.to_state = nn.Linear(embedding, 2 * dec_layers * dec_hidden)
         self.decoder = nn.LSTM(input_size + embedding, dec_hidden, dec_layers, batch_first=True,
@@ -246,10 +254,9 @@ class MusicVAENet(nn.Module):
     def summarize(self, encodings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Stacked: bar encodings (windows · bars, 2 · enc_hidden) → z's
         mean and scale (windows, z_size)."""
-        bars = encodings.reshape(-1, self.config["bars"], encodings.shape[1])
-        _, (h, _) = self.summary(bars)
-        final = torch.cat([h[0], h[1]], dim=1)
-        return self.to_mu(final), nn.functional.softplus(self.to_sigma(final))
+        codes = self.to_mu(encodings).reshape(-1, self.config["bars"] * self.embedding_size)
+        mu = self.summary(codes)
+        return mu, torch.zeros_like(mu) + nn.functional.softplus(self.summary_scale)
 
     def bar_windows(self, sequence: torch.Tensor) -> torch.Tensor:
         """Stacked: (windows, steps, input_size) → (windows · bars, 2 · bar
@@ -273,9 +280,11 @@ class MusicVAENet(nn.Module):
         bars = self.config["bars"]
         if bars == 1:
             return z[:, None, :]
+        if self.config.get("stacked"):
+            return self.conductor(z).reshape(-1, bars, self.embedding_size)
         h0, c0 = _lstm_state(torch.tanh(self.conductor_state(z)), 2, self.config["conductor_hidden"])
         outputs, _ = self.conductor(z[:, None, :].expand(-1, bars, -1).contiguous(), (h0, c0))
-        return self.conductor_out(outputs) if self.config.get("stacked") else outputs
+        return outputs
 
     def initial_state(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return _lstm_state(torch.tanh(self.to_state(embedding)), self.config["dec_layers"],

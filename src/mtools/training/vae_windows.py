@@ -46,13 +46,14 @@ CONFIGS = {
                             "(Magenta cat-drums_2bar_small layout)",
                             train_hop=4, sampling_rate=1000.0, network=(("dropout", 0.2),)),
     "mel_16bar": VaeConfig("mel_16bar", VaeSpace("melody", 256), ("music21:folk", "nottingham"),
-                           "16-bar melodies ↔ z, hierarchical decoder: a conductor over 16 bars "
-                           "(Magenta hierdec-mel_16bar layout), stacked on mel_2bar: its encoder "
-                           "reads each bar's 2-bar window, a summary LSTM over the bars gives "
-                           "z, and the conductor gives each bar a mel_2bar code that mel_2bar's "
-                           "decoder plays",
+                           "16-bar melodies ↔ z (the task of Magenta's hierdec-mel_16bar), "
+                           "stacked on mel_2bar: its encoder "
+                           "reads each bar's 2-bar window, a linear summary of the 16 bar codes "
+                           "gives z, and a linear conductor gives each bar a mel_2bar code that "
+                           "mel_2bar's decoder plays",
                            free_bits=177.0,  # Magenta's hierdec-mel_16bar: 256 bits
-                           network=(("bars", 16), ("conductor_hidden", 256), ("stacked", True))),
+                           network=(("bars", 16), ("conductor_hidden", 256), ("stacked", True),
+                                    ("z_size", 512))),  # Magenta's; 256 played 0.970, 512 0.986
     "trio_16bar": VaeConfig("trio_16bar", VaeSpace("trio", 256), ("nottingham",),
                             "16-bar trios (melody, bass, drums) ↔ z, hierarchical decoder "
                             "(Magenta hierdec-trio_16bar layout, one decoder with a softmax "

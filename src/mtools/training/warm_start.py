@@ -96,7 +96,8 @@ def state_dict_from_graph(model: nn.Module, graph, path: Path) -> dict[str, torc
         if len(matches) == 1:
             found[name] = rest.pop(matches[0]).T
             continue
-        halves = _split_columns(graph, rest, tuple(value.shape)) if not matches else None
+        halves = _split_columns(graph, rest, tuple(value.shape)) \
+            if not matches and value.dim() == 2 else None
         if halves is None:
             raise MtoolsError(f"{path}: no single weight in the file fits {name} "
                               f"{tuple(value.shape)} ({len(matches)} candidates)")
