@@ -2,7 +2,8 @@
 starts at A, ends at B and changes smoothly in between.
 
     benchmarks/quiet_machine.sh .venv/bin/python benchmarks/bench_interpolate.py \\
-        [--models music_vae:mel_2bar music_vae:drums_2bar] [--repeat 5] [--pairs 200]
+        [--models music_vae:mel_2bar music_vae:drums_2bar music_vae:mel_16bar]
+        [--speed-only music_vae:trio_16bar] [--repeat 5] [--pairs 200]
 
 - Speed: `mtools interpolate A.mid B.mid --steps 8 --seed 1 -o out.mid`,
   A and B two windows of the model's valid data written as MIDI, start-up
@@ -10,7 +11,7 @@ starts at A, ends at B and changes smoothly in between.
   command's default latent search (--fit-rounds 3) and once without it.
   The pair timed is the first whose two windows the posterior means
   decode with mistakes (the search's slow case). --speed-only
-  models are timed, not scored: a config not bundled (music_vae:mel_16bar)
+  models are timed, not scored: a config not bundled (music_vae:trio_16bar)
   is timed as an untrained network of its size (needs torch), since its
   speed does not depend on the weights.
 - Endpoints and smoothness, on --pairs random pairs of valid windows
@@ -115,10 +116,12 @@ def timed_pair(model: MusicVae, pairs: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+",
-                        default=["music_vae:mel_2bar", "music_vae:drums_2bar"])
+                        default=["music_vae:mel_2bar", "music_vae:drums_2bar",
+                                 "music_vae:mel_16bar"])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=200)
-    parser.add_argument("--speed-only", nargs="*", default=[], metavar="MODEL",
+    parser.add_argument("--speed-only", nargs="*", default=["music_vae:trio_16bar"],
+                        metavar="MODEL",
                         help="models timed but not scored (e.g. an untrained network of a "
                              "config's size, for its speed)")
     args = parser.parse_args()

@@ -37,6 +37,8 @@ FIT_WINDOWS = {  # windows the posterior mean decodes with mistakes, so the late
                  37, 0, 41, 0, 42, 0, 43, 0, 41, 0, 42, 0, 49, 0, 47, 0],  # eighths, leaps
     "drums_2bar": [5, 0, 4, 0, 6, 0, 4, 5, 0, 5, 4, 0, 6, 0, 4, 0] * 2,  # syncopated kicks
 }
+VAE_WINDOWS["mel_16bar"] = (VAE_WINDOWS["mel_2bar"] + FIT_WINDOWS["mel_2bar"]) * 4  # 16 bars
+FIT_WINDOWS["mel_16bar"] = FIT_WINDOWS["mel_2bar"] * 8
 GROOVE_VELOCITY, GROOVE_OFFSET = 0.8, 0.1  # the groove window: the drums_2bar one, played so
 AUDIO_NOTES = ((60, 0.25, 1.25), (64, 0.25, 1.25), (67, 0.25, 1.25), (72, 1.5, 2.0),
                (74, 2.0, 2.5), (76, 2.5, 3.5))  # (pitch, start s, end s) of the synthetic take

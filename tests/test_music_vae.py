@@ -560,15 +560,17 @@ def test_train_a_16_bar_model_from_a_2_bar_export_and_resume_it(tmp_path):
     common = ["train", "music_vae", "--config", "mel_16bar", "--data", tunes, "--hidden", "8",
               "--batch-size", "2", "--out", tmp_path / "out", "--run-dir", tmp_path / "run",
               "--quiet"]
-    started = run([*common, "--init-from", export, "--max-steps", "1"])
+    started = run([*common, "--init-from", export, "--max-steps", "0"])  # the start alone
     assert started.code == 0, started.stderr
     card = resolve_model(str(tmp_path / "out" / "music_vae-mel_16bar.json")).card
     note = card.training["initialised_from"]
     assert "decoder.weight_ih_l0" in note["took"] and "to_mu.weight" in note["took"]
     assert note["kept_initialised"] and all(n.startswith(("conductor", "summary"))
                                             for n in note["kept_initialised"])
-    fit = note["conductor_fit"]  # the new parts trained first on the 2-bar model's bar codes
-    assert fit["steps"] > 0 and fit["log"][0]["valid"] >= fit["best_valid_code_loss"]
+    assert card.training["command"].endswith("--max-steps 0 --out DIR")
+    start = note["principal_start"]  # the new parts set from the 2-bar model's bar codes
+    assert 0 < start["components"] <= 512 and start["valid_windows"] > 0
+    assert 0 <= start["valid_bar_accuracy_teacher_forced"] <= 1
     assert card.hyperparameters["stacked"] and card.hyperparameters["pad_hot"] == [0]
     resumed = run([*common, "--max-steps", "2"])
     assert resumed.code == 0, resumed.stderr
@@ -576,48 +578,7 @@ def test_train_a_16_bar_model_from_a_2_bar_export_and_resume_it(tmp_path):
     assert card.training["steps"] == 2 and card.training["initialised_from"]["took"] == note["took"]
 
 
-def test_the_conductors_first_phase_resumes_where_it_stopped(tmp_path, monkeypatch):
-    from mtools.training import stacked
-    from mtools.training.loop import TrainConfig
-    from mtools.training.music_vae import WindowBatches
-    from mtools.training.warm_start import take_matching
-
-    space = VaeSpace("melody", 64)
-    rng = np.random.default_rng(0)
-    windows = rng.integers(2, 90, size=(24, 64)).astype(np.int16)
-    loop = TrainConfig(batch_size=4)
-    train, valid = WindowBatches(windows[:16], space, loop), WindowBatches(windows[16:], space, loop,
-                                                                            transpose=False)
-
-    def fresh():
-        torch.manual_seed(0)
-        donor = MusicVAENet(90, 90, z_size=8, enc_hidden=8, dec_hidden=8)
-        model = MusicVAENet(90, 90, z_size=8, enc_hidden=8, dec_hidden=8, bars=4,
-                            conductor_hidden=8, stacked=True, pad_hot=(0,))
-        take_matching(model, donor)
-        return model, donor
-
-    monkeypatch.setattr(stacked, "PASSES", 3)
-    straight = stacked.fit_conductor(*fresh(), train, valid, 0.1, 1.0, lambda m: None,
-                                     tmp_path / "a")
-    monkeypatch.setattr(stacked, "PASSES", 1)
-    stacked.fit_conductor(*fresh(), train, valid, 0.1, 1.0, lambda m: None, tmp_path / "b")
-    state = torch.load(tmp_path / "b" / stacked.STATE, weights_only=False)
-    assert state["done"] and not (tmp_path / "b" / stacked.ENCODINGS).exists()
-    torch.save({**state, "done": False}, tmp_path / "b" / stacked.STATE)  # as if stopped there
-    monkeypatch.setattr(stacked, "PASSES", 3)
-    looked = stacked.fit_conductor(*fresh(), train, valid, 0.1, 1.0, lambda m: None,
-                                   tmp_path / "b", train_more=False)  # --export-only meanwhile
-    assert "stopped" in looked and [e["step"] for e in looked["log"]] == [0, 4]
-    messages = []
-    resumed = stacked.fit_conductor(*fresh(), train, valid, 0.1, 1.0, messages.append,
-                                    tmp_path / "b")
-    assert "resuming at step 4" in messages[0]
-    assert [e["step"] for e in resumed["log"]] == [0, 4, 8, 12]  # 0: the principal start
-    assert resumed["log"] == straight["log"]  # the same steps as a run never stopped
-
-
-def test_the_phase_starts_at_the_principal_components_of_the_bar_codes():
+def test_a_stacked_model_starts_at_the_principal_components_of_the_bar_codes():
     from mtools.training import stacked
     from mtools.training.warm_start import take_matching
 
@@ -641,39 +602,6 @@ def test_the_phase_starts_at_the_principal_components_of_the_bar_codes():
     assert torch.allclose(torch.cov(mu[:, :6].T), torch.eye(6), atol=0.01)  # z whitened
     assert not mu[:, 6:].any() and torch.allclose(sigma, torch.full_like(sigma, 0.05))
 
-
-def test_an_open_first_phase_survives_an_export_and_needs_its_init_from(tmp_path, monkeypatch):
-    import shutil
-
-    from mtools.training import stacked
-
-    tunes = tmp_path / "tunes"
-    tunes.mkdir()
-    write_random_tunes(tunes, count=40, bars=16)
-    export = tiny_music_vae(tmp_path / "mel2", "mel_2bar", z_size=256)
-    common = ["train", "music_vae", "--config", "mel_16bar", "--data", tunes, "--hidden", "8",
-              "--batch-size", "2", "--out", tmp_path / "out", "--quiet"]
-    monkeypatch.setattr(stacked, "PASSES", 1)
-    first = run([*common, "--init-from", export, "--max-steps", "1", "--run-dir", tmp_path / "r1"])
-    assert first.code == 0, first.stderr
-    open_run = tmp_path / "r2"  # a phase stopped after its first pass
-    open_run.mkdir()
-    state = torch.load(tmp_path / "r1" / stacked.STATE, weights_only=False)
-    torch.save({**state, "done": False}, open_run / stacked.STATE)
-    shutil.copytree(open_run, tmp_path / "r3")
-    peek = run([*common, "--init-from", export, "--export-only", "--run-dir", open_run])
-    assert peek.code == 0, peek.stderr
-    card = resolve_model(str(tmp_path / "out" / "music_vae-mel_16bar.json")).card
-    assert "stopped" in card.training["initialised_from"]["conductor_fit"]
-    assert not {"last.pt", "best.pt"} & {p.name for p in open_run.iterdir()}  # nothing ends it
-    monkeypatch.setattr(stacked, "PASSES", 2)
-    on = run([*common, "--init-from", export, "--max-steps", "1", "--run-dir", open_run])
-    assert on.code == 0, on.stderr
-    fit = resolve_model(str(tmp_path / "out" / "music_vae-mel_16bar.json")).card.training[
-        "initialised_from"]["conductor_fit"]
-    assert "stopped" not in fit and len(fit["log"]) == 3  # step 0, then it went on from its pass
-    bare = run([*common, "--max-steps", "1", "--run-dir", tmp_path / "r3"])
-    assert bare.code == 2 and "same --init-from" in bare.stderr, bare.stderr
 
 # --- grooves (GrooVAE): humanize and drumify ---------------------------------------
 

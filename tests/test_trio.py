@@ -96,6 +96,22 @@ def test_transposition_moves_melody_and_bass_but_not_the_drums():
     assert np.array_equal(stuck[0], TRIO.ids_from_events(top))  # would leave the range
 
 
+def test_bass_2bar_trains_on_the_bass_lines_of_the_trios(monkeypatch):
+    from mtools.training import trios
+    from mtools.training.trios import TrioLine
+    from mtools.training.vae_windows import find_config, load_windows
+
+    rng = np.random.default_rng(0)
+    events = np.stack([rng.integers(60, 80, 64), rng.integers(36, 48, 64),
+                       rng.integers(0, 512, 64)], axis=1).astype(np.int16)
+    monkeypatch.setattr(trios, "load_trios", lambda source, progress=None: [
+        TrioLine(events=events, piece="nottingham/tune", groove="8Beat")])
+    config = find_config("bass_2bar")
+    windows = load_windows(config, config.default_sources, "all")
+    assert np.array_equal(windows, windows_of(events[:, 1], config.space, 16))
+    assert config.space.kind == "melody" and len(windows) == 3  # 4 bars: a window a bar line
+
+
 def test_the_loss_sums_one_cross_entropy_per_part():
     torch.manual_seed(0)
     model = MusicVAENet(TRIO.input_size, TRIO.num_classes, z_size=4, enc_hidden=4, dec_hidden=4,

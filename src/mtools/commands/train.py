@@ -17,8 +17,8 @@ train part; its valid part selects and measures), js_fakes, or a
 Coconet-style .npz with train and valid parts. MusicVAE trains on every
 bar-aligned window of the melodies (mel_2bar, mel_16bar), drum tracks
 (drums_2bar, groovae, groovae_tap) or trios (trio_16bar: the lead sheets'
-melodies with bass and drums that MMA plays on their chords; needs
-apt-get install mma).
+melodies with bass and drums that MMA plays on their chords, needs
+apt-get install mma; bass_2bar: their bass lines alone).
 onsets_frames trains on ASAP piano performances rendered to audio with
 several soundfonts and room/microphone/noise augmentation (--hours of it,
 rendered once and cached; one soundfont and 10% of the pieces are held out);
@@ -43,8 +43,8 @@ Examples:
   mtools train improv_rnn --init-from improv_rnn:attention_improv --dropout 0.2 --run-dir ft/ --out models/
   mtools train music_vae --config drums_2bar --learning-rate 3e-4 --out models/   # resume slower
   mtools train music_vae --config trio_16bar --data nottingham --out models/
-  mtools train music_vae --config mel_16bar --device cuda --out models/   # on a GPU
-  mtools train music_vae --config mel_16bar --init-from music_vae:mel_2bar --batch-size 32 --out models/
+  mtools train music_vae --config mel_16bar --init-from music_vae:mel_2bar --max-steps 0 --out models/
+  mtools train music_vae --config bass_2bar --init-from music_vae:mel_2bar --out models/
   mtools train onsets_frames --hours 12 --max-minutes 240 --out models/
   mtools train onsets_frames_drums --hours 4 --out models/
 """
@@ -98,8 +98,10 @@ def train(
              "path; int8 weights are read back as floats; coconet's batch norms, folded into "
              "its convolutions at export, are measured again on training crops) instead of at "
              "random; checked by parity, ignored when the run folder holds a run to resume. "
-             "A 16-bar MusicVAE may start from a 2-bar one of the same sizes: it takes the "
-             "encoder, bar decoder and output layer, and only the conductor starts at random.")] = None,
+             "mel_16bar starts from a 2-bar melody model: it takes the encoder, bar decoder "
+             "and output layer, and its summary and conductor start at the principal "
+             "components of the 2-bar model's codes of the training windows (--max-steps 0: "
+             "that start alone, as bundled).")] = None,
     sampling_rate: Annotated[Optional[float], typer.Option(
         "--scheduled-sampling-rate", callback=opt.finite, min=0.0, metavar="K",
         help="music_vae: scheduled sampling's inverse-sigmoid rate (the chance of a true "

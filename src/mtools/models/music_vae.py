@@ -351,29 +351,31 @@ class MusicVae:
         most likely class (or hit) at every step. `hits` (batch, steps, 9)
         bool fixes a groove's hits: the model then only plays them."""
         z = np.asarray(z, np.float32)
-        embeddings = self.embeddings(z)
+        # Each bar starts afresh from its embedding: all bars of all rows run as one batch.
+        embedding = self.embeddings(z).reshape(len(z) * self.bars, -1)
+        if hits is not None:
+            hits = hits.reshape(len(embedding), self.bar_steps, -1)
         greedy = temperature <= 0 or rng is None
         rows = []
-        for bar in range(self.bars):
-            embedding = embeddings[:, bar]
-            state = self.initial_state(embedding)
-            previous = np.zeros((len(z), 1, self.space.input_size), np.float32)
-            for _ in range(self.bar_steps):
-                out = self.session.run(self._feeds(len(z), embedding=embedding,
-                                                   step_inputs=previous, **state),
-                                       outputs=["logits", "state_h_out", "state_c_out"])
-                logits = out["logits"][:, 0]
-                if self.space.kind == "groove":
-                    forced = None if hits is None else hits[:, len(rows)]
-                    rows.append(groove_step(logits, temperature, None if greedy else rng, forced))
-                else:
-                    parts = [seg.argmax(axis=1) if greedy
-                             else sample_categorical(log_softmax(seg, temperature), rng)
-                             for seg in self.space_split(logits)]
-                    rows.append(self.space.pack(np.stack(parts, axis=-1)))
-                state = {"state_h": out["state_h_out"], "state_c": out["state_c_out"]}
-                previous = self.space.features(rows[-1][:, None])
-        return np.stack(rows, axis=1)
+        state = self.initial_state(embedding)
+        previous = np.zeros((len(embedding), 1, self.space.input_size), np.float32)
+        for step in range(self.bar_steps):
+            out = self.session.run(self._feeds(len(embedding), embedding=embedding,
+                                               step_inputs=previous, **state),
+                                   outputs=["logits", "state_h_out", "state_c_out"])
+            logits = out["logits"][:, 0]
+            if self.space.kind == "groove":
+                forced = None if hits is None else hits[:, step]
+                rows.append(groove_step(logits, temperature, None if greedy else rng, forced))
+            else:
+                parts = [seg.argmax(axis=1) if greedy
+                         else sample_categorical(log_softmax(seg, temperature), rng)
+                         for seg in self.space_split(logits)]
+                rows.append(self.space.pack(np.stack(parts, axis=-1)))
+            state = {"state_h": out["state_h_out"], "state_c": out["state_c_out"]}
+            previous = self.space.features(rows[-1][:, None])
+        played = np.stack(rows, axis=1)  # (rows · bars, bar steps, ...)
+        return played.reshape(len(z), self.bars * self.bar_steps, *played.shape[2:])
 
 
 def groove_step(outputs: np.ndarray, temperature: float, rng: np.random.Generator | None,

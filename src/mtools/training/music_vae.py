@@ -14,7 +14,6 @@ import json
 import math
 import shlex
 import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -218,36 +217,26 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
     model = build_network(config, request.network)
     donor = _donor(model, request.init_from)
     fresh_start = resumable(request.run_dir) is None
-    from mtools.training import stacked  # it imports this module
-
-    if fresh_start and donor is None and (request.run_dir / stacked.STATE).exists():
-        raise UsageError(f"{request.run_dir} holds the unfinished first phase of a run started "
-                         "from a 2-bar model; without it this run would start at random",
-                         hint="pass the same --init-from again (or --fresh to start over)")
     init = warm_start(request.run_dir, model, request.init_from, request.init_spec, parity_error,
                       progress, donor=donor)
     batches = (WindowBatches(train, space, request.loop),
                WindowBatches(valid, space, request.loop, transpose=False))
-    trainer_dir = request.run_dir
-    with tempfile.TemporaryDirectory() as scratch:
-        if fresh_start and donor is not None and model.config.get("stacked"):
-            init["conductor_fit"] = stacked.fit_conductor(
-                model, donor, *batches, config.beta, config.free_bits, progress, request.run_dir,
-                request.loop.seed, request.loop.max_steps > 0)
-            if "stopped" in init["conductor_fit"]:  # --export-only while the phase is open: its
-                trainer_dir = Path(scratch)  # checkpoints must not end the phase in run_dir
-            else:
-                (request.run_dir / "init_from.json").write_text(json.dumps(init, indent=1) + "\n")
-        if init is not None and request.init_spec is None:  # resumed: it still started there
-            request = replace(request, init_spec=init.get("spec") or init["file"])
-        trainer = Trainer(model, model.kind, *batches, request.loop, trainer_dir,
-                          extra={"spec": config.spec, "validation": loss.validation,
-                                 "sampling_rate": request.sampling_rate},
-                          progress=lambda history, message: progress(message), loss_fn=loss,
-                          validate_first=init is not None)
-        history = trainer.run()
-        request = replace(request, loop=trainer.config)  # the rate the run started at
-        best, trained_with = load_best(trainer_dir)
+    if fresh_start and donor is not None and model.config.get("stacked"):
+        from mtools.training.stacked import start_stacked  # it imports this module
+
+        init["principal_start"] = start_stacked(model, donor, *batches, config.beta,
+                                                config.free_bits, progress)
+        (request.run_dir / "init_from.json").write_text(json.dumps(init, indent=1) + "\n")
+    if init is not None and request.init_spec is None:  # resumed: it still started there
+        request = replace(request, init_spec=init.get("spec") or init["file"])
+    trainer = Trainer(model, model.kind, *batches, request.loop, request.run_dir,
+                      extra={"spec": config.spec, "validation": loss.validation,
+                             "sampling_rate": request.sampling_rate},
+                      progress=lambda history, message: progress(message), loss_fn=loss,
+                      validate_first=init is not None)
+    history = trainer.run()
+    request = replace(request, loop=trainer.config)  # the rate the run started at
+    best, trained_with = load_best(request.run_dir)
     return export_music_vae(replace(request, loop=trained_with), best, history, len(train), valid,
                             progress, init)
 
@@ -463,5 +452,8 @@ def reproduce_command(request: VaeRequest) -> str:
         words += ["--scheduled-sampling-rate", f"{request.sampling_rate:g}"]
     if request.init_from is not None or request.init_spec is not None:
         words += ["--init-from", request.init_spec or request.init_from.name]
-    words += ["--max-minutes", f"{request.loop.max_minutes:g}", "--out", "DIR"]
+    if request.loop.max_steps == 0:  # the start alone (a stacked model's principal start)
+        words += ["--max-steps", "0", "--out", "DIR"]
+    else:
+        words += ["--max-minutes", f"{request.loop.max_minutes:g}", "--out", "DIR"]
     return " ".join(shlex.quote(word) for word in words)

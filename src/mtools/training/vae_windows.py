@@ -4,13 +4,14 @@ uses it too): the trainable configs, and the windows of a corpus."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
 from mtools.errors import UsageError
 from mtools.models.encoding import MELODY_SPECIAL_IDS
-from mtools.models.music_vae import BAR_STEPS, VaeSpace, groove_frames, windows_of
+from mtools.models.music_vae import BAR_STEPS, TRIO_PARTS, VaeSpace, groove_frames, windows_of
 from mtools.training import corpora
 
 TRANSPOSE = 5  # melodies: a random shift of up to this many semitones either way
@@ -32,6 +33,7 @@ class VaeConfig:
     network: tuple = ()  # (name, value) pairs over the default network (nets.MusicVAENet)
     train_hop: int = 16  # training windows start every this many steps (valid: every bar)
     sampling_rate: float = 0.0  # scheduled sampling (see music_vae.VaeLoss); 0 = always teacher-forced
+    trio_part: str = ""  # a melody config trained on this part of the sources' trios ("bass")
 
     @property
     def spec(self) -> str:
@@ -60,6 +62,10 @@ CONFIGS = {
                             "per part); trained on Nottingham tunes with MMA-made bass and drums",
                             free_bits=177.0,  # as mel_16bar: Magenta's 256 bits
                             network=(("bars", 16), ("conductor_hidden", 256))),
+    "bass_2bar": VaeConfig("bass_2bar", VaeSpace("melody", 32), ("nottingham",),
+                           "2-bar bass lines ↔ z (mel_2bar's layout), trained on the MMA-made "
+                           "bass lines of Nottingham tunes: trio_16bar's bass part",
+                           trio_part="bass"),
     "groovae": VaeConfig("groovae", VaeSpace("groove", 32, encoder="quantized"), ("groove",),
                          "GrooVAE humanize: 2 bars of quantized drum hits → velocities and "
                          "microtiming (Magenta groovae_2bar_humanize layout)", task="humanize"),
@@ -90,6 +96,8 @@ def load_windows(config: VaeConfig, sources, part: str, progress=None) -> np.nda
     space = config.space
     load = {"drums": corpora.load_drum_tracks, "groove": corpora.load_grooves,
             "trio": load_trios}.get(space.kind, corpora.load_melodies)
+    if config.trio_part:
+        load = partial(_trio_part, config.trio_part)
     rows = []
     for source in sources:
         lines = load(source, progress=progress)
@@ -105,6 +113,15 @@ def load_windows(config: VaeConfig, sources, part: str, progress=None) -> np.nda
     if space.kind == "groove":
         return np.zeros((0, space.steps, space.input_size), np.float32)
     return np.zeros((0, space.steps), np.int32 if space.kind == "trio" else np.int16)
+
+
+def _trio_part(part: str, source: str, progress=None) -> list:
+    """The trios of `source` with one part's events as a melody's."""
+    from mtools.training.trios import load_trios
+
+    column = TRIO_PARTS.index(part)
+    return [replace(line, events=np.asarray(line.events)[:, column])
+            for line in load_trios(source, progress=progress)]
 
 
 def _line_windows(line, space: VaeSpace, hop: int = 16) -> np.ndarray:
