@@ -26,6 +26,10 @@ starts at A, ends at B and changes smoothly in between.
     largest over the path, next to the share that differs between A and B;
   - monotone: the share of consecutive points where the distance (share of
     steps that differ) to A's reconstruction does not fall.
+- Prior samples (melody models): statistics of --samples draws of z from
+  N(0, I), decoded as `--sample` does (temperature 0.5, seed 1), next to as
+  many random valid windows (_music_stats: "close" when |Δ| <= 0.5 SD of
+  the data's windows), each window's scale its best-fitting major key.
 Rewrites the `bench_interpolate` section of benchmarks/results.md.
 """
 
@@ -39,9 +43,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from _music_stats import (TV_CLOSE, cell, close_cell, interval_histogram, melody_stats, summarize,
+                          total_variation)
 from _results import machine_info, time_commands, write_section
 
 from mtools.io.midi import score_to_midi
+from mtools.models.events import NO_EVENT, melody_major_key
 from mtools.models.interpolation import (FIT_ROUNDS, InterpolateOptions, fit_latents, path,
                                          windows_to_scores)
 from mtools.models.music_vae import MusicVae
@@ -103,6 +110,41 @@ def path_figures(model: MusicVae, pairs: np.ndarray, options: InterpolateOptions
             "monotone": np.mean(monotone)}
 
 
+WINDOW_WORDS = {"notes in the primer's major scale": "notes in the window's major scale",
+                "notes longer than 2 bars, per piece": "notes longer than 2 bars, per window",
+                "notes outside 21..108, per piece": "notes outside 21..108, per window",
+                "continuations with no note": "windows with no note"}  # _music_stats' names
+
+
+def window_stats(model: MusicVae, rows: np.ndarray):
+    """melody_stats of each window of ids (n, steps), and its intervals."""
+    stats, intervals = [], []
+    for ids in rows:
+        events = model.space.events_from_ids(ids)
+        marks = np.flatnonzero(events != NO_EVENT)
+        notes = [(int(events[step]), int(step), int(marks[i + 1]) if i + 1 < len(marks)
+                  else len(events)) for i, step in enumerate(marks) if events[step] >= 0]
+        got, steps = melody_stats(notes, 0, len(events), 16, melody_major_key(events))
+        stats.append(got)
+        intervals.append(steps)
+    return summarize(stats), interval_histogram(intervals)
+
+
+def prior_rows(spec: str, model: MusicVae, valid: np.ndarray, count: int) -> list[str]:
+    """The prior-samples table's rows for one melody model."""
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((count, model.z_size)).astype(np.float32)
+    sampled, sampled_intervals = window_stats(model, model.decode(z, temperature=0.5, rng=rng))
+    picks = np.random.default_rng(0).choice(len(valid), size=min(count, len(valid)),
+                                            replace=False)
+    data, data_intervals = window_stats(model, valid[picks])
+    rows = [f"| {spec} | {WINDOW_WORDS.get(name, name)} | {cell(data[name])} | "
+            f"{cell(sampled[name])} | {close_cell(data[name], sampled[name])} |" for name in data]
+    tv = total_variation(data_intervals, sampled_intervals)
+    return rows + [f"| {spec} | interval histogram, total variation | — | {tv:.3f} | "
+                   f"{'yes' if tv <= TV_CLOSE else 'NO'} (≤ {TV_CLOSE}) |"]
+
+
 def timed_pair(model: MusicVae, pairs: np.ndarray) -> np.ndarray:
     """The first pair whose two windows the posterior means both decode
     wrongly somewhere, so the timed command's search runs its every round
@@ -120,6 +162,8 @@ def main() -> None:
                                  "music_vae:mel_16bar"])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=200,
+                        help="prior draws (and valid windows) per melody model")
     parser.add_argument("--speed-only", nargs="*", default=["music_vae:trio_16bar"],
                         metavar="MODEL",
                         help="models timed but not scored (e.g. an untrained network of a "
@@ -130,6 +174,8 @@ def main() -> None:
              "goal < 1 s (2 bars) |", "|---|---|---|---|---|"]
     quality = ["| model | --fit-rounds | temperature | endpoint accuracy | mean hop | largest hop | "
                "A vs B | monotone |", "|---|---|---|---|---|---|---|---|"]
+    prior = ["| model | statistic | valid windows | prior samples | close? |",
+             "|---|---|---|---|---|"]
     sizes = []
     untrained = tempfile.TemporaryDirectory()
     for spec in [*args.models, *args.speed_only]:
@@ -157,6 +203,8 @@ def main() -> None:
             speed.append(f"| {label} | {bars} | {rounds} | {stats.cell()} | {met} |")
         if not scored:
             continue
+        if model.space.kind == "melody":
+            prior += prior_rows(spec, model, valid, args.samples)
         for rounds, temperature in [(r, t) for r in (0, FIT_ROUNDS) for t in (0.0, 0.5)]:
             f = path_figures(model, pairs, InterpolateOptions(
                 steps=POINTS, temperature=temperature, seed=1, fit_rounds=rounds))
@@ -181,6 +229,11 @@ def main() -> None:
         f"{POINTS} points each (see the script's docstring):",
         "",
         *quality,
+        "",
+        f"Prior samples: {args.samples} draws of z from N(0, I), decoded at temperature 0.5, "
+        f"next to {args.samples} random valid windows (per window; see the script's docstring):",
+        "",
+        *prior,
     ])
     write_section(SECTION, body)
     print(body)

@@ -103,6 +103,41 @@ def test_widening_gives_back_float32_weights_rounded_to_float16(tmp_path):
                               if values.size >= 1024 and values.dtype == np.float32 else values)
 
 
+@pytest.mark.parametrize("config", ["drums_2bar", "mel_16bar", "groovae"])
+def test_every_kind_of_export_widens_back_to_itself(tmp_path, config):
+    import onnx
+    from onnx import numpy_helper
+
+    path = tiny_music_vae(tmp_path / "model", config, z_size=64)
+    original = onnx.load(str(path))
+    back = widened(halved(onnx.load(str(path))))
+    assert [n.op_type for n in back.graph.node] == [n.op_type for n in original.graph.node]
+    widths = {t.name: numpy_helper.to_array(t).shape for t in back.graph.initializer}
+    assert widths == {t.name: numpy_helper.to_array(t).shape
+                      for t in original.graph.initializer}
+
+
+def test_a_failed_measurement_leaves_the_model_as_it_was(tunes, tmp_path, monkeypatch):
+    from mtools.training import half
+
+    path = tiny_music_vae(tmp_path / "model", z_size=64)
+    before = path.read_bytes(), path.with_suffix(".json").read_bytes()
+    calls = []
+
+    def measure_once(*args):  # the float32 file measures; the halved one fails
+        calls.append(args)
+        if len(calls) > 1:
+            raise RuntimeError("measuring failed")
+        return {"windows": 1}
+
+    monkeypatch.setattr(half, "measure", measure_once)
+    with pytest.raises(RuntimeError, match="measuring failed"):
+        halve_model(path, [str(tunes)])
+    assert (path.read_bytes(), path.with_suffix(".json").read_bytes()) == before
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted(
+        [path.name, path.with_suffix(".json").name])
+
+
 def test_a_run_can_start_from_a_float16_export(tunes, tmp_path):
     common = ["train", "music_vae", "--config", "mel_2bar", "--data", tunes, "--hidden", "32",
               "--batch-size", "4", "--quiet"]

@@ -440,6 +440,7 @@ def test_a_stacked_16_bar_model_interpolates_16_bar_melodies(tmp_path):
     mu, sigma = model.encode(ids)
     assert mu.shape == (2, 8) and np.isfinite(mu).all() and (sigma > 0).all()
     assert not np.allclose(mu[0], mu[1])  # the encoder reads the windows
+    assert model.decode(mu[:0]).shape == (0, 256) and model.decode(mu).shape == (2, 256)
 
 def test_drum_interpolation_writes_drum_notes(drums_path):
     beats = scores_to_jsonl([beat(), beat(4)]).encode()
@@ -565,10 +566,11 @@ def test_train_a_16_bar_model_from_a_2_bar_export_and_resume_it(tmp_path):
     card = resolve_model(str(tmp_path / "out" / "music_vae-mel_16bar.json")).card
     note = card.training["initialised_from"]
     assert "decoder.weight_ih_l0" in note["took"] and "to_mu.weight" in note["took"]
-    assert note["kept_initialised"] and all(n.startswith(("conductor", "summary"))
-                                            for n in note["kept_initialised"])
+    assert note["kept_initialised"] == []  # summary and conductor: set by the principal start
     assert card.training["command"].endswith("--max-steps 0 --out DIR")
     start = note["principal_start"]  # the new parts set from the 2-bar model's bar codes
+    assert set(start["set"]) == {"summary.weight", "summary.bias", "summary_scale",
+                                 "conductor.weight", "conductor.bias"}
     assert 0 < start["components"] <= 512 and start["valid_windows"] > 0
     assert 0 <= start["valid_bar_accuracy_teacher_forced"] <= 1
     assert card.hyperparameters["stacked"] and card.hyperparameters["pad_hot"] == [0]

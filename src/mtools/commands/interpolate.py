@@ -24,7 +24,7 @@ output per point (-o DIR/, or JSONL lines). --sample N decodes N draws from the 
 --emit-latents writes the latent vectors as JSONL, for arithmetic on them.
 
 Models: music_vae:mel_2bar (default), music_vae:drums_2bar, music_vae:mel_16bar
-(when you train it).
+(16 bars).
 
 Examples:
 

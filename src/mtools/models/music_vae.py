@@ -351,8 +351,11 @@ class MusicVae:
         most likely class (or hit) at every step. `hits` (batch, steps, 9)
         bool fixes a groove's hits: the model then only plays them."""
         z = np.asarray(z, np.float32)
+        if not len(z):
+            return (np.zeros((0, self.space.steps, GROOVE_SIZE), np.float32)
+                    if self.space.kind == "groove" else np.zeros((0, self.space.steps), np.int64))
         # Each bar starts afresh from its embedding: all bars of all rows run as one batch.
-        embedding = self.embeddings(z).reshape(len(z) * self.bars, -1)
+        embedding = self.embeddings(z).reshape(len(z) * self.bars, self.embedding_size)
         if hits is not None:
             hits = hits.reshape(len(embedding), self.bar_steps, -1)
         greedy = temperature <= 0 or rng is None

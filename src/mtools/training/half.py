@@ -35,9 +35,11 @@ def halved(model):
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
+    inputs = {value.name for value in graph.input}  # an initializer a caller may override
     casts, kept = [], []
     for tensor in graph.initializer:
-        if tensor.data_type != TensorProto.FLOAT or np.prod(tensor.dims) < MIN_ELEMENTS:
+        if tensor.data_type != TensorProto.FLOAT or np.prod(tensor.dims) < MIN_ELEMENTS \
+                or tensor.name in inputs:
             kept.append(tensor)
             continue
         values = numpy_helper.to_array(tensor)
@@ -58,13 +60,15 @@ def widened(model):
     """`halved` undone: each Cast of a float16 initializer becomes a
     float32 initializer under the Cast's output name (warm starts read
     weights by the names the nodes use)."""
-    from onnx import TensorProto, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
     stored = {t.name: t for t in graph.initializer}
     widen = {node.output[0]: node.input[0] for node in graph.node
              if node.op_type == "Cast" and node.input[0] in stored
-             and stored[node.input[0]].data_type == TensorProto.FLOAT16}
+             and stored[node.input[0]].data_type == TensorProto.FLOAT16
+             and any(a.name == "to" and helper.get_attribute_value(a) == TensorProto.FLOAT
+                     for a in node.attribute)}
     nodes = [node for node in graph.node
              if not (node.op_type == "Cast" and node.output[0] in widen)]
     del graph.node[:]

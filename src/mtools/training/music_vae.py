@@ -221,11 +221,16 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
                       progress, donor=donor)
     batches = (WindowBatches(train, space, request.loop),
                WindowBatches(valid, space, request.loop, transpose=False))
+    if fresh_start and init is None and model.config.get("stacked"):
+        progress(f"{config.spec} starts at random without --init-from music_vae:mel_2bar "
+                 "(its encoder and decoder are meant to be that 2-bar model's)")
     if fresh_start and donor is not None and model.config.get("stacked"):
         from mtools.training.stacked import start_stacked  # it imports this module
 
         init["principal_start"] = start_stacked(model, donor, *batches, config.beta,
                                                 config.free_bits, progress)
+        init["kept_initialised"] = [name for name in init["kept_initialised"]
+                                    if name not in init["principal_start"]["set"]]
         (request.run_dir / "init_from.json").write_text(json.dumps(init, indent=1) + "\n")
     if init is not None and request.init_spec is None:  # resumed: it still started there
         request = replace(request, init_spec=init.get("spec") or init["file"])
@@ -262,10 +267,13 @@ def _donor(model: MusicVAENet, init_from: Path | None) -> MusicVAENet | None:
     another decoder hierarchy (its card's hyperparameters say so; keys an
     older card lacks take the network's defaults): a 16-bar model then
     takes a 2-bar one's encoder, bar decoder and output layer, and only
-    its conductor starts afresh (see warm_start.take_matching). None
-    otherwise: the same network loads whole, and any other difference is
-    refused there. UsageError when more than the conductor would start
-    afresh (the bar decoder's embedding is not the size of the file's)."""
+    its conductor (and a stacked model's summary) starts afresh (see
+    warm_start.take_matching); a stacked model's z may differ from the
+    2-bar one's. None otherwise: the same network loads whole, and any
+    other difference is refused there. UsageError when more than those
+    would start afresh (the bar decoder's embedding is not the size of
+    the file's), or when a stacked model is offered anything but a flat
+    2-bar model to stand on."""
     if init_from is None or not init_from.with_suffix(".json").exists():
         return None
     card = json.loads(init_from.with_suffix(".json").read_text())
@@ -278,6 +286,9 @@ def _donor(model: MusicVAENet, init_from: Path | None) -> MusicVAENet | None:
     if any(value is None or value is inspect.Parameter.empty for value in theirs.values()) \
             or not differ - {"dropout"} or differ - hierarchy:
         return None
+    if model.config.get("stacked") and (theirs["bars"] != 1 or theirs.get("stacked")):
+        raise UsageError(f"{init_from} is a {theirs['bars']}-bar model; a stacked model stands "
+                         "on a 2-bar one", hint="--init-from music_vae:mel_2bar")
     donor = MusicVAENet(**theirs)
     shapes = {name: value.shape for name, value in donor.state_dict().items()}
     unfit = [name for name, value in model.state_dict().items()
@@ -419,7 +430,8 @@ def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
         "encoding": config.space.to_card(),
         "training": {
             "datasets": list(request.sources),
-            **({"trio_data": TRIO_DATA} if config.space.kind == "trio" else {}),
+            **({"trio_data": TRIO_DATA} if config.space.kind == "trio" or config.trio_part
+               else {}),
             "split": "the pieces' fixed train/valid split (see mtools.training.corpora); "
                      "windows of train pieces train, windows of valid pieces select and measure",
             "windows": f"{config.space.steps} steps starting on every 16-step bar line of pieces "

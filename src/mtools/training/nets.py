@@ -193,8 +193,8 @@ class MusicVAENet(nn.Module):
     a code, which the bar decoder plays from. Linear because it works: a
     2-layer LSTM conductor and summary had reached 0.66 of steps right
     after 8 passes, where the best linear maps of this size (principal
-    components, how the phase starts) play 0.986 of them, as the 2-bar
-    model's own codes do (scratch, 64 valid windows).
+    components, how training/stacked.py sets them) play 0.986 of them, as
+    the 2-bar model's own codes do (scratch, 64 valid windows).
 
     forward (the exported graph: each caller asks only for what it needs):
     sequence (windows, steps, input_size) → mu, sigma (windows, z_size);

@@ -81,6 +81,9 @@ def principal_start(model: nn.Module, donor: nn.Module, encodings: torch.Tensor)
     keep = min(model.config["z_size"], int((spread > SPREAD_FLOOR * spread[0]).sum()))
     spread = spread[:keep]
     axes = axes.flip(1)[:, :keep]  # (bars · code, keep): the largest first
+    # an eigenvector's sign is arbitrary: make each one's largest entry positive, so
+    # that the same data gives the same z on any machine
+    axes = axes * torch.sign(axes.gather(0, axes.abs().argmax(dim=0, keepdim=True)))
     summary = torch.zeros_like(model.summary.weight, dtype=torch.float64)
     summary[:keep] = (axes / scale[:, None] / spread[None, :]).T
     conductor = torch.zeros_like(model.conductor.weight, dtype=torch.float64)
@@ -141,6 +144,8 @@ def start_stacked(model: nn.Module, donor: nn.Module, train: WindowBatches,
     return {"method": "summary and conductor set to the principal components of the 2-bar "
                       "model's bar codes of the untransposed training windows, z whitened (see "
                       "mtools.training.stacked)",
+            "set": [name for name, _ in model.named_parameters()
+                    if name.startswith(("summary", "conductor"))],
             "training_windows": len(rows), "components": kept, "z_scale": START_SCALE,
             "valid_windows": len(picks), "valid_code_loss": round(figure, 2),
             "valid_bar_accuracy_teacher_forced": round(accuracy, 4)}
