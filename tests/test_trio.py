@@ -96,7 +96,9 @@ def test_transposition_moves_melody_and_bass_but_not_the_drums():
     assert np.array_equal(stuck[0], TRIO.ids_from_events(top))  # would leave the range
 
 
-def test_bass_2bar_trains_on_the_bass_lines_of_the_trios(monkeypatch):
+@pytest.mark.parametrize("config, column, kind", [("bass_2bar", 1, "melody"),
+                                                  ("trio_drums_2bar", 2, "drums")])
+def test_part_configs_train_on_one_part_of_the_trios(monkeypatch, config, column, kind):
     from mtools.training import trios
     from mtools.training.trios import TrioLine
     from mtools.training.vae_windows import find_config, load_windows
@@ -106,10 +108,10 @@ def test_bass_2bar_trains_on_the_bass_lines_of_the_trios(monkeypatch):
                        rng.integers(0, 512, 64)], axis=1).astype(np.int16)
     monkeypatch.setattr(trios, "load_trios", lambda source, progress=None: [
         TrioLine(events=events, piece="nottingham/tune", groove="8Beat")])
-    config = find_config("bass_2bar")
+    config = find_config(config)
     windows = load_windows(config, config.default_sources, "all")
-    assert np.array_equal(windows, windows_of(events[:, 1], config.space, 16))
-    assert config.space.kind == "melody" and len(windows) == 3  # 4 bars: a window a bar line
+    assert np.array_equal(windows, windows_of(events[:, column], config.space, 16))
+    assert config.space.kind == kind and len(windows) == 3  # 4 bars: a window a bar line
 
 
 def test_the_loss_sums_one_cross_entropy_per_part():

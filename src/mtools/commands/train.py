@@ -18,7 +18,8 @@ Coconet-style .npz with train and valid parts. MusicVAE trains on every
 bar-aligned window of the melodies (mel_2bar, mel_16bar), drum tracks
 (drums_2bar, groovae, groovae_tap) or trios (trio_16bar: the lead sheets'
 melodies with bass and drums that MMA plays on their chords, needs
-apt-get install mma; bass_2bar: their bass lines alone).
+apt-get install mma; bass_2bar and trio_drums_2bar: their bass lines or drum
+parts alone, the trio's parts to come).
 onsets_frames trains on ASAP piano performances rendered to audio with
 several soundfonts and room/microphone/noise augmentation (--hours of it,
 rendered once and cached; one soundfont and 10% of the pieces are held out);

@@ -66,6 +66,10 @@ CONFIGS = {
                            "2-bar bass lines ↔ z (mel_2bar's layout), trained on the MMA-made "
                            "bass lines of Nottingham tunes: trio_16bar's bass part",
                            trio_part="bass"),
+    "trio_drums_2bar": VaeConfig("trio_drums_2bar", VaeSpace("drums", 32), ("nottingham",),
+                                 "2-bar drum patterns ↔ z (drums_2bar's layout), trained on the "
+                                 "MMA-made drum parts of Nottingham tunes: trio_16bar's drums part",
+                                 trio_part="drums", network=(("dropout", 0.2),)),
     "groovae": VaeConfig("groovae", VaeSpace("groove", 32, encoder="quantized"), ("groove",),
                          "GrooVAE humanize: 2 bars of quantized drum hits → velocities and "
                          "microtiming (Magenta groovae_2bar_humanize layout)", task="humanize"),
