@@ -32,6 +32,7 @@ Examples:
   mtools interpolate a.mid b.mid --steps 5 > morph.mid
   mtools interpolate a.mid b.mid --no-concat -o morph/
   mtools interpolate beat1.mid beat2.mid --model music_vae:drums_2bar --temperature 0 > fill.mid
+  mtools interpolate tune1.mid tune2.mid --model music_vae:mel_16bar --steps 3 > medley.mid
   mtools interpolate --sample 4 --seed 3 --no-concat -o samples/
   mtools interpolate a.mid b.mid --emit-latents | jq '.z | length'
   mtools interpolate long_tune.mid other.mid --window 5,1 > morph.mid
