@@ -551,6 +551,11 @@ def test_a_16_bar_model_starts_from_a_2_bar_ones_encoder_and_bar_decoder(mel_pat
                          conductor_hidden=4)  # its bar decoder reads embeddings of 4, not 8
     with pytest.raises(UsageError, match="would start at random"):
         _donor(narrow, Path(mel_path))
+    sixteen = tiny_music_vae(tmp_path / "m16", "mel_16bar", z_size=8)  # stacked, z 8
+    stacked = MusicVAENet(90, 90, z_size=16, enc_hidden=8, dec_hidden=8, bars=16,
+                          conductor_hidden=8, stacked=True, pad_hot=(0,))
+    with pytest.raises(UsageError, match="stands on a 2-bar one"):
+        _donor(stacked, sixteen)  # only a flat 2-bar model gives bar codes
 
 
 def test_train_a_16_bar_model_from_a_2_bar_export_and_resume_it(tmp_path):
