@@ -425,6 +425,15 @@ def test_a_longer_input_says_which_window_was_taken(mel_path):
     assert "took bars 3-4 of 6" in out.stderr
 
 
+def test_a_shorter_input_says_how_much_silence_fills_the_window(mel_path):
+    short = melody("60 _ 62 _ 64 _ 65 _ 67 _ _ _ 67 _ _ _")  # one bar
+    out = run(["interpolate", "--model", mel_path, "--to", "jsonl"],
+              scores_to_jsonl([short, melody(TUNE_B)]).encode())
+    assert out.code == 0, out.stderr
+    assert "(score 1): 1 bar(s) of silence after its bar 1 fill the model's 2" in out.stderr
+    assert out.stderr.count("silence") == 1  # B fills its 2 bars
+
+
 def test_a_stacked_16_bar_model_interpolates_16_bar_melodies(tmp_path):
     path = tiny_music_vae(tmp_path, "mel_16bar")
     card = resolve_model(str(path)).card

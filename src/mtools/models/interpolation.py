@@ -119,6 +119,9 @@ def take_window(score: Score, space: VaeSpace, name: str, bar: int | None = None
     elif total_bars > window_bars:
         warnings.append(f"{name}: took bars {first + 1}-{last_bar} of {total_bars} "
                         f"(the model reads {window_bars:g}; --window BAR takes others)")
+    if short >= bar_steps:
+        warnings.append(f"{name}: {short // bar_steps} bar(s) of silence after its bar "
+                        f"{total_bars} fill the model's {window_bars:g}")
     return Window(ids, name, first + 1, line.qpm), warnings
 
 
