@@ -55,8 +55,8 @@ demo: install
 	$(BIN)/mtools interpolate demo/ode_to_joy.mid demo/frere_jacques.mid --steps 6 --seed 1 \
 	  -o demo/ode_to_frere.mid
 	$(BIN)/mtools convert demo/ode_to_frere.mid -o demo/ode_to_frere.wav
-	@echo "== ... whole 16-bar tunes (mel_16bar): Ode to Joy into the Melody RNN's first take on it"
-	$(BIN)/mtools interpolate demo/ode_to_joy.mid demo/ode_continued/stdin-1.mid \
+	@echo "== ... whole 16-bar tunes (mel_16bar): Ode to Joy into the Melody RNN's 8 bars after it"
+	$(BIN)/mtools interpolate demo/ode_to_joy.mid demo/ode_continued/stdin-1.mid --window 1,9 \
 	  --model music_vae:mel_16bar --steps 3 --seed 1 -o demo/ode_16bar_morph.mid
 	@echo "== ... and a rock beat into a half-time groove (drums_2bar)"
 	$(BIN)/mtools interpolate examples/rock_beat.mid examples/halftime_beat.mid --steps 4 \

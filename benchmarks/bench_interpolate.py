@@ -3,7 +3,7 @@ starts at A, ends at B and changes smoothly in between.
 
     benchmarks/quiet_machine.sh .venv/bin/python benchmarks/bench_interpolate.py \\
         [--models music_vae:mel_2bar music_vae:drums_2bar music_vae:mel_16bar]
-        [--speed-only music_vae:trio_16bar] [--repeat 5] [--pairs 200]
+        [--speed-only music_vae:trio_16bar] [--repeat 5] [--pairs 200] [--samples 200]
 
 - Speed: `mtools interpolate A.mid B.mid --steps 8 --seed 1 -o out.mid`,
   A and B two windows of the model's valid data written as MIDI, start-up

@@ -432,6 +432,11 @@ def test_a_shorter_input_says_how_much_silence_fills_the_window(mel_path):
     assert out.code == 0, out.stderr
     assert "(score 1): 1 bar(s) of silence after its bar 1 fill the model's 2" in out.stderr
     assert out.stderr.count("silence") == 1  # B fills its 2 bars
+    waltz = replace(melody("60 _ _ _ 62 _ _ _ 64 _ _ _"), time_signatures=(TimeSignature(0.0, 3, 4),))
+    out = run(["interpolate", "--model", mel_path, "--to", "jsonl"],
+              scores_to_jsonl([waltz, melody(TUNE_B)]).encode())
+    assert out.code == 0, out.stderr
+    assert "(score 1): 20 16th notes of silence after its end fill the model's 32" in out.stderr
 
 
 def test_a_stacked_16_bar_model_interpolates_16_bar_melodies(tmp_path):

@@ -119,9 +119,12 @@ def take_window(score: Score, space: VaeSpace, name: str, bar: int | None = None
     elif total_bars > window_bars:
         warnings.append(f"{name}: took bars {first + 1}-{last_bar} of {total_bars} "
                         f"(the model reads {window_bars:g}; --window BAR takes others)")
-    if short >= bar_steps:
+    if bar_steps == 16 and short >= bar_steps:
         warnings.append(f"{name}: {short // bar_steps} bar(s) of silence after its bar "
                         f"{total_bars} fill the model's {window_bars:g}")
+    elif short >= 16:  # other meters: the model's window is in 4/4 bars
+        warnings.append(f"{name}: {short} 16th notes of silence after its end fill the "
+                        f"model's {space.steps}")
     return Window(ids, name, first + 1, line.qpm), warnings
 
 

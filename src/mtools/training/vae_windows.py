@@ -33,7 +33,7 @@ class VaeConfig:
     network: tuple = ()  # (name, value) pairs over the default network (nets.MusicVAENet)
     train_hop: int = 16  # training windows start every this many steps (valid: every bar)
     sampling_rate: float = 0.0  # scheduled sampling (see music_vae.VaeLoss); 0 = always teacher-forced
-    trio_part: str = ""  # a melody config trained on this part of the sources' trios ("bass")
+    trio_part: str = ""  # train on this part of the sources' trios ("bass", "drums")
 
     @property
     def spec(self) -> str:
@@ -120,7 +120,7 @@ def load_windows(config: VaeConfig, sources, part: str, progress=None) -> np.nda
 
 
 def _trio_part(part: str, source: str, progress=None) -> list:
-    """The trios of `source` with one part's events as a melody's."""
+    """The trios of `source` with one part's events as their events."""
     from mtools.training.trios import load_trios
 
     column = TRIO_PARTS.index(part)
