@@ -88,5 +88,5 @@ def test_every_bundled_interpolate_model_samples_from_the_console_script(card):
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
     scores = [json.loads(line) for line in done.stdout.decode().splitlines()]
-    seconds = card.encoding["steps"] * 0.125  # 16ths at 120 qpm: 4 s for 2 bars, 32 for 16
+    seconds = card.encoding["steps"] / card.encoding["steps_per_quarter"] * 0.5  # at 120 qpm
     assert len(scores) == 2 and all(s["totalTime"] == pytest.approx(seconds) for s in scores)
