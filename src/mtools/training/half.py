@@ -101,8 +101,7 @@ def halve_model(path: Path, data: list[str] | None = None) -> dict:
     import onnx
 
     from mtools.errors import UsageError
-    from mtools.models.registry import file_sha256
-    from mtools.training.quantize import replace_model
+    from mtools.training.quantize import card_data, measured_again, replace_model, rewrite_note
 
     path = Path(path)
     card = json.loads(path.with_suffix(".json").read_text())
@@ -111,28 +110,17 @@ def halve_model(path: Path, data: list[str] | None = None) -> dict:
     if card.get("name") != "music_vae":
         raise UsageError(f"{path}: only MusicVAE models are stored as float16 (the event RNNs "
                          "ship int8: python -m mtools.training.quantize)")
-    data = list(data or card.get("training", {}).get("datasets") or [])
-    if not data:
-        raise UsageError(f"{path}: its card names no training datasets", hint="pass --data")
+    data = card_data(path, card, data)
     before = measure(path, data)
 
     def write(temporary: Path) -> None:
         onnx.save(halved(onnx.load(str(path))), str(temporary))
 
     def describe(temporary: Path) -> None:
-        old = card["metrics"]
-        reproduce = old.get("measured_by", "").partition("reproduce: ")[2]
-        card["metrics"] = {**{k: v for k, v in old.items() if k != "parity_max_abs_error"},
-                           **measure(temporary, data),
-                           "float32": {**before,
-                                       "parity_max_abs_error": old.get("parity_max_abs_error")},
-                           "measured_by": "python -m mtools.training.half (float16 and float32 "
-                                          "figures, same data)"
-                                          + (f"; reproduce: {reproduce}" if reproduce else "")}
-        card["storage"] = {"method": METHOD, "from_sha256": file_sha256(path),
-                           "float32_size_bytes": path.stat().st_size,
-                           "command": "python -m mtools.training.half MODEL.onnx"
-                                      + "".join(f" --data {d}" for d in data)}
+        card["metrics"] = measured_again(
+            card["metrics"], before, measure(temporary, data),
+            "python -m mtools.training.half (float16 and float32 figures, same data)")
+        card["storage"] = rewrite_note(path, METHOD, "half", data)
 
     replace_model(path, card, write, describe, tag="float16")
     return card["metrics"]

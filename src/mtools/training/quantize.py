@@ -135,7 +135,6 @@ def quantize_model(path: Path, data: list[str] | None = None) -> dict:
     n-gram baseline move under metrics.float32; the baseline is fitted again
     on the same data."""
     from mtools.errors import UsageError
-    from mtools.models.registry import file_sha256
     from mtools.training.evaluate import ngram_baseline
     from mtools.training.tasks import load_examples
 
@@ -146,37 +145,59 @@ def quantize_model(path: Path, data: list[str] | None = None) -> dict:
     if card.get("task") != "continue":
         raise UsageError(f"{path}: only event RNNs (the continue models) are quantized; "
                          "MusicVAE lost up to 3% on its figures in int8 (measured 2026-12-02)")
-    data = list(data or card.get("training", {}).get("datasets") or [])
-    if not data:
-        raise UsageError(f"{path}: its card names no training datasets", hint="pass --data")
+    data = card_data(path, card, data)
     before = measure(path, data)  # now, on the same data as the int8 figures
     spec, _ = spec_and_model(path)
     baseline = ngram_baseline(spec, load_examples(spec, data, "train"),
                               load_examples(spec, data, "valid"))
 
     def describe(temporary: Path) -> None:
-        figures = measure(temporary, data)
-        old = card["metrics"]
-        card["metrics"] = {**{k: v for k, v in old.items() if k not in ("parity_max_abs_error",
-                                                                       "ngram_order",
-                                                                       "ngram_nll_per_step")},
-                           **figures, **baseline,
-                           "float32": {**before, "parity_max_abs_error":
-                                       old.get("parity_max_abs_error")}}
-        reproduce = old.get("measured_by", "").partition("reproduce: ")[2]
-        card["metrics"]["measured_by"] = ("python -m mtools.training.quantize (int8 and float32 "
-                                          "figures and the n-gram, same data)"
-                                          + (f"; reproduce: {reproduce}" if reproduce else ""))
-        card["quantization"] = {"method": METHOD, "from_sha256": file_sha256(path),
-                                "float32_size_bytes": path.stat().st_size,
+        card["metrics"] = measured_again(
+            card["metrics"], before, {**measure(temporary, data), **baseline},
+            "python -m mtools.training.quantize (int8 and float32 figures and the n-gram, "
+            "same data)", dropped=("ngram_order", "ngram_nll_per_step"))
+        card["quantization"] = {**rewrite_note(path, METHOD, "quantize", data),
                                 "max_abs_probability_error_vs_float32":
-                                    round(probability_error(path, temporary, data), 4),
-                                "command": "python -m mtools.training.quantize MODEL.onnx"
-                                           + "".join(f" --data {d}" for d in data)}
+                                    round(probability_error(path, temporary, data), 4)}
 
     replace_model(path, card, lambda temporary: quantize_file(path, temporary), describe,
                   tag="int8")
     return card["metrics"]
+
+
+def card_data(path: Path, card: dict, data: list[str] | None) -> list[str]:
+    """The sources a rewritten model is measured on: `data`, else its
+    card's training datasets; UsageError when there are none."""
+    from mtools.errors import UsageError
+
+    data = list(data or card.get("training", {}).get("datasets") or [])
+    if not data:
+        raise UsageError(f"{path}: its card names no training datasets", hint="pass --data")
+    return data
+
+
+def measured_again(old: dict, before: dict, after: dict, measured_by: str,
+                   dropped: tuple[str, ...] = ()) -> dict:
+    """A card's metrics once its model is rewritten: the new file's figures
+    (`after`) in place of the old ones (less `dropped`), the float32 file's
+    (`before`, with its parity check) under "float32", and who measured
+    them (the old reproduce command kept)."""
+    reproduce = old.get("measured_by", "").partition("reproduce: ")[2]
+    kept = {k: v for k, v in old.items() if k not in ("parity_max_abs_error", *dropped)}
+    return {**kept, **after,
+            "float32": {**before, "parity_max_abs_error": old.get("parity_max_abs_error")},
+            "measured_by": measured_by + (f"; reproduce: {reproduce}" if reproduce else "")}
+
+
+def rewrite_note(path: Path, method: str, module: str, data: list[str]) -> dict:
+    """What a card says of how its float32 file at `path` was rewritten by
+    `python -m mtools.training.<module>`."""
+    from mtools.models.registry import file_sha256
+
+    return {"method": method, "from_sha256": file_sha256(path),
+            "float32_size_bytes": path.stat().st_size,
+            "command": f"python -m mtools.training.{module} MODEL.onnx"
+                       + "".join(f" --data {d}" for d in data)}
 
 
 def replace_model(path: Path, card: dict, write, describe, tag: str) -> None:

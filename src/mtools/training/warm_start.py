@@ -322,7 +322,6 @@ def _load_exported(model: nn.Module, path: Path, parity) -> tuple[float, bool]:
     import onnx
 
     from mtools.training.export import PARITY_TOLERANCE
-
     from mtools.training.half import is_halved, widened
 
     exported = onnx.load(str(path))
