@@ -58,6 +58,11 @@ demo: install
 	@echo "== ... whole 16-bar tunes (mel_16bar): Ode to Joy into the Melody RNN's 8 bars after it"
 	$(BIN)/mtools interpolate demo/ode_to_joy.mid demo/ode_continued/stdin-1.mid --window 1,9 \
 	  --model music_vae:mel_16bar --steps 3 --seed 1 -o demo/ode_16bar_morph.mid
+	@echo "== ... 16 bars of melody, bass and drums (trio_16bar): two draws from its prior, then a morph"
+	$(BIN)/mtools interpolate --model music_vae:trio_16bar --sample 2 --seed 1 -o demo/trio_samples.mid
+	$(BIN)/mtools interpolate demo/trio_samples.mid demo/trio_samples.mid --window 1,17 \
+	  --model music_vae:trio_16bar --steps 3 --seed 1 -o demo/trio_morph.mid
+	$(BIN)/mtools convert demo/trio_morph.mid -o demo/trio_morph.wav
 	@echo "== ... and a rock beat into a half-time groove (drums_2bar)"
 	$(BIN)/mtools interpolate examples/rock_beat.mid examples/halftime_beat.mid --steps 4 \
 	  --model music_vae:drums_2bar --seed 1 -o demo/rock_to_halftime.mid

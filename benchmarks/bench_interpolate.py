@@ -2,8 +2,9 @@
 starts at A, ends at B and changes smoothly in between.
 
     benchmarks/quiet_machine.sh .venv/bin/python benchmarks/bench_interpolate.py \\
-        [--models music_vae:mel_2bar music_vae:drums_2bar music_vae:mel_16bar]
-        [--speed-only music_vae:trio_16bar] [--repeat 5] [--pairs 200] [--samples 200]
+        [--models music_vae:mel_2bar music_vae:drums_2bar music_vae:mel_16bar
+                  music_vae:trio_16bar] [--speed-only MODEL ...] [--repeat 5] [--pairs 200]
+        [--samples 200]
 
 - Speed: `mtools interpolate A.mid B.mid --steps 8 --seed 1 -o out.mid`,
   A and B two windows of the model's valid data written as MIDI, start-up
@@ -11,25 +12,27 @@ starts at A, ends at B and changes smoothly in between.
   command's default latent search (--fit-rounds 3) and once without it.
   The pair timed is the first whose two windows the posterior means
   decode with mistakes (the search's slow case). --speed-only
-  models are timed, not scored: a config not bundled (music_vae:trio_16bar)
-  is timed as an untrained network of its size (needs torch), since its
-  speed does not depend on the weights.
+  models are timed, not scored: a config not bundled is timed as an
+  untrained network of its size (needs torch), since its speed does not
+  depend on the weights.
 - Endpoints and smoothness, on --pairs random pairs of valid windows
   (in-process, as the command decodes: posterior means, then --fit-rounds
   rounds of latent search (0, as Magenta, and the command's default),
   slerp, 8 points):
-  - endpoint accuracy: the share of steps of the first decoded point equal
-    to A's and of the last equal to B's (the command decodes both ends
+  - endpoint accuracy: the share of steps (a trio: of step and part
+    cells) of the first decoded point equal to A's and of the last equal
+    to B's (the command decodes both ends
     greedily; the points between at temperature 0 and at the command's
     default 0.5);
   - hop: the share of steps that differ between consecutive points, mean and
     largest over the path, next to the share that differs between A and B;
   - monotone: the share of consecutive points where the distance (share of
     steps that differ) to A's reconstruction does not fall.
-- Prior samples (melody models): statistics of --samples draws of z from
-  N(0, I), decoded as `--sample` does (temperature 0.5, seed 1), next to as
-  many random valid windows (_music_stats: "close" when |Δ| <= 0.5 SD of
-  the data's windows), each window's scale its best-fitting major key.
+- Prior samples (melody models; a trio's melody and bass): statistics of
+  --samples draws of z from N(0, I), decoded as `--sample` does
+  (temperature 0.5, seed 1), next to as many random valid windows
+  (_music_stats: "close" when |Δ| <= 0.5 SD of the data's windows), each
+  window's scale its best-fitting major key.
 Rewrites the `bench_interpolate` section of benchmarks/results.md.
 """
 
@@ -98,6 +101,8 @@ def path_figures(model: MusicVae, pairs: np.ndarray, options: InterpolateOptions
     ends, hops, largest, spans, monotone = [], [], [], [], []
     for i, (a, b) in enumerate(pairs):
         _, rows = path(model, np.stack([a, b]), replace(options, seed=options.seed + i))
+        # (step, part) cells: a trio's three parts each count
+        rows, a, b = (model.space.parts(x).reshape(*x.shape[:-1], -1) for x in (rows, a, b))
         ends += [(rows[0] == a).mean(), (rows[-1] == b).mean()]
         hop = (rows[1:] != rows[:-1]).mean(axis=1)
         hops.append(hop.mean())
@@ -116,11 +121,13 @@ WINDOW_WORDS = {"notes in the primer's major scale": "notes in the window's majo
                 "continuations with no note": "windows with no note"}  # _music_stats' names
 
 
-def window_stats(model: MusicVae, rows: np.ndarray):
-    """melody_stats of each window of ids (n, steps), and its intervals."""
+def window_stats(model: MusicVae, rows: np.ndarray, part: int = 0):
+    """melody_stats of each window of ids (n, steps) (a trio's `part`), and
+    its intervals."""
     stats, intervals = [], []
     for ids in rows:
         events = model.space.events_from_ids(ids)
+        events = events[:, part] if events.ndim == 2 else events
         marks = np.flatnonzero(events != NO_EVENT)
         notes = [(int(events[step]), int(step), int(marks[i + 1]) if i + 1 < len(marks)
                   else len(events)) for i, step in enumerate(marks) if events[step] >= 0]
@@ -131,18 +138,25 @@ def window_stats(model: MusicVae, rows: np.ndarray):
 
 
 def prior_rows(spec: str, model: MusicVae, valid: np.ndarray, count: int) -> list[str]:
-    """The prior-samples table's rows for one melody model."""
+    """The prior-samples table's rows for one melody model (a trio: its
+    melody and its bass line)."""
     rng = np.random.default_rng(1)
     z = rng.standard_normal((count, model.z_size)).astype(np.float32)
-    sampled, sampled_intervals = window_stats(model, model.decode(z, temperature=0.5, rng=rng))
+    samples = model.decode(z, temperature=0.5, rng=rng)
     picks = np.random.default_rng(0).choice(len(valid), size=min(count, len(valid)),
                                             replace=False)
-    data, data_intervals = window_stats(model, valid[picks])
-    rows = [f"| {spec} | {WINDOW_WORDS.get(name, name)} | {cell(data[name])} | "
-            f"{cell(sampled[name])} | {close_cell(data[name], sampled[name])} |" for name in data]
-    tv = total_variation(data_intervals, sampled_intervals)
-    return rows + [f"| {spec} | interval histogram, total variation | — | {tv:.3f} | "
-                   f"{'yes' if tv <= TV_CLOSE else 'NO'} (≤ {TV_CLOSE}) |"]
+    rows = []
+    for part, line in enumerate(["melody", "bass"] if model.space.kind == "trio" else [""]):
+        label = f"{spec} {line}".strip()
+        sampled, sampled_intervals = window_stats(model, samples, part)
+        data, data_intervals = window_stats(model, valid[picks], part)
+        rows += [f"| {label} | {WINDOW_WORDS.get(name, name)} | {cell(data[name])} | "
+                 f"{cell(sampled[name])} | {close_cell(data[name], sampled[name])} |"
+                 for name in data]
+        tv = total_variation(data_intervals, sampled_intervals)
+        rows.append(f"| {label} | interval histogram, total variation | — | {tv:.3f} | "
+                    f"{'yes' if tv <= TV_CLOSE else 'NO'} (≤ {TV_CLOSE}) |")
+    return rows
 
 
 def timed_pair(model: MusicVae, pairs: np.ndarray) -> np.ndarray:
@@ -159,12 +173,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+",
                         default=["music_vae:mel_2bar", "music_vae:drums_2bar",
-                                 "music_vae:mel_16bar"])
+                                 "music_vae:mel_16bar", "music_vae:trio_16bar"])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=200)
     parser.add_argument("--samples", type=int, default=200,
                         help="prior draws (and valid windows) per melody model")
-    parser.add_argument("--speed-only", nargs="*", default=["music_vae:trio_16bar"],
+    parser.add_argument("--speed-only", nargs="*", default=[],
                         metavar="MODEL",
                         help="models timed but not scored (e.g. an untrained network of a "
                              "config's size, for its speed)")
@@ -203,7 +217,7 @@ def main() -> None:
             speed.append(f"| {label} | {bars} | {rounds} | {stats.cell()} | {met} |")
         if not scored:
             continue
-        if model.space.kind == "melody":
+        if model.space.kind in ("melody", "trio"):
             prior += prior_rows(spec, model, valid, args.samples)
         for rounds, temperature in [(r, t) for r in (0, FIT_ROUNDS) for t in (0.0, 0.5)]:
             f = path_figures(model, pairs, InterpolateOptions(

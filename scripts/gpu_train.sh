@@ -4,12 +4,11 @@
 #
 #   1. here:  scripts/gpu_train.sh prepare
 #      copies the data files and corpus caches the runs read into .device/
-#      (git-ignored; it travels with `carry`), about 5 MB; the trio cache
-#      needs Debian's mma here (apt-get install mma).
+#      (git-ignored; it travels with `carry`), about 5 MB.
 #   2. there: device run, carry [".device"], command
 #        bash scripts/gpu_train.sh run MINUTES [MODEL ...]
-#      trains each MODEL (default: coconet trio_16bar drums_2bar
-#      attention_improv; the last two fine-tune their bundled models, at the
+#      trains each MODEL (default: coconet drums_2bar attention_improv;
+#      the last two fine-tune their bundled models, at the
 #      learning rate their CPU runs ended at) in its own
 #      process, all at once on the one GPU, for MINUTES of training each, and
 #      leaves $OUT/MODEL/best.pt (the weights of the best validation, with
@@ -21,7 +20,6 @@
 #      the network options the run used (train_one below),
 #        mtools train coconet --data jsb --data js_fakes --hidden 128 --layers 24 \
 #            --run-dir DIR --export-only --out models/
-#        mtools train music_vae --config trio_16bar --run-dir DIR --export-only --out models/
 #        mtools train music_vae --config drums_2bar --data groove --scheduled-sampling-rate 250 \
 #            --run-dir DIR --export-only --out models/
 #        mtools train improv_rnn --config attention_improv --data nottingham --dropout 0.2 \
@@ -42,7 +40,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KIT="${GPU_TRAIN_KIT:-$ROOT/.device}"
 DATA_FILES=(jsb_chorales/Jsb16thSeparated.train_valid.npz js_fakes/js-fakes-16thSeparated.npz)
 CACHES=(melodies-music21-folk melodies-nottingham lead_sheets-nottingham drums-groove)
-DEFAULT_MODELS=(coconet trio_16bar drums_2bar attention_improv)
+DEFAULT_MODELS=(coconet drums_2bar attention_improv)
+# (mel_16bar and trio_16bar are built on 2-bar models in minutes on a CPU)
 
 usage() {
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
@@ -59,19 +58,16 @@ prepare() {
         mkdir -p "$KIT/data/$(dirname "$file")"
         cp "$data/$file" "$KIT/data/$file"
     done
-    # The corpus caches (parsed here, where music21, the MIDI files and MMA are).
+    # The corpus caches (parsed here, where music21 and the MIDI files are).
     MTOOLS_DATA=$data MTOOLS_CACHE=$cache "$python" -c '
 from mtools.training import corpora
-from mtools.training.trios import load_trios
 for source in ("music21:folk", "nottingham"):
     print(source, len(corpora.load_melodies(source)), "melodies")
-print("nottingham", len(load_trios("nottingham")), "trios")
 print("groove", len(corpora.load_drum_tracks("groove")), "drum tracks")
 print("nottingham", len(corpora.load_lead_sheets("nottingham")), "lead sheets")'
     for name in "${CACHES[@]}"; do
         cp "$cache/data/$name.npz" "$cache/data/$name.json" "$KIT/cache/data/"
     done
-    cp "$cache/data/trios-nottingham.npz" "$KIT/cache/data/"
     # Compressed, they travel in a third of the room (np.load reads both).
     "$python" -c '
 import sys, numpy as np
@@ -94,9 +90,6 @@ train_one() {  # model minutes device
             # device tool brings back files up to 16 MB).
             args=(coconet --data jsb --data js_fakes --batch-size 64 --hidden 128 --layers 24)
             [[ $small == 1 ]] && args=(coconet --data jsb --batch-size 4 --hidden 8 --layers 2) ;;
-        trio_16bar)  # (mel_16bar is built on mel_2bar in minutes on a CPU)
-            args=(music_vae --config "$model" --batch-size 256)
-            [[ $small == 1 ]] && args=(music_vae --config "$model" --batch-size 4 --hidden 8) ;;
         drums_2bar)
             # Goes on from the bundled model (9 MB, float) as its CPU run did.
             args=(music_vae --config drums_2bar --data groove --scheduled-sampling-rate 250

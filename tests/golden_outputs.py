@@ -39,6 +39,19 @@ FIT_WINDOWS = {  # windows the posterior mean decodes with mistakes, so the late
 }
 VAE_WINDOWS["mel_16bar"] = (VAE_WINDOWS["mel_2bar"] + FIT_WINDOWS["mel_2bar"]) * 4  # 16 bars
 FIT_WINDOWS["mel_16bar"] = FIT_WINDOWS["mel_2bar"] * 8
+
+
+def _trio(melody: list, bass: list, drums: list) -> list:
+    """A trio window's packed ids (melody + 90 (bass + 90 drums))."""
+    return [m + 90 * (b + 90 * d) for m, b, d in zip(melody, bass, drums)]
+
+
+ROOT_FIFTH_BASS = [17, 0, 0, 0, 0, 0, 0, 0, 24, 0, 0, 0, 1, 0, 0, 0]  # C2 . . G2 . off (a bar)
+WALKING_BASS = [17, 0, 0, 0, 19, 0, 0, 0, 21, 0, 0, 0, 22, 0, 0, 0]  # C2 D2 E2 F2 quarters
+VAE_WINDOWS["trio_16bar"] = _trio(VAE_WINDOWS["mel_16bar"], ROOT_FIFTH_BASS * 16,
+                                  VAE_WINDOWS["drums_2bar"] * 8)
+FIT_WINDOWS["trio_16bar"] = _trio(FIT_WINDOWS["mel_16bar"], WALKING_BASS * 16,
+                                  FIT_WINDOWS["drums_2bar"] * 8)
 GROOVE_VELOCITY, GROOVE_OFFSET = 0.8, 0.1  # the groove window: the drums_2bar one, played so
 AUDIO_NOTES = ((60, 0.25, 1.25), (64, 0.25, 1.25), (67, 0.25, 1.25), (72, 1.5, 2.0),
                (74, 2.0, 2.5), (76, 2.5, 3.5))  # (pitch, start s, end s) of the synthetic take

@@ -417,12 +417,14 @@ def test_interpolate_explains_inputs_it_cannot_use(mel_path, drums_path, tmp_pat
     assert latents_as_midi.code == 2 and not (tmp_path / "z.mid").exists()
 
 
-def test_a_longer_input_says_which_window_was_taken(mel_path):
+def test_a_longer_input_says_which_window_was_taken_unless_asked_for_one(mel_path):
     long = melody(" ".join([TUNE_A] * 3))  # 6 bars
     both = scores_to_jsonl([long, melody(TUNE_B)]).encode()
-    out = run(["interpolate", "--model", mel_path, "--window", "3,1", "--to", "jsonl"], both)
+    out = run(["interpolate", "--model", mel_path, "--to", "jsonl"], both)
     assert out.code == 0, out.stderr
-    assert "took bars 3-4 of 6" in out.stderr
+    assert "took bars 1-2 of 6 (the model reads 2; --window BAR takes others)" in out.stderr
+    asked = run(["interpolate", "--model", mel_path, "--window", "3,1", "--to", "jsonl"], both)
+    assert asked.code == 0 and asked.stderr == ""
 
 
 def test_a_shorter_input_says_how_much_silence_fills_the_window(mel_path):
@@ -532,14 +534,14 @@ def test_init_from_refuses_another_network_and_other_families(tunes, tmp_path, m
 
 
 def test_a_16_bar_model_starts_from_a_2_bar_ones_encoder_and_bar_decoder(mel_path, tmp_path):
-    from mtools.training.music_vae import _donor
+    from mtools.training.music_vae import donor_network
     from mtools.errors import MtoolsError, UsageError
     from mtools.training.warm_start import take_matching, warm_start
 
     torch.manual_seed(1)
     model = MusicVAENet(90, 90, z_size=8, enc_hidden=8, dec_hidden=8, bars=16, conductor_hidden=8)
     conductor = model.conductor.weight_hh_l0.detach().clone()
-    donor = _donor(model, Path(mel_path))
+    donor = donor_network(model, Path(mel_path))
     assert donor is not None and donor.config["bars"] == 1
     note = warm_start(tmp_path / "run", model, Path(mel_path), "tiny", parity_error,
                       lambda message: None, donor=donor)
@@ -557,19 +559,19 @@ def test_a_16_bar_model_starts_from_a_2_bar_ones_encoder_and_bar_decoder(mel_pat
     same = MusicVAENet(90, 90, z_size=8, enc_hidden=8, dec_hidden=8, bars=1, conductor_hidden=8)
     wider = MusicVAENet(90, 90, z_size=8, enc_hidden=16, dec_hidden=8, bars=16,
                         conductor_hidden=8)
-    assert _donor(same, Path(mel_path)) is None  # the same network loads whole
-    assert _donor(wider, Path(mel_path)) is None  # refused by the exact load, not taken in part
+    assert donor_network(same, Path(mel_path)) is None  # the same network loads whole
+    assert donor_network(wider, Path(mel_path)) is None  # refused by the exact load, not taken in part
     with pytest.raises(MtoolsError, match="shares no tensor"):
         take_matching(model, torch.nn.Linear(2, 2))
     narrow = MusicVAENet(90, 90, z_size=8, enc_hidden=8, dec_hidden=8, bars=16,
                          conductor_hidden=4)  # its bar decoder reads embeddings of 4, not 8
     with pytest.raises(UsageError, match="would start at random"):
-        _donor(narrow, Path(mel_path))
+        donor_network(narrow, Path(mel_path))
     sixteen = tiny_music_vae(tmp_path / "m16", "mel_16bar", z_size=8)  # stacked, z 8
     stacked = MusicVAENet(90, 90, z_size=16, enc_hidden=8, dec_hidden=8, bars=16,
                           conductor_hidden=8, stacked=True, pad_hot=(0,))
     with pytest.raises(UsageError, match="stands on a 2-bar one"):
-        _donor(stacked, sixteen)  # only a flat 2-bar model gives bar codes
+        donor_network(stacked, sixteen)  # only a flat 2-bar model gives bar codes
 
 
 def test_train_a_16_bar_model_from_a_2_bar_export_and_resume_it(tmp_path):

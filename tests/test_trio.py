@@ -208,3 +208,114 @@ def test_interpolating_trios_writes_melody_bass_and_drums(trio_path, tmp_path):
     assert {n.get("program", 0) for n in notes if not n.get("isDrum")} <= {0, 33}
     assert any(n.get("isDrum") for n in notes) and any(n.get("program") == 33 for n in notes)
     assert max(n["endTime"] for n in notes) <= 2 * 32.0 + 1e-6  # two 16-bar points at 120 qpm
+
+
+# --- the stacked trio: a 2-bar model per part --------------------------------------
+
+
+def random_trios(count: int = 40, bars: int = 17, seed: int = 0):
+    from mtools.training.trios import TrioLine
+
+    rng = np.random.default_rng(seed)
+    steps = 16 * bars
+    return [TrioLine(events=np.stack([rng.choice([NO_EVENT, NOTE_OFF, 72, 74, 76], steps),
+                                      rng.choice([NO_EVENT, 36, 43], steps),
+                                      rng.choice([0, 1, 4, 5], steps)], axis=1).astype(np.int16),
+                     piece=f"nottingham/tune{i}", groove="8Beat") for i in range(count)]
+
+
+@pytest.fixture
+def part_models(tmp_path):
+    """Tiny 2-bar donors, one per trio part, as wide in z as the trio's parts."""
+    return [tiny_music_vae(tmp_path / config, config, seed=k, z_size=256)
+            for k, config in enumerate(("mel_2bar", "bass_2bar", "trio_drums_2bar"))]
+
+
+def test_a_trio_stands_on_a_2_bar_model_per_part_and_starts_at_their_codes(
+        monkeypatch, tmp_path, part_models):
+    from mtools.training import trios
+    from mtools.training.loop import load_checkpoint
+    from mtools.training.warm_start import load_exported
+    from mtools.training.music_vae import parity_error
+
+    monkeypatch.setattr(trios, "load_trios", lambda source, progress=None: random_trios())
+    common = ["train", "music_vae", "--config", "trio_16bar", "--hidden", "8", "--batch-size",
+              "4", "--out", tmp_path / "out", "--run-dir", tmp_path / "run", "--quiet"]
+    inits = [word for path in part_models for word in ("--init-from", path)]
+    wrong = run([*common, *inits[4:], *inits[:4], "--max-steps", "0"])  # drums first
+    assert wrong.code == 2 and "does not fit the melody part" in wrong.stderr
+    assert "melody, bass, drums" in wrong.stderr
+    two = run([*common, *inits[:4], "--max-steps", "0"])
+    assert two.code == 2 and "starts from 3 2-bar models, not 2" in two.stderr
+    one = run([*common, *inits[:2], "--max-steps", "0"])
+    assert one.code == 2 and "is not a model of parts" in one.stderr
+    started = run([*common, *inits, "--max-steps", "0"])
+    assert started.code == 0, started.stderr
+    card = resolve_model(str(tmp_path / "out" / "music_vae-trio_16bar.json")).card
+    note = card.training["initialised_from"]
+    assert [part["part"] for part in note["parts"]] == ["melody", "bass", "drums"]
+    assert note["kept_initialised"] == []  # squeezes, summary, conductor: the principal start
+    start = note["principal_start"]
+    assert "squeeze.2.weight" in start["set"] and "conductor.weight" in start["set"]
+    assert 0 < start["components"] <= 768
+    assert all(0 <= start[f"{part}_valid_bar_accuracy_teacher_forced"] <= 1
+               for part in ("melody", "bass", "drums"))
+    assert card.training["command"].count("--init-from") == 3
+    trio, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    for k, path in enumerate(part_models):  # each part plays as its 2-bar model
+        donor = MusicVAENet(90 if k < 2 else 9, 90 if k < 2 else 512, z_size=256,
+                            enc_hidden=8, dec_hidden=8)
+        load_exported(donor, path, parity_error)
+        assert torch.equal(trio.decoders[k].weight_hh_l1, donor.decoder.weight_hh_l1)
+        assert torch.equal(trio.encoders[k].weight_ih_l0, donor.encoder.weight_ih_l0)
+    export = tmp_path / "out" / "music_vae-trio_16bar.onnx"
+    model = MusicVae.from_ref(resolve_model(str(export)))
+    assert model.hidden == 24 and model.embedding_size == 768 and model.bars == 16
+    z = np.random.default_rng(0).normal(size=(2, model.z_size)).astype(np.float32)
+    codes = model.embeddings(z)[:, 0]  # bar 1's code of each part, end to end
+    played = model.space.parts(model.decode(z, temperature=0)[:, :16])
+    for k, path in enumerate(part_models):  # bar 1 of each part: its 2-bar model's first bar
+        alone = MusicVae.from_ref(resolve_model(str(path)))
+        assert np.array_equal(played[..., k], alone.decode(codes[:, 256 * k:256 * (k + 1)],
+                                                           temperature=0)[:, :16])
+    resumed = run([*common, "--max-steps", "0"])  # the run folder's start, its card the same
+    assert resumed.code == 0, resumed.stderr
+    again = resolve_model(str(export)).card.training
+    assert again["command"] == card.training["command"]
+    assert again["initialised_from"]["parts"] == note["parts"]
+    whole = run([*common[:-5], "--out", tmp_path / "out2", "--run-dir", tmp_path / "run2",
+                 "--init-from", export, "--max-steps", "0", "--quiet"])  # its own export, whole
+    assert whole.code == 0, whole.stderr
+    copy = resolve_model(str(tmp_path / "out2" / export.name)).card
+    assert copy.training["initialised_from"]["file"] == export.name
+    figures = ("accuracy_teacher_forced", "accuracy_sampled", "kl_per_window")
+    assert [copy.metrics[f] for f in figures] == [card.metrics[f] for f in figures]
+
+
+def test_a_trio_start_keeps_each_parts_main_directions_and_whitens_z():
+    from mtools.training import stacked
+    from mtools.training.music_vae import build_network
+    from mtools.training.vae_windows import find_config
+
+    torch.manual_seed(0)
+    model = build_network(find_config("trio_16bar"), {
+        "enc_hidden": 4, "dec_hidden": 4, "part_z_size": 6, "squeeze": 3, "z_size": 20})
+    model.config["bars"] = bars = 2  # two bars of three parts: 2 · 3 · 3 squeezed codes
+    model.summary = torch.nn.Linear(18, 20)
+    model.conductor = torch.nn.Linear(20, 18)
+    donors = [MusicVAENet(w, c, z_size=6, enc_hidden=4, dec_hidden=4)
+              for w, c in ((90, 90), (90, 90), (9, 512))]
+    encodings = []
+    for k, donor in enumerate(donors):  # codes that vary along 3 directions per part
+        stacked.take_part(model, k, donor)
+        codes = torch.randn(400 * bars, 3) @ torch.randn(3, 6) + torch.randn(6)
+        encodings.append(torch.linalg.lstsq(donor.to_mu.weight, (codes - donor.to_mu.bias).T,
+                                            driver="gelsd").solution.T)
+    with torch.no_grad():
+        kept = stacked.parts_principal_start(model, donors, encodings)
+        mu, _ = model.summarize(encodings)
+        back = model.embeddings(mu)  # (windows, bars, 3 · 6)
+        codes = torch.cat([d.to_mu(e).reshape(-1, bars, 6) for d, e in zip(donors, encodings)], 2)
+    assert kept == 18 and torch.allclose(back, codes, atol=1e-3)
+    assert torch.allclose(torch.cov(mu[:, :18].T), torch.eye(18), atol=0.02)
+    assert not mu[:, 18:].any()

@@ -56,15 +56,15 @@ def tiny_coconet(folder: Path, seed: int = 0) -> Path:
 def tiny_music_vae(folder: Path, config: str = "mel_2bar", seed: int = 0, z_size: int = 8) -> Path:
     """Export a random, tiny MusicVAE with a real card; returns the .onnx path."""
     from mtools.models.music_vae import GRAPH_INPUTS, GRAPH_OUTPUTS
-    from mtools.training.music_vae import export_graph
-    from mtools.training.nets import MusicVAENet
+    from mtools.training.music_vae import build_network, export_graph
     from mtools.training.vae_windows import CONFIGS
 
     space = CONFIGS[config].space
     torch.manual_seed(seed)
-    network = {**dict(CONFIGS[config].network), "conductor_hidden": 8, "z_size": z_size}
-    model = MusicVAENet(space.input_size, space.num_classes, enc_hidden=8, dec_hidden=8,
-                        dec_layers=2, **network).eval()
+    sizes = {"enc_hidden": 8, "dec_hidden": 8, "dec_layers": 2, "z_size": z_size}
+    parts = dict(CONFIGS[config].network).get("part_z_size")  # a model of parts (the trio)
+    sizes.update({"part_z_size": 8, "squeeze": 4} if parts else {"conductor_hidden": 8})
+    model = build_network(CONFIGS[config], sizes).eval()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"music_vae-{config}.onnx"
     export_graph(model, path)

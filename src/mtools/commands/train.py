@@ -19,7 +19,7 @@ bar-aligned window of the melodies (mel_2bar, mel_16bar), drum tracks
 (drums_2bar, groovae, groovae_tap) or trios (trio_16bar: the lead sheets'
 melodies with bass and drums that MMA plays on their chords, needs
 apt-get install mma; bass_2bar and trio_drums_2bar: their bass lines or drum
-parts alone, the trio's parts to come).
+parts alone, the 2-bar models trio_16bar is built on).
 onsets_frames trains on ASAP piano performances rendered to audio with
 several soundfonts and room/microphone/noise augmentation (--hours of it,
 rendered once and cached; one soundfont and 10% of the pieces are held out);
@@ -43,9 +43,11 @@ Examples:
   mtools train music_vae --config drums_2bar --init-from music_vae:drums_2bar --run-dir ft/ --out models/
   mtools train improv_rnn --init-from improv_rnn:attention_improv --dropout 0.2 --run-dir ft/ --out models/
   mtools train music_vae --config drums_2bar --learning-rate 3e-4 --out models/   # resume slower
-  mtools train music_vae --config trio_16bar --data nottingham --out models/
   mtools train music_vae --config mel_16bar --init-from music_vae:mel_2bar --max-steps 0 --out models/
   mtools train music_vae --config bass_2bar --init-from music_vae:mel_2bar --out models/
+  mtools train music_vae --config trio_16bar --init-from music_vae:mel_2bar \\
+      --init-from models/music_vae-bass_2bar.onnx \\
+      --init-from models/music_vae-trio_drums_2bar.onnx --max-steps 0 --out models/
   mtools train onsets_frames --hours 12 --max-minutes 240 --out models/
   mtools train onsets_frames_drums --hours 4 --out models/
 """
@@ -92,7 +94,7 @@ def train(
     hours: Annotated[Optional[float], typer.Option(
         "--hours", callback=opt.finite, min=0.01, metavar="H",
         help="onsets_frames: hours of rendered training audio (validation: a twelfth).")] = None,
-    init_from: Annotated[Optional[str], typer.Option(
+    init_from: Annotated[Optional[list[str]], typer.Option(
         "--init-from", metavar="MODEL",
         help="music_vae, coconet and the event RNNs: start a new run from the weights of "
              "this export (a bundled name such as music_vae:drums_2bar or coconet, or an .onnx "
@@ -102,7 +104,8 @@ def train(
              "mel_16bar starts from a 2-bar melody model: it takes the encoder, bar decoder "
              "and output layer, and its summary and conductor start at the principal "
              "components of the 2-bar model's codes of the training windows (--max-steps 0: "
-             "that start alone, as bundled).")] = None,
+             "that start alone, as bundled). trio_16bar starts the same way from three 2-bar "
+             "models, one --init-from each, in order: melody, bass, drums.")] = None,
     sampling_rate: Annotated[Optional[float], typer.Option(
         "--scheduled-sampling-rate", callback=opt.finite, min=0.0, metavar="K",
         help="music_vae: scheduled sampling's inverse-sigmoid rate (the chance of a true "
@@ -133,6 +136,8 @@ def train(
             print(f"mtools train: {message}", file=sys.stderr, flush=True)
 
     device = _train_device(device)
+    inits = list(init_from or [])  # music_vae's trio takes one per part; the rest one
+    init_from = inits[0] if inits else None
     if model != "music_vae" and sampling_rate is not None:
         from mtools.errors import UsageError
         raise UsageError("--scheduled-sampling-rate applies to music_vae only")
@@ -142,6 +147,9 @@ def train(
         from mtools.errors import UsageError
         raise UsageError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not "
                          f"apply to {model}")
+    if len(inits) > 1 and model != "music_vae":
+        from mtools.errors import UsageError
+        raise UsageError(f"--init-from names one model for {model}, not {len(inits)}")
 
     limits = {"max_minutes": max_minutes, "max_steps": 0 if export_only else max_steps,
               "batch_size": batch_size, "seed": seed, "device": device,
@@ -167,7 +175,7 @@ def train(
         network = {k: v for k, v in {"enc_hidden": hidden, "dec_hidden": hidden,
                                      "dec_layers": layers, "dropout": dropout}.items()
                    if v is not None}
-        _train_music_vae(config, data, out, run_dir, fresh, limits, network, say, init_from,
+        _train_music_vae(config, data, out, run_dir, fresh, limits, network, say, inits,
                          sampling_rate)
         return
     spec = find_spec(model, config)
@@ -235,7 +243,7 @@ def _train_transcriber(instrument, out, run_dir, fresh, limits, network, hours, 
     train_transcriber(request, progress=say)
 
 
-def _train_music_vae(config, data, out, run_dir, fresh, limits, network, say, init_from,
+def _train_music_vae(config, data, out, run_dir, fresh, limits, network, say, inits,
                      sampling_rate) -> None:
     from mtools.training.music_vae import LOOP, VaeRequest, default_run_dir, train_music_vae
     from mtools.training.vae_windows import find_config
@@ -243,10 +251,12 @@ def _train_music_vae(config, data, out, run_dir, fresh, limits, network, say, in
 
     vae = find_config(config)
     loop = with_limits(LOOP, **limits)
-    init = _init_path(init_from)
+    one = inits[0] if len(inits) == 1 else None  # several: one per part of a trio
     request = VaeRequest(vae, tuple(data or vae.default_sources), out,
-                         run_dir or default_run_dir(vae), loop, network, fresh, init, init_from,
-                         sampling_rate)
+                         run_dir or default_run_dir(vae), loop, network, fresh,
+                         init_from=_init_path(one), init_spec=one, sampling_rate=sampling_rate,
+                         parts_from=tuple((_init_path(spec), spec) for spec in inits
+                                          if len(inits) > 1))
     train_music_vae(request, progress=say)
 
 

@@ -116,7 +116,7 @@ def take_window(score: Score, space: VaeSpace, name: str, bar: int | None = None
         num, den = line.time_signature
         warnings.append(f"{name} is in {num}/{den}; the model reads {space.steps} 16th notes "
                         f"(bars {first + 1}-{last_bar} here)")
-    elif total_bars > window_bars:
+    elif bar is None and total_bars > window_bars:  # (a window asked for needs no word)
         warnings.append(f"{name}: took bars {first + 1}-{last_bar} of {total_bars} "
                         f"(the model reads {window_bars:g}; --window BAR takes others)")
     if bar_steps == 16 and short >= bar_steps:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import re
 import shlex
 import shutil
 from dataclasses import dataclass, replace
@@ -23,13 +24,13 @@ import torch
 from torch import nn
 
 from mtools.errors import MtoolsError, UsageError
-from mtools.models.music_vae import GRAPH_INPUTS, GRAPH_OUTPUTS, VaeSpace
+from mtools.models.events import NUM_DRUM_CLASSES
+from mtools.models.music_vae import GRAPH_INPUTS, GRAPH_OUTPUTS, TRIO_PARTS, VaeSpace
 from mtools.models.registry import model_stem, write_card
 from mtools.training import corpora
 from mtools.training.export import export_checked, export_onnx, run_card
 from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words, resumable
-from mtools.training.nets import MusicVAENet
-from mtools.training.warm_start import warm_start
+from mtools.training.nets import MusicVAENet, PartsVAENet
 from mtools.training.vae_windows import DEFAULT_CONFIG, TRANSPOSE, VaeConfig, load_windows, \
     transpose_ids
 
@@ -193,6 +194,7 @@ class VaeRequest:
     fresh: bool = False
     init_from: Path | None = None  # a float export of this network to start a new run from
     init_spec: str | None = None  # how the user named it (a bundled name or a path)
+    parts_from: tuple = ()  # a model of parts: (export, spec) of each part's 2-bar model
     sampling_rate: float | None = None  # None: the config's
 
 
@@ -203,6 +205,13 @@ def default_run_dir(config: VaeConfig) -> Path:
 def train_music_vae(request: VaeRequest, progress: Progress = lambda message: None) -> Path:
     """Train (or resume), export, measure on valid and write the card."""
     config = request.config
+    parts = len(TRIO_PARTS) if dict(config.network).get("part_z_size") else 0
+    if len(request.parts_from) not in {0, parts}:  # before --fresh empties the run folder
+        raise UsageError(f"{config.spec} starts from "
+                         f"{f'{parts} 2-bar models' if parts else 'one export'}, not "
+                         f"{len(request.parts_from)}",
+                         hint="--init-from once per part, in order: melody, bass, drums"
+                         if parts else None)
     if request.fresh and request.run_dir.exists():
         shutil.rmtree(request.run_dir)
     request, loss = _schedule(request)
@@ -215,24 +224,20 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
     progress(f"{len(train)} training and {len(valid)} validation windows")
     space = config.space
     model = build_network(config, request.network)
-    donor = _donor(model, request.init_from)
     fresh_start = resumable(request.run_dir) is None
-    init = warm_start(request.run_dir, model, request.init_from, request.init_spec, parity_error,
-                      progress, donor=donor)
     batches = (WindowBatches(train, space, request.loop),
                WindowBatches(valid, space, request.loop, transpose=False))
-    if fresh_start and init is None and model.config.get("stacked"):
-        progress(f"{config.spec} starts at random without --init-from music_vae:mel_2bar "
-                 "(its encoder and decoder are meant to be that 2-bar model's)")
-    if fresh_start and donor is not None and model.config.get("stacked"):
-        from mtools.training.stacked import start_stacked  # it imports this module
+    from mtools.training.stacked import start_from  # it imports this module
 
-        init["principal_start"] = start_stacked(model, donor, *batches, config.beta,
-                                                config.free_bits, progress)
-        init["kept_initialised"] = [name for name in init["kept_initialised"]
-                                    if name not in init["principal_start"]["set"]]
-        (request.run_dir / "init_from.json").write_text(json.dumps(init, indent=1) + "\n")
-    if init is not None and request.init_spec is None:  # resumed: it still started there
+    init = start_from(request, model, batches, progress)
+    if fresh_start and init is None and model.config.get("stacked"):
+        progress(f"{config.spec} starts at random without --init-from (its encoders and "
+                 "decoders are meant to be 2-bar models)")
+    if init is not None and "parts" in init:  # (resumed: it still started there)
+        request = replace(request, init_from=None, init_spec=None,
+                          parts_from=tuple((Path(note["file"]), note["spec"])  # (a label)
+                                           for note in init["parts"]))
+    elif init is not None and request.init_spec is None:
         request = replace(request, init_spec=init.get("spec") or init["file"])
     trainer = Trainer(model, model.kind, *batches, request.loop, request.run_dir,
                       extra={"spec": config.spec, "validation": loss.validation,
@@ -251,18 +256,35 @@ HIERARCHY_KEYS = ("bars", "conductor_hidden", "dropout", "stacked", "pad_hot")  
 FRESH = ("conductor", "summary")  # what a 16-bar model adds to a 2-bar one
 
 
-def build_network(config: VaeConfig, overrides: dict | None = None) -> MusicVAENet:
+def build_network(config: VaeConfig, overrides: dict | None = None) -> MusicVAENet | PartsVAENet:
     """A config's untrained network, `overrides` (say {"dec_hidden": 8})
-    over its defaults."""
+    over its defaults. A stacked trio is a PartsVAENet whose parts have
+    the network's enc_hidden, dec_hidden and part_z_size (each part's
+    2-bar z)."""
     space = config.space
     network = {**NETWORK, **dict(config.network), **(overrides or {})}
     if network.get("stacked"):  # its encoder pads the last bar's window with "nothing new"
         nothing = space.encoder_features(np.zeros((1, 1), int))[0, 0]
         network["pad_hot"] = tuple(int(i) for i in np.flatnonzero(nothing))
+    if network.get("stacked") and space.kind == "trio":
+        sizes = {key: network.pop(key) for key in ("enc_hidden", "dec_hidden", "part_z_size")}
+        return PartsVAENet(space.input_size, space.num_classes, trio_parts(space, sizes),
+                           **network)
     return MusicVAENet(space.input_size, space.num_classes, **network)
 
 
-def _donor(model: MusicVAENet, init_from: Path | None) -> MusicVAENet | None:
+def trio_parts(space: VaeSpace, sizes: dict) -> list[dict]:
+    """PartsVAENet's parts for a trio space: each part's columns of the
+    input features and of the logits, and its 2-bar model's sizes."""
+    inputs = np.cumsum([0, space.pitch_classes, space.pitch_classes, NUM_DRUM_CLASSES])
+    classes = np.cumsum([0, *space.segments])
+    return [{"name": name, "inputs": [int(inputs[k]), int(inputs[k + 1])],
+             "classes": [int(classes[k]), int(classes[k + 1])], "z_size": sizes["part_z_size"],
+             "enc_hidden": sizes["enc_hidden"], "dec_hidden": sizes["dec_hidden"]}
+            for k, name in enumerate(TRIO_PARTS)]
+
+
+def donor_network(model: MusicVAENet, init_from: Path | None) -> MusicVAENet | None:
     """The network of the `--init-from` export when it is `model` with
     another decoder hierarchy (its card's hyperparameters say so; keys an
     older card lacks take the network's defaults): a 16-bar model then
@@ -423,7 +445,7 @@ def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
         "name": "music_vae", "config": config.name, "task": config.task,
         "default": config.name == DEFAULT_CONFIG, "description": config.description,
         "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
-        "hyperparameters": {**model.config, "architecture": model.__doc__.split(".")[0],
+        "hyperparameters": {**model.config, "architecture": first_sentence(model.__doc__),
                             "beta": config.beta, "free_bits_nats": config.free_bits,
                             **({"scheduled_sampling": f"inverse sigmoid, rate {rate:g} (see "
                                 "mtools.training.music_vae.VaeLoss)"} if rate > 0 else {})},
@@ -448,6 +470,11 @@ def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
     }
 
 
+def first_sentence(text: str) -> str:
+    """A docstring's first sentence on one line (an "et al." does not end it)."""
+    return " ".join(re.split(r"(?<!et al)\.\s", text.strip())[0].split())
+
+
 def reproduce_command(request: VaeRequest) -> str:
     words = ["mtools", "train", "music_vae", "--config", request.config.name]
     for source in request.sources:
@@ -464,6 +491,8 @@ def reproduce_command(request: VaeRequest) -> str:
         words += ["--scheduled-sampling-rate", f"{request.sampling_rate:g}"]
     if request.init_from is not None or request.init_spec is not None:
         words += ["--init-from", request.init_spec or request.init_from.name]
+    for path, spec in request.parts_from:
+        words += ["--init-from", spec or path.name]
     if request.loop.max_steps == 0:  # the start alone (a stacked model's principal start)
         words += ["--max-steps", "0", "--out", "DIR"]
     else:

@@ -172,7 +172,45 @@ class CoconetNet(nn.Module):
 MODULES[CoconetNet.kind] = CoconetNet
 
 
-class MusicVAENet(nn.Module):
+class BarPlaying(nn.Module):
+    """What every MusicVAE network does with its `embeddings`,
+    `initial_state` and `decode`: play each bar from its embedding (teacher-
+    forced or free), and the exported graph's forward."""
+
+    def teacher_forced(self, z: torch.Tensor, sequence: torch.Tensor) -> torch.Tensor:
+        """Logits of every step given the true previous steps of its bar."""
+        batch, steps, width = sequence.shape
+        bars = self.config["bars"]
+        embedding = self.embeddings(z).reshape(batch * bars, -1)
+        per_bar = sequence.reshape(batch * bars, steps // bars, width)
+        previous = torch.cat([torch.zeros_like(per_bar[:, :1]), per_bar[:, :-1]], dim=1)
+        logits = self.decode(embedding, previous, *self.initial_state(embedding))[0]
+        return logits.reshape(batch, steps, -1)
+
+    def free_running(self, z: torch.Tensor, steps: int, feature_table: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, steps, classes) of the decoder running free from z,
+        each step's input the features (feature_table[class]) of the class
+        it found most likely the step before (zero at a bar's start)."""
+        batch, bars = z.shape[0], self.config["bars"]
+        embedding = self.embeddings(z).reshape(batch * bars, -1)
+        state_h, state_c = self.initial_state(embedding)
+        previous = torch.zeros(batch * bars, 1, feature_table.shape[1], device=z.device)
+        logits = []
+        for _ in range(steps // bars):
+            step, state_h, state_c = self.decode(embedding, previous, state_h, state_c)
+            logits.append(step)
+            previous = feature_table[step.argmax(dim=2)]
+        return torch.cat(logits, dim=1).reshape(batch, steps, -1)
+
+    def forward(self, sequence, z, embedding, step_inputs, state_h, state_c):
+        mu, sigma = self.encode(sequence)
+        embeddings = self.embeddings(z)
+        state_h0, state_c0 = self.initial_state(embedding)
+        logits, state_h_out, state_c_out = self.decode(embedding, step_inputs, state_h, state_c)
+        return mu, sigma, embeddings, state_h0, state_c0, logits, state_h_out, state_c_out
+
+
+class MusicVAENet(BarPlaying):
     """MusicVAE (Roberts et al. 2018): a bidirectional LSTM encodes a whole
     window into the mean and scale of a Gaussian over z. With one bar
     (`bars=1`, the flat decoder) the embedding is z itself; with more, a
@@ -258,21 +296,10 @@ class MusicVAENet(nn.Module):
         mu = self.summary(codes)
         return mu, torch.zeros_like(mu) + nn.functional.softplus(self.summary_scale)
 
-    def bar_windows(self, sequence: torch.Tensor) -> torch.Tensor:
-        """Stacked: (windows, steps, input_size) → (windows · bars, 2 · bar
-        steps, input_size), each bar followed by the next (the last by
-        padding)."""
-        batch, steps, width = sequence.shape
-        bars = self.config["bars"]
-        size = steps // bars
-        padded = torch.cat([sequence, self.pad_step.expand(batch, size, width)], dim=1)
-        windows = torch.stack([padded[:, i * size:(i + 2) * size] for i in range(bars)], dim=1)
-        return windows.reshape(batch * bars, 2 * size, width)
-
     def bar_encodings(self, sequence: torch.Tensor) -> torch.Tensor:
         """Stacked: (windows · bars, 2 · enc_hidden), the encoder's final
         states over each bar's window (what a 2-bar model's to_mu reads)."""
-        _, (h, _) = self.encoder(self.bar_windows(sequence))
+        _, (h, _) = self.encoder(bar_windows(sequence, self.config["bars"], self.pad_step))
         return torch.cat([h[0], h[1]], dim=1)
 
     def embeddings(self, z: torch.Tensor) -> torch.Tensor:
@@ -297,38 +324,6 @@ class MusicVAENet(nn.Module):
                                                    (state_h, state_c))
         return self.head(outputs), state_h, state_c
 
-    def teacher_forced(self, z: torch.Tensor, sequence: torch.Tensor) -> torch.Tensor:
-        """Logits of every step given the true previous steps of its bar."""
-        batch, steps, width = sequence.shape
-        bars = self.config["bars"]
-        embedding = self.embeddings(z).reshape(batch * bars, -1)
-        per_bar = sequence.reshape(batch * bars, steps // bars, width)
-        previous = torch.cat([torch.zeros_like(per_bar[:, :1]), per_bar[:, :-1]], dim=1)
-        logits = self.decode(embedding, previous, *self.initial_state(embedding))[0]
-        return logits.reshape(batch, steps, -1)
-
-    def free_running(self, z: torch.Tensor, steps: int, feature_table: torch.Tensor) -> torch.Tensor:
-        """Logits (batch, steps, classes) of the decoder running free from z,
-        each step's input the features (feature_table[class]) of the class
-        it found most likely the step before (zero at a bar's start)."""
-        batch, bars = z.shape[0], self.config["bars"]
-        embedding = self.embeddings(z).reshape(batch * bars, -1)
-        state_h, state_c = self.initial_state(embedding)
-        previous = torch.zeros(batch * bars, 1, feature_table.shape[1], device=z.device)
-        logits = []
-        for _ in range(steps // bars):
-            step, state_h, state_c = self.decode(embedding, previous, state_h, state_c)
-            logits.append(step)
-            previous = feature_table[step.argmax(dim=2)]
-        return torch.cat(logits, dim=1).reshape(batch, steps, -1)
-
-    def forward(self, sequence, z, embedding, step_inputs, state_h, state_c):
-        mu, sigma = self.encode(sequence)
-        embeddings = self.embeddings(z)
-        state_h0, state_c0 = self.initial_state(embedding)
-        logits, state_h_out, state_c_out = self.decode(embedding, step_inputs, state_h, state_c)
-        return mu, sigma, embeddings, state_h0, state_c0, logits, state_h_out, state_c_out
-
 
 def _lstm_state(flat: torch.Tensor, layers: int, hidden: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(batch, 2 · layers · hidden) → LSTM (h, c), each (layers, batch, hidden)."""
@@ -336,7 +331,137 @@ def _lstm_state(flat: torch.Tensor, layers: int, hidden: int) -> tuple[torch.Ten
     return state[:, 0].permute(1, 0, 2).contiguous(), state[:, 1].permute(1, 0, 2).contiguous()
 
 
+def bar_windows(sequence: torch.Tensor, bars: int, pad_step: torch.Tensor) -> torch.Tensor:
+    """A stacked model's bar windows: (windows, steps, width) → (windows ·
+    bars, 2 · bar steps, width), each bar followed by the next (the last by
+    `pad_step`, the features of "nothing new")."""
+    batch, steps, width = sequence.shape
+    size = steps // bars
+    padded = torch.cat([sequence, pad_step.expand(batch, size, width)], dim=1)
+    windows = torch.stack([padded[:, i * size:(i + 2) * size] for i in range(bars)], dim=1)
+    return windows.reshape(batch * bars, 2 * size, width)
+
+
+class PartsVAENet(BarPlaying):
+    """A 16-bar MusicVAE of parts played together (trio_16bar: melody, bass
+    and drums), stacked on a trained 2-bar model per part. It is stacked
+    as MusicVAENet's `stacked` is on one (see training/stacked.py).
+
+    Per part (`parts`: its name, its columns of the input features and of
+    the logits, and its 2-bar model's sizes): the 2-bar model's encoder
+    reads each bar's 2-bar window of the part and its to_mu gives the bar's
+    code; `squeeze`, a linear map per part shared by its bars, keeps the
+    code's `squeeze` main directions (all 16 bars of 3 parts' whole codes
+    would need a summary of 12,288 inputs). The summary, a linear map of
+    every bar's squeezed codes, gives z's mean (its scale `summary_scale`);
+    the conductor maps z back to them, `unsqueeze` each to its part's code,
+    and the part's 2-bar decoder plays its bar.
+
+    The parts run side by side in one graph with MusicVAENet's interface:
+    a bar's embedding is the parts' codes end to end (conductor_hidden
+    wide), the decoder state the parts' states end to end (dec_hidden
+    wide), the logits the parts' logits end to end, each step input's
+    columns going to their part. Encoders are registered before decoders,
+    the order the graph runs them (warm_start reads LSTMs in that order).
+    dec_hidden, conductor_hidden and stacked follow from `parts` and are
+    accepted so that a checkpoint's config rebuilds the network."""
+
+    kind = "music_vae_parts"
+
+    def __init__(self, input_size: int, num_classes: int, parts: list, z_size: int = 768,
+                 bars: int = 16, squeeze: int = 32, dec_layers: int = 2, dropout: float = 0.0,
+                 pad_hot: tuple = (), stacked: bool = True, dec_hidden: int | None = None,
+                 conductor_hidden: int | None = None):
+        super().__init__()
+        parts = [dict(part) for part in parts]
+        codes = [int(part["z_size"]) for part in parts]
+        self.inputs = [tuple(part["inputs"]) for part in parts]
+        self.config = {"input_size": input_size, "num_classes": num_classes, "parts": parts,
+                       "z_size": z_size, "bars": bars, "squeeze": squeeze,
+                       "dec_layers": dec_layers, "dropout": dropout,
+                       "pad_hot": [int(i) for i in pad_hot], "stacked": True,
+                       "dec_hidden": sum(int(part["dec_hidden"]) for part in parts),
+                       "conductor_hidden": sum(codes)}
+        pad = torch.zeros(input_size)
+        pad[list(self.config["pad_hot"])] = 1.0
+        self.register_buffer("pad_step", pad, persistent=False)
+        widths = [stop - start for start, stop in self.inputs]
+        self.encoders = nn.ModuleList(
+            nn.LSTM(width, part["enc_hidden"], batch_first=True, bidirectional=True)
+            for width, part in zip(widths, parts))
+        self.to_mu = nn.ModuleList(nn.Linear(2 * part["enc_hidden"], code)
+                                   for part, code in zip(parts, codes))
+        self.squeeze = nn.ModuleList(nn.Linear(code, squeeze) for code in codes)
+        self.summary = nn.Linear(bars * len(parts) * squeeze, z_size)
+        self.summary_scale = nn.Parameter(torch.zeros(z_size))
+        self.conductor = nn.Linear(z_size, bars * len(parts) * squeeze)
+        self.unsqueeze = nn.ModuleList(nn.Linear(squeeze, code) for code in codes)
+        self.to_state = nn.ModuleList(nn.Linear(code, 2 * dec_layers * part["dec_hidden"])
+                                      for part, code in zip(parts, codes))
+        self.decoders = nn.ModuleList(
+            nn.LSTM(width + code, part["dec_hidden"], dec_layers, batch_first=True,
+                    dropout=dropout if dec_layers > 1 else 0.0)
+            for width, code, part in zip(widths, codes, parts))
+        self.heads = nn.ModuleList(nn.Linear(part["dec_hidden"], part["classes"][1] -
+                                             part["classes"][0]) for part in parts)
+        self.codes = codes
+        self.hidden = [int(part["dec_hidden"]) for part in parts]
+        self.embedding_size = sum(codes)
+
+    def part_inputs(self, features: torch.Tensor) -> list[torch.Tensor]:
+        return [features[..., start:stop] for start, stop in self.inputs]
+
+    def bar_encodings(self, sequence: torch.Tensor) -> list[torch.Tensor]:
+        """Per part (windows · bars, 2 · enc_hidden): its encoder's final
+        states over each bar's window."""
+        windows = bar_windows(sequence, self.config["bars"], self.pad_step)
+        encodings = []
+        for encoder, inputs in zip(self.encoders, self.part_inputs(windows)):
+            _, (h, _) = encoder(inputs)
+            encodings.append(torch.cat([h[0], h[1]], dim=1))
+        return encodings
+
+    def summarize(self, encodings: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per part bar encodings → z's mean and scale (windows, z_size)."""
+        bars = self.config["bars"]
+        squeezed = [squeeze(to_mu(e)).reshape(-1, bars, self.config["squeeze"])
+                    for to_mu, squeeze, e in zip(self.to_mu, self.squeeze, encodings)]
+        mu = self.summary(torch.cat(squeezed, dim=2).reshape(-1, self.summary.in_features))
+        return mu, torch.zeros_like(mu) + nn.functional.softplus(self.summary_scale)
+
+    def encode(self, sequence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.summarize(self.bar_encodings(sequence))
+
+    def embeddings(self, z: torch.Tensor) -> torch.Tensor:
+        """(batch, bars, conductor_hidden): each bar's part codes end to end."""
+        c = self.config
+        squeezed = self.conductor(z).reshape(-1, c["bars"], len(self.codes), c["squeeze"])
+        return torch.cat([unsqueeze(squeezed[:, :, k])
+                          for k, unsqueeze in enumerate(self.unsqueeze)], dim=2)
+
+    def initial_state(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        states = [_lstm_state(torch.tanh(to_state(code)), self.config["dec_layers"], hidden)
+                  for to_state, code, hidden in zip(self.to_state, embedding.split(self.codes, 1),
+                                                    self.hidden)]
+        return torch.cat([h for h, _ in states], dim=2), torch.cat([c for _, c in states], dim=2)
+
+    def decode(self, embedding: torch.Tensor, step_inputs: torch.Tensor, state_h: torch.Tensor,
+               state_c: torch.Tensor):
+        logits, hs, cs = [], [], []
+        for k, (code, inputs, h, c) in enumerate(zip(
+                embedding.split(self.codes, 1), self.part_inputs(step_inputs),
+                state_h.split(self.hidden, 2), state_c.split(self.hidden, 2))):
+            tiled = code[:, None, :].expand(-1, inputs.shape[1], -1)
+            outputs, (h, c) = self.decoders[k](torch.cat([inputs, tiled], dim=2),
+                                               (h.contiguous(), c.contiguous()))
+            logits.append(self.heads[k](outputs))
+            hs.append(h)
+            cs.append(c)
+        return torch.cat(logits, dim=2), torch.cat(hs, dim=2), torch.cat(cs, dim=2)
+
+
 MODULES[MusicVAENet.kind] = MusicVAENet
+MODULES[PartsVAENet.kind] = PartsVAENet
 MODULES["music_vae_flat"] = MusicVAENet  # checkpoints written before the hierarchical decoder
 
 

@@ -77,6 +77,10 @@ def state_dict_from_graph(model: nn.Module, graph, path: Path) -> dict[str, torc
             found[key.format("bias_ih")] = _gates(b[direction][:4 * hidden])
             found[key.format("bias_hh")] = _gates(b[direction][4 * hidden:])
     used = {node.input[i] for node in lstm_nodes for i in (1, 2, 3)}
+    first_use: dict[str, int] = {}
+    for index, node in enumerate(graph.node):
+        for name in node.input:
+            first_use.setdefault(name, index)
     rest = {name: value for name, value in tensors.items() if name not in used}
     for name, value in wanted.items():
         if name in found:
@@ -93,8 +97,9 @@ def state_dict_from_graph(model: nn.Module, graph, path: Path) -> dict[str, torc
         shape = tuple(value.shape)[::-1]
         matches = [key for key, array in rest.items()
                    if array.shape == shape and key not in wanted]
-        if len(matches) == 1:
-            found[name] = rest.pop(matches[0]).T
+        if matches:  # several (parts of the same size): the graph uses them in the order the
+            # network registered them; parity proves it
+            found[name] = rest.pop(min(matches, key=lambda k: first_use.get(k, len(graph.node)))).T
             continue
         halves = _split_columns(graph, rest, tuple(value.shape)) \
             if not matches and value.dim() == 2 else None
@@ -312,10 +317,10 @@ def load_exported(model: nn.Module, path: Path, parity) -> float:
     return parity(model, path), the largest |torch - ONNX Runtime| of the
     caller's parity check; MtoolsError when it exceeds 1e-4 (the file is
     not an export of this network)."""
-    return _load_exported(model, path, parity)[0]
+    return load_export(model, path, parity)[0]
 
 
-def _load_exported(model: nn.Module, path: Path, parity) -> tuple[float, bool]:
+def load_export(model: nn.Module, path: Path, parity) -> tuple[float, bool]:
     """`load_exported`, and whether the file held int8 weights (read once)."""
     import tempfile
 
@@ -361,7 +366,6 @@ def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spe
     the tensors taken and those left as initialised."""
     import json
 
-    from mtools.models.registry import file_sha256
     from mtools.training.loop import resumable
 
     note_path = run_dir / "init_from.json"
@@ -372,21 +376,32 @@ def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spe
     note_path.unlink(missing_ok=True)
     if init_from is None:
         return None
-    error, quantized = _load_exported(donor if donor is not None else model, init_from, parity)
-    note = {"file": init_from.name, "spec": init_spec or str(init_from),
-            "sha256": file_sha256(init_from), "parity_max_abs_error": float(f"{error:.2e}")}
+    error, quantized = load_export(donor if donor is not None else model, init_from, parity)
+    note = export_note(init_from, init_spec, error, quantized)
     if donor is not None:
         note.update(take_matching(model, donor))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    note_path.write_text(json.dumps(note, indent=1) + "\n")
+    progress(f"starting from the weights of {init_from} (parity {error:.1e})")
+    return note
+
+
+def export_note(path: Path, spec: str | None, error: float, quantized: bool) -> dict:
+    """What a card says of an export a run started from: file, spec,
+    sha256, parity, and that file's own training command and steps."""
+    import json
+
+    from mtools.models.registry import file_sha256
+
+    note = {"file": path.name, "spec": spec or str(path), "sha256": file_sha256(path),
+            "parity_max_abs_error": float(f"{error:.2e}")}
     if quantized:
         note["dequantized"] = "int8 weights read back as (int8 - zero point) · scale"
-    card = init_from.with_suffix(".json")
+    card = path.with_suffix(".json")
     if card.exists():
         earlier = json.loads(card.read_text()).get("training", {})
         note.update({f"its_{k}": earlier[k]
                      for k in ("command", "steps", "seconds", "best_step") if k in earlier})
-    run_dir.mkdir(parents=True, exist_ok=True)
-    note_path.write_text(json.dumps(note, indent=1) + "\n")
-    progress(f"starting from the weights of {init_from} (parity {error:.1e})")
     return note
 
 
