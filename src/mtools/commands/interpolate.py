@@ -11,8 +11,10 @@ from mtools.commands import _options as opt
 HELP = """Morph from A to B through a MusicVAE's latent space, or sample it.
 
 Takes a window of each input as long as the model's (2 bars, or 16 for
-mel_16bar): the top line for melody models, the drum hits for drum models,
-from the first bar with a note (or the bar --window names). Both windows
+mel_16bar and trio_16bar): the top line for melody models, the drum hits
+for drum models, all three for trios (the General MIDI bass track, else the
+lowest pitched track, is the bass; the top line of the other pitched tracks
+the melody), from the first bar with a note (or the bar --window names). Both windows
 are encoded: the encoder's posterior mean, then --fit-rounds rounds of
 search near it for a latent vector whose decoding matches the window
 better, so the path starts at A and ends at B more exactly. The path
@@ -24,7 +26,7 @@ output per point (-o DIR/, or JSONL lines). --sample N decodes N draws from the 
 --emit-latents writes the latent vectors as JSONL, for arithmetic on them.
 
 Models: music_vae:mel_2bar (default), music_vae:drums_2bar, music_vae:mel_16bar
-(16 bars).
+(16 bars), music_vae:trio_16bar (16 bars of melody, bass and drums).
 
 Examples:
 
@@ -33,6 +35,7 @@ Examples:
   mtools interpolate a.mid b.mid --no-concat -o morph/
   mtools interpolate beat1.mid beat2.mid --model music_vae:drums_2bar --temperature 0 > fill.mid
   mtools interpolate tune1.mid tune2.mid --model music_vae:mel_16bar --steps 3 > medley.mid
+  mtools interpolate band1.mid band2.mid --model music_vae:trio_16bar --steps 3 > jam.mid
   mtools interpolate --sample 4 --seed 3 --no-concat -o samples/
   mtools interpolate a.mid b.mid --emit-latents | jq '.z | length'
   mtools interpolate long_tune.mid other.mid --window 5,1 > morph.mid
