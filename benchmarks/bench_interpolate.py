@@ -3,7 +3,8 @@ starts at A, ends at B and changes smoothly in between.
 
     benchmarks/quiet_machine.sh .venv/bin/python benchmarks/bench_interpolate.py \\
         [--models music_vae:mel_2bar music_vae:drums_2bar music_vae:mel_16bar
-                  music_vae:trio_16bar] [--speed-only MODEL ...] [--repeat 5] [--pairs 200]
+                  music_vae:trio_16bar music_vae:bass_2bar music_vae:trio_drums_2bar]
+        [--speed-only MODEL ...] [--repeat 5] [--pairs 200]
         [--samples 200]
 
 - Speed: `mtools interpolate A.mid B.mid --steps 8 --seed 1 -o out.mid`,
@@ -173,7 +174,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+",
                         default=["music_vae:mel_2bar", "music_vae:drums_2bar",
-                                 "music_vae:mel_16bar", "music_vae:trio_16bar"])
+                                 "music_vae:mel_16bar", "music_vae:trio_16bar",
+                                 "music_vae:bass_2bar", "music_vae:trio_drums_2bar"])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=200)
     parser.add_argument("--samples", type=int, default=200,

@@ -163,7 +163,7 @@ complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l emit-latents 
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l fit-rounds -r -F -d 'Rounds of search for latent vectors that reproduce A and B, 16 greedy decodings of each a round (default 3; 0: the posterior means, faster, as Magenta)'
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l temperature -x -d 'Sampling temperature: lower is safer, higher wilder'
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l seed -r -F -d 'Random seed: the same seed gives the same output bit for bit'
-complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l program -r -F -d 'General MIDI program of melody output (default 0, piano)'
+complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l program -r -F -d 'General MIDI program of melody output (default 0, piano; a bass line model\'s 33, electric bass)'
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l from -x -a 'midi jsonl musicxml mxl abc' -d 'Input format (midi, jsonl, musicxml, mxl, abc) instead of sniffing it from the content'
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l to -x -a 'midi jsonl wav' -d 'Output format: midi, jsonl or wav (default: from -o\'s extension, else the command\'s own)'
 complete -c mtools -n '__fish_seen_subcommand_from interpolate' -l device -x -a 'auto cpu cuda' -d 'Where models run: auto (CUDA when it can really run, else CPU), cpu or cuda'

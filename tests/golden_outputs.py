@@ -48,6 +48,10 @@ def _trio(melody: list, bass: list, drums: list) -> list:
 
 ROOT_FIFTH_BASS = [17, 0, 0, 0, 0, 0, 0, 0, 24, 0, 0, 0, 1, 0, 0, 0]  # C2 . . G2 . off (a bar)
 WALKING_BASS = [17, 0, 0, 0, 19, 0, 0, 0, 21, 0, 0, 0, 22, 0, 0, 0]  # C2 D2 E2 F2 quarters
+VAE_WINDOWS["bass_2bar"] = WALKING_BASS * 2
+FIT_WINDOWS["bass_2bar"] = ROOT_FIFTH_BASS * 2  # the mean ends a note early; the search fixes it
+VAE_WINDOWS["trio_drums_2bar"] = VAE_WINDOWS["drums_2bar"]
+FIT_WINDOWS["trio_drums_2bar"] = FIT_WINDOWS["drums_2bar"]
 VAE_WINDOWS["trio_16bar"] = _trio(VAE_WINDOWS["mel_16bar"], ROOT_FIFTH_BASS * 16,
                                   VAE_WINDOWS["drums_2bar"] * 8)
 FIT_WINDOWS["trio_16bar"] = _trio(FIT_WINDOWS["mel_16bar"], WALKING_BASS * 16,

@@ -319,3 +319,25 @@ def test_a_trio_start_keeps_each_parts_main_directions_and_whitens_z():
     assert kept == 18 and torch.allclose(back, codes, atol=1e-3)
     assert torch.allclose(torch.cov(mu[:, :18].T), torch.eye(18), atol=0.02)
     assert not mu[:, 18:].any()
+
+
+def test_a_bass_line_model_reads_the_bass_of_a_trio_or_a_lone_line(tmp_path):
+    from mtools.models.interpolation import take_window
+
+    bass = VaeSpace("melody", 32, line="bass")
+    window, _ = take_window(trio_score(2), bass, "trio")
+    want = trio_events(trio_score(2), 4)[1][:32, 1]  # the GM bass track, not the top line
+    assert np.array_equal(window.ids, bass.ids_from_events(want)) and want[0] == 36
+    lone = melody("48 _ _ _ 43 _ _ _ 48 _ _ _ 43 _ _ _")  # one piano track: the line itself
+    window, _ = take_window(lone, bass, "lone")
+    assert list(window.ids[:5]) == [29, 0, 0, 0, 24]  # 2 + pitch - 21
+    path = tiny_music_vae(tmp_path, "bass_2bar")
+    assert resolve_model(str(path)).card.encoding["line"] == "bass"
+    a, b = tmp_path / "a.mid", tmp_path / "b.mid"
+    a.write_bytes(score_to_midi(trio_score(2)))
+    b.write_bytes(score_to_midi(lone))
+    out = run(["interpolate", a, b, "--model", path, "--steps", "3", "--to", "jsonl"])
+    assert out.code == 0, out.stderr
+    programs = {note.get("program", 0) for line in out.stdout.decode().splitlines()
+                for note in json.loads(line)["notes"]}
+    assert programs == {33}  # a bass line plays as a bass unless --program says otherwise

@@ -1,6 +1,7 @@
 """`mtools interpolate`: morph between two inputs through a MusicVAE's
 latent space, or decode draws from its prior."""
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,7 +27,9 @@ output per point (-o DIR/, or JSONL lines). --sample N decodes N draws from the 
 --emit-latents writes the latent vectors as JSONL, for arithmetic on them.
 
 Models: music_vae:mel_2bar (default), music_vae:drums_2bar, music_vae:mel_16bar
-(16 bars), music_vae:trio_16bar (16 bars of melody, bass and drums).
+(16 bars), music_vae:trio_16bar (16 bars of melody, bass and drums), and
+trio_16bar's parts music_vae:bass_2bar (reads the bass line) and
+music_vae:trio_drums_2bar.
 
 Examples:
 
@@ -72,7 +75,8 @@ def interpolate(
     seed: opt.Seed = None,
     program: Annotated[Optional[int], typer.Option(
         "--program", min=0, max=127, metavar="N",
-        help="General MIDI program of melody output (default 0, piano).")] = None,
+        help="General MIDI program of melody output (default 0, piano; a bass line model's "
+             "33, electric bass).")] = None,
     from_: opt.ScoreFrom = None,
     to: opt.To = None,
     device: opt.DeviceOpt = None,
@@ -109,8 +113,11 @@ def interpolate(
         concat=settings.single_per_file if concat is None else concat,
         program=0 if program is None else program, device=device.value if device else None,
         fit_rounds=lib.FIT_ROUNDS if fit_rounds is None else fit_rounds)
-    if program is not None and lib.load(options.model, options.device)[0].space.kind in DRUM_KINDS:
+    space = lib.load(options.model, options.device)[0].space
+    if program is not None and space.kind in DRUM_KINDS:
         raise UsageError("--program sets the instrument of melodies; drums play on channel 10")
+    if program is None and space.line == "bass":
+        options = replace(options, program=lib.TRIO_BASS_PROGRAM)
     warnings: list[str] = []
     if sample is not None:
         if inputs:

@@ -19,7 +19,7 @@ bar-aligned window of the melodies (mel_2bar, mel_16bar), drum tracks
 (drums_2bar, groovae, groovae_tap) or trios (trio_16bar: the lead sheets'
 melodies with bass and drums that MMA plays on their chords, needs
 apt-get install mma; bass_2bar and trio_drums_2bar: their bass lines or drum
-parts alone, the 2-bar models trio_16bar is built on).
+parts alone, the bundled 2-bar models trio_16bar is built on).
 onsets_frames trains on ASAP piano performances rendered to audio with
 several soundfonts and room/microphone/noise augmentation (--hours of it,
 rendered once and cached; one soundfont and 10% of the pieces are held out);
@@ -46,8 +46,8 @@ Examples:
   mtools train music_vae --config mel_16bar --init-from music_vae:mel_2bar --max-steps 0 --out models/
   mtools train music_vae --config bass_2bar --init-from music_vae:mel_2bar --out models/
   mtools train music_vae --config trio_16bar --init-from music_vae:mel_2bar \\
-      --init-from models/music_vae-bass_2bar.onnx \\
-      --init-from models/music_vae-trio_drums_2bar.onnx --max-steps 0 --out models/
+      --init-from music_vae:bass_2bar --init-from music_vae:trio_drums_2bar \\
+      --max-steps 0 --out models/
   mtools train onsets_frames --hours 12 --max-minutes 240 --out models/
   mtools train onsets_frames_drums --hours 4 --out models/
 """

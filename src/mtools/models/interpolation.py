@@ -91,6 +91,14 @@ def take_window(score: Score, space: VaeSpace, name: str, bar: int | None = None
         line, events = trio_events(score, space.steps_per_quarter)
         starts = np.flatnonzero((events[:, :2] >= 0).any(axis=1) | (events[:, 2] > 0))
         missing = "no notes for a trio (melody, bass or drums)"
+    elif space.line == "bass":  # a trio's bass; one pitched track is itself the bass line
+        line, events = trio_events(score, space.steps_per_quarter)
+        events = events[:, 1]
+        if not np.any(events >= 0):
+            line = primer_melody(score, steps_per_quarter=space.steps_per_quarter)
+            events = np.asarray(line.events)
+        starts = np.flatnonzero(events >= 0)
+        missing = "no pitched notes to take a bass line from"
     else:
         line = primer_melody(score, steps_per_quarter=space.steps_per_quarter)
         events = np.asarray(line.events)

@@ -45,7 +45,8 @@ NO_EVENT_ID = 0  # melody: the note or rest goes on
 class VaeSpace:
     """What a window is: kind ("melody", "drums" or "groove"), its length in
     steps, the grid, (melody) the pitch range min_pitch..max_pitch
-    inclusive, and (groove) what the encoder reads."""
+    inclusive, (groove) what the encoder reads, and (melody) the line of an
+    input it reads: "" the top line, "bass" the bass line (as a trio's)."""
 
     kind: str = "melody"
     steps: int = 32
@@ -53,6 +54,7 @@ class VaeSpace:
     min_pitch: int = 21
     max_pitch: int = 108
     encoder: str = "full"
+    line: str = ""
 
     @property
     def pitch_classes(self) -> int:
@@ -98,7 +100,8 @@ class VaeSpace:
     def from_card(cls, encoding: dict) -> VaeSpace:
         return cls(str(encoding["kind"]), int(encoding["steps"]),
                    int(encoding["steps_per_quarter"]), int(encoding.get("min_pitch", 21)),
-                   int(encoding.get("max_pitch", 108)), str(encoding.get("encoder", "full")))
+                   int(encoding.get("max_pitch", 108)), str(encoding.get("encoder", "full")),
+                   str(encoding.get("line", "")))
 
     def to_card(self) -> dict:
         card = {"kind": self.kind, "steps": self.steps, "steps_per_quarter": self.steps_per_quarter,
@@ -106,6 +109,8 @@ class VaeSpace:
         if self.kind == "melody":
             card.update(min_pitch=self.min_pitch, max_pitch=self.max_pitch,
                         class_ids="0 no event, 1 note off, 2 + pitch - min_pitch")
+            if self.line:
+                card["line"] = self.line
         elif self.kind == "drums":
             card.update(class_ids="bitmask of the drum classes struck at the step; "
                                   "the network reads the 9 bits")

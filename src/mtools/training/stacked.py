@@ -177,7 +177,7 @@ def start_stacked(model: nn.Module, donor: nn.Module, train: WindowBatches,
 
 # A stacked model of parts (nets.PartsVAENet, trio_16bar): one 2-bar donor per part.
 PARTS_HINT = ("--init-from once per part, in order: melody, bass, drums (say music_vae:mel_2bar "
-              "and exports of bass_2bar and trio_drums_2bar)")
+              "music_vae:bass_2bar music_vae:trio_drums_2bar)")
 PART_MODULES = (("encoder", "encoders"), ("to_mu", "to_mu"), ("to_state", "to_state"),
                 ("decoder", "decoders"), ("head", "heads"))  # a donor's module → the parts'
 

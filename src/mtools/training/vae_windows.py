@@ -69,7 +69,7 @@ CONFIGS = {
                                      ("squeeze", 32), ("part_z_size", 256))),
                             # squeeze 32, z 768 played bars back 0.995 / 0.994 / 0.983
                             # (melody / bass / drums), squeeze 48, z 512: 0.989 / 0.988 / 0.959
-    "bass_2bar": VaeConfig("bass_2bar", VaeSpace("melody", 32), ("nottingham",),
+    "bass_2bar": VaeConfig("bass_2bar", VaeSpace("melody", 32, line="bass"), ("nottingham",),
                            "2-bar bass lines ↔ z (mel_2bar's layout), trained on the MMA-made "
                            "bass lines of Nottingham tunes: trio_16bar's bass part",
                            trio_part="bass"),
