@@ -319,6 +319,22 @@ def test_a_trio_start_keeps_each_parts_main_directions_and_whitens_z():
     assert kept == 18 and torch.allclose(back, codes, atol=1e-3)
     assert torch.allclose(torch.cov(mu[:, :18].T), torch.eye(18), atol=0.02)
     assert not mu[:, 18:].any()
+    # a z narrower than the codes' 18 directions: the best rank-12 linear map of the codes
+    # (each part in units of its 2-bar posterior's median scale)
+    model.summary, model.conductor = torch.nn.Linear(18, 12), torch.nn.Linear(12, 18)
+    model.summary_scale = torch.nn.Parameter(torch.zeros(12))
+    model.config["z_size"] = 12
+    with torch.no_grad():
+        stacked.parts_principal_start(model, donors, encodings)
+        back = model.embeddings(model.summarize(encodings)[0]).double()
+        scale = torch.cat([stacked.donor_codes(d, e)[1].median(dim=0).values
+                           for d, e in zip(donors, encodings)]).double()
+    units = (codes.double() / scale).reshape(400, -1)
+    centred = units - units.mean(dim=0)
+    axes = torch.linalg.svd(centred, full_matrices=False)[2][:12].T
+    best = (centred @ axes @ axes.T + units.mean(dim=0)).reshape(400, bars, 18) * scale
+    assert torch.allclose(back, best, atol=1e-3)
+    assert (back - codes).abs().max() > 0.01  # (it does lose something)
 
 
 def test_a_bass_line_model_reads_the_bass_of_a_trio_or_a_lone_line(tmp_path):
