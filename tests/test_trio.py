@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -347,8 +348,12 @@ def test_a_bass_line_model_reads_the_bass_of_a_trio_or_a_lone_line(tmp_path):
     lone = melody("48 _ _ _ 43 _ _ _ 48 _ _ _ 43 _ _ _")  # one piano track: the line itself
     window, _ = take_window(lone, bass, "lone")
     assert list(window.ids[:5]) == [29, 0, 0, 0, 24]  # 2 + pitch - 21
+    both_hands = replace(lone, notes=lone.notes + tuple(  # a tune above it, same track
+        replace(n, pitch=n.pitch + 26) for n in lone.notes))
+    assert np.array_equal(take_window(both_hands, bass, "piano")[0].ids, window.ids)
     path = tiny_music_vae(tmp_path, "bass_2bar")
     assert resolve_model(str(path)).card.encoding["line"] == "bass"
+    assert resolve_model("music_vae:bass_2bar").card.encoding["line"] == "bass"
     a, b = tmp_path / "a.mid", tmp_path / "b.mid"
     a.write_bytes(score_to_midi(trio_score(2)))
     b.write_bytes(score_to_midi(lone))
@@ -357,3 +362,7 @@ def test_a_bass_line_model_reads_the_bass_of_a_trio_or_a_lone_line(tmp_path):
     programs = {note.get("program", 0) for line in out.stdout.decode().splitlines()
                 for note in json.loads(line)["notes"]}
     assert programs == {33}  # a bass line plays as a bass unless --program says otherwise
+    piano = run(["interpolate", a, b, "--model", path, "--steps", "3", "--to", "jsonl",
+                 "--program", "0"])
+    assert {note.get("program", 0) for line in piano.stdout.decode().splitlines()
+            for note in json.loads(line)["notes"]} == {0}

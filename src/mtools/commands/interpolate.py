@@ -125,7 +125,6 @@ def interpolate(
         result, name = lib.sample(sample, options), "sample"
     else:
         windows = []
-        space = lib.load(options.model, options.device)[0].space
         found = _two_scores(inputs, from_.value if from_ else None)
         for (score, label), bar in zip(found, bars):
             taken, notes = lib.take_window(score, space, label, bar)

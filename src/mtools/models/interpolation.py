@@ -5,10 +5,12 @@ sphere between the two latent vectors, decode every point; or decode draws
 from the prior.
 
 A window is the model's length (2 bars of 4/4 for the 2-bar configs) of
-the input's top line (melody configs), of its drum hits (drum configs) or
-of all three (trio: the bass is the General MIDI bass track, else the
-lowest of several pitched tracks; the melody the top line of the rest),
-starting on a bar line: the first bar with a note, or the bar asked for.
+the input's top line (melody configs), its bass line (a melody config
+whose space's line is "bass": a trio's bass, else the lowest note of the
+one line), of its drum hits (drum configs) or of all three (trio: the bass
+is the General MIDI bass track, else the lowest of several pitched tracks;
+the melody the top line of the rest), starting on a bar line: the first
+bar with a note, or the bar asked for.
 """
 
 from __future__ import annotations
@@ -91,12 +93,11 @@ def take_window(score: Score, space: VaeSpace, name: str, bar: int | None = None
         line, events = trio_events(score, space.steps_per_quarter)
         starts = np.flatnonzero((events[:, :2] >= 0).any(axis=1) | (events[:, 2] > 0))
         missing = "no notes for a trio (melody, bass or drums)"
-    elif space.line == "bass":  # a trio's bass; one pitched track is itself the bass line
+    elif space.line == "bass":  # a trio's bass; else the lowest line of the one track
         line, events = trio_events(score, space.steps_per_quarter)
         events = events[:, 1]
         if not np.any(events >= 0):
-            line = primer_melody(score, steps_per_quarter=space.steps_per_quarter)
-            events = np.asarray(line.events)
+            line, events = lowest_line(score, space.steps_per_quarter)
         starts = np.flatnonzero(events >= 0)
         missing = "no pitched notes to take a bass line from"
     else:
@@ -149,6 +150,20 @@ def pad_events(events: np.ndarray, steps: int, kind: str) -> np.ndarray:
     if kind == "drums":
         return np.concatenate([events, np.zeros(steps - len(events), events.dtype)])
     return set_melody_length(events, steps).astype(events.dtype)
+
+
+def lowest_line(score: Score, steps_per_quarter: int):
+    """(the GridLine, its events) of the lowest sounding pitched note at
+    each step: primer_melody's top line of the score turned upside down,
+    turned back."""
+    from dataclasses import replace
+
+    from mtools.models.events import primer_melody
+
+    flipped = tuple(replace(n, pitch=127 - n.pitch) for n in score.notes if not n.is_drum)
+    line = primer_melody(replace(score, notes=flipped), steps_per_quarter=steps_per_quarter)
+    events = np.asarray(line.events, np.int64)
+    return line, np.where(events >= 0, 127 - events, events)
 
 
 def trio_events(score: Score, steps_per_quarter: int):
