@@ -250,6 +250,8 @@ def test_a_trio_stands_on_a_2_bar_model_per_part_and_starts_at_their_codes(
     assert two.code == 2 and "starts from 3 2-bar models, not 2" in two.stderr
     one = run([*common, *inits[:2], "--max-steps", "0"])
     assert one.code == 2 and "is not a model of parts" in one.stderr
+    swapped = run([*common, *inits[2:4], *inits[:2], *inits[4:], "--max-steps", "0"])
+    assert swapped.code == 2 and "is a bass model, not one for the melody part" in swapped.stderr
     started = run([*common, *inits, "--max-steps", "0"])
     assert started.code == 0, started.stderr
     card = resolve_model(str(tmp_path / "out" / "music_vae-trio_16bar.json")).card

@@ -235,13 +235,21 @@ def part_donor(model: nn.Module, index: int, path: Path) -> nn.Module:
     if differ:
         raise UsageError(f"{path.name} does not fit the {part['name']} part: its "
                          f"{', '.join(differ)}", hint=PARTS_HINT)
+    line = _card(path).get("encoding", {}).get("line", "")
+    if line and line != part["name"]:  # (a melody model has none: it may start a bass part)
+        raise UsageError(f"{path.name} is a {line} model, not one for the {part['name']} part",
+                         hint=PARTS_HINT)
     return MusicVAENet(**{**wants, "dropout": given.get("dropout", 0.0)})
 
 
-def _hyperparameters(path: Path) -> dict:
-    """The hyperparameters on the card beside an export ({} without one)."""
+def _card(path: Path) -> dict:
+    """The card beside an export ({} without one)."""
     card = path.with_suffix(".json")
-    return json.loads(card.read_text()).get("hyperparameters", {}) if card.exists() else {}
+    return json.loads(card.read_text()) if card.exists() else {}
+
+
+def _hyperparameters(path: Path) -> dict:
+    return _card(path).get("hyperparameters", {})
 
 
 @torch.no_grad()
