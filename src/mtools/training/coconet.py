@@ -22,7 +22,7 @@ from mtools.models.coconet import GRAPH_INPUTS, GRAPH_OUTPUTS, REST, ChoraleSpac
 from mtools.models.registry import write_card
 from mtools.training import corpora
 from mtools.training.chorales import load_chorales
-from mtools.training.export import export_checked, export_onnx, run_card
+from mtools.training.export import architecture, export_checked, export_onnx, run_card
 from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words, resumable
 from mtools.training.nets import CoconetNet
 from mtools.training.warm_start import calibrate_folded_norms, warm_start
@@ -233,7 +233,7 @@ def _card(request: CoconetRequest, model: CoconetNet, history, train, valid) -> 
         "default": True,
         "description": "four-voice chorale harmonization and infilling (Coconet, blocked Gibbs)",
         "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
-        "hyperparameters": {**model.config, "architecture": model.__doc__.split(".")[0]},
+        "hyperparameters": {**model.config, "architecture": architecture(model)},
         "encoding": {**SPACE.to_card(), "rest": "a rest is an all-zero pitch column"},
         "training": {
             "datasets": list(request.sources),

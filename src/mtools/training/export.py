@@ -9,6 +9,7 @@ each generated step another) and explicit LSTM state, see
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +28,12 @@ def graph_names(model: nn.Module) -> tuple[list[str], list[str]]:
     """The ONNX input and output names of an event network."""
     states = list(model.STATE_NAMES)
     return ["inputs", *states], ["logits", *(f"{name}_out" for name in states)]
+
+
+def architecture(model: nn.Module) -> str:
+    """The card's `architecture`: the first sentence of the network's
+    docstring, on one line (an "et al." does not end it)."""
+    return " ".join(re.split(r"(?<!et al)\.\s", model.__doc__.strip())[0].split())
 
 
 def card_hyperparameters(model: nn.Module) -> dict:

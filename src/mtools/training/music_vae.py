@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import re
 import shlex
 import shutil
 from dataclasses import dataclass, replace
@@ -28,7 +27,7 @@ from mtools.models.events import NUM_DRUM_CLASSES
 from mtools.models.music_vae import GRAPH_INPUTS, GRAPH_OUTPUTS, TRIO_PARTS, VaeSpace
 from mtools.models.registry import model_stem, write_card
 from mtools.training import corpora
-from mtools.training.export import export_checked, export_onnx, run_card
+from mtools.training.export import architecture, export_checked, export_onnx, run_card
 from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words, resumable
 from mtools.training.nets import MusicVAENet, PartsVAENet
 from mtools.training.vae_windows import DEFAULT_CONFIG, TRANSPOSE, VaeConfig, load_windows, \
@@ -445,7 +444,7 @@ def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
         "name": "music_vae", "config": config.name, "task": config.task,
         "default": config.name == DEFAULT_CONFIG, "description": config.description,
         "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
-        "hyperparameters": {**model.config, "architecture": first_sentence(model.__doc__),
+        "hyperparameters": {**model.config, "architecture": architecture(model),
                             "beta": config.beta, "free_bits_nats": config.free_bits,
                             **({"scheduled_sampling": f"inverse sigmoid, rate {rate:g} (see "
                                 "mtools.training.music_vae.VaeLoss)"} if rate > 0 else {})},
@@ -468,11 +467,6 @@ def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
         },
         "metrics": {},
     }
-
-
-def first_sentence(text: str) -> str:
-    """A docstring's first sentence on one line (an "et al." does not end it)."""
-    return " ".join(re.split(r"(?<!et al)\.\s", text.strip())[0].split())
 
 
 def reproduce_command(request: VaeRequest) -> str:

@@ -16,8 +16,8 @@ from mtools.errors import MtoolsError
 from mtools.models.registry import model_stem, write_card
 from mtools.training import corpora
 from mtools.training.evaluate import ngram_baseline, score_examples
-from mtools.training.export import card_hyperparameters, export_checked, export_event_rnn, \
-    graph_names, parity_error, run_card
+from mtools.training.export import architecture, card_hyperparameters, export_checked, \
+    export_event_rnn, graph_names, parity_error, run_card
 from mtools.training.loop import CropSampler, TrainConfig, Trainer, load_best, loop_words
 from mtools.training.nets import MODULES
 from mtools.training.tasks import DEFAULT_CONFIGS, ModelSpec, load_examples
@@ -119,7 +119,7 @@ def _card(request: TrainRequest, model, history, train, valid, *, parity: float)
         "description": spec.description,
         "inputs": graph_names(model)[0],
         "outputs": graph_names(model)[1],
-        "hyperparameters": {**card_hyperparameters(model), "architecture": model.__doc__.split(".")[0]},
+        "hyperparameters": {**card_hyperparameters(model), "architecture": architecture(model)},
         "encoding": dict(spec.card_encoding),
         "training": {
             "datasets": list(request.sources),

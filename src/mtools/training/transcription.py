@@ -21,7 +21,7 @@ from torch import nn
 from mtools.models.onsets_frames import GRAPH_INPUTS, GRAPH_OUTPUTS
 from mtools.models.registry import write_card
 from mtools.training import corpora
-from mtools.training.export import export_checked, export_onnx, run_card
+from mtools.training.export import architecture, export_checked, export_onnx, run_card
 from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words
 from mtools.training.nets import OnsetsFramesNet
 from mtools.training.render_sources import Instrument
@@ -190,7 +190,7 @@ def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dic
         "name": instrument.model, "config": "", "task": "transcribe",
         "default": instrument.name == "piano", "description": DESCRIPTIONS[instrument.name],
         "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
-        "hyperparameters": {**model.config, "architecture": model.__doc__.split(".")[0]},
+        "hyperparameters": {**model.config, "architecture": architecture(model)},
         "encoding": {"front_end": instrument.front_end.to_card(), **instrument.keys.to_card(),
                      "labels": "notes lengthened by the sustain pedal (as heard); onset on "
                                "the note's nearest frame, offset on its end's"},
