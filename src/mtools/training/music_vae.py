@@ -10,7 +10,6 @@ the reconstruction accuracies measured on the valid split."""
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import shlex
 import shutil
@@ -30,6 +29,7 @@ from mtools.training import corpora
 from mtools.training.export import architecture, export_checked, export_onnx, run_card
 from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words, resumable
 from mtools.training.nets import MusicVAENet, PartsVAENet
+from mtools.training.warm_start import card_beside
 from mtools.training.vae_windows import DEFAULT_CONFIG, TRANSPOSE, VaeConfig, load_windows, \
     transpose_ids
 
@@ -295,9 +295,9 @@ def donor_network(model: MusicVAENet, init_from: Path | None) -> MusicVAENet | N
     would start afresh (the bar decoder's embedding is not the size of
     the file's), or when a stacked model is offered anything but a flat
     2-bar model to stand on."""
-    if init_from is None or not init_from.with_suffix(".json").exists():
+    card = card_beside(init_from) if init_from is not None else {}
+    if not card:
         return None
-    card = json.loads(init_from.with_suffix(".json").read_text())
     defaults = {name: parameter.default for name, parameter
                 in inspect.signature(MusicVAENet).parameters.items()}
     given = card.get("hyperparameters", {})

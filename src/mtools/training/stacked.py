@@ -36,7 +36,7 @@ from mtools.training.loop import resumable
 from mtools.training.music_vae import VaeRequest, WindowBatches, donor_network, kl_charge, \
     parity_error
 from mtools.training.nets import MusicVAENet, PartsVAENet
-from mtools.training.warm_start import export_note, load_export, warm_start
+from mtools.training.warm_start import card_beside, export_note, load_export, warm_start
 
 VALID_WINDOWS = 512  # valid windows the start is measured on
 ACCURACY_WINDOWS = 64  # of those, windows whose bars are played back
@@ -195,7 +195,7 @@ def start_from(request: VaeRequest, model: nn.Module, batches: tuple,
         return init
     fresh_start = resumable(request.run_dir) is None
     if isinstance(model, PartsVAENet) and fresh_start \
-            and "parts" not in _hyperparameters(request.init_from):
+            and "parts" not in card_beside(request.init_from).get("hyperparameters", {}):
         raise UsageError(f"{request.init_from.name} is not a model of parts: "
                          f"{request.config.spec} starts from one 2-bar model per part, or "
                          "from its own export", hint=PARTS_HINT)
@@ -222,7 +222,8 @@ def part_donor(model: nn.Module, index: int, path: Path) -> nn.Module:
     weights not yet loaded) that part `index` of `model` can stand on;
     UsageError when it is anything else or its sizes do not fit the part."""
     part = model.config["parts"][index]
-    given = _hyperparameters(path)
+    card = card_beside(path)
+    given = card.get("hyperparameters", {})
     if given.get("bars", 1) != 1 or given.get("stacked") or "parts" in given or not given:
         raise UsageError(f"{path} is not a 2-bar MusicVAE with its card: each part of "
                          f"{model.config['bars']} bars stands on one", hint=PARTS_HINT)
@@ -235,21 +236,11 @@ def part_donor(model: nn.Module, index: int, path: Path) -> nn.Module:
     if differ:
         raise UsageError(f"{path.name} does not fit the {part['name']} part: its "
                          f"{', '.join(differ)}", hint=PARTS_HINT)
-    line = _card(path).get("encoding", {}).get("line", "")
+    line = card.get("encoding", {}).get("line", "")
     if line and line != part["name"]:  # (a melody model has none: it may start a bass part)
         raise UsageError(f"{path.name} is a {line} model, not one for the {part['name']} part",
                          hint=PARTS_HINT)
     return MusicVAENet(**{**wants, "dropout": given.get("dropout", 0.0)})
-
-
-def _card(path: Path) -> dict:
-    """The card beside an export ({} without one)."""
-    card = path.with_suffix(".json")
-    return json.loads(card.read_text()) if card.exists() else {}
-
-
-def _hyperparameters(path: Path) -> dict:
-    return _card(path).get("hyperparameters", {})
 
 
 @torch.no_grad()
@@ -280,10 +271,7 @@ def warm_parts(run_dir: Path, model: nn.Module, inits: tuple, progress: Callable
     note_path.unlink(missing_ok=True)
     if not inits:
         return None, None
-    parts = model.config["parts"]
-    if len(inits) != len(parts):
-        raise UsageError(f"{len(inits)} --init-from for {len(parts)} parts "
-                         f"({', '.join(part['name'] for part in parts)})", hint=PARTS_HINT)
+    parts = model.config["parts"]  # (train_music_vae has checked there is one init a part)
     donors, notes, took = [], [], []
     for index, (path, spec) in enumerate(inits):
         donor = part_donor(model, index, path)

@@ -389,20 +389,24 @@ def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spe
 def export_note(path: Path, spec: str | None, error: float, quantized: bool) -> dict:
     """What a card says of an export a run started from: file, spec,
     sha256, parity, and that file's own training command and steps."""
-    import json
-
     from mtools.models.registry import file_sha256
 
     note = {"file": path.name, "spec": spec or str(path), "sha256": file_sha256(path),
             "parity_max_abs_error": float(f"{error:.2e}")}
     if quantized:
         note["dequantized"] = "int8 weights read back as (int8 - zero point) · scale"
-    card = path.with_suffix(".json")
-    if card.exists():
-        earlier = json.loads(card.read_text()).get("training", {})
-        note.update({f"its_{k}": earlier[k]
-                     for k in ("command", "steps", "seconds", "best_step") if k in earlier})
+    earlier = card_beside(path).get("training", {})
+    note.update({f"its_{k}": earlier[k]
+                 for k in ("command", "steps", "seconds", "best_step") if k in earlier})
     return note
+
+
+def card_beside(path: Path) -> dict:
+    """The model card beside an export (NAME.json), {} when it has none."""
+    import json
+
+    card = path.with_suffix(".json")
+    return json.loads(card.read_text()) if card.exists() else {}
 
 
 @torch.no_grad()
