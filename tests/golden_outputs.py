@@ -6,8 +6,9 @@ MusicVAE: a fixed window's posterior mean and first step's logits, and
 the greedy decode of that mean (grooves: the decoded hits exactly, their
 velocities and offsets with the logits' tolerance). Transcription: the
 onset and frame probabilities of a fixed synthetic recording at a few
-frames, and the notes decoded from it (pitch and start frame). `python tests/golden_outputs.py` rewrites them after a
-model is retrained; tests/test_golden.py checks them."""
+frames, and the notes decoded from it (pitch and start frame). `python tests/golden_outputs.py` rewrites those of the
+models whose file changed (`--all`: every model's); tests/test_golden.py
+checks them."""
 
 from __future__ import annotations
 
@@ -174,16 +175,24 @@ def _transcriber_run(ref) -> dict:
                            for n in score.notes]}
 
 
-def write_all() -> None:
+def recorded_sha256(path: Path) -> str | None:
+    return json.loads(path.read_text())["sha256"] if path.exists() else None
+
+
+def write_all(every: bool = False) -> None:
+    """Rewrite the golden output of each bundled model whose file changed
+    (its sha256 differs from the one recorded), or of all with `every`:
+    an unchanged model recomputed on another CPU differs only in rounding."""
     from mtools.models.registry import list_models, resolve_model
 
     GOLDEN_DIR.mkdir(exist_ok=True)
     for card in list_models():
-        if card.name in FAMILIES:
-            path = GOLDEN_DIR / f"{card.stem}.json"
-            path.write_text(json.dumps(golden_run(resolve_model(card.spec)), indent=1) + "\n")
-            print(f"wrote {path}", file=sys.stderr)
+        path = GOLDEN_DIR / f"{card.stem}.json"
+        if card.name not in FAMILIES or (not every and recorded_sha256(path) == card.sha256):
+            continue
+        path.write_text(json.dumps(golden_run(resolve_model(card.spec)), indent=1) + "\n")
+        print(f"wrote {path}", file=sys.stderr)
 
 
-if __name__ == "__main__":
-    write_all()
+if __name__ == "__main__":  # --all: rewrite unchanged models' outputs too
+    write_all(every="--all" in sys.argv[1:])
