@@ -6,9 +6,9 @@ MusicVAE: a fixed window's posterior mean and first step's logits, and
 the greedy decode of that mean (grooves: the decoded hits exactly, their
 velocities and offsets with the logits' tolerance). Transcription: the
 onset and frame probabilities of a fixed synthetic recording at a few
-frames, and the notes decoded from it (pitch and start frame). `python tests/golden_outputs.py` rewrites those of the
-models whose file changed (`--all`: every model's); tests/test_golden.py
-checks them."""
+frames, and the notes decoded from it (pitch and start frame).
+`python tests/golden_outputs.py` rewrites those of the models whose file
+changed (`--all`: every model's); tests/test_golden.py checks them."""
 
 from __future__ import annotations
 

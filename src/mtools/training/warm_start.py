@@ -24,6 +24,7 @@ reads them back as float32, and the file computes exactly that network."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -364,8 +365,6 @@ def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spe
     into `donor` (built like the file's network; parity proves them), and
     `model` takes every tensor of the same name and shape; the note lists
     the tensors taken and those left as initialised."""
-    import json
-
     from mtools.training.loop import resumable
 
     note_path = run_dir / "init_from.json"
@@ -403,8 +402,6 @@ def export_note(path: Path, spec: str | None, error: float, quantized: bool) -> 
 
 def card_beside(path: Path) -> dict:
     """The model card beside an export (NAME.json), {} when it has none."""
-    import json
-
     card = path.with_suffix(".json")
     return json.loads(card.read_text()) if card.exists() else {}
 
