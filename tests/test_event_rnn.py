@@ -193,6 +193,7 @@ def test_training_lowers_loss_checkpoints_and_resumes(tmp_path):
     trainer = Trainer(model, model.kind, sampler, sampler, config, tmp_path)
     history = trainer.run()
     assert history.step == 60 and history.log[-1]["valid"] < history.log[0]["valid"] < 3.7
+    assert history.stopped == "max steps"
     restored, state = load_checkpoint(tmp_path / "best.pt")
     assert state["history"]["best_step"] == history.best_step
     again = Trainer(EventLSTM(38, 38, hidden=32, layers=1, dropout=0.0), model.kind, sampler,
@@ -208,3 +209,18 @@ def test_training_lowers_loss_checkpoints_and_resumes(tmp_path):
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert alone.history.step == best["history"]["step"]
     assert all(torch.equal(alone.model.state_dict()[k], v) for k, v in best["state_dict"].items())
+
+
+def test_the_history_says_why_training_stopped(tmp_path):
+    examples = [Example(np.arange(64) % 38) for _ in range(4)]
+    config = TrainConfig(batch_size=4, crop_steps=16, eval_every=5, max_steps=1000, valid_crops=4,
+                         learning_rate=0.0, patience=2)  # nothing learns: no validation gains
+    sampler = CropSampler(examples, LookbackEncoding(38), config)
+
+    def trainer(**changes):
+        return Trainer(EventLSTM(38, 38, hidden=8, layers=1, dropout=0.0), "event_lstm", sampler,
+                       sampler, TrainConfig(**{**config.__dict__, **changes}), tmp_path)
+
+    assert trainer().run().stopped == "early stop"
+    assert trainer(max_steps=0).run().stopped == "early stop"  # --export-only keeps the reason
+    assert trainer(patience=10, max_minutes=0.0).run().stopped == "max minutes"

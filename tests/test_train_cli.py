@@ -30,6 +30,7 @@ def test_train_exports_a_card_that_eval_reproduces(tunes, tmp_path):
     card = resolve_model(str(out / "melody_rnn-basic_rnn.json")).card
     metrics = card.metrics
     assert card.training["steps"] == 3 and card.training["valid_pieces"] > 0
+    assert card.training["stopped"] == "max steps"
     assert metrics["parity_max_abs_error"] < 1e-4 and 0 <= metrics["accuracy"] <= 1
     assert metrics["ngram_order"] >= 1 and metrics["ngram_nll_per_step"] > 0
     evaluated = run(["eval", "--model", out / "melody_rnn-basic_rnn.onnx", tunes, "--split",

@@ -115,12 +115,14 @@ def export_checked(model: nn.Module, path: Path, export, parity) -> float:
 def run_card(history, loop, command: str) -> dict:
     """The card's `training` fields every trainer shares: how long it
     trained, where the best validation was, the loop settings, the last
-    validations, the command that reproduces it, learning rates set by hand
+    validations, why it stopped, the command that reproduces it, learning rates set by hand
     on resuming (`--learning-rate`) and torch's version."""
     settings = {k: v for k, v in asdict(loop).items() if k != "resume_learning_rate"}
     card = {"steps": history.step, "best_step": history.best_step,
             "seconds": round(history.seconds), "loop": settings, "log": history.log[-20:],
             "command": command, "torch": torch.__version__}
+    if history.stopped:  # early stop, or a limit (a checkpoint from before the field: unknown)
+        card["stopped"] = history.stopped
     if history.learning_rate_changes:
         card["learning_rate_changes"] = list(history.learning_rate_changes)
     return card

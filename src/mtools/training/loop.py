@@ -77,6 +77,7 @@ class History:
     log: list = field(default_factory=list)
     learning_rate: float | None = None  # the rate the run started at
     learning_rate_changes: list = field(default_factory=list)  # {"step", "learning_rate", "was"}
+    stopped: str | None = None  # why the last run() ended: "early stop", "max steps", "max minutes"
 
 
 class CropSampler:
@@ -244,12 +245,13 @@ class Trainer:
         """Train until early stopping or a limit; returns the history."""
         config, history = self.config, self.history
         started, last_save = time.monotonic() - history.seconds, time.monotonic()
-        loss = torch.tensor(float("nan"))
+        loss, first_step = torch.tensor(float("nan")), history.step
         self.model.train()  # whatever the caller did with it (a parity check leaves eval mode)
         if self.validate_first and not history.log:  # a warm start: its weights are a candidate
             self._validate(float("nan"))
         while history.step < config.max_steps and history.evals_without_gain < config.patience:
             if (time.monotonic() - started) / 60 > config.max_minutes:
+                history.stopped = "max minutes"
                 break
             if hasattr(self.loss_fn, "start_step"):
                 self.loss_fn.start_step(history.step)
@@ -267,6 +269,10 @@ class Trainer:
             elif time.monotonic() - last_save > config.checkpoint_every_s:
                 self._save("last.pt")
                 last_save = time.monotonic()
+        if history.evals_without_gain >= config.patience:
+            history.stopped = "early stop"
+        elif history.step >= config.max_steps and history.step > first_step:
+            history.stopped = "max steps"  # (an --export-only call trains nothing: keeps the reason)
         validated = history.log[-1]["step"] if history.log else 0
         if history.step > validated:  # stopped between validations: measure the last weights
             self._validate(loss.item())
