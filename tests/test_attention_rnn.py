@@ -55,6 +55,29 @@ def test_key_inputs_read_a_step_at_a_time_match_the_whole_sequence():
     assert np.array_equal(row[:, 0], KEY.inputs(ids[order], 69)[:, 0])
 
 
+def test_training_crops_of_long_pieces_match_the_whole_piece_read_from_its_start():
+    # the sampler encodes a batch of crops together from remembered key
+    # states (or, for transposed pieces, from each piece's start); both must
+    # give the rows and labels of the whole piece read from its beginning
+    from mtools.training.loop import CropSampler, TrainConfig
+    from mtools.training.tasks import Example
+
+    rng = np.random.default_rng(1)
+    pieces = [Example(rng.choice(38, size=n, p=rng.dirichlet(np.full(38, 0.3))))
+              for n in (20, 70, 300, 1000)]
+    chosen = [(pieces[i], start) for i, start in
+              ((0, 0), (1, 16), (2, 0), (2, 160), (3, 48), (3, 960), (1, 64), (3, 16))]
+    config = TrainConfig(batch_size=8, crop_steps=64, align=16)
+    plain = CropSampler(pieces, KEY, config)
+    varied = CropSampler(pieces, KEY, config, augment=lambda rng, example: example)
+    for sampler in (plain, plain, varied):  # twice: the second reads remembered states
+        for (piece, start), (inputs, labels) in zip(chosen, sampler.crops(chosen)):
+            end = min(len(piece.ids), start + 65)
+            assert np.array_equal(inputs, KEY.inputs(piece.ids[:end - 1])[start:])
+            assert np.array_equal(labels, KEY.labels(piece.ids[:end])[start:])
+    assert len(plain._memories) == 4 and not varied._memories
+
+
 def test_attention_export_runs_step_by_step_like_torch(tmp_path):
     torch.manual_seed(0)
     model = AttentionLSTM(74, 40, hidden=16, layers=2, attn_length=5, dropout=0.0).eval()

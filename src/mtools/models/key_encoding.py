@@ -68,9 +68,23 @@ class KeyMelodyEncoding(LookbackEncoding):
             out[:, position - start] = self._rows(ids, position, offset, state)
         return out, state
 
-    def _rows(self, ids: np.ndarray, position: int, offset: int, state: _KeyState) -> np.ndarray:
+    def memories_at(self, ids: np.ndarray, every: int) -> _KeyState:
+        """The key state after ids[:k * every] for k = 0, 1, ... while
+        k * every < len(ids), one row each: one pass over a melody, so that
+        crops of it can start from their state (`_KeyState.concat`)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        state, states = _KeyState.empty(1), []
+        for position in range(len(ids)):
+            if position % every == 0:
+                states.append(state)
+            state = state.add(ids[position:position + 1])
+        return _KeyState.concat(states)
+
+    def _rows(self, ids: np.ndarray, position: int, offset, state: _KeyState) -> np.ndarray:
         """The input rows of one position for every sequence: (batch, input_size).
-        (Written for few numpy calls: a sampling loop makes one per step.)"""
+        offset: the steps before ids' first column, one for all rows or an
+        array of one per row. (Written for few numpy calls: a sampling loop
+        makes one per step.)"""
         batch, notes = len(ids), self.note_range
         rows = np.zeros((batch, self.input_size), np.float32)
         sounding = state.current >= 0
@@ -87,7 +101,9 @@ class KeyMelodyEncoding(LookbackEncoding):
                 rows[:, column] = ids[:, back] == ids[:, position]
             column += 1
         count = position + offset + 1  # steps so far, the next step's position
-        rows[:, column:column + self.counter_bits + 1] = _clock_row(count, self.counter_bits)
+        rows[:, column:column + self.counter_bits + 1] = (
+            _clock_row(count, self.counter_bits) if np.ndim(count) == 0
+            else _clock_rows(count, self.counter_bits))
         column += self.counter_bits + 1
         recent = np.zeros((batch, 13), np.int64)  # column 12 counts the empty slots
         np.add.at(recent, (np.arange(batch)[:, None], np.where(
@@ -103,6 +119,13 @@ def _clock_row(count: int, bits: int) -> np.ndarray:
     start-of-bar flag: (bits + 1,) float32."""
     row = [1.0 if (count >> bit) & 1 else -1.0 for bit in range(bits)]
     return np.array(row + [float(count % STEPS_PER_BAR == 0)], np.float32)
+
+
+def _clock_rows(counts: np.ndarray, bits: int) -> np.ndarray:
+    """_clock_row of each of counts: (len(counts), bits + 1) float32."""
+    counts = np.asarray(counts, dtype=np.int64)[:, None]
+    row = np.where((counts >> np.arange(bits)) & 1, 1.0, -1.0)
+    return np.concatenate([row, counts % STEPS_PER_BAR == 0], axis=1).astype(np.float32)
 
 
 def _best_keys(pitch_class_counts: np.ndarray) -> np.ndarray:
@@ -132,6 +155,13 @@ class _KeyState:
     def empty(cls, batch: int) -> _KeyState:
         return cls(np.full(batch, -1), np.zeros(batch, bool), np.zeros(batch, np.int64),
                    np.full((batch, 3), -1), np.zeros((batch, 12), np.int64))
+
+    @classmethod
+    def concat(cls, states: list[_KeyState]) -> _KeyState:
+        """The rows of several states, in order, as one batch."""
+        return cls(*(np.concatenate(parts) for parts in zip(
+            *((st.current, st.attack, st.ascending, st.last_three, st.pitch_classes)
+              for st in states))))
 
     def take(self, rows: np.ndarray) -> _KeyState:
         """The state of batch rows `rows` (beams that survive a search)."""

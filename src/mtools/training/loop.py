@@ -92,40 +92,94 @@ class CropSampler:
         lengths = np.array([len(e.ids) for e in self.examples], dtype=np.float64)
         self.weights = lengths / lengths.sum()  # every step equally likely
         self.context = None if encoding.needs_full_history else max(encoding.lookbacks, default=0)
+        self._memories: dict[int, tuple] = {}  # id(example) → (example, its states every align)
 
     def crop(self, example: Example, start: int) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and labels for positions start.. of one example, at most
         crop_steps of them, with lookback context from before the crop."""
-        end = min(len(example.ids), start + self.config.crop_steps + 1)
-        first = 0 if self.context is None else max(0, start - self.context)
-        window = example.ids[first:end]
-        inputs = self.encoding.inputs(window[:-1], start - first, offset=first)
-        labels = self.encoding.labels(window)[start - first:]
-        if example.control is not None:
-            inputs = np.concatenate([example.control[start + 1:end], inputs], axis=1)
-        return inputs, labels
+        return self.crops([(example, start)])[0]
+
+    def crops(self, chosen: list[tuple[Example, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """crop() of each (example, start). An encoding that reads the whole
+        history (the key estimate) encodes all of them in one batched pass
+        over the longest: its cost is numpy's per-step call overhead, which
+        one crop at a time paid for every event since each piece's start."""
+        ends = [min(len(example.ids), start + self.config.crop_steps + 1)
+                for example, start in chosen]
+        firsts = [0 if self.context is None else max(0, start - self.context)
+                  for _, start in chosen]
+        if self.context is None and self._remembers(chosen):
+            inputs = self._from_memories(chosen, ends)
+        elif self.context is None:
+            every = np.full((len(chosen), max(ends)), self.encoding.default_id, np.int64)
+            for row, ((example, _), end) in enumerate(zip(chosen, ends)):
+                every[row, :end] = example.ids[:end]
+            encoded = self.encoding.inputs(every[:, :-1])
+            inputs = [encoded[row, start:end - 1]
+                      for row, ((_, start), end) in enumerate(zip(chosen, ends))]
+        else:
+            inputs = [self.encoding.inputs(example.ids[first:end - 1], start - first, offset=first)
+                      for (example, start), first, end in zip(chosen, firsts, ends)]
+        out = []
+        for (example, start), first, end, rows in zip(chosen, firsts, ends, inputs):
+            labels = self.encoding.labels(example.ids[first:end])[start - first:]
+            if example.control is not None:
+                rows = np.concatenate([example.control[start + 1:end], rows], axis=1)
+            out.append((rows, labels))
+        return out
+
+    def _remembers(self, chosen) -> bool:
+        """Whether crops can start from remembered encoder states: the
+        encoding keeps them, pieces are not varied per crop, crops start on
+        a bar."""
+        return (self.augment is None and hasattr(self.encoding, "memories_at")
+                and all(start % self.config.align == 0 for _, start in chosen))
+
+    def _from_memories(self, chosen, ends) -> list[np.ndarray]:
+        """Inputs of crops that start on bars, encoded together from each
+        piece's state at its crop (read once per piece, then remembered):
+        the cost no longer grows with how far into a long piece a crop is."""
+        context, align = max(self.encoding.lookbacks, default=0), self.config.align
+        states = []
+        for example, start in chosen:
+            known = self._memories.get(id(example))
+            if known is None or known[0] is not example:
+                known = (example, self.encoding.memories_at(example.ids, align))
+                self._memories[id(example)] = known
+            states.append(known[1].take([start // align]))
+        width = context + max(end - 1 - start for (_, start), end in zip(chosen, ends))
+        windows = np.full((len(chosen), width), -1, np.int64)  # -1: before a piece, no repeat
+        for row, ((example, start), end) in enumerate(zip(chosen, ends)):
+            first = max(0, start - context)
+            windows[row, context - (start - first):context + end - 1 - start] = \
+                example.ids[first:end - 1]
+        offsets = np.array([start - context for _, start in chosen])
+        encoded, _ = self.encoding.inputs_from(windows, context, type(states[0]).concat(states),
+                                               offset=offsets)
+        return [encoded[row, :end - 1 - start]
+                for row, ((_, start), end) in enumerate(zip(chosen, ends))]
 
     def batch(self, rng: np.random.Generator):
         picks = rng.choice(len(self.examples), size=self.config.batch_size, p=self.weights)
-        crops = []
+        chosen = []
         for index in picks:
             example = self.examples[index]
             if self.augment is not None:
                 example = self.augment(rng, example)
             slots = max(1, (len(example.ids) - 1) // self.config.align)
-            crops.append(self.crop(example, int(rng.integers(slots)) * self.config.align))
-        return _stack(crops)
+            chosen.append((example, int(rng.integers(slots)) * self.config.align))
+        return _stack(self.crops(chosen))
 
     def fixed_batches(self, count: int, seed: int = 1234):
         """The same `count` crops every time (validation), in batches."""
         rng = np.random.default_rng(seed)
-        crops = []
+        chosen = []
         for _ in range(count):
             example = self.examples[rng.choice(len(self.examples), p=self.weights)]
             slots = max(1, (len(example.ids) - 1) // self.config.align)
-            crops.append(self.crop(example, int(rng.integers(slots)) * self.config.align))
+            chosen.append((example, int(rng.integers(slots)) * self.config.align))
         size = self.config.batch_size
-        return [_stack(crops[i:i + size]) for i in range(0, len(crops), size)]
+        return [_stack(self.crops(chosen[i:i + size])) for i in range(0, len(chosen), size)]
 
 
 def _stack(crops: list[tuple[np.ndarray, np.ndarray]]):
