@@ -29,3 +29,17 @@ def test_bundled_model_matches_its_golden_output(card):
 
 def test_every_continue_family_has_a_golden_primer():
     assert {card.name for card in list_models() if card.task == "continue"} <= set(PRIMERS)
+
+
+def test_every_bundled_card_names_its_network_in_one_whole_sentence():
+    # the card's architecture is the first sentence of a network's docstring
+    # (what export writes now); older exports cut it at "et al." or kept
+    # the docstring's line breaks
+    pytest.importorskip("torch")
+    from mtools.training.export import architecture
+    from mtools.training.nets import MODULES
+
+    sentences = {architecture(module) for module in MODULES.values()}
+    for card in list_models():
+        text = card.hyperparameters.get("architecture")
+        assert text is None or text in sentences, f"{card.spec}: {text!r}"
