@@ -10,6 +10,7 @@ import pytest
 from tiny_onnx import save_tiny_model, tiny_card, tiny_rnn_model, tiny_rnn_reference, tiny_weights
 
 from mtools.errors import ModelNotFoundError, UsageError
+from mtools.training.tasks import DEFAULT_CONFIGS
 from mtools.models import registry
 from mtools.models.registry import (
     ModelCard,
@@ -233,3 +234,5 @@ def test_every_bundled_family_has_one_default(monkeypatch):
         defaults = [card.spec for card in cards if card.default]
         assert len(cards) == 1 or len(defaults) == 1, (name, defaults)
         assert resolve_model(name).card.name == name
+        if name in DEFAULT_CONFIGS:  # `mtools train FAMILY` trains the bundled default
+            assert resolve_model(name).card.config == DEFAULT_CONFIGS[name]

@@ -20,7 +20,7 @@ other tracks are kept unless --only-generated. With no input and no pipe,
 it starts from scratch.
 
 Models: melody_rnn (configs attention_rnn, the default; lookback_rnn;
-basic_rnn), drums_rnn (attention_kit, the default; drum_kit), improv_rnn
+basic_rnn), drums_rnn (drum_kit, the default; attention_kit), improv_rnn
 (attention_improv, the default; chord_pitches_improv). `mtools models`
 shows each one's default temperature.
 

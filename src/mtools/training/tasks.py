@@ -164,7 +164,7 @@ def model_specs() -> dict[str, ModelSpec]:
     return {spec.spec: spec for spec in specs}
 
 
-DEFAULT_CONFIGS = {"melody_rnn": "attention_rnn", "drums_rnn": "attention_kit",
+DEFAULT_CONFIGS = {"melody_rnn": "attention_rnn", "drums_rnn": "drum_kit",
                    "improv_rnn": "attention_improv"}
 
 
