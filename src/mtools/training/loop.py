@@ -101,9 +101,11 @@ class CropSampler:
 
     def crops(self, chosen: list[tuple[Example, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """crop() of each (example, start). An encoding that reads the whole
-        history (the key estimate) encodes all of them in one batched pass
-        over the longest: its cost is numpy's per-step call overhead, which
-        one crop at a time paid for every event since each piece's start."""
+        history (the key estimate) encodes them as one batch, from each
+        piece's remembered state at its crop where it can (_from_memories),
+        else from the pieces' starts: its cost is numpy's per-step call
+        overhead, which one crop at a time paid for every event since its
+        piece's start."""
         ends = [min(len(example.ids), start + self.config.crop_steps + 1)
                 for example, start in chosen]
         firsts = [0 if self.context is None else max(0, start - self.context)
