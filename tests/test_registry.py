@@ -10,7 +10,6 @@ import pytest
 from tiny_onnx import save_tiny_model, tiny_card, tiny_rnn_model, tiny_rnn_reference, tiny_weights
 
 from mtools.errors import ModelNotFoundError, UsageError
-from mtools.training.tasks import DEFAULT_CONFIGS
 from mtools.models import registry
 from mtools.models.registry import (
     ModelCard,
@@ -20,6 +19,7 @@ from mtools.models.registry import (
     resolve_model,
     write_card,
 )
+from mtools.training.tasks import DEFAULT_CONFIGS
 
 
 @pytest.fixture

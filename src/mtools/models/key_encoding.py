@@ -116,9 +116,9 @@ class KeyMelodyEncoding(LookbackEncoding):
 @lru_cache(maxsize=None)
 def _clock_row(count: int, bits: int) -> np.ndarray:
     """The binary counter of step `count` (±1 per bit, least first) and its
-    start-of-bar flag: (bits + 1,) float32."""
-    row = [1.0 if (count >> bit) & 1 else -1.0 for bit in range(bits)]
-    return np.array(row + [float(count % STEPS_PER_BAR == 0)], np.float32)
+    start-of-bar flag: (bits + 1,) float32 (cached: a sampling loop asks
+    for one per step)."""
+    return _clock_rows(np.array([count]), bits)[0]
 
 
 def _clock_rows(counts: np.ndarray, bits: int) -> np.ndarray:

@@ -101,24 +101,16 @@ class CropSampler:
 
     def crops(self, chosen: list[tuple[Example, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """crop() of each (example, start). An encoding that reads the whole
-        history (the key estimate) encodes them as one batch, from each
-        piece's remembered state at its crop where it can (_from_memories),
-        else from the pieces' starts: its cost is numpy's per-step call
-        overhead, which one crop at a time paid for every event since its
-        piece's start."""
+        history (the key estimate) encodes them as one batch from each
+        piece's remembered state at its crop where it can (_from_memories):
+        read from each piece's start instead, its per-step numpy overhead
+        was paid for every event before the crop."""
         ends = [min(len(example.ids), start + self.config.crop_steps + 1)
                 for example, start in chosen]
         firsts = [0 if self.context is None else max(0, start - self.context)
                   for _, start in chosen]
         if self.context is None and self._remembers(chosen):
             inputs = self._from_memories(chosen, ends)
-        elif self.context is None:
-            every = np.full((len(chosen), max(ends)), self.encoding.default_id, np.int64)
-            for row, ((example, _), end) in enumerate(zip(chosen, ends)):
-                every[row, :end] = example.ids[:end]
-            encoded = self.encoding.inputs(every[:, :-1])
-            inputs = [encoded[row, start:end - 1]
-                      for row, ((_, start), end) in enumerate(zip(chosen, ends))]
         else:
             inputs = [self.encoding.inputs(example.ids[first:end - 1], start - first, offset=first)
                       for (example, start), first, end in zip(chosen, firsts, ends)]
