@@ -130,6 +130,29 @@ def test_folk_tunes_join_ties_of_one_pitch_only():
         (69, 4.0, 6.0)]
 
 
+def bar_pitches(abc: str, tmp_path: Path) -> list[int]:
+    """The first pitch of each bar of a one-tune ABC book read as the
+    folk corpus reads it (repeats expanded), 4/4 in quarter notes."""
+    path = tmp_path / "book.abc"
+    path.write_text("X:1\nT:t\nM:4/4\nL:1/4\nK:C\n" + abc)
+    ((name, score),) = corpora._folk_pieces(path, "music21/oneills1850/book.abc")
+    assert name == "music21/oneills1850/book.abc#1"
+    return [n.pitch for n in score.notes if round(n.start_s / 2.0, 6).is_integer()]
+
+
+def test_folk_repeats_without_a_start_mark_repeat_their_own_section(tmp_path):
+    pytest.importorskip("music21")
+    # ABC: ':|' goes back to the last ':|' or '||', not to the tune's start
+    # (music21 alone repeats each from the start: 28 bars, A A B A A B C ...)
+    assert bar_pitches("C D E F | D E F G :|\nE F G A | F G A B :|\nG A B c | A B c d :|\n",
+                       tmp_path) == [60, 62, 60, 62, 64, 65, 64, 65, 67, 69, 67, 69]
+    assert bar_pitches("|: C D E F | D E F G :|\nE F G A | F G A B :|\n",
+                       tmp_path) == [60, 62, 60, 62, 64, 65, 64, 65]
+    # first and second endings; the next section starts after the second
+    assert bar_pitches("C D E F |1 D E F G :|2 B c d e |\nE F G A | F G A B :|\n",
+                       tmp_path) == [60, 62, 60, 71, 64, 65, 64, 65]
+
+
 def test_nottingham_files_hold_a_melody_over_block_chords():
     folder = shared_data() / "nottingham" / "MIDI"
     job = corpora.Job(str(folder / "jigs107.mid"), "nottingham/jigs107", melody="top")

@@ -3,7 +3,8 @@
 Sources (the `source` argument of the loaders):
 
 - "music21:folk": folk tunes of music21's corpus (Essen, O'Neill's 1850,
-  Ryan's Mammoth, its Nottingham sample), repeats expanded. Never the Bach
+  Ryan's Mammoth, its Nottingham sample), repeats played out as ABC means
+  them (see _expanded). Never the Bach
   chorales: they hold the JSB test pieces.
 - "nottingham": the Nottingham tunes at <data>/nottingham/MIDI (a melody
   track over a block-chord track; chords are read from the chord notes).
@@ -52,7 +53,7 @@ from mtools.models.events import (DRUM_CLASS_NAMES, DrumTrack, MelodyLine,
                                   score_to_drum_tracks, score_to_melodies)
 from mtools.score import ChordSymbol, Note, Score, Tempo, TimeSignature, make_score
 
-CACHE_FORMAT = "mtools-corpus-1"  # change whenever extraction or layout changes
+CACHE_FORMAT = "mtools-corpus-2"  # change whenever extraction or layout changes
 VALID_PERCENT = 10
 FOLK_COLLECTIONS = ("essenFolksong", "oneills1850", "ryansMammoth", "nottingham-dataset")
 DEFAULT_WORKERS = 2
@@ -374,10 +375,7 @@ def _folk_pieces(path: Path, piece: str) -> list[tuple[str, Score]]:
         tunes = list(parsed.scores) if isinstance(parsed, music21.stream.Opus) else [parsed]
         pieces = []
         for index, tune in enumerate(tunes, start=1):
-            try:
-                tune = tune.expandRepeats()
-            except Exception:  # music21 raises many types on odd repeat marks
-                pass
+            tune = _expanded(tune, music21)
             number = tune.metadata.number if tune.metadata else None
             name = (f"nottingham/reelsa-c{number}" if "nottingham-dataset" in piece and number
                     else f"{piece}#{index}")  # the id the same tune has in ../shared
@@ -386,6 +384,53 @@ def _folk_pieces(path: Path, piece: str) -> list[tuple[str, Score]]:
             except Exception:
                 continue
         return pieces
+
+
+MAX_REPEAT_EXPANSION = 3.0  # expanded length over written length, at most
+
+
+def _expanded(tune, music21):
+    """The tune with its repeats played out, as ABC means them: a `:|`
+    with no `|:` before it repeats from the end of the last repeat or
+    double bar. (music21 repeats each such mark from the tune's start, so
+    n of them make 2^n copies: one O'Neill jig became ~9,300 bars.) Where
+    the marks still expand to more than MAX_REPEAT_EXPANSION times the
+    written length, or music21 cannot read them, the tune as written."""
+    written = float(tune.highestTime)
+    try:
+        _open_sections(tune, music21)
+        expanded = tune.expandRepeats()
+    except Exception:  # music21 raises many types on odd repeat marks
+        return tune
+    if float(expanded.highestTime) > MAX_REPEAT_EXPANSION * written:
+        return tune
+    return expanded
+
+
+def _open_sections(tune, music21) -> None:
+    """Give each `:|` that has no `|:` since the last section boundary
+    (a `:|`, a double or final bar line, or the tune's start) a `|:` at
+    that boundary, in place. A section starts after the endings of the
+    repeat before it (measures under a volta bracket are skipped)."""
+    Repeat, Bracket = music21.bar.Repeat, music21.spanner.RepeatBracket
+    for part in (tune.parts if tune.hasPartLikeStreams() else [tune]):
+        measures = list(part.getElementsByClass(music21.stream.Measure))
+        in_bracket = [any(isinstance(s, Bracket) for s in m.getSpannerSites()) for m in measures]
+        section, opened = 0, False
+        for index, measure in enumerate(measures):
+            left, right = measure.leftBarline, measure.rightBarline
+            if isinstance(left, Repeat) and left.direction == "start":
+                section, opened = index, True
+            elif left is not None and left.type in ("double", "final", "heavy-light"):
+                section, opened = index, False
+            if isinstance(right, Repeat) and right.direction == "end":
+                if not opened and section > 0:
+                    measures[section].leftBarline = Repeat(direction="start")
+                section, opened = index + 1, False
+                while section < len(measures) and in_bracket[section]:
+                    section += 1  # the repeat's later endings
+            elif right is not None and right.type in ("double", "final", "light-heavy"):
+                section, opened = index + 1, False
 
 
 def _tune_to_score(tune, music21) -> Score:
