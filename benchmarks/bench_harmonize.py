@@ -2,8 +2,8 @@
 the rules a chorale teacher marks, next to the same counts on Bach.
 
     benchmarks/quiet_machine.sh .venv/bin/python benchmarks/bench_harmonize.py \\
-        [--model coconet] [--repeat 5] [--pieces 76] [--iterations 16 32 48]
-        [--allow-parallels 32]
+        [--model coconet] [--repeat 5] [--pieces 76] [--iterations 16 64 128]
+        [--allow-parallels 64]
 
 - Speed: `mtools harmonize MELODY.mid --seed 1 > out.mid` for a 16-bar 4/4
   melody (the soprano of the first valid chorale that long), start-up
@@ -148,9 +148,9 @@ def main() -> None:
     parser.add_argument("--model", default="coconet")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pieces", type=int, default=76)
-    parser.add_argument("--iterations", type=int, nargs="+", default=[16, 32, 48])
+    parser.add_argument("--iterations", type=int, nargs="+", default=[16, 64, 128])
     parser.add_argument("--temperature", type=float, default=GibbsOptions().temperature)
-    parser.add_argument("--allow-parallels", type=int, nargs="*", default=[32], metavar="N",
+    parser.add_argument("--allow-parallels", type=int, nargs="*", default=[64], metavar="N",
                         help="iteration counts also scored with --allow-parallels")
     args = parser.parse_args()
     mtools = str(Path(sys.executable).with_name("mtools"))

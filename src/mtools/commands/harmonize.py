@@ -24,7 +24,7 @@ Examples:
   mtools harmonize melody.mid > satb.mid
   mtools convert tune.abc --to midi | mtools harmonize --seed 1 > satb.mid
   mtools harmonize --melody "67 _ _ _ 69 _ 71 _ 72 _ _ _ 71 _ _ _" --program 19 > hymn.mid
-  mtools harmonize melody.mid -n 4 --iterations 64 -o takes/
+  mtools harmonize melody.mid -n 4 --iterations 128 -o takes/
   mtools harmonize melody.mid --allow-parallels > as-the-model-likes.mid
   mtools transcribe song.wav | mtools harmonize | mtools convert --to wav > satb.wav
 """
@@ -64,7 +64,7 @@ def harmonize(
         help='A melody as text instead of a file: MIDI pitches, "_" holds, "-" rests, '
              'one token per 16th note, e.g. "67 _ _ _ 69 _ 71 _".')] = None,
     temperature: opt.Temperature = 0.5,
-    iterations: Iterations = 16,
+    iterations: Iterations = 64,
     sampler: Sampler = "gibbs",
     allow_parallels: AllowParallels = False,
     num_outputs: opt.NumOutputs = 1,

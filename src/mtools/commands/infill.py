@@ -46,7 +46,7 @@ def infill(
         help='The voices to regenerate, e.g. "alto,tenor" or "2,3" (1 = soprano). '
              "Without --voices: all four, in the region.")] = None,
     temperature: opt.Temperature = 0.5,
-    iterations: Iterations = 16,
+    iterations: Iterations = 64,
     sampler: Sampler = "gibbs",
     allow_parallels: AllowParallels = False,
     num_outputs: opt.NumOutputs = 1,

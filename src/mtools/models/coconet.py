@@ -124,7 +124,7 @@ class GibbsOptions:
     it as they stand (see parallel_counts), before the temperature: the
     weight drawn with is parallel_weight ** (1 / temperature)."""
 
-    iterations: int = 16
+    iterations: int = 64
     temperature: float = 0.5
     sampler: str = "gibbs"
     parallel_weight: float = PARALLEL_WEIGHT  # 1: parallels drawn as the network likes them
