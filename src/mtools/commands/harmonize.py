@@ -30,6 +30,7 @@ Examples:
 """
 
 
+ITERATIONS = 64  # the commands' default; GibbsOptions.iterations is the same
 Iterations = Annotated[int, typer.Option(
     "--iterations", min=0, metavar="N",
     help="Gibbs sampling passes after the first fill (more: slower, often better).")]
@@ -64,7 +65,7 @@ def harmonize(
         help='A melody as text instead of a file: MIDI pitches, "_" holds, "-" rests, '
              'one token per 16th note, e.g. "67 _ _ _ 69 _ 71 _".')] = None,
     temperature: opt.Temperature = 0.5,
-    iterations: Iterations = 64,
+    iterations: Iterations = ITERATIONS,
     sampler: Sampler = "gibbs",
     allow_parallels: AllowParallels = False,
     num_outputs: opt.NumOutputs = 1,

@@ -7,7 +7,8 @@ import typer
 
 from mtools.commands import _options as opt
 from mtools.commands._batch import run_batch, score_batch, score_inputs, score_job
-from mtools.commands.harmonize import AllowParallels, Iterations, Sampler, sampling_options
+from mtools.commands.harmonize import (ITERATIONS, AllowParallels, Iterations, Sampler,
+                                       sampling_options)
 
 HELP = """Regenerate part of a four-part score: a span of bars or seconds,
 some voices, or both.
@@ -46,7 +47,7 @@ def infill(
         help='The voices to regenerate, e.g. "alto,tenor" or "2,3" (1 = soprano). '
              "Without --voices: all four, in the region.")] = None,
     temperature: opt.Temperature = 0.5,
-    iterations: Iterations = 64,
+    iterations: Iterations = ITERATIONS,
     sampler: Sampler = "gibbs",
     allow_parallels: AllowParallels = False,
     num_outputs: opt.NumOutputs = 1,
