@@ -14,7 +14,8 @@ from mtools.models.encoding import LookbackEncoding, melody_event_ids, melody_id
 from mtools.models.sequence import EventRnn, SearchOptions, generate, score_sequences  # noqa: E402
 from mtools.runtime import load_session  # noqa: E402
 from mtools.training.export import card_hyperparameters, export_event_rnn, graph_names, parity_error  # noqa: E402
-from mtools.training.loop import CropSampler, TrainConfig, Trainer, load_checkpoint  # noqa: E402
+from mtools.training.loop import INTERRUPTED, CropSampler, TrainConfig, Trainer, \
+    load_checkpoint  # noqa: E402
 from mtools.training.tasks import Example  # noqa: E402
 from mtools.training.nets import EventLSTM  # noqa: E402
 
@@ -217,10 +218,30 @@ def test_the_history_says_why_training_stopped(tmp_path):
                          learning_rate=0.0, patience=2)  # nothing learns: no validation gains
     sampler = CropSampler(examples, LookbackEncoding(38), config)
 
-    def trainer(**changes):
-        return Trainer(EventLSTM(38, 38, hidden=8, layers=1, dropout=0.0), "event_lstm", sampler,
-                       sampler, TrainConfig(**{**config.__dict__, **changes}), tmp_path)
+    def trainer(data=sampler, run_dir=tmp_path, **changes):
+        return Trainer(EventLSTM(38, 38, hidden=8, layers=1, dropout=0.0), "event_lstm", data,
+                       sampler, TrainConfig(**{**config.__dict__, **changes}), run_dir)
 
     assert trainer().run().stopped == "early stop"
     assert trainer(max_steps=0).run().stopped == "early stop"  # --export-only keeps the reason
     assert trainer(patience=10, max_minutes=0.0).run().stopped == "max minutes"
+
+    class Killed(Exception):
+        pass
+
+    class DiesAtStep7:  # training data that kills the run between checkpoints
+        def __init__(self):
+            self.calls = 0
+
+        def batch(self, rng):
+            self.calls += 1
+            if self.calls == 7:
+                raise Killed
+            return sampler.batch(rng)
+
+    with pytest.raises(Killed):
+        trainer(DiesAtStep7(), tmp_path / "killed", patience=10).run()
+    _, saved = load_checkpoint(tmp_path / "killed" / "last.pt")  # step 5's validation wrote it
+    assert saved["history"]["step"] == 5 and saved["history"]["stopped"] == INTERRUPTED
+    resumed = trainer(run_dir=tmp_path / "killed", patience=10, max_steps=8).run()
+    assert resumed.step == 8 and resumed.stopped == "max steps"

@@ -173,3 +173,29 @@ def test_learning_rate_starts_a_run_and_resets_a_resumed_ones_decay(tunes, tmp_p
     for bad in ("0", "-1", "nan"):
         refused = run([*common, "--learning-rate", bad])
         assert refused.code == 2 and "--learning-rate" in refused.stderr
+
+
+def test_transcription_config_names_the_network_its_file_run_and_command(tmp_path):
+    from mtools.errors import UsageError
+    from mtools.training.render_sources import PIANO
+    from mtools.training.transcription import TranscriptionRequest, default_run_dir, \
+        network_of, reproduce_command
+
+    wide = TranscriptionRequest(PIANO, tmp_path, tmp_path, config="wide")
+    assert wide.file_stem == "onsets_frames-wide"
+    assert default_run_dir(PIANO, "wide").name == "onsets_frames-wide"
+    assert default_run_dir(PIANO).name == "onsets_frames"
+    assert "--config wide" in reproduce_command(wide)
+    assert "--hidden" not in reproduce_command(wide)  # 192 is wide's own LSTM width
+    narrower = TranscriptionRequest(PIANO, tmp_path, tmp_path, network={"lstm": 64},
+                                    config="wide")
+    assert "--hidden 64" in reproduce_command(narrower)
+    assert "--config" not in reproduce_command(TranscriptionRequest(PIANO, tmp_path, tmp_path))
+    assert network_of("wide", lstm=64) == {"channels": (32, 64), "acoustic": 768, "lstm": 64}
+    assert network_of("") == {}
+    with pytest.raises(UsageError, match="unknown transcription config 'huge'"):
+        network_of("huge")
+    refused = run(["train", "onsets_frames", "--config", "huge", "--out", tmp_path / "m",
+                   "--run-dir", tmp_path / "run", "--quiet"])
+    assert refused.code == 2 and "one of: '', wide" in refused.stderr
+    assert not (tmp_path / "run").exists()

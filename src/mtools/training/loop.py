@@ -26,6 +26,10 @@ from mtools.models.encoding import LookbackEncoding
 from mtools.training.nets import build_module
 from mtools.training.tasks import Example
 
+# History.stopped of a run that trained and then ended without reaching a
+# limit: killed, or stopped by hand (its card says so instead of inheriting
+# the reason an earlier run of the same folder stopped for)
+INTERRUPTED = "interrupted (killed or stopped by hand)"
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -77,7 +81,9 @@ class History:
     log: list = field(default_factory=list)
     learning_rate: float | None = None  # the rate the run started at
     learning_rate_changes: list = field(default_factory=list)  # {"step", "learning_rate", "was"}
-    stopped: str | None = None  # why the last run() ended: "early stop", "max steps", "max minutes"
+    # why the last run() ended: "early stop", "max steps", "max minutes", or
+    # INTERRUPTED while it trains (what its checkpoints say if it is killed)
+    stopped: str | None = None
 
 
 class CropSampler:
@@ -310,6 +316,7 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_norm)
             self.optimizer.step()
             history.step += 1
+            history.stopped = INTERRUPTED  # until a limit or early stopping ends the run
             history.seconds = time.monotonic() - started
             if history.step % config.eval_every == 0:
                 self._validate(loss.item())

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtools.errors import UsageError
 from mtools.models.onsets_frames import GRAPH_INPUTS, GRAPH_OUTPUTS
 from mtools.models.registry import write_card
 from mtools.training import corpora
@@ -38,6 +39,12 @@ SPLITS = {"piano": "by piece: 10% of ASAP pieces (sha1 of the folder, repeat var
                    "together) are validation, rendered with a soundfont training never hears",
           "drums": "Groove MIDI's own train/validation split; validation rendered with a "
                    "drum kit training never hears"}
+# Network sizes by --config. "" (1.1 M parameters) is the first bundled one;
+# "wide" (5.3 M): the paper's convolution widths (Hawthorne et al. 2018: 32
+# and 64 channels), a wider acoustic layer and LSTMs. The small one
+# underfits: on clean renders of performances it trained on, with a
+# soundfont it trained on, its note F1 is 0.86 (README, Transcription).
+NETWORKS = {"": {}, "wide": {"channels": (32, 64), "acoustic": 768, "lstm": 192}}
 EVAL_PIECES = 12  # whole held-out performances the card's note figures come from
 SELECTION_PIECES = 8  # performances of the cached valid part the thresholds are chosen on
 
@@ -80,10 +87,29 @@ class TranscriptionRequest:
     network: dict | None = None
     hours: tuple[float, float] = DEFAULT_HOURS
     fresh: bool = False
+    config: str = ""  # a key of NETWORKS
+
+    @property
+    def file_stem(self) -> str:
+        """NAME or NAME-CONFIG: the exported file's name and its run folder's."""
+        return "-".join(filter(None, (self.instrument.model, self.config)))
 
 
-def default_run_dir(instrument: Instrument) -> Path:
-    return corpora.cache_dir() / "runs" / instrument.model
+def default_run_dir(instrument: Instrument, config: str = "") -> Path:
+    return corpora.cache_dir() / "runs" / "-".join(filter(None, (instrument.model, config)))
+
+
+def model_ref(request: TranscriptionRequest) -> str:
+    """NAME or NAME:CONFIG, as --model names the exported file's card."""
+    return ":".join(filter(None, (request.instrument.model, request.config)))
+
+
+def network_of(config: str, lstm: int | None = None) -> dict:
+    """OnsetsFramesNet keywords of a --config (and --hidden, the LSTM width)."""
+    if config not in NETWORKS:
+        known = ", ".join(repr(name) if not name else name for name in NETWORKS)
+        raise UsageError(f"unknown transcription config {config!r}", hint=f"one of: {known}")
+    return {**NETWORKS[config], **({"lstm": lstm} if lstm is not None else {})}
 
 
 def crop_frames(instrument: Instrument) -> int:
@@ -108,7 +134,7 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
     valid = renders.load_renders("valid", instrument)
     progress(f"{len(train.segments)} training and {len(valid.segments)} validation segments")
     model = OnsetsFramesNet(instrument.front_end.mel_bins, instrument.keys.keys,
-                            **(request.network or {}))
+                            **network_of(request.config), **(request.network or {}))
     trainer = Trainer(model, model.kind, CropBatches(train, request.loop),
                       CropBatches(valid, request.loop), request.loop, request.run_dir,
                       extra={"spec": instrument.model}, progress=lambda history, message: progress(message),
@@ -154,7 +180,7 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
     progress(f"rendering {SELECTION_PIECES} validation performances to choose thresholds on")
     selection = valid_pieces(SELECTION_PIECES, request.instrument, selection=True)
     request.out_dir.mkdir(parents=True, exist_ok=True)
-    path = request.out_dir / f"{name}.onnx"
+    path = request.out_dir / f"{request.file_stem}.onnx"
     error = export_checked(model, path, export_graph, parity_error)
     card = _card(request, model, history)
     write_card(card, path)
@@ -173,7 +199,8 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
     card["metrics"] = {**pieces_figures(net, pieces), "split": "valid",
                        "protocol": PROTOCOL, "parity_max_abs_error": float(f"{error:.2e}"),
                        "measured_by": "mtools train (at export); reproduce: mtools eval "
-                                      f"--model {name} {request.instrument.corpus} --split valid"}
+                                      f"--model {model_ref(request)} {request.instrument.corpus} "
+                                      "--split valid"}
     write_card(card, path)
     progress(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
     return path
@@ -187,7 +214,7 @@ def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dic
     instrument = request.instrument
     manifest = json.loads((renders_dir(instrument) / "manifest.json").read_text())
     return {
-        "name": instrument.model, "config": "", "task": "transcribe",
+        "name": instrument.model, "config": request.config, "task": "transcribe",
         "default": instrument.name == "piano", "description": DESCRIPTIONS[instrument.name],
         "inputs": list(GRAPH_INPUTS), "outputs": list(GRAPH_OUTPUTS),
         "hyperparameters": {**model.config, "architecture": architecture(model)},
@@ -205,9 +232,12 @@ def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dic
 
 
 def reproduce_command(request: TranscriptionRequest) -> str:
-    words = ["mtools", "train", request.instrument.model, "--hours", f"{request.hours[0]:g}",
-             "--max-minutes", f"{request.loop.max_minutes:g}", "--out", "DIR"]
+    words = ["mtools", "train", request.instrument.model]
+    words += ["--config", request.config] if request.config else []
+    words += ["--hours", f"{request.hours[0]:g}", "--max-minutes", f"{request.loop.max_minutes:g}",
+              "--out", "DIR"]
     words += loop_words(request.loop, LOOP)
-    if (request.network or {}).get("lstm") not in (None, OnsetsFramesNet().config["lstm"]):
+    lstm = network_of(request.config).get("lstm", OnsetsFramesNet().config["lstm"])
+    if (request.network or {}).get("lstm") not in (None, lstm):
         words += ["--hidden", str(request.network["lstm"])]
     return " ".join(shlex.quote(word) for word in words)
