@@ -3,7 +3,7 @@ the rules a chorale teacher marks, next to the same counts on Bach.
 
     benchmarks/quiet_machine.sh .venv/bin/python benchmarks/bench_harmonize.py \\
         [--model coconet] [--repeat 5] [--pieces 76] [--iterations 16 64 128]
-        [--allow-parallels 64]
+        [--allow-parallels 64] [--allow-wide-ranges 64]
 
 - Speed: `mtools harmonize MELODY.mid --seed 1 > out.mid` for a 16-bar 4/4
   melody (the soprano of the first valid chorale that long), start-up
@@ -11,8 +11,8 @@ the rules a chorale teacher marks, next to the same counts on Bach.
   --iterations value.
 - Rules: the soprano of every JSB valid chorale is harmonized in-process
   (`mtools.models.harmonization.fill`, seed = piece index; as the command
-  samples by default, and for --allow-parallels' iteration counts as with
-  that flag) and compared with Bach's own alto, tenor and bass on the same
+  samples by default, and for --allow-parallels' and --allow-wide-ranges'
+  iteration counts as with that flag) and compared with Bach's own alto, tenor and bass on the same
   pieces:
   - parallel fifths and octaves (incl. unisons): two voices a perfect
     fifth/octave apart (mod 12) on consecutive chords, both having moved,
@@ -43,7 +43,8 @@ import numpy as np
 from _results import machine_info, time_commands, write_section
 
 from mtools.io.midi import score_to_midi
-from mtools.models.coconet import PARALLEL_WEIGHT, REST, Coconet, GibbsOptions
+from mtools.models.coconet import PARALLEL_WEIGHT, RANGE_WEIGHT, REST, VOICE_RANGES, Coconet, \
+    GibbsOptions
 from mtools.models.harmonization import FillOptions, fill, fold, soprano_shift, voice_notes
 from mtools.models.registry import resolve_model
 from mtools.score import Score, Tempo, TempoMap, TimeSignature
@@ -52,7 +53,6 @@ from mtools.training.chorales import load_chorales
 SECTION = "bench_harmonize"
 GOAL_S = 3.0
 BARS, STEPS_PER_BAR = 16, 16
-RANGES = ((60, 79), (55, 74), (48, 67), (40, 60))  # textbook SATB: C4-G5, G3-D5, C3-G4, E2-C4
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -95,7 +95,7 @@ def rule_counts(chorale: np.ndarray) -> dict:
     gaps = (chorale[:, :2].astype(int) - chorale[:, 1:3]) > 12
     spacing = (gaps & upper[:, :2]).any(axis=1)
     out_of_range = sum(int(((chorale[:, v] < lo) | (chorale[:, v] > hi))[sounding[:, v]].sum())
-                       for v, (lo, hi) in enumerate(RANGES))
+                       for v, (lo, hi) in enumerate(VOICE_RANGES))
     chords = sum(is_common_chord(chorale[t]) for t in changes)
     lower = chorale[:, 1:]
     onsets = int(((lower[1:] != lower[:-1]) & (lower[1:] != REST)).sum() + (lower[0] != REST).sum())
@@ -124,9 +124,11 @@ def summarize(counts: list[dict]) -> dict:
 
 
 def harmonize_all(net: Coconet, chorales: list[np.ndarray], iterations: int,
-                  temperature: float, parallel_weight: float) -> list[np.ndarray]:
+                  temperature: float, parallel_weight: float = PARALLEL_WEIGHT,
+                  range_weight: float = RANGE_WEIGHT) -> list[np.ndarray]:
     options = FillOptions(sampling=GibbsOptions(iterations=iterations, temperature=temperature,
-                                                parallel_weight=parallel_weight))
+                                                parallel_weight=parallel_weight,
+                                                range_weight=range_weight))
     outputs = []
     for index, chorale in enumerate(chorales):
         soprano = chorale[:, 0]
@@ -152,6 +154,8 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=GibbsOptions().temperature)
     parser.add_argument("--allow-parallels", type=int, nargs="*", default=[64], metavar="N",
                         help="iteration counts also scored with --allow-parallels")
+    parser.add_argument("--allow-wide-ranges", type=int, nargs="*", default=[64], metavar="N",
+                        help="iteration counts also scored with --allow-wide-ranges")
     args = parser.parse_args()
     mtools = str(Path(sys.executable).with_name("mtools"))
     valid = load_chorales("jsb", "valid")
@@ -170,12 +174,15 @@ def main() -> None:
     net = Coconet.from_ref(resolve_model(args.model))
     pieces = valid[:args.pieces]
     results = {"Bach (the valid chorales)": summarize([rule_counts(c) for c in pieces])}
-    runs = [(iterations, PARALLEL_WEIGHT) for iterations in args.iterations]
-    runs += [(iterations, 1.0) for iterations in args.allow_parallels]
-    for iterations, weight in runs:
-        made = harmonize_all(net, pieces, iterations, args.temperature, weight)
+    runs = [(iterations, "") for iterations in args.iterations]
+    runs += [(iterations, "--allow-parallels") for iterations in args.allow_parallels]
+    runs += [(iterations, "--allow-wide-ranges") for iterations in args.allow_wide_ranges]
+    for iterations, flag in runs:
+        made = harmonize_all(net, pieces, iterations, args.temperature,
+                             1.0 if flag == "--allow-parallels" else PARALLEL_WEIGHT,
+                             1.0 if flag == "--allow-wide-ranges" else RANGE_WEIGHT)
         label = f"mtools, {iterations} iterations, temperature {args.temperature:g}" + (
-            ", --allow-parallels" if weight == 1 else "")
+            f", {flag}" if flag else "")
         results[label] = summarize([rule_counts(c) for c in made])
     names = list(next(iter(results.values())))
     table = ["| harmonization of the same sopranos | " + " | ".join(names) + " |",

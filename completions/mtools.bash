@@ -87,7 +87,7 @@ _mtools() {
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
             -j|--jobs) _mtools_files "$cur"; return ;;
         esac
-        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --melody --temperature --iterations --sampler --allow-parallels -n --num-outputs --seed --program --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
+        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --melody --temperature --iterations --sampler --allow-parallels --allow-wide-ranges -n --num-outputs --seed --program --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     infill)
@@ -107,7 +107,7 @@ _mtools() {
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
             -j|--jobs) _mtools_files "$cur"; return ;;
         esac
-        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --start --end --voices --temperature --iterations --sampler --allow-parallels -n --num-outputs --seed --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
+        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --start --end --voices --temperature --iterations --sampler --allow-parallels --allow-wide-ranges -n --num-outputs --seed --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     humanize)

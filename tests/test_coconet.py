@@ -123,6 +123,28 @@ def test_the_parallel_weight_is_applied_before_the_temperature():
     assert np.argmax(_weighed(model, chorales, logits, allowed)[0, 1, :, 1]) == 67 - space.min_pitch
 
 
+def test_each_semitone_outside_a_voices_range_weighs_a_pitch_down_unless_allowed():
+    from types import SimpleNamespace
+
+    from mtools.models.coconet import RANGE_WEIGHT, _weighed, semitones_outside
+
+    space = ChoraleSpace()
+    outside = semitones_outside(space)
+    tenor, bass = 2, 3
+    assert outside[69 - space.min_pitch, tenor] == 2  # A4: two above the tenor's G4
+    assert outside[38 - space.min_pitch, bass] == 2  # D2: two under the bass's E2
+    assert outside[60 - space.min_pitch].tolist() == [0, 0, 0, 0]  # C4: every voice sings it
+    chorales = np.full((1, 1, 4), REST)
+    model = SimpleNamespace(space=space)
+    logits = np.zeros((1, 1, space.pitches, 4), np.float32)  # the network: no preference
+    probs = _weighed(model, chorales, logits, GibbsOptions(temperature=1.0))[0, 0]
+    assert probs[69 - space.min_pitch, tenor] / probs[67 - space.min_pitch, tenor] == \
+        pytest.approx(RANGE_WEIGHT ** 2)
+    assert probs[:, bass].argmax() == 40 - space.min_pitch  # the first pitch in range
+    free = _weighed(model, chorales, logits, GibbsOptions(temperature=1.0, range_weight=1.0))
+    assert np.allclose(free, 1 / space.pitches)
+
+
 def test_the_commands_sample_with_the_samplers_defaults():
     import inspect
 

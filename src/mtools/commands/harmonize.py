@@ -13,7 +13,8 @@ HELP = """Harmonize a melody in four voices (soprano, alto, tenor, bass).
 Takes the top line of whatever comes in (a single line, a lead sheet, a
 piano transcription), quantizes it to 16th notes and keeps it as the
 soprano, note for note; the model writes the three voices under it,
-without parallel fifths and octaves unless --allow-parallels. Tempo and
+without parallel fifths and octaves unless --allow-parallels, and in
+the textbook voice ranges unless --allow-wide-ranges. Tempo and
 time signature are kept; the output has four named tracks.
 
 Models: coconet (default).
@@ -41,19 +42,25 @@ AllowParallels = Annotated[bool, typer.Option(
     "--allow-parallels",
     help="Let the voices move in parallel fifths and octaves as often as the model likes "
          "(by default the sampler all but forbids them, as a chorale teacher would).")]
+AllowWideRanges = Annotated[bool, typer.Option(
+    "--allow-wide-ranges",
+    help="Let each voice leave its textbook range (S C4-G5, A G3-D5, T C3-G4, B E2-C4) as often "
+         "as the model likes (by default each semitone outside makes a pitch 4 times less likely).")]
 Program = Annotated[int, typer.Option(
     "--program", min=0, max=127, metavar="N",
     help="General MIDI program (0-127) of the voices (default 0, piano; 19 is church organ).")]
 
 
-def sampling_options(temperature: float, iterations: int, sampler: str, allow_parallels: bool):
+def sampling_options(temperature: float, iterations: int, sampler: str, allow_parallels: bool,
+                     allow_wide_ranges: bool):
     from mtools.errors import UsageError
-    from mtools.models.coconet import PARALLEL_WEIGHT, GibbsOptions
+    from mtools.models.coconet import PARALLEL_WEIGHT, RANGE_WEIGHT, GibbsOptions
 
     if sampler not in ("gibbs", "ancestral"):
         raise UsageError(f"--sampler {sampler!r} is not a sampler", hint="use gibbs or ancestral")
     return GibbsOptions(iterations=iterations, temperature=temperature, sampler=sampler,
-                        parallel_weight=1.0 if allow_parallels else PARALLEL_WEIGHT)
+                        parallel_weight=1.0 if allow_parallels else PARALLEL_WEIGHT,
+                        range_weight=1.0 if allow_wide_ranges else RANGE_WEIGHT)
 
 
 def harmonize(
@@ -68,6 +75,7 @@ def harmonize(
     iterations: Iterations = ITERATIONS,
     sampler: Sampler = "gibbs",
     allow_parallels: AllowParallels = False,
+    allow_wide_ranges: AllowWideRanges = False,
     num_outputs: opt.NumOutputs = 1,
     seed: opt.Seed = None,
     program: Program = 0,
@@ -88,7 +96,8 @@ def harmonize(
                            skip_existing=skip_existing, quiet=quiet, progress=progress,
                            takes=num_outputs)
     options = FillOptions(model=model, sampling=sampling_options(temperature, iterations, sampler,
-                                                                  allow_parallels),
+                                                                  allow_parallels,
+                                                                  allow_wide_ranges),
                           num_outputs=num_outputs, seed=seed, program=program,
                           device=device.value if device else None)
     if melody is not None:

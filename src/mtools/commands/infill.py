@@ -7,8 +7,8 @@ import typer
 
 from mtools.commands import _options as opt
 from mtools.commands._batch import run_batch, score_batch, score_inputs, score_job
-from mtools.commands.harmonize import (ITERATIONS, AllowParallels, Iterations, Sampler,
-                                       sampling_options)
+from mtools.commands.harmonize import (ITERATIONS, AllowParallels, AllowWideRanges,
+                                       Iterations, Sampler, sampling_options)
 
 HELP = """Regenerate part of a four-part score: a span of bars or seconds,
 some voices, or both.
@@ -50,6 +50,7 @@ def infill(
     iterations: Iterations = ITERATIONS,
     sampler: Sampler = "gibbs",
     allow_parallels: AllowParallels = False,
+    allow_wide_ranges: AllowWideRanges = False,
     num_outputs: opt.NumOutputs = 1,
     seed: opt.Seed = None,
     from_: opt.ScoreFrom = None,
@@ -73,7 +74,8 @@ def infill(
                            skip_existing=skip_existing, quiet=quiet, progress=progress,
                            takes=num_outputs)
     options = FillOptions(model=model, sampling=sampling_options(temperature, iterations, sampler,
-                                                                  allow_parallels),
+                                                                  allow_parallels,
+                                                                  allow_wide_ranges),
                           num_outputs=num_outputs, seed=seed, device=device.value if device else None,
                           start=start, end=end,
                           voices=parse_voices(voices) if voices is not None else ())

@@ -17,6 +17,11 @@ import numpy as np
 
 REST = -1
 PARALLEL_WEIGHT = 0.001  # GibbsOptions.parallel_weight's default
+# The textbook SATB ranges (S C4-G5, A G3-D5, T C3-G4, B E2-C4), in the
+# model's pitch space, and GibbsOptions.range_weight's default: a pitch is
+# drawn this many times less often per semitone outside its voice's range.
+VOICE_RANGES = ((60, 79), (55, 74), (48, 67), (40, 60))
+RANGE_WEIGHT = 0.25
 REPAIR_SWEEPS = 2  # passes over the cells still making parallels after sampling
 GRAPH_INPUTS = ("pianoroll", "mask")
 GRAPH_OUTPUTS = ("logits",)
@@ -122,12 +127,17 @@ class GibbsOptions:
     parallel_weight: what the network's probability of a pitch is multiplied
     by for each parallel fifth or octave it would make with the cells around
     it as they stand (see parallel_counts), before the temperature: the
-    weight drawn with is parallel_weight ** (1 / temperature)."""
+    weight drawn with is parallel_weight ** (1 / temperature);
+    range_weight: likewise, per semitone a pitch lies outside its voice's
+    VOICE_RANGES (left to the network, 1.4 % of the notes it wrote under
+    the valid chorales' sopranos lay outside them, Bach's 0.45 %:
+    benchmarks/results.md, bench_harmonize)."""
 
     iterations: int = 64
     temperature: float = 0.5
     sampler: str = "gibbs"
     parallel_weight: float = PARALLEL_WEIGHT  # 1: parallels drawn as the network likes them
+    range_weight: float = RANGE_WEIGHT  # 1: ranges as the network likes them
 
 
 def generate(model: Coconet, chorales: np.ndarray, free: np.ndarray, options: GibbsOptions,
@@ -185,13 +195,25 @@ def _resample(model: Coconet, chorales: np.ndarray, block: np.ndarray,
 def _weighed(model: Coconet, chorales: np.ndarray, logits: np.ndarray,
              options: GibbsOptions) -> np.ndarray:
     """The pitch probabilities to draw from: the network's, each multiplied
-    by parallel_weight per parallel it would make, renormalised, then
-    sharpened by the temperature (the weight is applied to the logits, so a
-    temperature below 1 sharpens it with the rest)."""
+    by parallel_weight per parallel it would make and by range_weight per
+    semitone outside its voice's range, renormalised, then sharpened by the
+    temperature (the weights are applied to the logits, so a temperature
+    below 1 sharpens them with the rest)."""
     if options.parallel_weight != 1:
         counts = parallel_counts(chorales, model.space)
         logits = logits + np.float32(np.log(max(options.parallel_weight, 1e-30))) * counts
+    if options.range_weight != 1:
+        logits = logits + np.float32(np.log(max(options.range_weight, 1e-30))) * \
+            semitones_outside(model.space)
     return softmax_pitch(logits, options.temperature)
+
+
+def semitones_outside(space: ChoraleSpace) -> np.ndarray:
+    """(pitches, voices) float32: how far each pitch of the model's range
+    lies outside each voice's VOICE_RANGES, in semitones (0 inside)."""
+    pitches = np.arange(space.min_pitch, space.max_pitch + 1)[:, None]
+    low, high = (np.array([r[i] for r in VOICE_RANGES[:len(space.voices)]]) for i in (0, 1))
+    return (np.maximum(low - pitches, 0) + np.maximum(pitches - high, 0)).astype(np.float32)
 
 
 def parallel_counts(chorales: np.ndarray, space: ChoraleSpace) -> np.ndarray:

@@ -202,7 +202,8 @@ def provenance(ref, options: FillOptions) -> dict:
     return {"model": ref.card.spec, "seed": options.seed,
             "temperature": options.sampling.temperature,
             "sampler": options.sampling.sampler, "iterations": options.sampling.iterations,
-            "parallel_weight": options.sampling.parallel_weight}
+            "parallel_weight": options.sampling.parallel_weight,
+            "range_weight": options.sampling.range_weight}
 
 
 # --- infill ----------------------------------------------------------------------
