@@ -1,4 +1,4 @@
-"""Float16 MusicVAE files: the file shrinks, computes what the float32
+"""Float16 MusicVAE and transcription files: the file shrinks, computes what the float32
 one does up to float16 rounding of its weights, the card is measured again
 with the float32 figures kept, and a run can start from it."""
 
@@ -14,7 +14,7 @@ pytest.importorskip("onnx")
 
 from builders import melody, write_random_tunes  # noqa: E402
 from clirunner import run  # noqa: E402
-from tiny_models import tiny_event_model, tiny_music_vae  # noqa: E402
+from tiny_models import tiny_event_model, tiny_music_vae, tiny_transcriber  # noqa: E402
 from mtools.errors import UsageError  # noqa: E402
 from mtools.io.jsonl import scores_to_jsonl  # noqa: E402
 from mtools.models.music_vae import MusicVae  # noqa: E402
@@ -75,10 +75,40 @@ def test_halving_shrinks_the_model_and_measures_its_card_again(tunes, tmp_path):
         halve_model(path)
 
 
-def test_only_music_vae_files_are_halved(tmp_path):
+def test_only_music_vae_and_transcription_files_are_halved(tmp_path):
     path = tiny_event_model(tmp_path / "model", config="basic_rnn", hidden=64)
-    with pytest.raises(UsageError, match="only MusicVAE"):
+    with pytest.raises(UsageError, match="only MusicVAE and transcription models"):
         halve_model(path, ["anything"])
+
+
+def test_a_transcription_model_is_halved_and_measured_on_its_own_corpus(tmp_path, monkeypatch):
+    from mtools.models.onsets_frames import OnsetsFrames
+    from mtools.training import half
+
+    path = tiny_transcriber(tmp_path / "model")
+    card = json.loads(path.with_suffix(".json").read_text())
+    write_card({**card, "metrics": {"note_f1": 0.5, "parity_max_abs_error": 1e-6}}, path)
+    mel = np.random.default_rng(0).standard_normal((1, 40, 229)).astype(np.float32)
+    before = OnsetsFrames.from_ref(resolve_model(str(path))).run(mel)
+    seen = []
+
+    def figures(model_path, data, split="valid"):  # rendering ASAP is the benchmark's work
+        seen.append((resolve_model(str(model_path)).card.extra.get("storage"), data, split))
+        return {"note_f1": 0.5 - 0.1 * len(seen)}
+
+    monkeypatch.setattr(half, "measure", figures)
+    with pytest.raises(UsageError, match="--data does not apply"):
+        halve_model(path, ["elsewhere"])
+    size = path.stat().st_size
+    metrics = halve_model(path)
+    assert path.stat().st_size < size
+    assert [data for _, data, _ in seen] == [["asap"], ["asap"]]
+    assert metrics["note_f1"] == pytest.approx(0.3) and metrics["float32"]["note_f1"] == 0.4
+    ref = resolve_model(str(path))
+    assert ref.card.extra["storage"]["command"] == "python -m mtools.training.half MODEL.onnx"
+    after = OnsetsFrames.from_ref(ref).run(mel)
+    for name, values in before.items():
+        assert np.abs(after[name] - values).max() < 1e-2, name
 
 
 def test_widening_gives_back_float32_weights_rounded_to_float16(tmp_path):

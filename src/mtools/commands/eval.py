@@ -94,7 +94,7 @@ def eval_(
     if ref.card.task == "transcribe":
         thresholds = DecodeOptions(onset_threshold, frame_threshold)
         figures = {"model": ref.card.spec, "data": data,
-                   **_transcription_figures(ref, data, references or [], split,
+                   **transcription_figures(ref, data, references or [], split,
                                             device.value if device else None, thresholds,
                                             quiet)}
         _print(figures, as_json)
@@ -171,7 +171,7 @@ def music_vae_figures(ref, data: list[str], split: str, device) -> dict:
     return vae_figures(MusicVae.from_ref(ref, device=device), windows)
 
 
-def _transcription_figures(ref, data: list[str], references: list[str], split: str,
+def transcription_figures(ref, data: list[str], references: list[str], split: str,
                            device, thresholds, quiet: bool = False) -> dict:
     from mtools.errors import UsageError
     from mtools.models.onsets_frames import OnsetsFrames

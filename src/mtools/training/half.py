@@ -1,17 +1,20 @@
-"""Float16 storage for an exported MusicVAE: every large float32 weight is
-stored as float16 and cast back to float32 inside the graph, so the file
-is half the size while ONNX Runtime still computes in float32 (it folds
-the casts into float32 constants when the session loads). Int8
-(training/quantize.py) cost MusicVAE up to 3% of its reconstruction
-figures; float16 storage only rounds each weight to 11 significant bits.
-The card's figures are measured again on the halved file, and on the
-float32 one beside them (both now, on the same data), so the card still
-describes what ships.
+"""Float16 storage for an exported MusicVAE or transcription model: every
+large float32 weight is stored as float16 and cast back to float32 inside
+the graph, so the file is half the size while ONNX Runtime still computes
+in float32 (it folds the casts into float32 constants when the session
+loads). Int8 (training/quantize.py) cost MusicVAE up to 3% of its
+reconstruction figures; float16 storage only rounds each weight to 11
+significant bits. The card's figures are measured again on the halved
+file, and on the float32 one beside them (both now, on the same data), so
+the card still describes what ships.
 
     python -m mtools.training.half MODEL.onnx [--data SOURCE ...]
 
-rewrites MODEL.onnx and its card in place (sources default to the card's
-training datasets). Needs `onnx` (the train extra).
+rewrites MODEL.onnx and its card in place. A MusicVAE is measured on its
+card's training datasets (or --data); a transcription model as `mtools
+eval --model MODEL.onnx CORPUS --split valid` measures it, on the held-out
+performances of its instrument's corpus (--data does not apply). Needs
+`onnx` (the train extra).
 """
 
 from __future__ import annotations
@@ -87,11 +90,17 @@ def is_halved(graph) -> bool:
 
 
 def measure(path: Path, data: list[str], split: str = "valid") -> dict:
-    """The figures `mtools eval` prints for the MusicVAE at path."""
-    from mtools.commands.eval import music_vae_figures
+    """The figures `mtools eval` prints for the MusicVAE or transcription
+    model at path (a transcription model: on its corpus, at its thresholds)."""
+    from mtools.commands.eval import music_vae_figures, transcription_figures
     from mtools.models.registry import resolve_model
+    from mtools.models.transcription import DecodeOptions
 
-    return music_vae_figures(resolve_model(str(path)), data, split, "cpu")
+    ref = resolve_model(str(path))
+    if ref.card.task == "transcribe":
+        figures = transcription_figures(ref, data, [], split, "cpu", DecodeOptions(), quiet=True)
+        return {k: v for k, v in figures.items() if k not in ("onset_threshold", "frame_threshold")}
+    return music_vae_figures(ref, data, split, "cpu")
 
 
 def halve_model(path: Path, data: list[str] | None = None) -> dict:
@@ -102,15 +111,20 @@ def halve_model(path: Path, data: list[str] | None = None) -> dict:
 
     from mtools.errors import UsageError
     from mtools.training.quantize import card_data, measured_again, replace_model, rewrite_note
+    from mtools.training.render_sources import INSTRUMENTS
 
     path = Path(path)
     card = json.loads(path.with_suffix(".json").read_text())
     if card.get("storage") or card.get("quantization"):
         raise UsageError(f"{path} is already stored in fewer bits")
-    if card.get("name") != "music_vae":
-        raise UsageError(f"{path}: only MusicVAE models are stored as float16 (the event RNNs "
-                         "ship int8: python -m mtools.training.quantize)")
-    data = card_data(path, card, data)
+    instrument = INSTRUMENTS.get(card.get("name"))
+    if card.get("name") != "music_vae" and instrument is None:
+        raise UsageError(f"{path}: only MusicVAE and transcription models are stored as float16 "
+                         "(the event RNNs ship int8: python -m mtools.training.quantize)")
+    if instrument is not None and data:
+        raise UsageError(f"{path}: a transcription model is measured on {instrument.corpus}'s "
+                         "held-out performances; --data does not apply")
+    data = [instrument.corpus] if instrument is not None else card_data(path, card, data)
     before = measure(path, data)
 
     def write(temporary: Path) -> None:
@@ -120,7 +134,7 @@ def halve_model(path: Path, data: list[str] | None = None) -> dict:
         card["metrics"] = measured_again(
             card["metrics"], before, measure(temporary, data),
             "python -m mtools.training.half (float16 and float32 figures, same data)")
-        card["storage"] = rewrite_note(path, METHOD, "half", data)
+        card["storage"] = rewrite_note(path, METHOD, "half", [] if instrument else data)
 
     replace_model(path, card, write, describe, tag="float16")
     return card["metrics"]
@@ -133,8 +147,9 @@ def main() -> None:
                            "~/.cache/mtools/export/music_vae-mel_16bar.onnx")
     for path in args.models:
         metrics = halve_model(path, args.data)
-        print(f"{path}: {path.stat().st_size} bytes; accuracy_sampled "
-              f"{metrics['float32'].get('accuracy_sampled')} -> {metrics.get('accuracy_sampled')}")
+        key = "note_f1" if "note_f1" in metrics else "accuracy_sampled"
+        print(f"{path}: {path.stat().st_size} bytes; {key} "
+              f"{metrics['float32'].get(key)} -> {metrics.get(key)}")
 
 
 if __name__ == "__main__":
