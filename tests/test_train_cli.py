@@ -191,6 +191,9 @@ def test_transcription_config_names_the_network_its_file_run_and_command(tmp_pat
                                     config="wide")
     assert "--hidden 64" in reproduce_command(narrower)
     assert "--config" not in reproduce_command(TranscriptionRequest(PIANO, tmp_path, tmp_path))
+    warm = TranscriptionRequest(PIANO, tmp_path, tmp_path, config="wide",
+                                init_spec="onsets_frames:wide")
+    assert "--config wide --init-from onsets_frames:wide" in reproduce_command(warm)
     assert network_of("wide", lstm=64) == {"channels": (32, 64), "acoustic": 768, "lstm": 64}
     assert network_of("") == {}
     with pytest.raises(UsageError, match="unknown transcription config 'huge'"):
@@ -198,4 +201,10 @@ def test_transcription_config_names_the_network_its_file_run_and_command(tmp_pat
     refused = run(["train", "onsets_frames", "--config", "huge", "--out", tmp_path / "m",
                    "--run-dir", tmp_path / "run", "--quiet"])
     assert refused.code == 2 and "one of: '', wide" in refused.stderr
+    assert not (tmp_path / "run").exists()
+    refused = run(["train", "onsets_frames", "--dropout", "0.1", "--out", tmp_path / "m"])
+    assert refused.code == 2 and "--dropout does not apply to onsets_frames" in refused.stderr
+    missing = run(["train", "onsets_frames", "--init-from", tmp_path / "none.onnx",
+                   "--out", tmp_path / "m", "--run-dir", tmp_path / "run"])
+    assert missing.code != 0 and "none.onnx" in missing.stderr  # looked for, not refused
     assert not (tmp_path / "run").exists()

@@ -136,6 +136,38 @@ def test_the_export_computes_what_torch_computes(tmp_path):
     assert parity_error(model, tmp_path / "of.onnx") < 1e-4
 
 
+def test_an_export_loads_back_for_init_from_even_halved(tmp_path):
+    from mtools.errors import MtoolsError
+    import onnx
+
+    from mtools.training.half import halved
+    from mtools.training.nets import OnsetsFramesNet
+    from mtools.training.transcription import export_graph, parity_error
+    from mtools.training.warm_start import calibrate_folded_norms, load_export
+
+    torch.manual_seed(0)
+    size = {"channels": (2, 4), "acoustic": 16, "lstm": 4, "dropout": 0.0}  # train mode: BN only
+    mel = torch.from_numpy(np.random.default_rng(0).normal(-6, 3, (4, 30, 229)).astype(np.float32))
+    trained = OnsetsFramesNet(**size)
+    with torch.no_grad():
+        for _ in range(10):  # running statistics far from a fresh network's
+            trained.train()(mel)
+    path = tmp_path / "of.onnx"
+    export_graph(trained.eval(), path)  # folds each batch norm into its convolution
+    model = OnsetsFramesNet(**size)
+    error, quantized = load_export(model, path, parity_error)
+    assert error < 1e-4 and not quantized
+    calibrate_folded_norms(model, [(mel,)])
+    assert parity_error(model, path) < 1e-4  # still the file's function in eval mode
+    with torch.no_grad():  # and nearly so in training mode, on the crops it measured
+        train_mode = model.train()(mel)[1]
+        assert (train_mode - trained.eval()(mel)[1]).abs().max() < 1e-3
+    onnx.save(halved(onnx.load(str(path))), str(tmp_path / "half.onnx"))  # float16, as bundled
+    assert load_export(OnsetsFramesNet(**size), tmp_path / "half.onnx", parity_error)[0] < 1e-4
+    with pytest.raises(MtoolsError, match="in the file"):  # another size is refused
+        load_export(OnsetsFramesNet(**{**size, "lstm": 6}), path, parity_error)
+
+
 def test_transcribe_writes_midi_from_a_file_and_jsonl_from_stdin(tiny_path, tmp_path):
     wav = wav_bytes(tone(261.6, 2.0, rate=44100), 44100)  # any rate: resampled to the model's
     (tmp_path / "a.wav").write_bytes(wav)

@@ -52,6 +52,7 @@ Examples:
       --max-steps 0 --out models/
   mtools train onsets_frames --hours 12 --max-minutes 240 --out models/
   mtools train onsets_frames --config wide --max-minutes 150 --out models/   # 5.3 M parameters
+  mtools train onsets_frames --init-from onsets_frames --run-dir ft/ --out models/   # train on
   mtools train onsets_frames_drums --hours 4 --out models/
 """
 
@@ -99,10 +100,10 @@ def train(
         help="onsets_frames: hours of rendered training audio (validation: a twelfth).")] = None,
     init_from: Annotated[Optional[list[str]], typer.Option(
         "--init-from", metavar="MODEL",
-        help="music_vae, coconet and the event RNNs: start a new run from the weights of "
-             "this export (a bundled name such as music_vae:drums_2bar or coconet, or an .onnx "
-             "path; int8 weights are read back as floats; coconet's batch norms, folded into "
-             "its convolutions at export, are measured again on training crops) instead of at "
+        help="Start a new run from the weights of this export (a bundled name such as "
+             "music_vae:drums_2bar, coconet or onsets_frames, or an .onnx path; int8 and "
+             "float16 weights are read back as floats; batch norms, folded into the "
+             "convolutions at export, are measured again on training crops) instead of at "
              "random; checked by parity, ignored when the run folder holds a run to resume. "
              "mel_16bar starts from a 2-bar melody model: it takes the encoder, bar decoder "
              "and output layer, and its summary and conductor start at the principal "
@@ -144,12 +145,9 @@ def train(
     if model != "music_vae" and sampling_rate is not None:
         from mtools.errors import UsageError
         raise UsageError("--scheduled-sampling-rate applies to music_vae only")
-    given = [name for name, value in (("--dropout", dropout), ("--init-from", init_from))
-             if value is not None and (model != "coconet" or name == "--dropout")]
-    if model in ("coconet", "onsets_frames", "onsets_frames_drums") and given:
+    if model in ("coconet", "onsets_frames", "onsets_frames_drums") and dropout is not None:
         from mtools.errors import UsageError
-        raise UsageError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not "
-                         f"apply to {model}")
+        raise UsageError(f"--dropout does not apply to {model}")
     if len(inits) > 1 and model != "music_vae":
         from mtools.errors import UsageError
         raise UsageError(f"--init-from names one model for {model}, not {len(inits)}")
@@ -172,7 +170,7 @@ def train(
         network = {"lstm": hidden} if hidden is not None else {}
         hours_pair = (hours, hours / 12) if hours else DEFAULT_HOURS
         _train_transcriber(INSTRUMENTS[model], config or "", out, run_dir, fresh, limits,
-                           network, hours_pair, say)
+                           network, hours_pair, say, init_from)
         return
     if model == "music_vae":
         network = {k: v for k, v in {"enc_hidden": hidden, "dec_hidden": hidden,
@@ -236,7 +234,7 @@ def _train_coconet(data, out, run_dir, fresh, limits, network, say, init_from) -
 
 
 def _train_transcriber(instrument, config, out, run_dir, fresh, limits, network, hours,
-                       say) -> None:
+                       say, init_from) -> None:
     from mtools.training.run import with_limits
     from mtools.training.transcription import LOOP, TranscriptionRequest, crop_frames, \
         default_run_dir, network_of, train_transcriber
@@ -244,7 +242,8 @@ def _train_transcriber(instrument, config, out, run_dir, fresh, limits, network,
     network_of(config)  # an unknown config stops here, before any rendering
     loop = with_limits(LOOP, **limits, crop_steps=crop_frames(instrument))
     request = TranscriptionRequest(instrument, out, run_dir or default_run_dir(instrument, config),
-                                   loop, network or None, hours, fresh, config)
+                                   loop, network or None, hours, fresh, config,
+                                   _init_path(init_from), init_from)
     train_transcriber(request, progress=say)
 
 

@@ -23,9 +23,9 @@ from mtools.models.registry import write_card
 from mtools.training import corpora
 from mtools.training.chorales import load_chorales
 from mtools.training.export import architecture, export_checked, export_onnx, run_card
-from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words, resumable
+from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words
 from mtools.training.nets import CoconetNet
-from mtools.training.warm_start import calibrate_folded_norms, warm_start
+from mtools.training.warm_start import warm_start_folded
 
 SPACE = ChoraleSpace()
 DEFAULT_SOURCES = ("jsb",)
@@ -131,12 +131,9 @@ def train_coconet(request: CoconetRequest, progress: Progress = lambda message: 
                           "validation chorales; both must be non-empty")
     progress(f"{len(train)} training and {len(valid)} validation chorales")
     model = CoconetNet(SPACE.pitches, len(SPACE.voices), **{**NETWORK, **(request.network or {})})
-    new_run = resumable(request.run_dir) is None
-    init = warm_start(request.run_dir, model, request.init_from, request.init_spec, parity_error,
-                      progress)
-    if init is not None and new_run:  # its batch norms were folded away: measure them again
-        calibrate_folded_norms(model, [batch[:2] for batch in ChoraleCrops(
-            train, request.config).fixed_batches(CALIBRATION_CROPS)])
+    init = warm_start_folded(request.run_dir, model, request.init_from, request.init_spec,
+                             parity_error, progress, lambda: [batch[:2] for batch in ChoraleCrops(
+                                 train, request.config).fixed_batches(CALIBRATION_CROPS)])
     if init is not None and request.init_spec is None:  # resumed: the run still started there
         request = replace(request, init_spec=init.get("spec") or init["file"])
     trainer = Trainer(model, model.kind, ChoraleCrops(train, request.config),

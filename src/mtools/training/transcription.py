@@ -26,6 +26,7 @@ from mtools.training.export import architecture, export_checked, export_onnx, ru
 from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words
 from mtools.training.nets import OnsetsFramesNet
 from mtools.training.render_sources import Instrument
+from mtools.training.warm_start import warm_start_folded
 
 Progress = Callable[[str], None]
 DESCRIPTIONS = {"piano": "Piano audio → notes with velocities (Onsets and Frames, CPU-sized)",
@@ -47,6 +48,7 @@ SPLITS = {"piano": "by piece: 10% of ASAP pieces (sha1 of the folder, repeat var
 NETWORKS = {"": {}, "wide": {"channels": (32, 64), "acoustic": 768, "lstm": 192}}
 EVAL_PIECES = 12  # whole held-out performances the card's note figures come from
 SELECTION_PIECES = 8  # performances of the cached valid part the thresholds are chosen on
+CALIBRATION_CROPS = 64  # training crops that measure a warm start's batch norms again
 
 
 class CropBatches:
@@ -88,6 +90,8 @@ class TranscriptionRequest:
     hours: tuple[float, float] = DEFAULT_HOURS
     fresh: bool = False
     config: str = ""  # a key of NETWORKS
+    init_from: Path | None = None  # an export of this network to start a new run from
+    init_spec: str | None = None  # how --init-from named it (the card's command repeats it)
 
     @property
     def file_stem(self) -> str:
@@ -135,14 +139,19 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
     progress(f"{len(train.segments)} training and {len(valid.segments)} validation segments")
     model = OnsetsFramesNet(instrument.front_end.mel_bins, instrument.keys.keys,
                             **network_of(request.config), **(request.network or {}))
+    init = warm_start_folded(request.run_dir, model, request.init_from, request.init_spec,
+                             parity_error, progress, lambda: [batch[:1] for batch in CropBatches(
+                                 train, request.loop).fixed_batches(CALIBRATION_CROPS)])
+    if init is not None and request.init_spec is None:  # resumed: the run still started there
+        request = replace(request, init_spec=init.get("spec") or init["file"])
     trainer = Trainer(model, model.kind, CropBatches(train, request.loop),
                       CropBatches(valid, request.loop), request.loop, request.run_dir,
                       extra={"spec": instrument.model}, progress=lambda history, message: progress(message),
-                      loss_fn=transcription_loss)
+                      loss_fn=transcription_loss, validate_first=init is not None)
     history = trainer.run()
     request = replace(request, loop=trainer.config)  # the rate the run started at
     best, trained_with = load_best(request.run_dir)
-    return export_transcriber(replace(request, loop=trained_with), best, history, progress)
+    return export_transcriber(replace(request, loop=trained_with), best, history, progress, init)
 
 
 def export_graph(model: OnsetsFramesNet, path: Path) -> None:
@@ -170,19 +179,20 @@ def parity_error(model: OnsetsFramesNet, path: Path, seed: int = 0) -> float:
 
 
 def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, history,
-                       progress: Progress) -> Path:
+                       progress: Progress, init: dict | None = None) -> Path:
     from mtools.models.onsets_frames import OnsetsFrames
     from mtools.models.registry import resolve_model
     from mtools.training.renders import valid_pieces
     from mtools.training.transcription_metrics import PROTOCOL, choose_thresholds, pieces_figures
 
-    name = request.instrument.model
     progress(f"rendering {SELECTION_PIECES} validation performances to choose thresholds on")
     selection = valid_pieces(SELECTION_PIECES, request.instrument, selection=True)
     request.out_dir.mkdir(parents=True, exist_ok=True)
     path = request.out_dir / f"{request.file_stem}.onnx"
     error = export_checked(model, path, export_graph, parity_error)
     card = _card(request, model, history)
+    if init is not None:
+        card["training"]["initialised_from"] = init
     write_card(card, path)
     net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
     progress(f"choosing decoding thresholds on {len(selection)} validation performances")
@@ -234,6 +244,8 @@ def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dic
 def reproduce_command(request: TranscriptionRequest) -> str:
     words = ["mtools", "train", request.instrument.model]
     words += ["--config", request.config] if request.config else []
+    if request.init_from is not None or request.init_spec is not None:
+        words += ["--init-from", request.init_spec or request.init_from.name]
     words += ["--hours", f"{request.hours[0]:g}", "--max-minutes", f"{request.loop.max_minutes:g}",
               "--out", "DIR"]
     words += loop_words(request.loop, LOOP)

@@ -57,10 +57,13 @@ def state_dict_from_graph(model: nn.Module, graph, path: Path) -> dict[str, torc
     from onnx import numpy_helper
 
     tensors = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    if any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
-        return _folded_conv_state(model, graph, tensors, path)
     wanted = dict(model.state_dict())
     found: dict[str, np.ndarray] = {}
+    if any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        found.update(_folded_conv_state(model, graph, tensors, path))
+        conv_weights = {name for node in graph.node if node.op_type == "Conv"
+                        for name in node.input[1:]}
+        tensors = {name: value for name, value in tensors.items() if name not in conv_weights}
     lstm_nodes = [node for node in graph.node if node.op_type == "LSTM"]
     layers = _lstm_layers(model)
     if len(lstm_nodes) != len(layers):
@@ -132,19 +135,19 @@ def _conv_norm_pairs(model: nn.Module) -> list[tuple[str, str | None]]:
 
 
 def _folded_conv_state(model: nn.Module, graph, tensors: dict[str, np.ndarray],
-                       path: Path) -> dict[str, torch.Tensor]:
-    """A state dict for a convolutional network whose export folded each
-    batch norm into the convolution before it: the graph's Conv nodes in
-    order give each convolution its folded weight and bias, and each batch
-    norm becomes the identity in eval mode (`_identity`), so the network
-    computes the file's function. Training mode normalizes by the batch
-    instead: call `calibrate_folded_norms` before training on."""
+                       path: Path) -> dict[str, np.ndarray]:
+    """The convolutions' and batch norms' part of a state dict for a
+    network whose export folded each batch norm into the convolution
+    before it: the graph's Conv nodes in order give each convolution its
+    folded weight and bias, and each batch norm becomes the identity in
+    eval mode (`_identity`), so the network computes the file's function.
+    Training mode normalizes by the batch instead: call
+    `calibrate_folded_norms` before training on."""
     convs = [node for node in graph.node if node.op_type == "Conv"]
     pairs = _conv_norm_pairs(model)
     if len(convs) != len(pairs):
         raise MtoolsError(f"{path}: {len(convs)} convolutions in the file, "
                           f"{len(pairs)} in the network")
-    wanted = dict(model.state_dict())
     modules = dict(model.named_modules())
     found: dict[str, np.ndarray] = {}
     for node, (conv, norm) in zip(convs, pairs):
@@ -158,13 +161,7 @@ def _folded_conv_state(model: nn.Module, graph, tensors: dict[str, np.ndarray],
             _identity(module)
             found.update({f"{norm}.{key}": value.numpy()
                           for key, value in module.state_dict().items()})
-    for name, value in wanted.items():
-        if name not in found or tuple(found[name].shape) != tuple(value.shape):
-            shape = tuple(found[name].shape) if name in found else "missing"
-            raise MtoolsError(f"{path}: {name} is {shape} in the file, "
-                              f"{tuple(value.shape)} in the network")
-    return {name: torch.from_numpy(np.array(found[name], copy=True)).to(value.dtype)
-            for name, value in wanted.items()}
+    return found
 
 
 @torch.no_grad()
@@ -383,6 +380,21 @@ def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spe
     note_path.write_text(json.dumps(note, indent=1) + "\n")
     progress(f"starting from the weights of {init_from} (parity {error:.1e})")
     return note
+
+
+def warm_start_folded(run_dir: Path, model: nn.Module, init_from: Path | None,
+                      init_spec: str | None, parity, progress, calibration) -> dict | None:
+    """`warm_start` for a network whose export folded its batch norms into
+    its convolutions (Coconet, Onsets and Frames): a new run from an export
+    measures them again on `calibration()`, a list of the model's forward
+    arguments (see `calibrate_folded_norms`); a resumed run keeps its own."""
+    from mtools.training.loop import resumable
+
+    new_run = resumable(run_dir) is None
+    init = warm_start(run_dir, model, init_from, init_spec, parity, progress)
+    if init is not None and new_run:
+        calibrate_folded_norms(model, calibration())
+    return init
 
 
 def export_note(path: Path, spec: str | None, error: float, quantized: bool) -> dict:
