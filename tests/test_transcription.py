@@ -168,6 +168,40 @@ def test_an_export_loads_back_for_init_from_even_halved(tmp_path):
         load_export(OnsetsFramesNet(**{**size, "lstm": 6}), path, parity_error)
 
 
+def test_a_wider_network_starts_as_the_narrow_one_computes(tmp_path, monkeypatch):
+    from mtools.errors import MtoolsError
+    from mtools.training import widen
+    from mtools.training.nets import OnsetsFramesNet
+    from mtools.training.transcription import export_graph
+
+    torch.manual_seed(0)
+    mel = torch.from_numpy(np.random.default_rng(0).normal(-6, 3, (2, 40, 229)).astype(np.float32))
+    narrow = OnsetsFramesNet(channels=(2, 4), acoustic=6, lstm=3)
+    with torch.no_grad():
+        for _ in range(3):  # batch norms with statistics of their own
+            narrow.train()(mel)
+        want = narrow.eval()(mel)
+    wide = OnsetsFramesNet(channels=(4, 12), acoustic=13, lstm=7)  # 2x, 3x and uneven copies
+    note = widen.widen_onsets_frames(wide, narrow)
+    assert note["from_network"] == {"channels": [2, 4], "acoustic": 6, "lstm": 3}
+    with torch.no_grad():
+        noisy = wide.eval()(mel)
+        monkeypatch.setattr(widen, "NOISE", 0.0)
+        widen.widen_onsets_frames(wide, narrow)
+        exact = wide.eval()(mel)
+    for a, b, c in zip(want, exact, noisy):
+        assert (a - b).abs().max() < 1e-5  # the same function
+        assert 0 < (a - c).abs().max() < 0.05  # the copies told apart, the function near
+    with pytest.raises(MtoolsError, match="cannot be narrowed"):
+        widen.widen_onsets_frames(narrow, wide)
+    path = tmp_path / "narrow.onnx"
+    export_graph(narrow, path)
+    path.with_suffix(".json").write_text(json.dumps({"hyperparameters": narrow.config}))
+    assert widen.narrower_donor(wide, path).config == narrow.config
+    assert widen.narrower_donor(OnsetsFramesNet(channels=(2, 4), acoustic=6, lstm=3), path) is None
+    assert widen.narrower_donor(wide, None) is None
+
+
 def test_transcribe_writes_midi_from_a_file_and_jsonl_from_stdin(tiny_path, tmp_path):
     wav = wav_bytes(tone(261.6, 2.0, rate=44100), 44100)  # any rate: resampled to the model's
     (tmp_path / "a.wav").write_bytes(wav)

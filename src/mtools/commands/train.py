@@ -53,6 +53,7 @@ Examples:
   mtools train onsets_frames --hours 12 --max-minutes 240 --out models/
   mtools train onsets_frames --config wide --max-minutes 150 --out models/   # 5.3 M parameters
   mtools train onsets_frames --init-from onsets_frames --run-dir ft/ --out models/   # train on
+  mtools train onsets_frames --config wide --init-from onsets_frames --run-dir ft/ --out models/
   mtools train onsets_frames_drums --hours 4 --out models/
 """
 
@@ -105,6 +106,8 @@ def train(
              "float16 weights are read back as floats; batch norms, folded into the "
              "convolutions at export, are measured again on training crops) instead of at "
              "random; checked by parity, ignored when the run folder holds a run to resume. "
+             "A wider onsets_frames (--config wide) starts from a narrower export as the same "
+             "function, each unit copied (Net2Net). "
              "mel_16bar starts from a 2-bar melody model: it takes the encoder, bar decoder "
              "and output layer, and its summary and conductor start at the principal "
              "components of the 2-bar model's codes of the training windows (--max-steps 0: "

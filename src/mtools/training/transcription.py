@@ -27,6 +27,7 @@ from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words
 from mtools.training.nets import OnsetsFramesNet
 from mtools.training.render_sources import Instrument
 from mtools.training.warm_start import warm_start_folded
+from mtools.training.widen import narrower_donor, widen_onsets_frames
 
 Progress = Callable[[str], None]
 DESCRIPTIONS = {"piano": "Piano audio → notes with velocities (Onsets and Frames, CPU-sized)",
@@ -141,7 +142,8 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
                             **network_of(request.config), **(request.network or {}))
     init = warm_start_folded(request.run_dir, model, request.init_from, request.init_spec,
                              parity_error, progress, lambda: [batch[:1] for batch in CropBatches(
-                                 train, request.loop).fixed_batches(CALIBRATION_CROPS)])
+                                 train, request.loop).fixed_batches(CALIBRATION_CROPS)],
+                             narrower_donor(model, request.init_from), widen_onsets_frames)
     if init is not None and request.init_spec is None:  # resumed: the run still started there
         request = replace(request, init_spec=init.get("spec") or init["file"])
     trainer = Trainer(model, model.kind, CropBatches(train, request.loop),

@@ -348,7 +348,7 @@ def load_export(model: nn.Module, path: Path, parity) -> tuple[float, bool]:
 
 
 def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spec: str | None,
-               parity, progress, donor: nn.Module | None = None) -> dict | None:
+               parity, progress, donor: nn.Module | None = None, take=None) -> dict | None:
     """`--init-from`: with no checkpoint in `run_dir` to resume, load the
     weights of the export at `init_from` into `model` (proved by
     `parity`, see `load_exported`) and return what a card says of them
@@ -361,7 +361,9 @@ def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spe
     MusicVAE's 2-bar melody model for the 16-bar one): its weights load
     into `donor` (built like the file's network; parity proves them), and
     `model` takes every tensor of the same name and shape; the note lists
-    the tensors taken and those left as initialised."""
+    the tensors taken and those left as initialised. `take(model, donor)`,
+    when given, fills `model` from `donor` instead and returns the note's
+    words for it (see training/widen.py)."""
     from mtools.training.loop import resumable
 
     note_path = run_dir / "init_from.json"
@@ -375,7 +377,7 @@ def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spe
     error, quantized = load_export(donor if donor is not None else model, init_from, parity)
     note = export_note(init_from, init_spec, error, quantized)
     if donor is not None:
-        note.update(take_matching(model, donor))
+        note.update((take or take_matching)(model, donor))
     run_dir.mkdir(parents=True, exist_ok=True)
     note_path.write_text(json.dumps(note, indent=1) + "\n")
     progress(f"starting from the weights of {init_from} (parity {error:.1e})")
@@ -383,15 +385,17 @@ def warm_start(run_dir: Path, model: nn.Module, init_from: Path | None, init_spe
 
 
 def warm_start_folded(run_dir: Path, model: nn.Module, init_from: Path | None,
-                      init_spec: str | None, parity, progress, calibration) -> dict | None:
+                      init_spec: str | None, parity, progress, calibration,
+                      donor: nn.Module | None = None, take=None) -> dict | None:
     """`warm_start` for a network whose export folded its batch norms into
     its convolutions (Coconet, Onsets and Frames): a new run from an export
     measures them again on `calibration()`, a list of the model's forward
-    arguments (see `calibrate_folded_norms`); a resumed run keeps its own."""
+    arguments (see `calibrate_folded_norms`); a resumed run keeps its own.
+    `donor`, `take`: as for `warm_start`."""
     from mtools.training.loop import resumable
 
     new_run = resumable(run_dir) is None
-    init = warm_start(run_dir, model, init_from, init_spec, parity, progress)
+    init = warm_start(run_dir, model, init_from, init_spec, parity, progress, donor, take)
     if init is not None and new_run:
         calibrate_folded_norms(model, calibration())
     return init
