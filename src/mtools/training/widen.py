@@ -54,16 +54,16 @@ def _gate_rows(tensor: torch.Tensor, index: np.ndarray, old: int) -> torch.Tenso
     return torch.cat([_rows(block, index) for block in tensor.split(old)])
 
 
-def _noisy_copies(tensor: torch.Tensor, fresh: np.ndarray, generator: torch.Generator,
-                  axis: int = 0) -> torch.Tensor:
-    """`tensor` with a little noise on the slices (along `axis`) of the
-    copies that are not the first of their unit (`fresh` marks them)."""
-    if not fresh.any() or tensor.numel() < 2:
+def _noisy_copies(tensor: torch.Tensor, index: np.ndarray, generator: torch.Generator,
+                  blocks: int = 1) -> torch.Tensor:
+    """`tensor`, whose rows are `blocks` blocks widened by `index`, with a
+    little noise on the rows of the copies that are not the first of
+    their unit."""
+    later = np.tile(np.arange(len(index)) >= len(np.unique(index)), blocks)
+    if not later.any():
         return tensor
     noise = torch.randn(tensor.shape, generator=generator) * NOISE * tensor.std()
-    mask_shape = [1] * tensor.dim()
-    mask_shape[axis] = len(fresh)
-    mask = torch.from_numpy(fresh.astype(np.float32)).reshape(mask_shape)
+    mask = torch.from_numpy(later.astype(np.float32)).reshape(-1, *[1] * (tensor.dim() - 1))
     return tensor + noise * mask
 
 
@@ -71,8 +71,8 @@ def _noisy_copies(tensor: torch.Tensor, fresh: np.ndarray, generator: torch.Gene
 def widen_onsets_frames(wide: OnsetsFramesNet, narrow: OnsetsFramesNet, seed: int = 0) -> dict:
     """Load into `wide` the weights of `narrow` widened as the module doc
     says (the order of `warm_start.take_matching`); returns what a card
-    says of it. MtoolsError when `wide` is
-    narrower anywhere or a different shape of network (mel bins, keys)."""
+    says of it. MtoolsError when `wide` is narrower anywhere or a
+    different shape of network (mel bins, keys)."""
     a, b = narrow.config, wide.config
     for key in ("mel_bins", "keys"):
         if a[key] != b[key]:
@@ -82,7 +82,6 @@ def widen_onsets_frames(wide: OnsetsFramesNet, narrow: OnsetsFramesNet, seed: in
     (c0, c1), (w0, w1) = a["channels"], b["channels"]
     g0, g1 = copies_of(c0, w0), copies_of(c1, w1)
     ga, gh = copies_of(a["acoustic"], b["acoustic"]), copies_of(a["lstm"], b["lstm"])
-    fresh = {id(g): np.arange(len(g)) >= len(np.unique(g)) for g in (g0, g1, ga, gh)}
     old = narrow.state_dict()
     new: dict[str, torch.Tensor] = {}
 
@@ -108,13 +107,12 @@ def widen_onsets_frames(wide: OnsetsFramesNet, narrow: OnsetsFramesNet, seed: in
     feature = (g1[:, None] * bins + np.arange(bins)).reshape(-1)
     weight = _split(old["acoustic.0.weight"], 1, feature, c1 * bins)
     weight = _rows(weight, ga)
-    new["acoustic.0.weight"] = _noisy_copies(weight, fresh[id(ga)], generator)
+    new["acoustic.0.weight"] = _noisy_copies(weight, ga, generator)
     new["acoustic.0.bias"] = _rows(old["acoustic.0.bias"], ga)
     for head in ("offset_head", "velocity_head", "frame_in"):
         new[f"{head}.weight"] = _split(old[f"{head}.weight"], 1, ga, a["acoustic"])
         new[f"{head}.bias"] = old[f"{head}.bias"]
     hidden = a["lstm"]
-    gate_fresh = np.tile(fresh[id(gh)], 4)
     for rnn, reads_acoustic in (("onset_rnn", True), ("frame_rnn", False)):
         for suffix in ("_l0", "_l0_reverse"):
             w_ih = old[f"{rnn}.weight_ih{suffix}"]
@@ -122,9 +120,9 @@ def widen_onsets_frames(wide: OnsetsFramesNet, narrow: OnsetsFramesNet, seed: in
                 w_ih = _split(w_ih, 1, ga, a["acoustic"])
             w_hh = _split(old[f"{rnn}.weight_hh{suffix}"], 1, gh, hidden)
             new[f"{rnn}.weight_ih{suffix}"] = _noisy_copies(
-                _gate_rows(w_ih, gh, hidden), gate_fresh, generator)
+                _gate_rows(w_ih, gh, hidden), gh, generator, blocks=4)
             new[f"{rnn}.weight_hh{suffix}"] = _noisy_copies(
-                _gate_rows(w_hh, gh, hidden), gate_fresh, generator)
+                _gate_rows(w_hh, gh, hidden), gh, generator, blocks=4)
             for bias in ("bias_ih", "bias_hh"):
                 new[f"{rnn}.{bias}{suffix}"] = _gate_rows(old[f"{rnn}.{bias}{suffix}"], gh, hidden)
     both = np.concatenate([gh, gh + hidden])  # forward units, then backward ones
@@ -148,7 +146,7 @@ def narrower_donor(model: OnsetsFramesNet, init_from: Path | None) -> OnsetsFram
     theirs = card_beside(init_from).get("hyperparameters", {})
     sizes = ("channels", "acoustic", "lstm")
     if not all(key in theirs for key in sizes) \
-            or all(list(np.ravel(theirs[key])) == list(np.ravel(model.config[key])) for key in sizes):
+            or [theirs[key] for key in sizes] == [model.config[key] for key in sizes]:
         return None
     return OnsetsFramesNet(theirs.get("mel_bins", model.config["mel_bins"]),
                            theirs.get("keys", model.config["keys"]),
