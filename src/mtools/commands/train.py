@@ -52,8 +52,10 @@ Examples:
       --max-steps 0 --out models/
   mtools train onsets_frames --hours 12 --max-minutes 240 --out models/
   mtools train onsets_frames --config wide --max-minutes 150 --out models/   # 5.3 M parameters
-  mtools train onsets_frames --init-from onsets_frames --run-dir ft/ --out models/   # train on
-  mtools train onsets_frames --config wide --init-from onsets_frames --run-dir ft/ --out models/
+  mtools train onsets_frames --config wide --init-from onsets_frames:wide --run-dir ft/ \\
+      --out models/   # train the bundled model on
+  mtools train onsets_frames --config wide --init-from models/onsets_frames.onnx \\
+      --run-dir ft/ --out models/   # widened from a small export
   mtools train onsets_frames_drums --hours 4 --out models/
 """
 
