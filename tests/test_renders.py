@@ -18,7 +18,8 @@ from mtools.training import corpora
 from mtools.training import render_sources as sources
 from mtools.training import renders as pr
 from mtools.training.render_sources import PIANO
-from mtools.training.audio_augment import Augmentation, augment
+from mtools.training.audio_augment import (Augmentation, MelAugmentation, augment, augment_mel,
+                                           mel_curve_db)
 
 FRONT_END, KEYS = FrontEnd(), KeySpace()
 SEGMENT_ROWS = 625  # 20 s of 512-sample hops at 16 kHz
@@ -216,6 +217,32 @@ def test_augmentation_is_seeded_and_changes_the_audio():
     assert not np.array_equal(first, augment(audio, np.random.default_rng(8), every))
     none = Augmentation(reverb_p=0.0, eq_p=0.0, noise_p=0.0, gain_p=0.0)
     np.testing.assert_allclose(augment(audio, rng, none), audio, atol=1e-7)
+
+
+def test_mel_augmentation_scales_each_bands_power_and_keeps_silence():
+    front_end = FrontEnd()
+    centres = front_end.band_centres_hz
+    mel = front_end.log_mel(0.3 * np.sin(np.arange(16_000) * 2 * np.pi * 440 / 16_000))
+    mel[:5] = pr.SILENT_MEL  # silent frames, as crops are padded
+    every = MelAugmentation(p=1.0)
+    changed = augment_mel(mel, centres, np.random.default_rng(3), every)
+    assert changed.dtype == np.float32 and changed.shape == mel.shape
+    np.testing.assert_allclose(changed[:5], pr.SILENT_MEL, atol=1e-4)
+    # the same curve as mel_curve_db draws after the p draw, on the band's power
+    rng = np.random.default_rng(3)
+    rng.random()
+    curve_db = mel_curve_db(centres, rng, every)
+    loud = mel > -4.0  # power far above the log floor: the change is exactly the curve
+    gained_db = 10.0 * (changed.astype(np.float64) - mel) / np.log(10.0)
+    np.testing.assert_allclose(gained_db[loud], np.broadcast_to(curve_db, mel.shape)[loud],
+                               atol=1e-3)
+    assert np.abs(curve_db).max() <= every.eq_db + max(map(abs, every.gain_db))
+    assert np.ptp(curve_db) > 1.0  # not a mere gain
+    np.testing.assert_array_equal(changed, augment_mel(mel, centres, np.random.default_rng(3),
+                                                       every))
+    assert augment_mel(mel, centres, np.random.default_rng(3), MelAugmentation(p=0.0)) is mel
+    flat = MelAugmentation(p=1.0, tilt_db_per_octave=0.0, bumps=0, gain_db=(6.0, 6.0))
+    np.testing.assert_allclose(mel_curve_db(centres, np.random.default_rng(0), flat), 6.0)
 
 
 def test_detune_bends_the_pitch():

@@ -136,6 +136,42 @@ def test_the_export_computes_what_torch_computes(tmp_path):
     assert parity_error(model, tmp_path / "of.onnx") < 1e-4
 
 
+def test_training_crops_get_a_timbre_change_each_and_the_run_records_since_when(tmp_path):
+    from mtools.training.audio_augment import MelAugmentation
+    from mtools.training.loop import TrainConfig
+    from mtools.training.renders import RenderSet
+    from mtools.training.transcription import (CropBatches, mel_augmentation_records,
+                                               note_mel_augmentation)
+
+    rng = np.random.default_rng(0)
+    frames = 400
+    renders = RenderSet(rng.normal(-5.0, 2.0, (frames, 229)).astype(np.float16),
+                        *(rng.integers(0, 2, (frames, 88)).astype(np.uint8) for _ in range(3)),
+                        rng.integers(0, 128, (frames, 88)).astype(np.uint8),
+                        np.array([[0, frames]]))
+    config = TrainConfig(batch_size=4, crop_steps=50)
+    every = MelAugmentation(p=1.0)
+    plain = CropBatches(renders, config).batch(np.random.default_rng(1))
+    changed = CropBatches(renders, config, every, FRONT_END.band_centres_hz).batch(
+        np.random.default_rng(1))
+    # the same crops (the crop draws come first), each with a timbre of its own; labels kept
+    for a, b in zip(plain[1:], changed[1:]):
+        torch.testing.assert_close(a, b)
+    shift = (changed[0] - plain[0]).mean(dim=(1, 2))
+    assert shift.abs().min() > 1e-3 and len(set(shift.round(decimals=3).tolist())) == 4
+    with pytest.raises(ValueError):
+        CropBatches(renders, config, every)
+
+    run_dir = tmp_path / "run"
+    assert mel_augmentation_records(run_dir) == []
+    note_mel_augmentation(run_dir, every, 3500)
+    note_mel_augmentation(run_dir, every, 4000)  # resumed with the same settings: no new record
+    note_mel_augmentation(run_dir, None, 4500)
+    records = mel_augmentation_records(run_dir)
+    assert [r["step"] for r in records] == [3500, 4500]
+    assert records[0]["settings"]["eq_db"] == every.eq_db and records[1]["settings"] is None
+
+
 def test_an_export_loads_back_for_init_from_even_halved(tmp_path):
     from mtools.errors import MtoolsError
     import onnx

@@ -60,11 +60,22 @@ class FrontEnd:
         return 1 + num_samples // self.hop_samples
 
     @cached_property
-    def filterbank(self) -> np.ndarray:
-        """(fft_samples // 2 + 1, mel_bins) float32 triangular mel bands."""
+    def band_edges_hz(self) -> np.ndarray:
+        """(mel_bins + 2,) float64: band i rises from edge i to its centre,
+        edge i + 1, and falls to edge i + 2 (equally spaced in HTK mel)."""
         to_mel = lambda hz: 2595.0 * np.log10(1.0 + hz / 700.0)  # noqa: E731
         edges_mel = np.linspace(to_mel(self.fmin_hz), to_mel(self.fmax_hz), self.mel_bins + 2)
-        edges_hz = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)
+        return 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)
+
+    @property
+    def band_centres_hz(self) -> np.ndarray:
+        """(mel_bins,) each band's centre frequency."""
+        return self.band_edges_hz[1:-1]
+
+    @cached_property
+    def filterbank(self) -> np.ndarray:
+        """(fft_samples // 2 + 1, mel_bins) float32 triangular mel bands."""
+        edges_hz = self.band_edges_hz
         bins_hz = np.fft.rfftfreq(self.fft_samples, 1.0 / self.sample_rate_hz)[:, None]
         lower, centre, upper = edges_hz[:-2], edges_hz[1:-1], edges_hz[2:]
         rising = (bins_hz - lower) / (centre - lower)

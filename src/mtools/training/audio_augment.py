@@ -1,7 +1,9 @@
 """Random changes that make rendered training audio sound like real
 recordings: room reverb, microphone EQ, noise and gain (detuning happens
-at render time, see `mtools.training.renders`). numpy only; every
-change is drawn from the generator it is given, so a seed repeats it."""
+at render time, see `mtools.training.renders`), and, drawn afresh for
+every training crop, a timbre change of its log-mel (`augment_mel`).
+numpy only; every change is drawn from the generator it is given, so a
+seed repeats it."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtools.models.transcription import FrontEnd
+from mtools.models.transcription import LOG_FLOOR, FrontEnd
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,52 @@ class Augmentation:
 
 
 AUGMENTATION = Augmentation()
+
+
+@dataclass(frozen=True)
+class MelAugmentation:
+    """A change of timbre and level drawn for each training crop, applied to
+    its mel bands' power: a tilt of +-tilt_db_per_octave around 1 kHz plus
+    `bumps` bell curves of +-bump_db over log frequency (widths in octaves,
+    the sum clipped to +-eq_db), then a gain; with probability `p`. The
+    cached renders' own augmentation is fixed per segment, so a network
+    that sees each segment many times could learn those few timbres."""
+
+    p: float = 0.8
+    tilt_db_per_octave: float = 2.0
+    bumps: int = 3
+    bump_db: float = 6.0
+    bump_octaves: tuple[float, float] = (0.3, 1.5)
+    eq_db: float = 9.0
+    gain_db: tuple[float, float] = (-6.0, 6.0)
+
+
+MEL_AUGMENTATION = MelAugmentation()
+
+
+def mel_curve_db(centres_hz: np.ndarray, rng: np.random.Generator,
+                 settings: MelAugmentation = MEL_AUGMENTATION) -> np.ndarray:
+    """(bands,) a random EQ curve plus gain in dB (see MelAugmentation)."""
+    octaves = np.log2(np.asarray(centres_hz, np.float64) / 1000.0)
+    curve = rng.uniform(-1.0, 1.0) * settings.tilt_db_per_octave * octaves
+    for _ in range(settings.bumps):
+        centre = rng.uniform(octaves[0], octaves[-1])
+        width = rng.uniform(*settings.bump_octaves)
+        curve += rng.uniform(-settings.bump_db, settings.bump_db) * np.exp(
+            -0.5 * ((octaves - centre) / width) ** 2)
+    return np.clip(curve, -settings.eq_db, settings.eq_db) + rng.uniform(*settings.gain_db)
+
+
+def augment_mel(mel: np.ndarray, centres_hz: np.ndarray, rng: np.random.Generator,
+                settings: MelAugmentation = MEL_AUGMENTATION) -> np.ndarray:
+    """(frames, bands) log-mel as FrontEnd.log_mel makes it → the same with
+    each band's power scaled by a random curve (mel_curve_db), with
+    probability settings.p; silence stays silent."""
+    if rng.random() >= settings.p:
+        return mel
+    scale = 10.0 ** (mel_curve_db(centres_hz, rng, settings) / 10.0)
+    power = np.maximum(np.exp(np.asarray(mel, np.float64)) - LOG_FLOOR, 0.0)
+    return np.log(power * scale + LOG_FLOOR).astype(np.float32)
 
 
 def augment(audio: np.ndarray, rng: np.random.Generator,

@@ -8,9 +8,10 @@ card whose figures are note-level scores on whole held-out performances
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +23,7 @@ from mtools.errors import UsageError
 from mtools.models.onsets_frames import GRAPH_INPUTS, GRAPH_OUTPUTS
 from mtools.models.registry import write_card
 from mtools.training import corpora
+from mtools.training.audio_augment import MEL_AUGMENTATION, MelAugmentation, augment_mel
 from mtools.training.export import architecture, export_checked, export_onnx, run_card
 from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words
 from mtools.training.nets import OnsetsFramesNet
@@ -54,13 +56,23 @@ CALIBRATION_CROPS = 64  # training crops that measure a warm start's batch norms
 
 class CropBatches:
     """Batches for `Trainer` from a RenderSet: tensors mel (batch, frames,
-    mel_bins) and onset, frame, offset, velocity (batch, frames, keys)."""
+    mel_bins) and onset, frame, offset, velocity (batch, frames, keys).
+    With `mel_augmentation` (training batches), each crop's log-mel gets a
+    timbre change of its own (augment_mel over the bands at `centres_hz`)."""
 
-    def __init__(self, renders, config: TrainConfig):
+    def __init__(self, renders, config: TrainConfig,
+                 mel_augmentation: MelAugmentation | None = None,
+                 centres_hz: np.ndarray | None = None):
+        if mel_augmentation is not None and centres_hz is None:
+            raise ValueError("mel augmentation needs the bands' centre frequencies")
         self.renders, self.config = renders, config
+        self.mel_augmentation, self.centres_hz = mel_augmentation, centres_hz
 
     def batch(self, rng: np.random.Generator):
         crops = self.renders.batch(rng, self.config.batch_size, self.config.crop_steps)
+        if self.mel_augmentation is not None:
+            crops["mel"] = np.stack([augment_mel(mel, self.centres_hz, rng, self.mel_augmentation)
+                                     for mel in crops["mel"]])
         return tuple(torch.from_numpy(np.ascontiguousarray(crops[name], np.float32))
                      for name in ("mel", "onset", "frame", "offset", "velocity"))
 
@@ -93,6 +105,7 @@ class TranscriptionRequest:
     config: str = ""  # a key of NETWORKS
     init_from: Path | None = None  # an export of this network to start a new run from
     init_spec: str | None = None  # how --init-from named it (the card's command repeats it)
+    mel_augmentation: MelAugmentation | None = MEL_AUGMENTATION  # per training crop
 
     @property
     def file_stem(self) -> str:
@@ -146,14 +159,43 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
                              narrower_donor(model, request.init_from), widen_onsets_frames)
     if init is not None and request.init_spec is None:  # resumed: the run still started there
         request = replace(request, init_spec=init.get("spec") or init["file"])
-    trainer = Trainer(model, model.kind, CropBatches(train, request.loop),
+    trainer = Trainer(model, model.kind,
+                      CropBatches(train, request.loop, request.mel_augmentation,
+                                  instrument.front_end.band_centres_hz),
                       CropBatches(valid, request.loop), request.loop, request.run_dir,
                       extra={"spec": instrument.model}, progress=lambda history, message: progress(message),
                       loss_fn=transcription_loss, validate_first=init is not None)
+    if request.loop.max_steps > 0:
+        note_mel_augmentation(request.run_dir, request.mel_augmentation, trainer.history.step)
     history = trainer.run()
     request = replace(request, loop=trainer.config)  # the rate the run started at
     best, trained_with = load_best(request.run_dir)
     return export_transcriber(replace(request, loop=trained_with), best, history, progress, init)
+
+
+MEL_AUGMENTATION_FILE = "mel_augmentation.json"  # in the run folder: since which step
+
+
+def note_mel_augmentation(run_dir: Path, settings: MelAugmentation | None, step: int) -> None:
+    """Record in the run folder that training from `step` on uses
+    `settings` (None: no per-crop augmentation), unless the last record
+    already says so; a run's earlier steps keep their own record."""
+    records = mel_augmentation_records(run_dir)
+    current = None if settings is None else json.loads(json.dumps(asdict(settings)))  # as read
+    if records and records[-1]["settings"] == current:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    records.append({"step": step, "settings": current})
+    (run_dir / MEL_AUGMENTATION_FILE).write_text(json.dumps(records, indent=1) + "\n")
+
+
+def mel_augmentation_records(run_dir: Path) -> list[dict]:
+    """[{"step", "settings"}] in order; empty for a run from before the
+    record existed (none of its steps had per-crop augmentation)."""
+    path = run_dir / MEL_AUGMENTATION_FILE
+    if not path.is_file():
+        return []
+    return [{"step": r["step"], "settings": r["settings"]} for r in json.loads(path.read_text())]
 
 
 def export_graph(model: OnsetsFramesNet, path: Path) -> None:
@@ -219,8 +261,6 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
 
 
 def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dict:
-    import json
-
     from mtools.training.renders import renders_dir
 
     instrument = request.instrument
@@ -236,6 +276,11 @@ def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dic
         "training": {
             "datasets": [f"{instrument.corpus} (rendered)"], "renders": manifest,
             "split": SPLITS[instrument.name],
+            "mel_augmentation": {
+                "from_steps": mel_augmentation_records(request.run_dir),
+                "note": "a timbre change (EQ curve and gain over the mel bands) drawn for "
+                        "each training crop, with these settings from each listed step on; "
+                        "steps before the first listed one had none"},
             "best_valid_loss": round(history.best_valid, 4),
             **run_card(history, request.loop, reproduce_command(request)),
         },
