@@ -43,7 +43,7 @@ def _mir_eval():
     return mir_eval
 
 
-def _arrays(notes: Iterable[Note], net: OnsetsFrames):
+def note_arrays(notes: Iterable[Note], net: OnsetsFrames):
     """Intervals (s), pitches (Hz) and velocities of the notes the model's
     keys can play; a note of no length lasts one frame, as in its labels
     (mir_eval refuses empty intervals, and ASAP holds a few)."""
@@ -60,8 +60,8 @@ def score_figures(reference: Score, estimate: Score, net: OnsetsFrames) -> dict[
     """One piece's figures (see PROTOCOL); the reference's sustain pedal is
     applied here."""
     mir_eval = _mir_eval()
-    ref_i, ref_hz, ref_v = _arrays(apply_sustain(reference).notes, net)
-    est_i, est_hz, est_v = _arrays(estimate.notes, net)
+    ref_i, ref_hz, ref_v = note_arrays(apply_sustain(reference).notes, net)
+    est_i, est_hz, est_v = note_arrays(estimate.notes, net)
     if not len(ref_i):
         raise MtoolsError("the reference holds no notes to score against")
     figures = {}
@@ -165,14 +165,14 @@ def choose_thresholds(net: OnsetsFrames, pieces) -> dict:
     threshold (drums: onsets only). Returns them with those figures."""
     mir_eval = _mir_eval()
     runs = [(net.predict_all(net.front_end.stream([samples])),
-             _arrays(apply_sustain(reference).notes, net)) for _, reference, samples in pieces]
+             note_arrays(apply_sustain(reference).notes, net)) for _, reference, samples in pieces]
     if not runs:
         raise MtoolsError("no pieces to choose thresholds on")
 
     def mean_f1(options: DecodeOptions, offset_ratio) -> float:
         scores = []
         for probs, (ref_i, ref_hz, _) in runs:
-            est_i, est_hz, _ = _arrays(decode_notes(probs, net.front_end, net.keys, options), net)
+            est_i, est_hz, _ = note_arrays(decode_notes(probs, net.front_end, net.keys, options), net)
             scores.append(mir_eval.transcription.precision_recall_f1_overlap(
                 ref_i, ref_hz, est_i, est_hz, onset_tolerance=ONSET_TOLERANCE_S,
                 offset_ratio=offset_ratio)[2] if len(est_i) else 0.0)
