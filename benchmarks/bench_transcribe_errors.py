@@ -169,15 +169,22 @@ def tables(results: dict[str, dict]) -> list[str]:
     return lines
 
 
+def labelled(spec: str) -> tuple[str, str]:
+    """LABEL=MODEL → (LABEL, MODEL); MODEL alone is its own label."""
+    label, sep, ref = spec.partition("=")
+    return (label, ref) if sep else (spec, spec)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["onsets_frames"])
+    parser.add_argument("--models", nargs="+", default=["onsets_frames"],
+                        help="model names or paths, each optionally LABEL=MODEL")
     parser.add_argument("--pieces", type=int, default=12)
     parser.add_argument("--selection", action="store_true",
                         help="the performances the thresholds were chosen on")
     args = parser.parse_args(argv)
-    nets = {name: OnsetsFrames.from_ref(resolve_model(name), device="cpu")
-            for name in args.models}
+    nets = {label: OnsetsFrames.from_ref(resolve_model(ref), device="cpu")
+            for label, ref in map(labelled, args.models)}
     pieces = renders.valid_pieces(args.pieces, PIANO, selection=args.selection)
     results = {name: tally(net, pieces) for name, net in nets.items()}
     command = "benchmarks/bench_transcribe_errors.py " + shlex.join(argv or sys.argv[1:])
