@@ -41,13 +41,19 @@ VELOCITIES = ((1, 39), (40, 79), (80, 127))
 NEAR_S = 0.1  # a same-key note this close (past the tolerance) is a timing error
 GHOST_S = 0.3  # a repeat this soon after a sounding note's onset is "soon"
 OCTAVE_STEPS = (12, 19, 24)  # an octave, a twelfth, two octaves: harmonics' keys
+TOLERANCE_MS, NEAR_MS = round(1000 * ONSET_TOLERANCE_S), round(1000 * NEAR_S)
 ERROR_KINDS = {
-    "extra": ("a reference onset of the same key 50-100 ms away (timing)",
+    "extra": (f"a reference onset of the same key within {TOLERANCE_MS} ms, already found "
+              "(a second onset)",
+              f"a reference onset of the same key {TOLERANCE_MS}-{NEAR_MS} ms away (timing)",
               f"inside a sounding reference note of that key, under {GHOST_S:g} s after its onset",
               f"inside a sounding reference note of that key, {GHOST_S:g} s or more after its onset",
-              "an octave, twelfth or two octaves from a reference onset within 50 ms (harmonic)",
+              f"an octave, twelfth or two octaves from a reference onset within {TOLERANCE_MS} "
+              "ms (a harmonic or subharmonic)",
               "none of these"),
-    "missed": ("an estimate of the same key 50-100 ms away (timing)",
+    "missed": (f"an estimate of the same key within {TOLERANCE_MS} ms, matched to another "
+               "reference note",
+               f"an estimate of the same key {TOLERANCE_MS}-{NEAR_MS} ms away (timing)",
                "a restrike: its key still sounding from an earlier reference note",
                "none of these"),
 }
@@ -70,26 +76,30 @@ def match(reference, estimate, net):
 def extra_kind(onset, key, ref_on, ref_key, ref_end) -> int:
     """The index in ERROR_KINDS["extra"] of an unmatched estimate."""
     same = ref_key == key
-    gap = np.abs(ref_on[same] - onset)
-    if len(gap) and gap.min() < NEAR_S:
+    gap = np.abs(ref_on[same] - onset).min(initial=np.inf)
+    if gap <= ONSET_TOLERANCE_S:  # matching is one to one: that reference note has its own
         return 0
+    if gap < NEAR_S:
+        return 1
     sounding = same & (ref_on < onset) & (ref_end > onset)
     if sounding.any():
-        return 1 if onset - ref_on[sounding].max() < GHOST_S else 2
+        return 2 if onset - ref_on[sounding].max() < GHOST_S else 3
     harmonic = np.isin(np.abs(ref_key - key), OCTAVE_STEPS)
     if (harmonic & (np.abs(ref_on - onset) < ONSET_TOLERANCE_S)).any():
-        return 3
-    return 4
+        return 4
+    return 5
 
 
 def missed_kind(index, ref_on, ref_key, ref_end, est_on, est_key) -> int:
     """The index in ERROR_KINDS["missed"] of an unmatched reference note."""
     onset, key = ref_on[index], ref_key[index]
-    gap = np.abs(est_on[est_key == key] - onset)
-    if len(gap) and gap.min() < NEAR_S:
+    gap = np.abs(est_on[est_key == key] - onset).min(initial=np.inf)
+    if gap <= ONSET_TOLERANCE_S:
         return 0
+    if gap < NEAR_S:
+        return 1
     earlier = (ref_key == key) & (ref_on < onset) & (ref_end >= onset)
-    return 1 if earlier.any() else 2
+    return 2 if earlier.any() else 3
 
 
 def tally(net: OnsetsFrames, pieces) -> dict:
@@ -124,10 +134,12 @@ def tally(net: OnsetsFrames, pieces) -> dict:
 
 
 def register(key: int) -> int:
+    """The index in REGISTERS of a MIDI key."""
     return next(i for i, (lo, hi) in enumerate(REGISTERS) if lo <= key <= hi)
 
 
 def share(part: int, whole: int) -> str:
+    """part / whole to three places, or a dash for nothing to divide."""
     return f"{part / whole:.3f}" if whole else "—"
 
 

@@ -170,6 +170,10 @@ def test_training_crops_get_a_timbre_change_each_and_the_run_records_since_when(
     records = mel_augmentation_records(run_dir)
     assert [r["step"] for r in records] == [3500, 4500]
     assert records[0]["settings"]["eq_db"] == every.eq_db and records[1]["settings"] is None
+    note_mel_augmentation(run_dir, every, 4000)  # resumed from an older checkpoint: 4500 undone
+    assert [r["step"] for r in mel_augmentation_records(run_dir)] == [3500]
+    note_mel_augmentation(run_dir, None, 2000)  # from best.pt of step 2000, without it
+    assert mel_augmentation_records(run_dir) == [{"step": 2000, "settings": None}]
 
 
 def test_an_export_loads_back_for_init_from_even_halved(tmp_path):

@@ -69,8 +69,8 @@ class FrontEnd:
 
     @property
     def band_centres_hz(self) -> np.ndarray:
-        """(mel_bins,) each band's centre frequency."""
-        return self.band_edges_hz[1:-1]
+        """(mel_bins,) each band's centre frequency (a copy)."""
+        return self.band_edges_hz[1:-1].copy()
 
     @cached_property
     def filterbank(self) -> np.ndarray:

@@ -57,6 +57,10 @@ class MelAugmentation:
 
 
 MEL_AUGMENTATION = MelAugmentation()
+# Band power below this is taken as silence before scaling: cached log-mels
+# are float16, whose rounding near the log floor (±0.004) is about this much
+# power, and scaling would make that rounding audible.
+MEL_NOISE_POWER = 1e-8
 
 
 def mel_curve_db(centres_hz: np.ndarray, rng: np.random.Generator,
@@ -76,11 +80,13 @@ def augment_mel(mel: np.ndarray, centres_hz: np.ndarray, rng: np.random.Generato
                 settings: MelAugmentation = MEL_AUGMENTATION) -> np.ndarray:
     """(frames, bands) log-mel as FrontEnd.log_mel makes it → the same with
     each band's power scaled by a random curve (mel_curve_db), with
-    probability settings.p; silence stays silent."""
+    probability settings.p; silence (power under MEL_NOISE_POWER) stays
+    silent."""
     if rng.random() >= settings.p:
         return mel
     scale = 10.0 ** (mel_curve_db(centres_hz, rng, settings) / 10.0)
-    power = np.maximum(np.exp(np.asarray(mel, np.float64)) - LOG_FLOOR, 0.0)
+    power = np.exp(np.asarray(mel, np.float64)) - LOG_FLOOR
+    power[power < MEL_NOISE_POWER] = 0.0
     return np.log(power * scale + LOG_FLOOR).astype(np.float32)
 
 

@@ -178,15 +178,17 @@ MEL_AUGMENTATION_FILE = "mel_augmentation.json"  # in the run folder: since whic
 
 def note_mel_augmentation(run_dir: Path, settings: MelAugmentation | None, step: int) -> None:
     """Record in the run folder that training from `step` on uses
-    `settings` (None: no per-crop augmentation), unless the last record
-    already says so; a run's earlier steps keep their own record."""
-    records = mel_augmentation_records(run_dir)
+    `settings` (None: no per-crop augmentation), unless the record before
+    `step` already says so. Records from `step` on are dropped: a run
+    resumed from an earlier checkpoint trains those steps again."""
+    every = mel_augmentation_records(run_dir)
+    kept = [r for r in every if r["step"] < step]
     current = None if settings is None else json.loads(json.dumps(asdict(settings)))  # as read
-    if records and records[-1]["settings"] == current:
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    records.append({"step": step, "settings": current})
-    (run_dir / MEL_AUGMENTATION_FILE).write_text(json.dumps(records, indent=1) + "\n")
+    if not kept or kept[-1]["settings"] != current:
+        kept.append({"step": step, "settings": current})
+    if kept != every:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / MEL_AUGMENTATION_FILE).write_text(json.dumps(kept, indent=1) + "\n")
 
 
 def mel_augmentation_records(run_dir: Path) -> list[dict]:
@@ -280,7 +282,8 @@ def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dic
                 "from_steps": mel_augmentation_records(request.run_dir),
                 "note": "a timbre change (EQ curve and gain over the mel bands) drawn for "
                         "each training crop, with these settings from each listed step on; "
-                        "steps before the first listed one had none"},
+                        "steps before the first listed one had none (compare best_step); "
+                        "`command` applies the current settings from its first step"},
             "best_valid_loss": round(history.best_valid, 4),
             **run_card(history, request.loop, reproduce_command(request)),
         },
