@@ -195,9 +195,7 @@ def mel_augmentation_records(run_dir: Path) -> list[dict]:
     """[{"step", "settings"}] in order; empty for a run from before the
     record existed (none of its steps had per-crop augmentation)."""
     path = run_dir / MEL_AUGMENTATION_FILE
-    if not path.is_file():
-        return []
-    return [{"step": r["step"], "settings": r["settings"]} for r in json.loads(path.read_text())]
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def export_graph(model: OnsetsFramesNet, path: Path) -> None:
