@@ -22,13 +22,14 @@ _mtools() {
             -m|--model) _mtools_files "$cur"; return ;;
             --onset-threshold) return ;;
             --frame-threshold) return ;;
+            --harmonic-threshold) return ;;
             --min-note-ms) return ;;
             --program) _mtools_files "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
             -j|--jobs) _mtools_files "$cur"; return ;;
         esac
-        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --onset-threshold --frame-threshold --min-note-ms --program --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
+        if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --onset-threshold --frame-threshold --harmonic-threshold --min-note-ms --program --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     continue)
@@ -191,9 +192,10 @@ _mtools() {
             --ref) _mtools_files "$cur"; return ;;
             --onset-threshold) return ;;
             --frame-threshold) return ;;
+            --harmonic-threshold) return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
         esac
-        if [[ $cur == -* ]]; then _mtools_words '-m --model --split --json --samples --ref --onset-threshold --frame-threshold --device -q --quiet --debug -h --help' "$cur"
+        if [[ $cur == -* ]]; then _mtools_words '-m --model --split --json --samples --ref --onset-threshold --frame-threshold --harmonic-threshold --device -q --quiet --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     esac

@@ -175,6 +175,21 @@ def test_learning_rate_starts_a_run_and_resets_a_resumed_ones_decay(tunes, tmp_p
         assert refused.code == 2 and "--learning-rate" in refused.stderr
 
 
+def test_more_training_hours_keep_the_validation_part_at_one_hour(tmp_path, monkeypatch):
+    # More validation hours would take the pieces the card's figures are measured on.
+    pytest.importorskip("torch")
+    import mtools.training.transcription as transcription
+
+    asked = []
+    monkeypatch.setattr(transcription, "train_transcriber",
+                        lambda request, progress: asked.append(request.hours))
+    for hours in ([], ["--hours", "36"], ["--hours", "0.5"]):
+        result = run(["train", "onsets_frames", *hours, "--out", tmp_path / "m",
+                      "--run-dir", tmp_path / "run", "--quiet"])
+        assert result.code == 0, result.stderr
+    assert asked == [(12.0, 1.0), (36.0, 1.0), (0.5, 1.0)]
+
+
 def test_transcription_config_names_the_network_its_file_run_and_command(tmp_path):
     from mtools.errors import UsageError
     from mtools.training.render_sources import PIANO

@@ -13,7 +13,8 @@ from clirunner import run
 from mtools.io.audio import wav_bytes
 from mtools.models.onsets_frames import OnsetsFrames
 from mtools.models.registry import resolve_model
-from mtools.models.transcription import FrontEnd, KeySpace, decode_notes, note_labels
+from mtools.models.transcription import HEADS, DecodeOptions, FrontEnd, KeySpace, \
+    decode_notes, note_labels
 from mtools.score import Note, make_score
 
 torch = pytest.importorskip("torch")
@@ -93,6 +94,49 @@ def test_frames_without_an_onset_start_no_note():
     probs = {name: np.zeros((10, KEYS.keys), np.float32) for name in ("onset", "frame", "offset", "velocity")}
     probs["frame"][2:6, 40] = 0.9
     assert decode_notes(probs, FRONT_END, KEYS) == []
+
+
+def onset_probs(*runs: tuple[int, int, int, float], frames: int = 30, keys=KEYS) -> dict:
+    """Predictions with onset runs (pitch, first frame, frames, peak) whose
+    frames sound for 6 frames after them."""
+    probs = {name: np.zeros((frames, keys.keys), np.float32) for name in HEADS}
+    for pitch, first, length, peak in runs:
+        key = keys.index_of(Note(pitch, 80, 0.0, 1.0))
+        probs["onset"][first:first + length, key] = np.linspace(0.35, peak, length)
+        probs["frame"][first:first + length + 6, key] = 0.9
+        probs["velocity"][first:first + length, key] = 0.6
+    return probs
+
+
+def test_a_weaker_onset_on_a_partial_of_a_starting_note_is_dropped_below_the_harmonic_threshold():
+    probs = onset_probs((48, 5, 3, 0.9), (60, 6, 2, 0.5), (67, 4, 2, 0.5), (72, 7, 3, 0.8),
+                        (64, 5, 2, 0.4), (76, 12, 2, 0.4), (50, 20, 2, 0.6), (62, 20, 2, 0.7))
+    def pitches(threshold):
+        return sorted(n.pitch for n in decode_notes(probs, FRONT_END, KEYS, DecodeOptions(
+            0.3, 0.3, harmonic_threshold=threshold)))
+    everything = [48, 50, 60, 62, 64, 67, 72, 76]
+    assert pitches(0.0) == pitches(0.3) == everything
+    # 60 (octave) and 67 (twelfth) of 48 go; 72 (two octaves) is surer than 0.75; 64 is
+    # no partial; 76 starts too late; 62 is surer than its octave 50 below.
+    assert pitches(0.75) == [48, 50, 62, 64, 72, 76]
+    assert pitches(0.85) == [48, 50, 62, 64, 76]
+
+
+def test_a_dropped_onset_run_goes_whole_and_leaves_the_key_s_earlier_note_alone():
+    probs = onset_probs((60, 2, 2, 0.9), (48, 14, 2, 0.9), (60, 14, 4, 0.5), frames=40)
+    probs["frame"][:, KEYS.index_of(Note(60, 80, 0.0, 1.0))] = 0.0
+    probs["frame"][2:12, KEYS.index_of(Note(60, 80, 0.0, 1.0))] = 0.9
+    notes = decode_notes(probs, FRONT_END, KEYS, DecodeOptions(0.3, 0.3, harmonic_threshold=0.7))
+    assert [(n.pitch, round(n.start_s / FRONT_END.frame_s)) for n in notes] == [(60, 2), (48, 14)]
+
+
+def test_drum_hits_are_never_dropped_as_partials():
+    drums = KeySpace.drums(tuple((pitch,) for pitch in range(35, 60)))  # 12 keys apart and more
+    probs = {name: np.zeros((20, drums.keys), np.float32) for name in HEADS}
+    probs["onset"][5, :] = 0.4
+    probs["onset"][5, 0] = 0.9
+    hits = decode_notes(probs, FRONT_END, drums, DecodeOptions(0.3, 0.3, harmonic_threshold=0.9))
+    assert len(hits) == drums.keys
 
 
 @pytest.mark.parametrize("frames", [0, 1, 39, 40, 48, 131])
@@ -246,7 +290,7 @@ def test_transcribe_writes_midi_from_a_file_and_jsonl_from_stdin(tiny_path, tmp_
     wav = wav_bytes(tone(261.6, 2.0, rate=44100), 44100)  # any rate: resampled to the model's
     (tmp_path / "a.wav").write_bytes(wav)
     result = run(["transcribe", tmp_path / "a.wav", "--model", tiny_path.parent,
-                  "--onset-threshold", "0.3"])
+                  "--onset-threshold", "0.3", "--harmonic-threshold", "0.6"])
     assert result.code == 0, result.stderr
     assert result.stdout.startswith(b"MThd")
     piped = run(["transcribe", "--model", tiny_path.parent, "--to", "jsonl"], stdin=wav)
@@ -287,6 +331,15 @@ def test_the_cards_thresholds_are_the_default_and_the_flags_override_them(tiny, 
     assert loose.code == 0 and len(json.loads(loose.stdout).get("notes", [])) > 0
 
 
+def test_a_card_names_its_harmonic_threshold_or_drops_no_partials():
+    chosen = {"onset_threshold": 0.3, "frame_threshold": 0.4, "harmonic_threshold": 0.7}
+    assert DecodeOptions.from_card({"decoding": chosen}) == DecodeOptions(
+        0.3, 0.4, harmonic_threshold=0.7)
+    assert DecodeOptions.from_card({}).harmonic_threshold == 0.0
+    assert DecodeOptions(0.2).over(DecodeOptions(0.5, 0.5, harmonic_threshold=0.7)) == \
+        DecodeOptions(0.2, 0.5, harmonic_threshold=0.7)
+
+
 def test_thresholds_are_chosen_where_true_onsets_and_frames_stand_out():
     pytest.importorskip("mir_eval")
     from mtools.training.transcription_metrics import choose_thresholds
@@ -315,6 +368,36 @@ def test_thresholds_are_chosen_where_true_onsets_and_frames_stand_out():
     assert 0.25 < chosen["frame_threshold"] < 0.45
     assert chosen["note_f1_by_onset_threshold"][str(chosen["onset_threshold"])] == 1.0
     assert chosen["note_f1_by_onset_threshold"]["0.5"] == 0.0
+
+
+def test_a_harmonic_threshold_is_chosen_where_octave_ghosts_are_weaker_than_their_notes():
+    pytest.importorskip("mir_eval")
+    from mtools.training.transcription_metrics import choose_thresholds
+
+    frame_s = FRONT_END.frame_s
+    starts = np.arange(4, 400, 16)
+    reference = make_score([Note(48 + int(s) % 12, 80, s * frame_s, (s + 8) * frame_s)
+                            for s in starts])
+    labels = note_labels(reference, 420, FRONT_END, KEYS)
+    loud = np.zeros_like(labels["onset"])
+    loud[starts[::2]] = labels["onset"][starts[::2]]  # every other note is sure of itself
+    ghosts = np.zeros_like(loud)  # and sounds a weaker octave above, a frame later
+    ghosts[1:, 12:] = loud[:-1, :-12]
+    # Onset thresholds alone cannot part the quiet notes (0.5) from the ghosts (0.6).
+    probs = {"onset": np.where(loud > 0, 0.9, np.where(labels["onset"] > 0, 0.5,
+                                                       np.where(ghosts > 0, 0.6, 0.0))),
+             "frame": np.where(labels["frame"] > 0, 0.8, 0.0), "velocity": labels["velocity"]}
+
+    class Oracle:
+        front_end, keys = FRONT_END, KEYS
+
+        def predict_all(self, mel_blocks):
+            return probs
+
+    chosen = choose_thresholds(Oracle(), [("piece", reference, np.zeros(10, np.float32))])
+    assert 0.6 < chosen["harmonic_threshold"] <= 0.9 and chosen["onset_threshold"] < 0.5
+    assert chosen["note_f1_by_harmonic_threshold"][str(chosen["harmonic_threshold"])] == 1.0
+    assert max(chosen["note_f1_by_onset_threshold"].values()) < 0.9
 
 
 def test_a_batch_over_a_folder_keeps_going_past_a_bad_file(tiny_path, tmp_path):
@@ -370,6 +453,10 @@ def test_eval_scores_audio_beside_its_midi_with_the_thresholds_asked_for(tiny_pa
     assert plain.code == 0 and plain.stderr == "", plain.stderr
     figures = json.loads(plain.stdout)
     assert figures["pieces"] == 1 and figures["onset_threshold"] == 0.5  # the card names none
+    assert figures["harmonic_threshold"] == 0.0
+    asked = json.loads(run(["eval", "transcribe", tmp_path, "--model", tiny_path, "--json",
+                            "--harmonic-threshold", "0.8"]).stdout)
+    assert asked["harmonic_threshold"] == 0.8 and asked["onset_threshold"] == 0.5
     (tmp_path / "longer.mid").write_bytes(score_to_midi(make_score(
         [Note(69, 80, 0.0, 2.0), Note(71, 80, 2.4, 3.0), Note(72, 80, 5.0, 6.0)])))
     clipped = run(["eval", "transcribe", tmp_path / "take.wav", "--model", tiny_path,

@@ -64,6 +64,9 @@ def eval_(
     frame_threshold: Annotated[Optional[float], typer.Option(
         "--frame-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
         help="transcription: decode with this frame threshold (default: the model's).")] = None,
+    harmonic_threshold: Annotated[Optional[float], typer.Option(
+        "--harmonic-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
+        help="transcription: decode with this harmonic threshold (default: the model's).")] = None,
     device: opt.DeviceOpt = None,
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
@@ -92,14 +95,16 @@ def eval_(
     if samples is not None and ref.card.name != "coconet":
         raise UsageError("--samples is for coconet's frame-wise NLL")
     if ref.card.task == "transcribe":
-        thresholds = DecodeOptions(onset_threshold, frame_threshold)
+        thresholds = DecodeOptions(onset_threshold, frame_threshold,
+                                   harmonic_threshold=harmonic_threshold)
         figures = {"model": ref.card.spec, "data": data,
                    **transcription_figures(ref, data, references or [], split,
                                             device.value if device else None, thresholds,
                                             quiet)}
         _print(figures, as_json)
         return
-    if references or onset_threshold is not None or frame_threshold is not None:
+    if references or any(t is not None for t in (onset_threshold, frame_threshold,
+                                                 harmonic_threshold)):
         raise UsageError("--ref and the thresholds are for transcription models")
     if ref.card.name == "coconet":
         figures = {"model": ref.card.spec, "data": data, "split": split,
@@ -175,13 +180,13 @@ def transcription_figures(ref, data: list[str], references: list[str], split: st
                            device, thresholds, quiet: bool = False) -> dict:
     from mtools.errors import UsageError
     from mtools.models.onsets_frames import OnsetsFrames
+    from mtools.models.transcription import THRESHOLDS
     from mtools.training.render_sources import INSTRUMENTS
     from mtools.training.transcription_metrics import audio_pairs, pieces_figures
 
     net = OnsetsFrames.from_ref(ref, device=device)
     net.decode = thresholds.over(net.decode)
-    used = {"onset_threshold": net.decode.onset_threshold,
-            "frame_threshold": net.decode.frame_threshold}
+    used = {name: getattr(net.decode, name) for name in THRESHOLDS}
     instrument = INSTRUMENTS.get(ref.card.name)
     if instrument is not None and data == [instrument.corpus]:
         from mtools.training.renders import valid_pieces

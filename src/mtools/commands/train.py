@@ -100,7 +100,8 @@ def train(
              "such changes).")] = None,
     hours: Annotated[Optional[float], typer.Option(
         "--hours", callback=opt.finite, min=0.01, metavar="H",
-        help="onsets_frames: hours of rendered training audio (validation: a twelfth).")] = None,
+        help="onsets_frames: hours of rendered training audio (validation: always 1 h, so "
+             "the held-out pieces the card is measured on stay the same).")] = None,
     init_from: Annotated[Optional[list[str]], typer.Option(
         "--init-from", metavar="MODEL",
         help="Start a new run from the weights of this export (a bundled name such as "
@@ -173,7 +174,7 @@ def train(
             from mtools.errors import UsageError
             raise UsageError(f"{model} has one LSTM layer per head: --layers does not apply")
         network = {"lstm": hidden} if hidden is not None else {}
-        hours_pair = (hours, hours / 12) if hours else DEFAULT_HOURS
+        hours_pair = (hours or DEFAULT_HOURS[0], DEFAULT_HOURS[1])
         _train_transcriber(INSTRUMENTS[model], config or "", out, run_dir, fresh, limits,
                            network, hours_pair, say, init_from)
         return

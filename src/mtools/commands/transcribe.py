@@ -28,6 +28,7 @@ Examples:
   mtools transcribe recordings/ -o midi/ --skip-existing --jobs 2
   mtools transcribe song.wav | mtools harmonize > satb.mid
   mtools transcribe take.flac --onset-threshold 0.7 --min-note-ms 30 -o take.mid
+  mtools transcribe octaves.wav --harmonic-threshold 0 > all.mid   # keep weak octaves too
   mtools transcribe drums.wav --model models/onsets_frames_drums.onnx -o drums.mid
 """
 
@@ -44,6 +45,11 @@ def transcribe(
         "--frame-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
         help="Frame probability that keeps a note sounding (default: the model's "
              "own).")] = None,
+    harmonic_threshold: Annotated[Optional[float], typer.Option(
+        "--harmonic-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
+        help="Onset probability a note needs when it starts with a surer note an octave, "
+             "a twelfth or two octaves below, whose partial it may be (0 keeps them all; "
+             "default: the model's own).")] = None,
     min_note_ms: Annotated[float, typer.Option(
         "--min-note-ms", callback=opt.finite, min=0.0, metavar="MS", help="Drop notes shorter than this.")] = 0.0,
     program: Annotated[int, typer.Option(
@@ -66,7 +72,8 @@ def transcribe(
                            skip_existing=skip_existing, quiet=quiet, progress=progress)
     options = TranscribeOptions(
         model=model, device=device.value if device else None, program=program,
-        decode=DecodeOptions(onset_threshold, frame_threshold, min_note_ms / 1000.0))
+        decode=DecodeOptions(onset_threshold, frame_threshold, min_note_ms / 1000.0,
+                             harmonic_threshold))
     sources = expand_inputs(inputs or [], extensions=extensions_for(AUDIO_FORMATS))
     # One file: seconds done as it goes; a batch shows its bar of files instead.
     report = len(sources) == 1 and opt.shows_progress(progress, quiet)

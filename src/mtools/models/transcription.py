@@ -207,23 +207,34 @@ def note_labels(score: Score, frames: int, front_end: FrontEnd, keys: KeySpace,
 class DecodeOptions:
     """Thresholds on the sigmoid outputs, and the shortest note kept. A
     threshold of None is the model's own (its card's `decoding`, chosen on
-    validation audio; 0.5 where the card names none)."""
+    validation audio; onset and frame 0.5, harmonic 0 where the card names
+    none). `harmonic_threshold`: an onset that starts within
+    HARMONIC_WINDOW_FRAMES of an onset at least as sure an octave, a twelfth
+    or two octaves below it (where a piano note's strong partials lie) is
+    kept only if its peak probability reaches this; at or under the onset
+    threshold it changes nothing."""
 
     onset_threshold: float | None = None
     frame_threshold: float | None = None
     min_note_s: float = 0.0
+    harmonic_threshold: float | None = None
 
     @classmethod
     def from_card(cls, encoding: dict) -> DecodeOptions:
         chosen = encoding.get("decoding", {})
         return cls(float(chosen.get("onset_threshold", 0.5)),
-                   float(chosen.get("frame_threshold", 0.5)))
+                   float(chosen.get("frame_threshold", 0.5)),
+                   harmonic_threshold=float(chosen.get("harmonic_threshold", 0.0)))
 
     def over(self, defaults: DecodeOptions) -> DecodeOptions:
         """These options, each threshold left as None taken from `defaults`."""
-        return replace(self, **{name: getattr(defaults, name)
-                                for name in ("onset_threshold", "frame_threshold")
+        return replace(self, **{name: getattr(defaults, name) for name in THRESHOLDS
                                 if getattr(self, name) is None})
+
+
+THRESHOLDS = ("onset_threshold", "frame_threshold", "harmonic_threshold")
+HARMONIC_INTERVALS = (12, 19, 24)  # semitones above a played note: octave, twelfth, two octaves
+HARMONIC_WINDOW_FRAMES = 2  # how far apart (either way) an onset and its lower note may start
 
 
 def decode_notes(probs: dict[str, np.ndarray], front_end: FrontEnd, keys: KeySpace,
@@ -232,15 +243,19 @@ def decode_notes(probs: dict[str, np.ndarray], front_end: FrontEnd, keys: KeySpa
     """Notes from per-frame predictions, each (frames, keys) in [0, 1]:
     a note starts on the first frame of a run of onsets above the onset
     threshold and lasts while its frame prediction stays above the frame
-    threshold (a new onset on the key ends it). Its velocity is the
-    velocity head's value at the onset, times 127. A drum hit is its
-    onset alone, written DRUM_NOTE_S long (min_note_s does not apply)."""
+    threshold (a new onset on the key ends it). A pitched onset run that
+    looks like a lower note's partial (see DecodeOptions) is dropped first.
+    Its velocity is the velocity head's value at the onset, times 127. A
+    drum hit is its onset alone, written DRUM_NOTE_S long (min_note_s does
+    not apply)."""
     if options.onset_threshold is None or options.frame_threshold is None:
         raise ValueError("decode_notes needs both thresholds (DecodeOptions.over fills them)")
     onsets = probs["onset"] > options.onset_threshold
+    if options.harmonic_threshold and not keys.is_drums:
+        onsets = drop_harmonic_onsets(probs["onset"], onsets, options.harmonic_threshold)
     active = (probs["frame"] > options.frame_threshold) | onsets
     frames = len(onsets)
-    starts = onsets & ~np.vstack([np.zeros((1, keys.keys), bool), onsets[:-1]])
+    starts = run_starts(onsets)
     notes = []
     for key in np.nonzero(starts.any(axis=0))[0]:
         begin = np.nonzero(starts[:, key])[0]
@@ -258,6 +273,39 @@ def decode_notes(probs: dict[str, np.ndarray], front_end: FrontEnd, keys: KeySpa
                 notes.append(Note(keys.pitch_of(key), int(v), float(start_s), float(end_s),
                                   program=program))
     return sorted(notes, key=lambda n: (n.start_s, n.pitch))
+
+
+def run_starts(on: np.ndarray) -> np.ndarray:
+    """The first frame of each run of True along time, per key."""
+    return on & ~np.vstack([np.zeros((1, on.shape[1]), bool), on[:-1]])
+
+
+def drop_harmonic_onsets(onset_probs: np.ndarray, onsets: np.ndarray, threshold: float
+                         ) -> np.ndarray:
+    """`onsets` without the runs whose peak is under `threshold` and that
+    start within HARMONIC_WINDOW_FRAMES of a run at least as sure
+    HARMONIC_INTERVALS below (keys are semitones)."""
+    starts = run_starts(onsets)
+    run_index = np.cumsum(starts, axis=0)  # within each key, which run a frame is in
+    peaks = np.zeros(onset_probs.shape, onset_probs.dtype)  # each run's peak, at its start
+    for key in np.nonzero(starts.any(axis=0))[0]:
+        begin = np.nonzero(starts[:, key])[0]
+        in_run = onsets[:, key]
+        peaks[begin, key] = np.maximum.reduceat(np.where(in_run, onset_probs[:, key], 0), begin)
+    window = HARMONIC_WINDOW_FRAMES
+    padded = np.pad(peaks, ((window, window), (0, 0)))
+    nearby = np.max([padded[k:k + len(peaks)] for k in range(2 * window + 1)], axis=0)
+    below = np.zeros(peaks.shape, bool)  # a lower partner starts near and is at least as sure
+    for interval in HARMONIC_INTERVALS:
+        if interval < peaks.shape[1]:
+            below[:, interval:] |= nearby[:, :-interval] >= peaks[:, interval:]
+    dropped = starts & below & (peaks < threshold)
+    if not dropped.any():
+        return onsets
+    kept = onsets.copy()
+    for key in np.nonzero(dropped.any(axis=0))[0]:  # every frame of a dropped run goes
+        kept[:, key] &= ~np.isin(run_index[:, key], run_index[dropped[:, key], key])
+    return kept
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -94,12 +94,12 @@ def measure(path: Path, data: list[str], split: str = "valid") -> dict:
     model at path (a transcription model: on its corpus, at its thresholds)."""
     from mtools.commands.eval import music_vae_figures, transcription_figures
     from mtools.models.registry import resolve_model
-    from mtools.models.transcription import DecodeOptions
+    from mtools.models.transcription import THRESHOLDS, DecodeOptions
 
     ref = resolve_model(str(path))
     if ref.card.task == "transcribe":
         figures = transcription_figures(ref, data, [], split, "cpu", DecodeOptions(), quiet=True)
-        return {k: v for k, v in figures.items() if k not in ("onset_threshold", "frame_threshold")}
+        return {k: v for k, v in figures.items() if k not in THRESHOLDS}
     return music_vae_figures(ref, data, split, "cpu")
 
 

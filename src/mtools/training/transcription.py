@@ -38,7 +38,9 @@ DESCRIPTIONS = {"piano": "Piano audio → notes with velocities (Onsets and Fram
 CROP_S = 5.12  # seconds per training crop (160 piano frames)
 LOOP = TrainConfig(batch_size=8, crop_steps=160, learning_rate=6e-4, eval_every=500,
                    valid_crops=96, patience=8)
-DEFAULT_HOURS = (12.0, 1.0)  # rendered audio for training and validation
+# Rendered audio for training and validation. Validation stays at 1 h whatever --hours:
+# the card's held-out pieces are the valid pieces that part leaves (renders.valid_pieces).
+DEFAULT_HOURS = (12.0, 1.0)
 SPLITS = {"piano": "by piece: 10% of ASAP pieces (sha1 of the folder, repeat variants "
                    "together) are validation, rendered with a soundfont training never hears",
           "drums": "Groove MIDI's own train/validation split; validation rendered with a "
@@ -248,7 +250,8 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
     write_card(card, path)
     net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
     progress(f"transcribing {EVAL_PIECES} held-out performances for the card "
-             f"(onset threshold {chosen['onset_threshold']}, frame {chosen['frame_threshold']})")
+             f"(onset threshold {chosen['onset_threshold']}, frame {chosen['frame_threshold']}, "
+             f"harmonic {chosen.get('harmonic_threshold', 0.0)})")
     pieces = valid_pieces(EVAL_PIECES, request.instrument)
     card["metrics"] = {**pieces_figures(net, pieces), "split": "valid",
                        "protocol": PROTOCOL, "parity_max_abs_error": float(f"{error:.2e}"),
