@@ -126,6 +126,13 @@ def test_files_shapes_and_dtypes(built):
     assert manifest["parts"]["valid"]["soundfonts"] == [PIANO.valid_soundfont]
 
 
+def test_the_cache_tells_the_hours_it_was_built_for(built, cache):
+    assert pr.cached_hours() is None  # an empty cache
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MTOOLS_CACHE", str(built[0].parent.parent))
+        assert pr.cached_hours() == (1.0, 1.0)
+
+
 def test_segments_and_trailing_silence(built):
     _, manifest = built
     takes = {t["performance"]: t for t in manifest["parts"]["train"]["takes"]}

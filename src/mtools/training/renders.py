@@ -439,6 +439,16 @@ def valid_pieces(n: int, instrument: Instrument = PIANO, *,
     return pieces
 
 
+def cached_hours(instrument: Instrument = PIANO) -> tuple[float, float] | None:
+    """(training, validation) hours the cached renders were built for; None
+    without a cache."""
+    try:
+        arguments = json.loads((renders_dir(instrument) / "manifest.json").read_text())["arguments"]
+        return float(arguments["hours_train"]), float(arguments["hours_valid"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _valid_part_takes(instrument: Instrument) -> tuple[set[str], set[str]]:
     """(performances, pieces) of the cached valid part; empty without one."""
     try:

@@ -150,6 +150,8 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
         renders.build_renders(
             instrument, hours_train=train_hours, hours_valid=valid_hours,
             progress=lambda done_s, total_s, what: progress(f"rendering {what} ({done_s}/{total_s} s)"))
+    else:  # the card's command names the hours the run trained on: those cached
+        request = replace(request, hours=renders.cached_hours(instrument) or request.hours)
     train = renders.load_renders("train", instrument)
     valid = renders.load_renders("valid", instrument)
     progress(f"{len(train.segments)} training and {len(valid.segments)} validation segments")
