@@ -20,7 +20,7 @@ complete -c mtools -n '__fish_seen_subcommand_from transcribe' -s o -l output -r
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -s m -l model -r -F -d 'A bundled model (see \'mtools models\'), NAME:CONFIG, or a folder/.onnx of your own'
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l onset-threshold -x -d 'Onset probability that starts a note (higher: fewer, surer notes; default: the model\'s own, chosen on validation audio)'
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l frame-threshold -x -d 'Frame probability that keeps a note sounding (default: the model\'s own)'
-complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l harmonic-threshold -x -d 'Onset probability a note needs when it starts with a surer note an octave, a twelfth or two octaves below, whose partial it may be (0 keeps them all; default: the model\'s own)'
+complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l harmonic-threshold -x -d 'Onset probability a note needs when it starts with a note at least as sure an octave, a twelfth or two octaves below, whose partial it may be (0 keeps them all; default: the model\'s own)'
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l min-note-ms -x -d 'Drop notes shorter than this'
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l program -r -F -d 'General MIDI program of the notes written (default 0, piano)'
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l to -x -a 'midi jsonl wav' -d 'Output format: midi, jsonl or wav (default: from -o\'s extension, else the command\'s own)'

@@ -126,11 +126,14 @@ def test_files_shapes_and_dtypes(built):
     assert manifest["parts"]["valid"]["soundfonts"] == [PIANO.valid_soundfont]
 
 
-def test_the_cache_tells_the_hours_it_was_built_for(built, cache):
+def test_the_cache_tells_the_hours_it_was_built_for(cache):
     assert pr.cached_hours() is None  # an empty cache
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MTOOLS_CACHE", str(built[0].parent.parent))
-        assert pr.cached_hours() == (1.0, 1.0)
+    pr.renders_dir().mkdir(parents=True)
+    manifest = pr.renders_dir() / "manifest.json"
+    manifest.write_text(json.dumps({"arguments": {"hours_train": 36, "hours_valid": 1.0}}))
+    assert pr.cached_hours() == (36.0, 1.0)
+    manifest.write_text(json.dumps({"arguments": None}))
+    assert pr.cached_hours() is None
 
 
 def test_segments_and_trailing_silence(built):

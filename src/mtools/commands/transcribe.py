@@ -47,7 +47,8 @@ def transcribe(
              "own).")] = None,
     harmonic_threshold: Annotated[Optional[float], typer.Option(
         "--harmonic-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
-        help="Onset probability a note needs when it starts with a surer note an octave, "
+        help="Onset probability a note needs when it starts with a note at least as sure an "
+             "octave, "
              "a twelfth or two octaves below, whose partial it may be (0 keeps them all; "
              "default: the model's own).")] = None,
     min_note_ms: Annotated[float, typer.Option(

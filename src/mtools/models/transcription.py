@@ -286,15 +286,17 @@ def drop_harmonic_onsets(onset_probs: np.ndarray, onsets: np.ndarray, threshold:
     start within HARMONIC_WINDOW_FRAMES of a run at least as sure
     HARMONIC_INTERVALS below (keys are semitones)."""
     starts = run_starts(onsets)
-    run_index = np.cumsum(starts, axis=0)  # within each key, which run a frame is in
     peaks = np.zeros(onset_probs.shape, onset_probs.dtype)  # each run's peak, at its start
     for key in np.nonzero(starts.any(axis=0))[0]:
         begin = np.nonzero(starts[:, key])[0]
         in_run = onsets[:, key]
         peaks[begin, key] = np.maximum.reduceat(np.where(in_run, onset_probs[:, key], 0), begin)
-    window = HARMONIC_WINDOW_FRAMES
+    window, frames = HARMONIC_WINDOW_FRAMES, len(peaks)
     padded = np.pad(peaks, ((window, window), (0, 0)))
-    nearby = np.max([padded[k:k + len(peaks)] for k in range(2 * window + 1)], axis=0)
+    nearby = padded[:frames].copy()  # the surest run start within the window, per key
+    for shift in range(1, 2 * window + 1):
+        np.maximum(nearby, padded[shift:shift + frames], out=nearby)
+    del padded
     below = np.zeros(peaks.shape, bool)  # a lower partner starts near and is at least as sure
     for interval in HARMONIC_INTERVALS:
         if interval < peaks.shape[1]:
@@ -304,7 +306,8 @@ def drop_harmonic_onsets(onset_probs: np.ndarray, onsets: np.ndarray, threshold:
         return onsets
     kept = onsets.copy()
     for key in np.nonzero(dropped.any(axis=0))[0]:  # every frame of a dropped run goes
-        kept[:, key] &= ~np.isin(run_index[:, key], run_index[dropped[:, key], key])
+        run_index = np.cumsum(starts[:, key], dtype=np.int32)  # which run a frame is in
+        kept[:, key] &= ~np.isin(run_index, run_index[dropped[:, key]])
     return kept
 
 

@@ -445,7 +445,7 @@ def cached_hours(instrument: Instrument = PIANO) -> tuple[float, float] | None:
     try:
         arguments = json.loads((renders_dir(instrument) / "manifest.json").read_text())["arguments"]
         return float(arguments["hours_train"]), float(arguments["hours_valid"])
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
