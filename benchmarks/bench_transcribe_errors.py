@@ -29,6 +29,7 @@ from _results import machine_info, write_section
 
 from mtools.models.onsets_frames import OnsetsFrames
 from mtools.models.registry import resolve_model
+from mtools.models.transcription import HARMONIC_INTERVALS
 from mtools.score import apply_sustain
 from mtools.training import renders
 from mtools.training.render_sources import PIANO
@@ -40,7 +41,6 @@ REGISTERS = ((21, 32), (33, 44), (45, 56), (57, 68), (69, 80), (81, 92), (93, 10
 VELOCITIES = ((1, 39), (40, 79), (80, 127))
 NEAR_S = 0.1  # a same-key note this close (past the tolerance) is a timing error
 GHOST_S = 0.3  # a repeat this soon after a sounding note's onset is "soon"
-OCTAVE_STEPS = (12, 19, 24)  # an octave, a twelfth, two octaves: harmonics' keys
 TOLERANCE_MS, NEAR_MS = round(1000 * ONSET_TOLERANCE_S), round(1000 * NEAR_S)
 ERROR_KINDS = {
     "extra": (f"a reference onset of the same key within {TOLERANCE_MS} ms, already found "
@@ -84,7 +84,7 @@ def extra_kind(onset, key, ref_on, ref_key, ref_end) -> int:
     sounding = same & (ref_on < onset) & (ref_end > onset)
     if sounding.any():
         return 2 if onset - ref_on[sounding].max() < GHOST_S else 3
-    harmonic = np.isin(np.abs(ref_key - key), OCTAVE_STEPS)
+    harmonic = np.isin(np.abs(ref_key - key), HARMONIC_INTERVALS)
     if (harmonic & (np.abs(ref_on - onset) < ONSET_TOLERANCE_S)).any():
         return 4
     return 5

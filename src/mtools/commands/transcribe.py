@@ -48,9 +48,8 @@ def transcribe(
     harmonic_threshold: Annotated[Optional[float], typer.Option(
         "--harmonic-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
         help="Onset probability a note needs when it starts with a note at least as sure an "
-             "octave, "
-             "a twelfth or two octaves below, whose partial it may be (0 keeps them all; "
-             "default: the model's own).")] = None,
+             "octave, a twelfth or two octaves below, whose partial it may be (0 keeps them "
+             "all; default: the model's own).")] = None,
     min_note_ms: Annotated[float, typer.Option(
         "--min-note-ms", callback=opt.finite, min=0.0, metavar="MS", help="Drop notes shorter than this.")] = 0.0,
     program: Annotated[int, typer.Option(

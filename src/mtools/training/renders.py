@@ -439,21 +439,28 @@ def valid_pieces(n: int, instrument: Instrument = PIANO, *,
     return pieces
 
 
+def cached_manifest(instrument: Instrument = PIANO) -> dict | None:
+    """The cached renders' manifest.json; None without a readable one."""
+    try:
+        return json.loads((renders_dir(instrument) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def cached_hours(instrument: Instrument = PIANO) -> tuple[float, float] | None:
     """(training, validation) hours the cached renders were built for; None
     without a cache."""
     try:
-        arguments = json.loads((renders_dir(instrument) / "manifest.json").read_text())["arguments"]
+        arguments = cached_manifest(instrument)["arguments"]
         return float(arguments["hours_train"]), float(arguments["hours_valid"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):  # no manifest, or a field missing or null
         return None
 
 
 def _valid_part_takes(instrument: Instrument) -> tuple[set[str], set[str]]:
     """(performances, pieces) of the cached valid part; empty without one."""
-    try:
-        manifest = json.loads((renders_dir(instrument) / "manifest.json").read_text())
-    except (OSError, ValueError):
+    manifest = cached_manifest(instrument)
+    if manifest is None:
         return set(), set()
     takes = manifest["parts"]["valid"]["takes"]
     return {take["performance"] for take in takes}, {take["piece"] for take in takes}

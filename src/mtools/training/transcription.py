@@ -266,10 +266,10 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
 
 
 def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dict:
-    from mtools.training.renders import renders_dir
+    from mtools.training.renders import cached_manifest
 
     instrument = request.instrument
-    manifest = json.loads((renders_dir(instrument) / "manifest.json").read_text())
+    manifest = cached_manifest(instrument)  # load_renders found it
     return {
         "name": instrument.model, "config": request.config, "task": "transcribe",
         "default": instrument.name == "piano", "description": DESCRIPTIONS[instrument.name],
