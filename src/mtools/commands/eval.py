@@ -40,6 +40,7 @@ Examples:
   mtools eval transcribe --ref piano.mid piano.wav
   mtools eval transcribe recordings/ --json | jq .note_f1
   mtools eval transcribe --ref piano.mid piano.wav --onset-threshold 0.4
+  mtools eval transcribe --ref piano.mid piano.wav --harmonic-threshold 0   # keep every onset
 """
 
 
