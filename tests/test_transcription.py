@@ -444,6 +444,20 @@ def test_perfect_transcriptions_score_one_and_empty_ones_zero(tiny):
     assert score_figures(with_blip, reference, tiny)["note_recall"] == pytest.approx(2 / 3)
 
 
+def test_a_drum_hit_is_scored_as_its_class():
+    pytest.importorskip("mir_eval")
+    from mtools.training.transcription_metrics import score_figures
+
+    drums = OnsetsFrames(None, FRONT_END, KeySpace.drums(((36, 35), (38, 40, 37))))
+    hit = lambda pitch, at: Note(pitch, 90, at, at + 0.1, instrument=9, is_drum=True)  # noqa: E731
+    reference = make_score([hit(35, 0.5), hit(40, 1.0), hit(37, 1.5), hit(42, 2.0)])
+    transcribed = make_score([hit(36, 0.5), hit(38, 1.0), hit(38, 1.5)])  # as decode_notes writes
+    figures = score_figures(reference, transcribed, drums)
+    assert figures["note_f1"] == 1.0  # 42 is in no class: neither missed nor matched
+    wrong_class = make_score([hit(38, 0.5), hit(36, 1.0), hit(36, 1.5)])
+    assert score_figures(reference, wrong_class, drums)["note_f1"] == 0.0
+
+
 def test_eval_scores_audio_beside_its_midi_with_the_thresholds_asked_for(tiny_path, tmp_path):
     pytest.importorskip("mir_eval")
     from mtools.io.midi import score_to_midi

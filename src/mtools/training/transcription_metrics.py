@@ -48,12 +48,16 @@ def _mir_eval():
 def note_arrays(notes: Iterable[Note], net: OnsetsFrames):
     """Intervals (s), pitches (Hz) and velocities of the notes the model's
     keys can play; a note of no length lasts one frame, as in its labels
-    (mir_eval refuses empty intervals, and ASAP holds a few)."""
-    notes = [n for n in notes if net.keys.index_of(n) is not None]
+    (mir_eval refuses empty intervals, and ASAP holds a few). A drum note
+    sounds as its class's pitch (the one transcriptions write), so a rim
+    shot (40) in the reference matches a transcribed snare (38)."""
+    keys = net.keys
+    notes = [n for n in notes if keys.index_of(n) is not None]
     shortest = net.front_end.frame_s
     intervals = np.array([[n.start_s, max(n.end_s, n.start_s + shortest)] for n in notes],
                          float).reshape(-1, 2)
-    hz = 440.0 * 2.0 ** ((np.array([n.pitch for n in notes], float) - 69.0) / 12.0)
+    pitches = np.array([keys.pitch_of(keys.index_of(n)) for n in notes], float)
+    hz = 440.0 * 2.0 ** ((pitches - 69.0) / 12.0)
     velocities = np.array([n.velocity for n in notes], float)
     return intervals, hz, velocities
 
