@@ -494,7 +494,7 @@ def test_perfect_transcriptions_score_one_and_empty_ones_zero(tiny):
 
 def test_a_drum_hit_is_scored_as_its_class():
     pytest.importorskip("mir_eval")
-    from mtools.training.transcription_metrics import score_figures
+    from mtools.training.transcription_metrics import class_counts, class_figures, score_figures
 
     drums = OnsetsFrames(None, FRONT_END, KeySpace.drums(((36, 35), (38, 40, 37))))
     hit = lambda pitch, at: Note(pitch, 90, at, at + 0.1, instrument=9, is_drum=True)  # noqa: E731
@@ -504,6 +504,11 @@ def test_a_drum_hit_is_scored_as_its_class():
     assert figures["note_f1"] == 1.0  # 42 is in no class: neither missed nor matched
     wrong_class = make_score([hit(38, 0.5), hit(36, 1.0), hit(36, 1.5)])
     assert score_figures(reference, wrong_class, drums)["note_f1"] == 0.0
+    counts = class_counts(reference, make_score([hit(36, 0.5), hit(36, 1.0), hit(38, 1.5)]), drums)
+    assert counts.tolist() == [[1, 2, 1], [1, 1, 2]]  # matched, transcribed, in the reference
+    assert class_figures(counts, drums) == {
+        "36": {"precision": 0.5, "recall": 1.0, "f1": 0.6667, "reference_hits": 1},
+        "38": {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "reference_hits": 2}}
 
 
 def test_eval_scores_audio_beside_its_midi_with_the_thresholds_asked_for(tiny_path, tmp_path):

@@ -111,6 +111,7 @@ def pieces_figures(net: OnsetsFrames, pieces, options: TranscribeOptions = Trans
     pieces, with how many, their seconds, and seconds of audio per second
     of transcription (this process, after loading)."""
     rows, audio_s, spent = [], 0.0, 0.0
+    counts = np.zeros((net.keys.keys, 3), int)  # per output: matched, transcribed, reference
     for name, reference, samples in pieces:
         if not reference.notes:
             raise InputFormatError(f"{name}: its reference holds no notes to score against")
@@ -119,11 +120,44 @@ def pieces_figures(net: OnsetsFrames, pieces, options: TranscribeOptions = Trans
         spent += time.perf_counter() - started
         audio_s += len(samples) / net.front_end.sample_rate_hz
         rows.append(score_figures(reference, estimate, net))
+        if net.keys.is_drums:
+            counts += class_counts(reference, estimate, net)
     if not rows:
         raise MtoolsError("no pieces to score")
     means = {key: round(float(np.mean([row[key] for row in rows])), 4) for key in rows[0]}
+    by_class = {"by_class": class_figures(counts, net)} if net.keys.is_drums else {}
     return {**means, "pieces": len(rows), "audio_seconds": round(audio_s, 1),
-            "realtime_factor": round(audio_s / max(spent, 1e-9), 1)}
+            "realtime_factor": round(audio_s / max(spent, 1e-9), 1), **by_class}
+
+
+def class_counts(reference: Score, estimate: Score, net: OnsetsFrames) -> np.ndarray:
+    """(outputs, 3) onsets matched within ONSET_TOLERANCE_S, transcribed
+    and in the reference, per output (a drum model's classes)."""
+    mir_eval = _mir_eval()
+    ref_i, ref_hz, _ = note_arrays(reference.notes, net)
+    est_i, est_hz, _ = note_arrays(estimate.notes, net)
+    counts = np.zeros((net.keys.keys, 3), int)
+    for index in range(net.keys.keys):
+        hz = 440.0 * 2.0 ** ((net.keys.pitch_of(index) - 69.0) / 12.0)
+        ref, est = np.isclose(ref_hz, hz), np.isclose(est_hz, hz)
+        matched = mir_eval.transcription.match_notes(
+            ref_i[ref], ref_hz[ref], est_i[est], est_hz[est], onset_tolerance=ONSET_TOLERANCE_S,
+            offset_ratio=None) if ref.any() and est.any() else []
+        counts[index] = len(matched), est.sum(), ref.sum()
+    return counts
+
+
+def class_figures(counts: np.ndarray, net: OnsetsFrames) -> dict:
+    """Per output, named by its pitch: onset precision / recall / F1 over
+    all pieces together, with the reference's count of hits."""
+    figures = {}
+    for index, (matched, transcribed, referenced) in enumerate(counts):
+        p, r = matched / max(transcribed, 1), matched / max(referenced, 1)
+        figures[str(net.keys.pitch_of(index))] = {
+            "precision": round(p, 4), "recall": round(r, 4),
+            "f1": round(0.0 if matched == 0 else 2 * p * r / (p + r), 4),
+            "reference_hits": int(referenced)}
+    return figures
 
 
 def audio_pairs(data: list[str], references: list[str], sample_rate_hz: int):
