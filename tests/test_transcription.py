@@ -579,3 +579,13 @@ def test_progress_reports_the_seconds_of_each_file_on_stderr_only(tiny_path, tmp
     assert quiet.stderr == "" and shown.code == 0
     assert "a.wav: 2 of 2 s" in shown.stderr
     assert shown.stdout == quiet.stdout  # the data is untouched
+
+
+def test_eval_prints_a_drum_model_s_classes_a_row_each(capfd):
+    from mtools.commands.eval import _print
+
+    _print({"note_f1": 0.5, "by_class": {"36": {"f1": 0.9, "reference_hits": 12},
+                                         "38": {"f1": 0.1, "reference_hits": 3}}}, as_json=False)
+    assert capfd.readouterr().out.splitlines() == ["    note_f1  0.5",
+                                                   "by_class 36  f1 0.9 reference_hits 12",
+                                                   "by_class 38  f1 0.1 reference_hits 3"]

@@ -145,9 +145,17 @@ def _print(figures: dict, as_json: bool) -> None:
 
     if as_json:
         write_stdout(json.dumps(figures) + "\n")
-    else:
-        width = max(len(key) for key in figures)
-        write_stdout("".join(f"{key:>{width}}  {value}\n" for key, value in figures.items()))
+    else:  # a nested figure (a drum model's by_class) gets a row per entry
+        rows = [(f"{key} {sub}", _words(inner)) for key, value in figures.items()
+                if isinstance(value, dict) for sub, inner in value.items()]
+        rows = [(key, value) for key, value in figures.items() if not isinstance(value, dict)] + rows
+        width = max(len(key) for key, _ in rows)
+        write_stdout("".join(f"{key:>{width}}  {value}\n" for key, value in rows))
+
+
+def _words(value) -> str:
+    """A dict as 'key value key value', anything else as str()."""
+    return " ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
 
 
 def _coconet_figures(ref, data: list[str], split: str, device, samples: int) -> dict:
