@@ -140,16 +140,6 @@ def test_drum_hits_are_never_dropped_as_partials():
     assert len(hits) == drums.keys
 
 
-def test_a_drum_model_cuts_each_class_at_its_own_onset_threshold():
-    drums = KeySpace.drums(((36,), (38,), (42,)))
-    probs = {name: np.zeros((20, drums.keys), np.float32) for name in HEADS}
-    probs["onset"][5, :] = 0.4
-    per_class = DecodeOptions(0.5, 0.5, onset_thresholds=(0.3, 0.5, 0.3))
-    assert [n.pitch for n in decode_notes(probs, FRONT_END, drums, per_class)] == [36, 42]
-    with pytest.raises(ValueError, match="2 onset thresholds for 3 outputs"):
-        decode_notes(probs, FRONT_END, drums, DecodeOptions(0.5, 0.5, onset_thresholds=(0.3, 0.5)))
-
-
 @pytest.mark.parametrize("frames", [0, 1, 39, 40, 48, 131])
 @pytest.mark.parametrize("chunk, context", [(40, 8), (40, 0), (8, 8), (1, 1), (1, 0)])
 def test_chunked_prediction_covers_every_frame_exactly_once(tiny, frames, chunk, context):
@@ -351,15 +341,6 @@ def test_a_card_names_its_harmonic_threshold_or_drops_no_partials():
         DecodeOptions(0.2, 0.5, harmonic_threshold=0.7)
 
 
-def test_a_drum_card_s_onset_thresholds_stand_until_one_is_asked_for():
-    card = DecodeOptions.from_card({"decoding": {"onset_threshold": 0.3, "frame_threshold": 0.5,
-                                                 "onset_thresholds": [0.2, 0.6]}})
-    assert card.onset_thresholds == (0.2, 0.6)
-    assert DecodeOptions().over(card).onset_thresholds == (0.2, 0.6)
-    asked = DecodeOptions(0.4).over(card)  # --onset-threshold 0.4: every class at 0.4
-    assert asked.onset_threshold == 0.4 and asked.onset_thresholds is None
-
-
 def test_thresholds_are_chosen_where_true_onsets_and_frames_stand_out():
     pytest.importorskip("mir_eval")
     from mtools.training.transcription_metrics import choose_thresholds
@@ -388,35 +369,6 @@ def test_thresholds_are_chosen_where_true_onsets_and_frames_stand_out():
     assert 0.25 < chosen["frame_threshold"] < 0.45
     assert chosen["note_f1_by_onset_threshold"][str(chosen["onset_threshold"])] == 1.0
     assert chosen["note_f1_by_onset_threshold"]["0.5"] == 0.0
-
-
-def test_a_drum_model_gets_an_onset_threshold_per_class():
-    pytest.importorskip("mir_eval")
-    from mtools.training.transcription_metrics import choose_thresholds
-
-    drums = KeySpace.drums(((36,), (38,)))
-    hit = lambda pitch, at: Note(pitch, 90, at * FRONT_END.frame_s,  # noqa: E731
-                                 (at + 1) * FRONT_END.frame_s, instrument=9, is_drum=True)
-    reference = make_score([hit(36, s) for s in range(10, 400, 20)]
-                           + [hit(38, s) for s in range(20, 400, 20)])
-    labels = note_labels(reference, 420, FRONT_END, drums)
-    # Kicks are sure (0.8) over ghost kicks at 0.5; snares are shy (0.3) over nothing.
-    onset = np.where(labels["onset"] > 0, np.array([0.8, 0.3]), 0.0)
-    onset[15::20, 0] = 0.5
-    probs = {"onset": onset, "frame": labels["frame"], "velocity": labels["velocity"]}
-
-    class Oracle:
-        front_end, keys = FRONT_END, drums
-
-        def predict_all(self, mel_blocks):
-            return probs
-
-    chosen = choose_thresholds(Oracle(), [("piece", reference, np.zeros(10, np.float32))])
-    kick, snare = chosen["onset_thresholds"]
-    assert 0.5 <= kick < 0.8 and snare < 0.3
-    assert chosen["note_f1_at_onset_thresholds"] == 1.0
-    assert max(chosen["note_f1_by_onset_threshold"].values()) < 1.0
-    assert "harmonic_threshold" not in chosen
 
 
 def test_a_harmonic_threshold_is_chosen_where_octave_ghosts_are_weaker_than_their_notes():

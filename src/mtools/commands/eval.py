@@ -196,8 +196,6 @@ def transcription_figures(ref, data: list[str], references: list[str], split: st
     net = OnsetsFrames.from_ref(ref, device=device)
     net.decode = thresholds.over(net.decode)
     used = {name: getattr(net.decode, name) for name in THRESHOLDS}
-    if net.decode.onset_thresholds is not None:  # a drum model's, one per class
-        used["onset_thresholds"] = list(net.decode.onset_thresholds)
     instrument = INSTRUMENTS.get(ref.card.name)
     if instrument is not None and data == [instrument.corpus]:
         from mtools.training.renders import valid_pieces

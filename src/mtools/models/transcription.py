@@ -212,41 +212,24 @@ class DecodeOptions:
     HARMONIC_WINDOW_FRAMES of an onset at least as sure an octave, a twelfth
     or two octaves below it (where a piano note's strong partials lie) is
     kept only if its peak probability reaches this; at or under the onset
-    threshold it changes nothing. `onset_thresholds`: one onset threshold
-    per output (a drum model's card chooses one per class); they stand in
-    for `onset_threshold`, and an onset threshold given in these options
-    (--onset-threshold) sets aside the defaults' per-output ones."""
+    threshold it changes nothing."""
 
     onset_threshold: float | None = None
     frame_threshold: float | None = None
     min_note_s: float = 0.0
     harmonic_threshold: float | None = None
-    onset_thresholds: tuple[float, ...] | None = None
 
     @classmethod
     def from_card(cls, encoding: dict) -> DecodeOptions:
         chosen = encoding.get("decoding", {})
-        per_output = chosen.get("onset_thresholds")
         return cls(float(chosen.get("onset_threshold", 0.5)),
                    float(chosen.get("frame_threshold", 0.5)),
-                   harmonic_threshold=float(chosen.get("harmonic_threshold", 0.0)),
-                   onset_thresholds=tuple(float(t) for t in per_output) if per_output else None)
+                   harmonic_threshold=float(chosen.get("harmonic_threshold", 0.0)))
 
     def over(self, defaults: DecodeOptions) -> DecodeOptions:
         """These options, each threshold left as None taken from `defaults`."""
-        filled = {name: getattr(defaults, name) for name in THRESHOLDS
-                  if getattr(self, name) is None}
-        if self.onset_threshold is None and self.onset_thresholds is None:
-            filled["onset_thresholds"] = defaults.onset_thresholds
-        return replace(self, **filled)
-
-    def onset_cut(self, keys: int) -> float | np.ndarray:
-        """The onset threshold, or (keys,) thresholds one per output."""
-        if self.onset_thresholds is None:
-            return self.onset_threshold
-        if len(self.onset_thresholds) != keys:
-            raise ValueError(f"{len(self.onset_thresholds)} onset thresholds for {keys} outputs")
-        return np.asarray(self.onset_thresholds, np.float32)
+        return replace(self, **{name: getattr(defaults, name) for name in THRESHOLDS
+                                if getattr(self, name) is None})
 
 
 THRESHOLDS = ("onset_threshold", "frame_threshold", "harmonic_threshold")
@@ -267,7 +250,7 @@ def decode_notes(probs: dict[str, np.ndarray], front_end: FrontEnd, keys: KeySpa
     not apply)."""
     if options.onset_threshold is None or options.frame_threshold is None:
         raise ValueError("decode_notes needs both thresholds (DecodeOptions.over fills them)")
-    onsets = probs["onset"] > options.onset_cut(keys.keys)
+    onsets = probs["onset"] > options.onset_threshold
     if options.harmonic_threshold and not keys.is_drums:
         onsets = drop_harmonic_onsets(probs["onset"], onsets, options.harmonic_threshold)
     active = (probs["frame"] > options.frame_threshold) | onsets

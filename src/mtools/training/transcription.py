@@ -251,9 +251,9 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
         "from performances of other pieces")}
     write_card(card, path)
     net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
-    thresholds = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in chosen.items()
-                           if name.endswith(("_threshold", "_thresholds")))
-    progress(f"transcribing {EVAL_PIECES} held-out performances for the card ({thresholds})")
+    progress(f"transcribing {EVAL_PIECES} held-out performances for the card "
+             f"(onset threshold {chosen['onset_threshold']}, frame {chosen['frame_threshold']}, "
+             f"harmonic {chosen.get('harmonic_threshold', 0.0)})")
     pieces = valid_pieces(EVAL_PIECES, request.instrument)
     card["metrics"] = {**pieces_figures(net, pieces), "split": "valid",
                        "protocol": PROTOCOL, "parity_max_abs_error": float(f"{error:.2e}"),

@@ -23,7 +23,6 @@ ONSET_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # thresholds choose_thresholds
 FRAME_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 HARMONIC_GRID = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # 0: no onset dropped as a partial
 ONSET_STEP = 0.05  # once the harmonic threshold is chosen, the onset one moves by this
-CLASS_SWEEPS = 2  # rounds over a drum model's classes when choosing a threshold for each
 MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")  # a reference beside its audio
 PROTOCOL = (
     "Whole held-out performances of pieces that neither training nor any choice (checkpoint, "
@@ -204,11 +203,8 @@ def choose_thresholds(net: OnsetsFrames, pieces) -> dict:
     decide which notes there are): the onset threshold, then the harmonic
     one at it (pitched models), then the onset threshold again a step
     either way (dropping partials leaves room for a lower one); last the
-    frame threshold with the best mean note-with-offset F1 at those.
-    Drum models (onsets only) get an onset threshold per class instead,
-    starting from the best single one: each class in turn takes its best
-    value on the onset grid, the others held, for CLASS_SWEEPS sweeps.
-    Returns them with those figures."""
+    frame threshold with the best mean note-with-offset F1 at those
+    (drums: onsets only). Returns them with those figures."""
     mir_eval = _mir_eval()
     runs = [(net.predict_all(net.front_end.stream([samples])),
              note_arrays(apply_sustain(reference).notes, net)) for _, reference, samples in pieces]
@@ -240,27 +236,13 @@ def choose_thresholds(net: OnsetsFrames, pieces) -> dict:
         chosen = {"harmonic_threshold": harmonic,
                   "note_f1_by_harmonic_threshold": _rounded(by_harmonic),
                   "note_f1_by_onset_threshold_at_harmonic": _rounded(by_onset_again)}
-    else:
-        per_class = [onset] * net.keys.keys
-        for _ in range(CLASS_SWEEPS):
-            for index in range(len(per_class)):
-                tried = {t: mean_f1(DecodeOptions(onset, 0.5, onset_thresholds=tuple(
-                    per_class[:index] + [t] + per_class[index + 1:])), None) for t in ONSET_GRID}
-                per_class[index] = max(ONSET_GRID, key=lambda t: (tried[t], t == per_class[index]))
-        chosen = {"onset_thresholds": per_class, "note_f1_at_onset_thresholds": round(
-            mean_f1(DecodeOptions(onset, 0.5, onset_thresholds=tuple(per_class)), None), 4)}
     frames = (0.5,) if net.keys.is_drums else FRAME_GRID
-    by_frame = {t: mean_f1(DecodeOptions(onset, t, harmonic_threshold=harmonic,
-                                         onset_thresholds=_tuple(chosen.get("onset_thresholds"))),
-                           OFFSET_RATIO) for t in frames}
+    by_frame = {t: mean_f1(DecodeOptions(onset, t, harmonic_threshold=harmonic), OFFSET_RATIO)
+                for t in frames}
     return {"onset_threshold": onset, "frame_threshold": best(by_frame), **chosen,
             "note_f1_by_onset_threshold": _rounded(by_onset),
             "note_offset_f1_by_frame_threshold": _rounded(by_frame),
             "pieces": len(runs)}
-
-
-def _tuple(values: list | None) -> tuple | None:
-    return None if values is None else tuple(values)
 
 
 def _rounded(scores: dict) -> dict:
