@@ -16,9 +16,10 @@ folders or stdin. Long recordings stream through in blocks, so memory
 stays bounded. Notes get velocities; the sustain pedal is heard as longer
 notes.
 
-Models: onsets_frames (piano, default, bundled); onsets_frames_drums (drum
-kit: GM drum hits on channel 10) once trained with `mtools train
-onsets_frames_drums` (not bundled yet: pass the .onnx it writes).
+Models (both bundled): onsets_frames (piano, the default) and
+onsets_frames_drums (a drum kit: General MIDI drum hits on channel 10 in
+8 classes; kick, snare and closed hi-hat are found well, cymbals and open
+hi-hat poorly, see its card with `mtools models --json`).
 
 Examples:
 
@@ -29,7 +30,7 @@ Examples:
   mtools transcribe song.wav | mtools harmonize > satb.mid
   mtools transcribe take.flac --onset-threshold 0.7 --min-note-ms 30 -o take.mid
   mtools transcribe octaves.wav --harmonic-threshold 0 > all.mid   # keep weak octaves too
-  mtools transcribe drums.wav --model models/onsets_frames_drums.onnx -o drums.mid
+  mtools transcribe drums.wav --model onsets_frames_drums -o drums.mid
 """
 
 

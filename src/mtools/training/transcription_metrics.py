@@ -151,7 +151,7 @@ def class_figures(counts: np.ndarray, net: OnsetsFrames) -> dict:
     all pieces together, with the reference's count of hits."""
     figures = {}
     for index, (matched, transcribed, referenced) in enumerate(counts):
-        p, r = matched / max(transcribed, 1), matched / max(referenced, 1)
+        p, r = float(matched / max(transcribed, 1)), float(matched / max(referenced, 1))
         figures[str(net.keys.pitch_of(index))] = {
             "precision": round(p, 4), "recall": round(r, 4),
             "f1": round(0.0 if matched == 0 else 2 * p * r / (p + r), 4),
