@@ -74,7 +74,7 @@ demo: install
 	@echo "== Onsets and Frames transcribes 22 s of piano audio (Maple Leaf Rag), scored against its notes"
 	$(BIN)/mtools transcribe examples/maple_leaf_rag.ogg -o demo/maple_leaf_rag.mid
 	$(BIN)/mtools eval transcribe --ref examples/maple_leaf_rag.mid examples/maple_leaf_rag.ogg
-	@echo "== Onsets and Frames drums transcribes 20 s of a drummer's funk beat, scored against its hits"
+	@echo "== Onsets and Frames drums transcribes 21 s of a drummer's funk beat, scored against its hits"
 	$(BIN)/mtools transcribe --model onsets_frames_drums examples/funk_beat.ogg -o demo/funk_beat.mid
 	$(BIN)/mtools eval transcribe --model onsets_frames_drums --ref examples/funk_beat.mid \
 	  examples/funk_beat.ogg

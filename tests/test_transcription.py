@@ -459,8 +459,15 @@ def test_a_drum_hit_is_scored_as_its_class():
     counts = class_counts(reference, make_score([hit(36, 0.5), hit(36, 1.0), hit(38, 1.5)]), drums)
     assert counts.tolist() == [[1, 2, 1], [1, 1, 2]]  # matched, transcribed, in the reference
     assert class_figures(counts, drums) == {
-        "36": {"precision": 0.5, "recall": 1.0, "f1": 0.6667, "reference_hits": 1},
-        "38": {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "reference_hits": 2}}
+        "36": {"precision": 0.5, "recall": 1.0, "f1": 0.6667, "reference_hits": 1,
+               "transcribed_hits": 2},
+        "38": {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "reference_hits": 2,
+               "transcribed_hits": 1}}
+    none_heard = class_figures(np.array([[0, 0, 5], [0, 3, 0]]), drums)
+    assert none_heard["36"] == {"precision": None, "recall": 0.0, "f1": 0.0,
+                                "reference_hits": 5, "transcribed_hits": 0}
+    assert none_heard["38"] == {"precision": 0.0, "recall": None, "f1": None,
+                                "reference_hits": 0, "transcribed_hits": 3}
 
 
 def test_eval_scores_audio_beside_its_midi_with_the_thresholds_asked_for(tiny_path, tmp_path):

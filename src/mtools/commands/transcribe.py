@@ -19,7 +19,8 @@ notes.
 Models (both bundled): onsets_frames (piano, the default) and
 onsets_frames_drums (a drum kit: General MIDI drum hits on channel 10 in
 8 classes; kick, snare and closed hi-hat are found well, cymbals and open
-hi-hat poorly, see its card with `mtools models --json`).
+hi-hat not at all on a kit it never trained on: see its card with `mtools
+models --json`).
 
 Examples:
 

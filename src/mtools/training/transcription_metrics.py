@@ -148,15 +148,22 @@ def class_counts(reference: Score, estimate: Score, net: OnsetsFrames) -> np.nda
 
 def class_figures(counts: np.ndarray, net: OnsetsFrames) -> dict:
     """Per output, named by its pitch: onset precision / recall / F1 over
-    all pieces together, with the reference's count of hits."""
+    all pieces' hits pooled, with the counts of hits in the reference and
+    transcribed. Precision is None when nothing was transcribed, recall and
+    F1 when the reference holds no hit; F1 is 0 when none was found."""
     figures = {}
     for index, (matched, transcribed, referenced) in enumerate(counts):
-        p, r = float(matched / max(transcribed, 1)), float(matched / max(referenced, 1))
+        p = float(matched / transcribed) if transcribed else None
+        r = float(matched / referenced) if referenced else None
+        f = None if r is None else 0.0 if matched == 0 else 2 * p * r / (p + r)
         figures[str(net.keys.pitch_of(index))] = {
-            "precision": round(p, 4), "recall": round(r, 4),
-            "f1": round(0.0 if matched == 0 else 2 * p * r / (p + r), 4),
-            "reference_hits": int(referenced)}
+            "precision": _round(p), "recall": _round(r), "f1": _round(f),
+            "reference_hits": int(referenced), "transcribed_hits": int(transcribed)}
     return figures
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def audio_pairs(data: list[str], references: list[str], sample_rate_hz: int):
