@@ -131,19 +131,23 @@ def pieces_figures(net: OnsetsFrames, pieces, options: TranscribeOptions = Trans
 
 def class_counts(reference: Score, estimate: Score, net: OnsetsFrames) -> np.ndarray:
     """(outputs, 3) onsets matched within ONSET_TOLERANCE_S, transcribed
-    and in the reference, per output (a drum model's classes)."""
-    mir_eval = _mir_eval()
+    and in the reference, per output (a drum model's classes). One matching
+    over all notes: pitches apart never match, so it is each class's own."""
     ref_i, ref_hz, _ = note_arrays(reference.notes, net)
     est_i, est_hz, _ = note_arrays(estimate.notes, net)
-    counts = np.zeros((net.keys.keys, 3), int)
-    for index in range(net.keys.keys):
-        hz = 440.0 * 2.0 ** ((net.keys.pitch_of(index) - 69.0) / 12.0)
-        ref, est = np.isclose(ref_hz, hz), np.isclose(est_hz, hz)
-        matched = mir_eval.transcription.match_notes(
-            ref_i[ref], ref_hz[ref], est_i[est], est_hz[est], onset_tolerance=ONSET_TOLERANCE_S,
-            offset_ratio=None) if ref.any() and est.any() else []
-        counts[index] = len(matched), est.sum(), ref.sum()
-    return counts
+    matched = _mir_eval().transcription.match_notes(
+        ref_i, ref_hz, est_i, est_hz, onset_tolerance=ONSET_TOLERANCE_S,
+        offset_ratio=None) if len(ref_i) and len(est_i) else []
+    ref_out, est_out = _outputs(reference.notes, net), _outputs(estimate.notes, net)
+    found = ref_out[[r for r, _ in matched]]
+    return np.stack([np.bincount(out, minlength=net.keys.keys)
+                     for out in (found, est_out, ref_out)], axis=1)
+
+
+def _outputs(notes: Iterable[Note], net: OnsetsFrames) -> np.ndarray:
+    """The output index of each note note_arrays keeps, in its order."""
+    indices = (net.keys.index_of(n) for n in notes)
+    return np.array([i for i in indices if i is not None], int)
 
 
 def class_figures(counts: np.ndarray, net: OnsetsFrames) -> dict:
