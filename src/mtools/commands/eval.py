@@ -41,6 +41,7 @@ Examples:
   mtools eval transcribe recordings/ --json | jq .note_f1
   mtools eval transcribe --ref piano.mid piano.wav --onset-threshold 0.4
   mtools eval transcribe --ref piano.mid piano.wav --harmonic-threshold 0   # keep every onset
+  mtools eval --model onsets_frames_drums groove --split valid   # figures per drum class too
 """
 
 
