@@ -193,9 +193,10 @@ _mtools() {
             --onset-threshold) return ;;
             --frame-threshold) return ;;
             --harmonic-threshold) return ;;
+            --soundfont) _mtools_files "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
         esac
-        if [[ $cur == -* ]]; then _mtools_words '-m --model --split --json --samples --ref --onset-threshold --frame-threshold --harmonic-threshold --device -q --quiet --debug -h --help' "$cur"
+        if [[ $cur == -* ]]; then _mtools_words '-m --model --split --json --samples --ref --onset-threshold --frame-threshold --harmonic-threshold --soundfont --device -q --quiet --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     esac

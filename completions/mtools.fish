@@ -210,6 +210,7 @@ complete -c mtools -n '__fish_seen_subcommand_from eval' -l ref -r -F -d 'transc
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l onset-threshold -x -d 'transcription: decode with this onset threshold (default: the model\'s)'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l frame-threshold -x -d 'transcription: decode with this frame threshold (default: the model\'s)'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l harmonic-threshold -x -d 'transcription: decode with this harmonic threshold (default: the model\'s)'
+complete -c mtools -n '__fish_seen_subcommand_from eval' -l soundfont -r -F -d 'transcription on asap or groove: render the held-out performances with this held-out soundfont or kit (default: the validation one; the model card names the others)'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l device -x -a 'auto cpu cuda' -d 'Where models run: auto (CUDA when it can really run, else CPU), cpu or cuda'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -s q -l quiet -d 'Print no warnings or progress, only errors'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l debug -d 'Show Python tracebacks for errors'

@@ -169,6 +169,17 @@ def test_evaluation_pieces_never_share_a_piece_with_the_choosing_ones(built):
     assert [name for name, _, _ in scored] == ["unseen"]
 
 
+def test_evaluation_pieces_can_be_rendered_with_another_held_out_soundfont(built):
+    other = ("unseen", _notes_score(3.0, 4))
+    (_, score, usual), = pr.valid_pieces(1, sources=[*SOURCES["valid"], other])
+    (name, same_score, fluid), = pr.valid_pieces(1, sources=[*SOURCES["valid"], other],
+                                                  soundfont="FluidR3_GM.sf2")
+    assert name == "unseen" and same_score == score
+    take = sources.Take("FluidR3_GM.sf2", PIANO.valid_program)
+    assert np.array_equal(fluid, pr.render_take(PIANO, score, take))
+    assert not np.array_equal(fluid[:len(usual)], usual[:len(fluid)])
+
+
 def test_choosing_needs_the_cached_validation_renders(cache):
     with pytest.raises(InputMissingError, match="validation renders"):
         pr.valid_pieces(1, sources=SOURCES["valid"], selection=True)

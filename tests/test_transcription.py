@@ -470,6 +470,28 @@ def test_a_drum_hit_is_scored_as_its_class():
                                 "reference_hits": 0, "transcribed_hits": 3}
 
 
+def test_hits_of_one_class_closer_than_the_onset_tolerance_count_once():
+    pytest.importorskip("mir_eval")
+    from mtools.training.transcription_metrics import (class_counts, merged_hits, note_arrays,
+                                                       score_figures)
+
+    hats = KeySpace.drums(((42, 44), (38,)))
+    drums = OnsetsFrames(None, FRONT_END, hats)
+    hit = lambda pitch, at, velocity=90: Note(pitch, velocity, at, at + 0.1,  # noqa: E731
+                                              instrument=9, is_drum=True)
+    flam = [hit(44, 1.0, 40), hit(42, 1.04, 110), hit(38, 1.01)]  # pedal then closed hat
+    merged = merged_hits(flam + [hit(42, 1.09), hit(42, 1.2)], hats)
+    assert [(n.pitch, n.start_s, n.velocity) for n in merged] == [
+        (44, 1.0, 110), (38, 1.01, 90), (42, 1.09, 90), (42, 1.2, 90)]  # 1.09: 90 ms after
+    transcribed = make_score([hit(42, 1.0), hit(38, 1.01)])
+    assert score_figures(make_score(flam), transcribed, drums)["note_f1"] == 1.0
+    counts = class_counts(make_score(flam), make_score([hit(42, 1.0)]), drums)
+    assert counts.tolist() == [[1, 1, 1], [0, 0, 1]]  # matched, transcribed, in the reference
+    piano = OnsetsFrames(None, FRONT_END, KeySpace())
+    repeated = [Note(60, 90, 1.0, 1.02), Note(60, 90, 1.03, 1.5)]
+    assert len(note_arrays(repeated, piano)[0]) == 2  # pitched notes are never merged
+
+
 def test_eval_scores_audio_beside_its_midi_with_the_thresholds_asked_for(tiny_path, tmp_path):
     pytest.importorskip("mir_eval")
     from mtools.io.midi import score_to_midi
@@ -504,6 +526,12 @@ def test_eval_scores_audio_beside_its_midi_with_the_thresholds_asked_for(tiny_pa
     book = run(["eval", "transcribe", tmp_path / "take.wav", "--model", tiny_path, "--ref",
                 tmp_path / "two.jsonl"])
     assert book.code == 65 and "holds 2 scores" in book.stderr  # not the first one silently
+    on_files = run(["eval", "transcribe", tmp_path, "--model", tiny_path,
+                    "--soundfont", "TimGM6mb.sf2"])
+    assert on_files.code == 2 and "held-out performances" in on_files.stderr
+    heard = run(["eval", "transcribe", "asap", "--model", tiny_path, "--split", "valid",
+                 "--soundfont", "FluidR3_GM.sf2"])  # refused before anything renders
+    assert heard.code == 2 and "FluidR3_GM.sf2 is not a held-out soundfont" in heard.stderr
     (tmp_path / "take.mid").write_bytes(score_to_midi(make_score([])))
     empty = run(["eval", "transcribe", tmp_path, "--model", tiny_path])
     assert empty.code == 65 and "take.wav: its reference holds no notes" in empty.stderr

@@ -26,7 +26,7 @@ running from the posterior mean) and the KL term. For onsets_frames
 MIDI: --ref REF.mid per audio file, or a folder where each audio file has
 a MIDI file of the same name beside it, or asap (held-out ASAP
 performances rendered with the held-out soundfont; groove for the drum
-model); it prints mir_eval's note precision/recall/F1 (onsets within
+model; --soundfont picks another held-out soundfont or kit); it prints mir_eval's note precision/recall/F1 (onsets within
 50 ms), with offsets, with velocities, and frame F1, averaged over pieces. Prints one JSON object
 (--json) or a short table.
 
@@ -42,6 +42,7 @@ Examples:
   mtools eval transcribe --ref piano.mid piano.wav --onset-threshold 0.4
   mtools eval transcribe --ref piano.mid piano.wav --harmonic-threshold 0   # keep every onset
   mtools eval --model onsets_frames_drums groove --split valid   # figures per drum class too
+  mtools eval --model onsets_frames_drums groove --split valid --soundfont hydrogen:ForzeeStereo
 """
 
 
@@ -69,6 +70,11 @@ def eval_(
     harmonic_threshold: Annotated[Optional[float], typer.Option(
         "--harmonic-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
         help="transcription: decode with this harmonic threshold (default: the model's).")] = None,
+    soundfont: Annotated[Optional[str], typer.Option(
+        "--soundfont", metavar="NAME",
+        help="transcription on asap or groove: render the held-out performances with this "
+             "held-out soundfont or kit (default: the validation one; the model card "
+             "names the others).")] = None,
     device: opt.DeviceOpt = None,
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
@@ -102,12 +108,12 @@ def eval_(
         figures = {"model": ref.card.spec, "data": data,
                    **transcription_figures(ref, data, references or [], split,
                                             device.value if device else None, thresholds,
-                                            quiet)}
+                                            quiet, soundfont)}
         _print(figures, as_json)
         return
-    if references or any(t is not None for t in (onset_threshold, frame_threshold,
-                                                 harmonic_threshold)):
-        raise UsageError("--ref and the thresholds are for transcription models")
+    if references or soundfont or any(t is not None for t in (onset_threshold, frame_threshold,
+                                                              harmonic_threshold)):
+        raise UsageError("--ref, --soundfont and the thresholds are for transcription models")
     if ref.card.name == "coconet":
         figures = {"model": ref.card.spec, "data": data, "split": split,
                    **_coconet_figures(ref, data, split, device.value if device else None,
@@ -187,7 +193,8 @@ def music_vae_figures(ref, data: list[str], split: str, device) -> dict:
 
 
 def transcription_figures(ref, data: list[str], references: list[str], split: str,
-                           device, thresholds, quiet: bool = False) -> dict:
+                           device, thresholds, quiet: bool = False,
+                           soundfont: str | None = None) -> dict:
     from mtools.errors import UsageError
     from mtools.models.onsets_frames import OnsetsFrames
     from mtools.models.transcription import THRESHOLDS
@@ -205,7 +212,15 @@ def transcription_figures(ref, data: list[str], references: list[str], split: st
         if split == "train":
             raise UsageError(f"{instrument.corpus} is scored on held-out performances only",
                              hint="--split valid")
-        return {**used, **pieces_figures(net, valid_pieces(EVAL_PIECES, instrument))}
+        if soundfont is not None and soundfont not in instrument.held_out():
+            raise UsageError(f"{soundfont} is not a held-out soundfont of {instrument.model}",
+                             hint="held out: " + ", ".join(instrument.held_out()))
+        return {**used, "soundfont": soundfont or instrument.valid_soundfont,
+                **pieces_figures(net, valid_pieces(EVAL_PIECES, instrument, soundfont=soundfont))}
+    if soundfont is not None:
+        corpora = ", ".join(sorted(i.corpus for i in INSTRUMENTS.values()))
+        raise UsageError("--soundfont renders a corpus's held-out performances",
+                         hint=f"name the corpus ({corpora})")
     rate = net.front_end.sample_rate_hz
     return {**used, **pieces_figures(net, _checked_lengths(
         audio_pairs(data, references, rate), rate, quiet))}

@@ -32,8 +32,12 @@ of real MAESTRO audio in maestro_excerpt rendered from its own MIDI:
 
 Drums: FluidR3_GM's kits (tinysoundfont), the AVL Drumkits Black Pearl and
 Red Zeppelin (acoustic kits sampled by x42; tinysoundfont plays them,
-FluidSynth is silent with them) and MuseScore General's kits (FluidSynth)
-train; TimGM6mb's kit is held out.
+FluidSynth is silent with them), MuseScore General's kits (FluidSynth) and
+six Hydrogen kits of recorded samples (HYDROGEN_TRAIN_KITS, played by
+mtools.training.hydrogen_render) train; TimGM6mb's kit is held out, and so
+is the Hydrogen kit ForzeeStereo (a recorded acoustic kit: a second
+held-out kit the card reports). Hydrogen's "The Black Pearl 1.0" is left
+out: it is the AVL Black Pearl's author's kit, likely the same recordings.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from mtools.errors import InputMissingError, UsageError
 from mtools.models.transcription import FrontEnd, KeySpace
 from mtools.score import PitchBend, Score
 from mtools.training import corpora
+from mtools.training.hydrogen_render import PREFIX as HYDROGEN_PREFIX
 
 PARTS = ("train", "valid")
 FLUIDSYNTH_SOUNDFONTS = ("MuseScore_General_Full.sf2",)  # tinysoundfont plays them wrongly
@@ -59,6 +64,9 @@ SOUNDFONT_PACKAGES = {"FluidR3_GM.sf2": "fluid-soundfont-gm",
                       "MuseScore_General_Full.sf2": "musescore-general-soundfont-lossless",
                       "Black_Pearl_4_LV2.sf2": "avldrums.lv2-soundfont",
                       "Red_Zeppelin_4_LV2.sf2": "avldrums.lv2-soundfont"}
+# Hydrogen kits (mtools.training.hydrogen_render) that drum training plays.
+HYDROGEN_TRAIN_KITS = ("BJA_Pacific", "ColomboAcousticDrumkit", "Millo_MultiLayered2",
+                       "Millo_MultiLayered3", "Millo-Drums_v.1", "rumpf_kit_z01_h2")
 BEND_RANGE_CENTS = 200.0  # the synthesizers' default pitch-bend range: +-2 semitones
 BEND_FULL_SCALE = 8192  # Score bends are -8192..8191
 ASAP_FOLDER = "asap_performance_midi"
@@ -90,7 +98,8 @@ class Instrument:
     instruments); model: the transcription model trained on it; corpus
     names the data sources(part) lists as (piece, MIDI path);
     prepare(score, take) is the score as rendered (its labels come from
-    it)."""
+    it); test_soundfonts: further held-out soundfonts (or kits) the card
+    also scores on."""
 
     name: str
     model: str
@@ -104,6 +113,11 @@ class Instrument:
     detune: bool
     sources: Callable[[str], list[Source]]
     prepare: Callable[[Score, Take], Score]
+    test_soundfonts: tuple[str, ...] = ()
+
+    def held_out(self) -> tuple[str, ...]:
+        """Every soundfont training never hears: validation's, then the others."""
+        return (self.valid_soundfont, *self.test_soundfonts)
 
 
 def _check_part(part: str) -> None:
@@ -179,7 +193,8 @@ DRUMS = Instrument(
              fmin_hz=30.0, fmax_hz=16_000.0),
     KeySpace.drums(DRUM_CLASSES),
     ("FluidR3_GM.sf2", "Black_Pearl_4_LV2.sf2", "Red_Zeppelin_4_LV2.sf2",
-     "MuseScore_General_Full.sf2"),
-    "TimGM6mb.sf2", (0, 8, 16, 24, 25, 32, 40), 0, False, groove_performances, prepare_drums)
+     "MuseScore_General_Full.sf2", *(HYDROGEN_PREFIX + kit for kit in HYDROGEN_TRAIN_KITS)),
+    "TimGM6mb.sf2", (0, 8, 16, 24, 25, 32, 40), 0, False, groove_performances, prepare_drums,
+    (HYDROGEN_PREFIX + "ForzeeStereo",))
 
 INSTRUMENTS = {instrument.model: instrument for instrument in (PIANO, DRUMS)}  # by model name

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence, Union
 
@@ -32,7 +32,7 @@ from mtools.io import render
 from mtools.io.midi import midi_to_score
 from mtools.models.transcription import LOG_FLOOR, note_labels
 from mtools.score import Score
-from mtools.training import corpora
+from mtools.training import corpora, hydrogen_render
 from mtools.training.audio_augment import AUGMENTATION, augment
 from mtools.training.render_sources import FLUIDSYNTH_SOUNDFONTS, PARTS, PIANO, \
     SOUNDFONT_PACKAGES, TIMIDITY_CONFIGS, TIMIDITY_DIR, Instrument, Source, Take
@@ -55,8 +55,15 @@ def renders_dir(instrument: Instrument = PIANO) -> Path:
 
 
 def soundfont_path(name: str) -> Path:
-    """A system soundfont (or TiMidity++ config) by file name. Raises
+    """A system soundfont (or TiMidity++ config) by file name, or a
+    Hydrogen kit's drumkit.xml by "hydrogen:<kit>". Raises
     RuntimeUnavailableError naming the Debian package that installs it."""
+    if name.startswith(hydrogen_render.PREFIX):
+        path = hydrogen_render.kit_folder(name) / "drumkit.xml"
+        if not path.is_file():
+            raise RuntimeUnavailableError(f"Hydrogen kit {path.parent} not found",
+                                          hint=f"apt-get install {hydrogen_render.PACKAGE}")
+        return path
     folders = (TIMIDITY_DIR,) if name in TIMIDITY_CONFIGS else render.SYSTEM_SOUNDFONT_DIRS
     package = SOUNDFONT_PACKAGES.get(name, "a package providing it")
     if name in TIMIDITY_CONFIGS and shutil.which("timidity") is None:
@@ -246,6 +253,8 @@ def render_take(instrument: Instrument, score: Score, take: Take) -> np.ndarray:
         from mtools.training.fluid_render import render_fluidsynth as play
     elif take.soundfont in TIMIDITY_CONFIGS:
         from mtools.training.timidity_render import render_timidity as play
+    elif take.soundfont.startswith(hydrogen_render.PREFIX):
+        play = hydrogen_render.render_hydrogen
     audio = play(score, sample_rate_hz=instrument.front_end.sample_rate_hz,
                  soundfont=soundfont_path(take.soundfont))
     return 0.5 * (audio[:, 0] + audio[:, 1])
@@ -411,8 +420,8 @@ def load_renders(part: str, instrument: Instrument = PIANO) -> RenderSet:
 
 
 def valid_pieces(n: int, instrument: Instrument = PIANO, *,
-                 sources: Sequence[Source] | None = None, selection: bool = False
-                 ) -> list[tuple[str, Score, np.ndarray]]:
+                 sources: Sequence[Source] | None = None, selection: bool = False,
+                 soundfont: str | None = None) -> list[tuple[str, Score, np.ndarray]]:
     """`n` validation performances for note-level evaluation, rendered now,
     clean, with the validation soundfont: (name, Score as rendered,
     (samples,) float32 mono audio at the front end's rate). They come from
@@ -421,7 +430,8 @@ def valid_pieces(n: int, instrument: Instrument = PIANO, *,
     performances choose the decoding thresholds, so these stay unseen by
     training and by every choice). `selection` takes instead the
     performances that part holds, for choices made on validation data.
-    `sources` replaces ASAP's valid performances."""
+    `sources` replaces ASAP's valid performances. `soundfont` renders them
+    with another of the instrument's held-out soundfonts."""
     names, pieces_seen = _valid_part_takes(instrument)
     if selection and not names:
         raise InputMissingError(f"no cached {instrument.name} validation renders to choose on",
@@ -434,6 +444,7 @@ def valid_pieces(n: int, instrument: Instrument = PIANO, *,
             break
         if (_source_name(source) in names) if selection else (source[0] not in pieces_seen):
             take = choose_take(instrument, "valid", VALID_SEED, index)
+            take = take if soundfont is None else replace(take, soundfont=soundfont)
             score = instrument.prepare(_load(source[1]), take)
             pieces.append((_source_name(source), score, render_take(instrument, score, take)))
     return pieces

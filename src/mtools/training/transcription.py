@@ -256,13 +256,30 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
              f"harmonic {chosen.get('harmonic_threshold', 0.0)})")
     pieces = valid_pieces(EVAL_PIECES, request.instrument)
     card["metrics"] = {**pieces_figures(net, pieces), "split": "valid",
+                       "soundfont": request.instrument.valid_soundfont,
                        "protocol": PROTOCOL, "parity_max_abs_error": float(f"{error:.2e}"),
                        "measured_by": "mtools train (at export); reproduce: mtools eval "
                                       f"--model {model_ref(request)} {request.instrument.corpus} "
-                                      "--split valid"}
+                                      "--split valid [--soundfont NAME]"}
+    if request.instrument.test_soundfonts:
+        progress("transcribing them rendered with " + ", ".join(request.instrument.test_soundfonts)
+                 + ", also held out")
+    card["metrics"].update(other_soundfont_figures(net, request.instrument))
     write_card(card, path)
     progress(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
     return path
+
+
+def other_soundfont_figures(net, instrument: Instrument) -> dict:
+    """{"other_soundfonts": {name: figures}}: the card's held-out
+    performances rendered with each further held-out soundfont of the
+    instrument; empty without one."""
+    from mtools.training.renders import valid_pieces
+    from mtools.training.transcription_metrics import pieces_figures
+
+    figures = {name: pieces_figures(net, valid_pieces(EVAL_PIECES, instrument, soundfont=name))
+               for name in instrument.test_soundfonts}
+    return {"other_soundfonts": figures} if figures else {}
 
 
 def _card(request: TranscriptionRequest, model: OnsetsFramesNet, history) -> dict:
