@@ -482,7 +482,7 @@ def test_hits_of_one_class_closer_than_the_onset_tolerance_count_once():
     flam = [hit(44, 1.0, 40), hit(42, 1.04, 110), hit(38, 1.01)]  # pedal then closed hat
     merged = merged_hits(flam + [hit(42, 1.09), hit(42, 1.2)], hats)
     assert [(n.pitch, n.start_s, n.velocity) for n in merged] == [
-        (44, 1.0, 110), (38, 1.01, 90), (42, 1.09, 90), (42, 1.2, 90)]  # 1.09: 90 ms after
+        (38, 1.01, 90), (42, 1.04, 110), (42, 1.09, 90), (42, 1.2, 90)]  # 1.09: 90 ms after 1.0
     transcribed = make_score([hit(42, 1.0), hit(38, 1.01)])
     assert score_figures(make_score(flam), transcribed, drums)["note_f1"] == 1.0
     counts = class_counts(make_score(flam), make_score([hit(42, 1.0)]), drums)

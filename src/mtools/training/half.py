@@ -104,7 +104,7 @@ def measure(path: Path, data: list[str], split: str = "valid") -> dict:
 
         figures = transcription_figures(ref, data, [], split, "cpu", DecodeOptions(), quiet=True)
         instrument = INSTRUMENTS.get(ref.card.name)
-        if instrument is not None and data == [instrument.corpus]:
+        if instrument is not None and instrument.test_soundfonts and data == [instrument.corpus]:
             net = OnsetsFrames.from_ref(ref, device="cpu")
             figures.update(other_soundfont_figures(net, instrument))
         return {k: v for k, v in figures.items() if k not in THRESHOLDS}

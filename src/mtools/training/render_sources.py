@@ -33,7 +33,7 @@ of real MAESTRO audio in maestro_excerpt rendered from its own MIDI:
 Drums: FluidR3_GM's kits (tinysoundfont), the AVL Drumkits Black Pearl and
 Red Zeppelin (acoustic kits sampled by x42; tinysoundfont plays them,
 FluidSynth is silent with them), MuseScore General's kits (FluidSynth) and
-six Hydrogen kits of recorded samples (HYDROGEN_TRAIN_KITS, played by
+five Hydrogen kits of recorded samples (HYDROGEN_TRAIN_KITS, played by
 mtools.training.hydrogen_render) train; TimGM6mb's kit is held out, and so
 is the Hydrogen kit ForzeeStereo (a recorded acoustic kit: a second
 held-out kit the card reports). Hydrogen's "The Black Pearl 1.0" is left
@@ -66,7 +66,7 @@ SOUNDFONT_PACKAGES = {"FluidR3_GM.sf2": "fluid-soundfont-gm",
                       "Red_Zeppelin_4_LV2.sf2": "avldrums.lv2-soundfont"}
 # Hydrogen kits (mtools.training.hydrogen_render) that drum training plays.
 HYDROGEN_TRAIN_KITS = ("BJA_Pacific", "ColomboAcousticDrumkit", "Millo_MultiLayered2",
-                       "Millo_MultiLayered3", "Millo-Drums_v.1", "rumpf_kit_z01_h2")
+                       "Millo_MultiLayered3", "Millo-Drums_v.1")
 BEND_RANGE_CENTS = 200.0  # the synthesizers' default pitch-bend range: +-2 semitones
 BEND_FULL_SCALE = 8192  # Score bends are -8192..8191
 ASAP_FOLDER = "asap_performance_midi"

@@ -151,7 +151,19 @@ def _recipe(instrument: Instrument, hours: dict, seed: int,
             "soundfonts": {"train": list(instrument.train_soundfonts),
                            "valid": [instrument.valid_soundfont]},
             "programs": {"train": list(instrument.programs), "valid": [instrument.valid_program]},
-            "augmentation": {"train": asdict(AUGMENTATION), "valid": "none"}}
+            "augmentation": {"train": asdict(AUGMENTATION), "valid": "none"},
+            **_hydrogen_recipe((*instrument.train_soundfonts, instrument.valid_soundfont))}
+
+
+def _hydrogen_recipe(soundfonts: Sequence[str]) -> dict:
+    """The key maps and renderer version of the Hydrogen kits among
+    `soundfonts` (nothing without one), so a change to either rebuilds."""
+    kits = [name.removeprefix(hydrogen_render.PREFIX) for name in soundfonts
+            if name.startswith(hydrogen_render.PREFIX)]
+    if not kits:
+        return {}
+    return {"hydrogen": {"renderer": hydrogen_render.RENDERER_VERSION,
+                         "keys": {kit: hydrogen_render.KIT_KEYS.get(kit) for kit in kits}}}
 
 
 def _manifest_matches(folder: Path, recipe: dict) -> bool:

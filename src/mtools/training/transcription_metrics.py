@@ -7,7 +7,6 @@ over pieces. Needs mir_eval (the `eval` extra, also in `train` and `dev`).
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Iterable
 
 import numpy as np
@@ -34,7 +33,8 @@ PROTOCOL = (
     "50 ms; note_offset_*: offsets too (within 20% of the note or 50 ms); note_velocity_*: "
     "mir_eval.transcription_velocity (tolerance 0.1); frame_*: over (frame, key) cells at the "
     "model's hop. Each figure is the mean over pieces, as the papers report. A drum model's "
-    "hits score as their class's key, one class's hits within 50 ms of each other as one.")
+    "hits score as their class's key; one class's hits starting within 50 ms of a group's "
+    "first count as one, the loudest (in the reference and the transcription alike).")
 
 
 def _mir_eval():
@@ -73,22 +73,23 @@ def scored_notes(notes: Iterable[Note], net: OnsetsFrames) -> list[Note]:
 
 
 def merged_hits(notes: list[Note], keys) -> list[Note]:
-    """Drum hits with each class's hits less than ONSET_TOLERANCE_S after a
-    kept one merged into it (the louder velocity kept): a pedal hat 10 ms
-    before a closed hat, both the closed hi-hat class, is one hit a
-    transcription can find, not two of which one is always missed."""
+    """Drum hits with each class's hits that start less than
+    ONSET_TOLERANCE_S after the first of a group merged into one, the
+    loudest of the group (its time and velocity): a pedal hat 10 ms before
+    a closed hat, both the closed hi-hat class, is one hit a transcription
+    can find, not two of which one is always missed."""
     kept: list[Note] = []
-    last: dict[int, int] = {}  # class -> index in `kept` of its latest kept hit
+    groups: dict[int, tuple[float, int]] = {}  # class -> (its group's first start, index in kept)
     for note in sorted(notes, key=lambda n: n.start_s):
         cls = keys.index_of(note)
-        before = last.get(cls)
-        if before is not None and note.start_s - kept[before].start_s < ONSET_TOLERANCE_S:
-            if note.velocity > kept[before].velocity:
-                kept[before] = replace(kept[before], velocity=note.velocity)
+        group = groups.get(cls)
+        if group is not None and note.start_s - group[0] < ONSET_TOLERANCE_S:
+            if note.velocity > kept[group[1]].velocity:
+                kept[group[1]] = note
             continue
-        last[cls] = len(kept)
+        groups[cls] = (note.start_s, len(kept))
         kept.append(note)
-    return kept
+    return sorted(kept, key=lambda n: n.start_s)
 
 
 def score_figures(reference: Score, estimate: Score, net: OnsetsFrames) -> dict[str, float]:
