@@ -44,7 +44,8 @@ DEFAULT_HOURS = (12.0, 1.0)
 SPLITS = {"piano": "by piece: 10% of ASAP pieces (sha1 of the folder, repeat variants "
                    "together) are validation, rendered with a soundfont training never hears",
           "drums": "Groove MIDI's own train/validation split; validation rendered with a "
-                   "drum kit training never hears"}
+                   "drum kit training never hears (the card's figures also on a second "
+                   "one, metrics.other_soundfonts)"}
 # Network sizes by --config. "" (1.1 M parameters) is the first bundled one;
 # "wide" (5.3 M): the paper's convolution widths (Hawthorne et al. 2018: 32
 # and 64 channels), a wider acoustic layer and LSTMs. The small one
