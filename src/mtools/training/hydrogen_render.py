@@ -51,6 +51,11 @@ RENDERER_VERSION = 2  # change whenever the rendering rules change (renders rebu
 # (its samples, cut from beat recordings, do not sound as named: its
 # "cymbals" and toms are low booms) and The Black Pearl 1.0 (Glen
 # MacArthur's, as is the AVL Black Pearl soundfont drum training plays).
+MILLO_KEYS = {
+    36: "Kick", 37: "Stick", 38: "Snare Rock", 40: "Snare Jazz", 42: "Closed HH",
+    44: "Pedal HH", 46: "Open HH", 43: "Tom Low", 45: "Tom Mid", 47: "Tom Mid",
+    48: "Tom Hi", 50: "Tom Hi", 49: "Crash", 52: "Crash", 55: "Crash Jazz",
+    57: "Crash Jazz", 51: "Ride Rock", 59: "Ride Jazz", 53: "Ride Jazz"}
 KIT_KEYS: dict[str, dict[int, str]] = {
     "BJA_Pacific": {
         36: "BassDrum", 38: "Snare", 40: "Snare", 42: "Hi Hat Closed",
@@ -63,20 +68,12 @@ KIT_KEYS: dict[str, dict[int, str]] = {
         48: "Tom Hi", 50: "Tom Hi", 49: "crash16inch", 55: "crash16inch",
         57: "crash20inch--2", 52: "crash20inch--2", 51: "ride-crash20inch",
         59: "ride-crash20inch", 53: "ride-cup"},
-    "Millo_MultiLayered2": {
-        36: "Kick", 37: "Stick", 38: "Snare Rock", 40: "Snare Jazz", 42: "Closed HH",
-        44: "Pedal HH", 46: "Open HH", 43: "Tom Low", 45: "Tom Mid", 47: "Tom Mid",
-        48: "Tom Hi", 50: "Tom Hi", 49: "Crash", 52: "Crash", 55: "Crash Jazz",
-        57: "Crash Jazz", 51: "Ride Rock", 59: "Ride Jazz", 53: "Ride Jazz"},
+    "Millo_MultiLayered2": MILLO_KEYS,
+    "Millo-Drums_v.1": MILLO_KEYS,  # the same instrument names, other samples
     "Millo_MultiLayered3": {
         36: "Kick", 37: "Stick", 38: "Snare Rock", 42: "Closed HH", 44: "Pedal HH",
         46: "Open HH", 43: "Tom Low", 45: "Tom Mid", 47: "Tom Mid", 48: "Tom Hi",
         50: "Tom Hi", 49: "Crash", 51: "Ride Jazz"},
-    "Millo-Drums_v.1": {
-        36: "Kick", 37: "Stick", 38: "Snare Rock", 40: "Snare Jazz", 42: "Closed HH",
-        44: "Pedal HH", 46: "Open HH", 43: "Tom Low", 45: "Tom Mid", 47: "Tom Mid",
-        48: "Tom Hi", 50: "Tom Hi", 49: "Crash", 52: "Crash", 55: "Crash Jazz",
-        57: "Crash Jazz", 51: "Ride Rock", 59: "Ride Jazz", 53: "Ride Jazz"},
     "ForzeeStereo": {
         36: 'Kick (Tama Superstar 22")', 37: "Rim Click (Pearl Free Floating Maple 14x3.5)",
         38: "Snare (Pearl Free Floating Maple 14x3.5)",
