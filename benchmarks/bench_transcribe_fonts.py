@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     nets = {name: OnsetsFrames.from_ref(resolve_model(name), device="cpu")
             for name in args.models}
-    cases = [(PIANO.valid_soundfont, False)] + [(font, False) for font in PIANO.train_soundfonts]
+    cases = [(font, False) for font in (*PIANO.held_out(), *PIANO.train_soundfonts)]
     cases += [(font, True) for font in PIANO.train_soundfonts]
     lines = ["| pieces | soundfont | model | " + " | ".join(FIGURES) + " |",
              "|---|---|---|" + "---|" * len(FIGURES)]
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         pieces = rendered_with(font, args.pieces, trained_on)
         for name, net in nets.items():
             figures = pieces_figures(net, pieces)
-            role = "held out" if font == PIANO.valid_soundfont else "trained on"
+            role = "held out" if font in PIANO.held_out() else "trained on"
             lines.append(f"| {'trained on' if trained_on else 'held out'} | {font} ({role}) | "
                          f"`{name}` | " + " | ".join(f"{figures[k]:.3f}" for k in FIGURES) + " |")
             print(lines[-1], file=sys.stderr, flush=True)

@@ -26,7 +26,8 @@ running from the posterior mean) and the KL term. For onsets_frames
 MIDI: --ref REF.mid per audio file, or a folder where each audio file has
 a MIDI file of the same name beside it, or asap (held-out ASAP
 performances rendered with the held-out soundfont; groove for the drum
-model; --soundfont picks another held-out soundfont or kit); it prints mir_eval's note precision/recall/F1 (onsets within
+model; --soundfont picks another held-out soundfont or kit, such as
+SalamanderGrandPianoV3, a recorded grand piano fetched on first use); it prints mir_eval's note precision/recall/F1 (onsets within
 50 ms), with offsets, with velocities, and frame F1, averaged over pieces. Prints one JSON object
 (--json) or a short table.
 
@@ -43,6 +44,7 @@ Examples:
   mtools eval transcribe --ref piano.mid piano.wav --harmonic-threshold 0   # keep every onset
   mtools eval --model onsets_frames_drums groove --split valid   # figures per drum class too
   mtools eval --model onsets_frames_drums groove --split valid --soundfont hydrogen:ForzeeStereo
+  mtools eval --model onsets_frames asap --split valid --soundfont SalamanderGrandPianoV3
 """
 
 

@@ -185,7 +185,8 @@ def prepare_drums(score: Score, take: Take) -> Score:
 PIANO = Instrument(
     "piano", "onsets_frames", "asap", FrontEnd(), KeySpace(),
     ("FluidR3_GM.sf2", "MuseScore_General_Full.sf2", "freepats.cfg"),
-    "TimGM6mb.sf2", (0, 1), 0, True, asap_performances, prepare_piano)
+    "TimGM6mb.sf2", (0, 1), 0, True, asap_performances, prepare_piano,
+    ("SalamanderGrandPianoV3",))  # salamander_render.NAME
 
 DRUMS = Instrument(
     "drums", "onsets_frames_drums", "groove",

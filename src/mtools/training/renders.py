@@ -32,7 +32,7 @@ from mtools.io import render
 from mtools.io.midi import midi_to_score
 from mtools.models.transcription import LOG_FLOOR, note_labels
 from mtools.score import Score
-from mtools.training import corpora, hydrogen_render
+from mtools.training import corpora, hydrogen_render, salamander_render
 from mtools.training.audio_augment import AUGMENTATION, augment
 from mtools.training.render_sources import FLUIDSYNTH_SOUNDFONTS, PARTS, PIANO, \
     SOUNDFONT_PACKAGES, TIMIDITY_CONFIGS, TIMIDITY_DIR, Instrument, Source, Take
@@ -56,8 +56,11 @@ def renders_dir(instrument: Instrument = PIANO) -> Path:
 
 def soundfont_path(name: str) -> Path:
     """A system soundfont (or TiMidity++ config) by file name, or a
-    Hydrogen kit's drumkit.xml by "hydrogen:<kit>". Raises
+    Hydrogen kit's drumkit.xml by "hydrogen:<kit>", or the Salamander
+    piano's samples folder by its NAME (fetched on first use). Raises
     RuntimeUnavailableError naming the Debian package that installs it."""
+    if name == salamander_render.NAME:
+        return salamander_render.fetch()
     if name.startswith(hydrogen_render.PREFIX):
         path = hydrogen_render.kit_folder(name) / "drumkit.xml"
         if not path.is_file():
@@ -267,6 +270,8 @@ def render_take(instrument: Instrument, score: Score, take: Take) -> np.ndarray:
         from mtools.training.timidity_render import render_timidity as play
     elif take.soundfont.startswith(hydrogen_render.PREFIX):
         play = hydrogen_render.render_hydrogen
+    elif take.soundfont == salamander_render.NAME:
+        play = salamander_render.render_salamander
     audio = play(score, sample_rate_hz=instrument.front_end.sample_rate_hz,
                  soundfont=soundfont_path(take.soundfont))
     return 0.5 * (audio[:, 0] + audio[:, 1])
