@@ -24,10 +24,10 @@ _mtools() {
             --frame-threshold) return ;;
             --harmonic-threshold) return ;;
             --min-note-ms) return ;;
-            --program) _mtools_files "$cur"; return ;;
+            --program) return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
-            -j|--jobs) _mtools_files "$cur"; return ;;
+            -j|--jobs) return ;;
         esac
         if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --onset-threshold --frame-threshold --harmonic-threshold --min-note-ms --program --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
@@ -36,25 +36,25 @@ _mtools() {
         case $prev in
             -o|--output) _mtools_files "$cur"; return ;;
             -m|--model) _mtools_files "$cur"; return ;;
-            --primer) _mtools_files "$cur"; return ;;
+            --primer) return ;;
             --bars) return ;;
-            --steps) _mtools_files "$cur"; return ;;
+            --steps) return ;;
             --seconds) return ;;
             --temperature) return ;;
-            --beam-size) _mtools_files "$cur"; return ;;
-            --branch-factor) _mtools_files "$cur"; return ;;
-            --steps-per-iteration) _mtools_files "$cur"; return ;;
-            -n|--num-outputs) _mtools_files "$cur"; return ;;
-            --seed) _mtools_files "$cur"; return ;;
+            --beam-size) return ;;
+            --branch-factor) return ;;
+            --steps-per-iteration) return ;;
+            -n|--num-outputs) return ;;
+            --seed) return ;;
             --qpm) return ;;
-            --key) _mtools_files "$cur"; return ;;
-            --program) _mtools_files "$cur"; return ;;
-            --chords) _mtools_files "$cur"; return ;;
-            --steps-per-chord) _mtools_files "$cur"; return ;;
+            --key) return ;;
+            --program) return ;;
+            --chords) return ;;
+            --steps-per-chord) return ;;
             --from) _mtools_words 'midi jsonl musicxml mxl abc' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
-            -j|--jobs) _mtools_files "$cur"; return ;;
+            -j|--jobs) return ;;
         esac
         if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --primer --bars --steps --seconds --temperature --beam-size --branch-factor --steps-per-iteration -n --num-outputs --seed --qpm --key --program --only-generated --chords --steps-per-chord --render-chords --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
@@ -64,10 +64,10 @@ _mtools() {
             -o|--output) _mtools_files "$cur"; return ;;
             --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
-            --transpose) _mtools_files "$cur"; return ;;
-            --quantize) _mtools_files "$cur"; return ;;
+            --transpose) return ;;
+            --quantize) return ;;
             --soundfont) _mtools_files "$cur"; return ;;
-            -j|--jobs) _mtools_files "$cur"; return ;;
+            -j|--jobs) return ;;
         esac
         if [[ $cur == -* ]]; then _mtools_words '-o --output --from --to --transpose --melody --sustain --quantize --soundfont --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
@@ -76,17 +76,17 @@ _mtools() {
         case $prev in
             -o|--output) _mtools_files "$cur"; return ;;
             -m|--model) _mtools_files "$cur"; return ;;
-            --melody) _mtools_files "$cur"; return ;;
+            --melody) return ;;
             --temperature) return ;;
-            --iterations) _mtools_files "$cur"; return ;;
-            --sampler) _mtools_files "$cur"; return ;;
-            -n|--num-outputs) _mtools_files "$cur"; return ;;
-            --seed) _mtools_files "$cur"; return ;;
-            --program) _mtools_files "$cur"; return ;;
+            --iterations) return ;;
+            --sampler) return ;;
+            -n|--num-outputs) return ;;
+            --seed) return ;;
+            --program) return ;;
             --from) _mtools_words 'midi jsonl musicxml mxl abc' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
-            -j|--jobs) _mtools_files "$cur"; return ;;
+            -j|--jobs) return ;;
         esac
         if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --melody --temperature --iterations --sampler --allow-parallels --allow-wide-ranges -n --num-outputs --seed --program --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
@@ -95,18 +95,18 @@ _mtools() {
         case $prev in
             -o|--output) _mtools_files "$cur"; return ;;
             -m|--model) _mtools_files "$cur"; return ;;
-            --start) _mtools_files "$cur"; return ;;
-            --end) _mtools_files "$cur"; return ;;
-            --voices) _mtools_files "$cur"; return ;;
+            --start) return ;;
+            --end) return ;;
+            --voices) return ;;
             --temperature) return ;;
-            --iterations) _mtools_files "$cur"; return ;;
-            --sampler) _mtools_files "$cur"; return ;;
-            -n|--num-outputs) _mtools_files "$cur"; return ;;
-            --seed) _mtools_files "$cur"; return ;;
+            --iterations) return ;;
+            --sampler) return ;;
+            -n|--num-outputs) return ;;
+            --seed) return ;;
             --from) _mtools_words 'midi jsonl musicxml mxl abc' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
-            -j|--jobs) _mtools_files "$cur"; return ;;
+            -j|--jobs) return ;;
         esac
         if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --start --end --voices --temperature --iterations --sampler --allow-parallels --allow-wide-ranges -n --num-outputs --seed --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
@@ -116,12 +116,12 @@ _mtools() {
             -o|--output) _mtools_files "$cur"; return ;;
             -m|--model) _mtools_files "$cur"; return ;;
             --temperature) return ;;
-            -n|--num-outputs) _mtools_files "$cur"; return ;;
-            --seed) _mtools_files "$cur"; return ;;
+            -n|--num-outputs) return ;;
+            --seed) return ;;
             --from) _mtools_words 'midi jsonl musicxml mxl abc' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
-            -j|--jobs) _mtools_files "$cur"; return ;;
+            -j|--jobs) return ;;
         esac
         if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --temperature -n --num-outputs --seed --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
@@ -131,12 +131,12 @@ _mtools() {
             -o|--output) _mtools_files "$cur"; return ;;
             -m|--model) _mtools_files "$cur"; return ;;
             --temperature) return ;;
-            -n|--num-outputs) _mtools_files "$cur"; return ;;
-            --seed) _mtools_files "$cur"; return ;;
+            -n|--num-outputs) return ;;
+            --seed) return ;;
             --from) _mtools_words 'midi jsonl musicxml mxl abc' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
-            -j|--jobs) _mtools_files "$cur"; return ;;
+            -j|--jobs) return ;;
         esac
         if [[ $cur == -* ]]; then _mtools_words '-o --output -m --model --temperature -n --num-outputs --seed --from --to --device --skip-existing --no-skip-existing -j --jobs -q --quiet --progress --no-progress --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
@@ -145,13 +145,13 @@ _mtools() {
         case $prev in
             -o|--output) _mtools_files "$cur"; return ;;
             -m|--model) _mtools_files "$cur"; return ;;
-            --steps) _mtools_files "$cur"; return ;;
-            --sample) _mtools_files "$cur"; return ;;
-            --window) _mtools_files "$cur"; return ;;
-            --fit-rounds) _mtools_files "$cur"; return ;;
+            --steps) return ;;
+            --sample) return ;;
+            --window) return ;;
+            --fit-rounds) return ;;
             --temperature) return ;;
-            --seed) _mtools_files "$cur"; return ;;
-            --program) _mtools_files "$cur"; return ;;
+            --seed) return ;;
+            --program) return ;;
             --from) _mtools_words 'midi jsonl musicxml mxl abc' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
@@ -164,22 +164,22 @@ _mtools() {
         ;;
     train)
         case $prev in
-            --config) _mtools_files "$cur"; return ;;
+            --config) return ;;
             --data) _mtools_files "$cur"; return ;;
             --out) _mtools_files "$cur"; return ;;
             --run-dir) _mtools_files "$cur"; return ;;
             --max-minutes) return ;;
-            --max-steps) _mtools_files "$cur"; return ;;
-            --batch-size) _mtools_files "$cur"; return ;;
-            --hidden) _mtools_files "$cur"; return ;;
-            --layers) _mtools_files "$cur"; return ;;
+            --max-steps) return ;;
+            --batch-size) return ;;
+            --hidden) return ;;
+            --layers) return ;;
             --dropout) return ;;
             --learning-rate) return ;;
             --hours) return ;;
             --init-from) _mtools_files "$cur"; return ;;
             --scheduled-sampling-rate) return ;;
-            --device) _mtools_files "$cur"; return ;;
-            --seed) _mtools_files "$cur"; return ;;
+            --device) return ;;
+            --seed) return ;;
         esac
         if [[ $cur == -* ]]; then _mtools_words '--config --data --out --run-dir --fresh --max-minutes --max-steps --batch-size --hidden --layers --dropout --learning-rate --hours --init-from --scheduled-sampling-rate --export-only --device --seed -q --quiet --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
@@ -187,13 +187,13 @@ _mtools() {
     eval)
         case $prev in
             -m|--model) _mtools_files "$cur"; return ;;
-            --split) _mtools_files "$cur"; return ;;
-            --samples) _mtools_files "$cur"; return ;;
+            --split) return ;;
+            --samples) return ;;
             --ref) _mtools_files "$cur"; return ;;
             --onset-threshold) return ;;
             --frame-threshold) return ;;
             --harmonic-threshold) return ;;
-            --soundfont) _mtools_files "$cur"; return ;;
+            --soundfont) return ;;
             --device) _mtools_words 'auto cpu cuda' "$cur"; return ;;
         esac
         if [[ $cur == -* ]]; then _mtools_words '-m --model --split --json --samples --ref --onset-threshold --frame-threshold --harmonic-threshold --soundfont --device -q --quiet --debug -h --help' "$cur"

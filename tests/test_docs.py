@@ -122,19 +122,29 @@ def completion_cases() -> list[tuple[str, set[str]]]:
     return cases
 
 
-def test_bash_completion_parses_and_completes_commands_options_choices_files(fresh):
-    script = fresh / "completions/mtools.bash"
-    assert run(["bash", "-n", str(script)], fresh).returncode == 0
-    probes = [f"source {shlex.quote(str(script))}"]
-    for line, _ in completion_cases():
+def bash_offers(fresh: Path, lines: list[str]) -> list[str]:
+    """What the bash completion offers for each command line, one string each."""
+    probes = [f"source {shlex.quote(str(fresh / 'completions/mtools.bash'))}"]
+    for line in lines:
         words = line.split(" ")  # a trailing space gives the empty word being completed
         probes += [f"COMP_WORDS=({' '.join(map(shlex.quote, words))}); "
                    f"COMP_CWORD={len(words) - 1}; _mtools; echo \"${{COMPREPLY[*]}}\""]
     result = run(["bash", "-c", "\n".join(probes)], fresh)
     assert result.returncode == 0, result.stderr
-    offered = result.stdout.splitlines()
+    return result.stdout.splitlines()
+
+
+def test_bash_completion_parses_and_completes_commands_options_choices_files(fresh):
+    assert run(["bash", "-n", str(fresh / "completions/mtools.bash")], fresh).returncode == 0
+    offered = bash_offers(fresh, [line for line, _ in completion_cases()])
     for (line, expected), got in zip(completion_cases(), offered, strict=True):
         assert expected <= set(got.split()), f"bash: {line!r} offered {got!r}"
+
+
+def test_a_name_option_completes_no_files_and_a_path_option_does(fresh):
+    lines = ["mtools eval --soundfont so", "mtools continue --primer so",
+             "mtools convert --soundfont so", "mtools convert -o so"]
+    assert bash_offers(fresh, lines) == ["", "", "song.mid", "song.mid"]
 
 
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh is not installed")

@@ -67,6 +67,12 @@ ENVIRONMENT = (
 # ---------------------------------------------------------------- the tree
 
 
+# Option metavars whose values are paths (or may be: a model name or file);
+# other text options (NAME, KEY, TEXT, ...) complete nothing, not files.
+PATH_METAVARS = frozenset({"", "PATH", "DIR", "FILE", "MIDI", "SF2", "MODEL", "NAME|PATH",
+                           "SOURCE"})
+
+
 @dataclass(frozen=True)
 class Param:
     """An option or positional argument, as the docs need it."""
@@ -75,7 +81,7 @@ class Param:
     label: str  # as --help shows it: "-o, --output PATH"; "INPUT..." for an argument
     help: str  # the help text alone
     full_help: str  # as --help shows it, with "[default: ...]" and ranges
-    value: str  # "flag" (none), "choice", "number" or "file" (any other text)
+    value: str  # "flag" (none), "choice", "number", "file" or "text" (a name, not a path)
     choices: tuple[str, ...] = ()
     metavar: str = ""
     many: bool = False  # an argument taking any number of values
@@ -135,7 +141,8 @@ def _param(param, ctx) -> Param:
                      "choice" if choices else "file", choices, metavar, many)
     label, full_help = param.get_help_record(ctx) or ("", "")
     value = "flag" if getattr(param, "is_flag", False) or getattr(param, "count", False) \
-        else "choice" if choices else "number" if _is_number(param) else "file"
+        else "choice" if choices else "number" if _is_number(param) \
+        else "file" if (param.metavar or "") in PATH_METAVARS else "text"
     names = (*sorted(param.opts, key=_short_first), *sorted(param.secondary_opts, key=_short_first))
     return Param(names, label, text, " ".join(full_help.split()), value, choices,
                  param.metavar or "")
@@ -354,7 +361,8 @@ def _zsh_function(name: str, cmd: Command, extra: tuple[str, ...] = (),
     for p in cmd.options:
         about = re.sub(r"([\\\[\]])", r"\\\1", _first_sentence(p.help))
         message = (p.metavar or "value").replace(":", "\\:")
-        action = {"flag": "", "number": f":{message}:", "file": f":{message}:_files",
+        action = {"flag": "", "number": f":{message}:", "text": f":{message}:",
+                  "file": f":{message}:_files",
                   "choice": f":{message}:({' '.join(p.choices)})"}[p.value]
         group = f"({' '.join(p.names)})" if len(p.names) > 1 else ""
         specs += [_zsh_quote(f"{group}{name}[{about}]{action}") for name in p.names]
@@ -394,7 +402,7 @@ def _fish_quote(text: str) -> str:
 def _fish_option(p: Param, condition: str) -> str:
     flags = [f"-l {n[2:]}" if n.startswith("--") else f"-s {n[1:]}" if len(n) == 2
              else f"-o {n[1:]}" for n in p.names]
-    flags.append({"flag": "", "number": "-x", "file": "-r -F",
+    flags.append({"flag": "", "number": "-x", "text": "-x", "file": "-r -F",
                   "choice": "-x -a " + _fish_quote(" ".join(p.choices))}[p.value])
     return " ".join(["complete -c mtools", condition, *filter(None, flags),
                      "-d", _fish_quote(_first_sentence(p.help))])
