@@ -1,15 +1,17 @@
 """Where a transcription model's errors come from: the held-out timbre, or
 the network itself. Note figures of each model on the same performances
-rendered clean with every piano soundfont, the held-out one and those
-training used, and on performances the model trained on.
+rendered clean with every piano soundfont, the held-out ones (TimGM6mb
+and the recorded SalamanderGrandPianoV3) and those training used, and on
+performances the model trained on.
 
     .venv/bin/python benchmarks/bench_transcribe_fonts.py \\
         [--models onsets_frames onsets_frames:wide] [--pieces 12]
 
 - held-out pieces: the --pieces performances the card's figures come from
   (`renders.valid_pieces`: pieces neither training nor any choice saw),
-  each rendered with program 0 of each soundfont in turn (the card renders
-  them with the held-out soundfont alone);
+  each rendered with program 0 of each soundfont in turn (the card's
+  headline figures are the held-out soundfont's, its other_soundfonts the
+  recorded piano's);
 - trained-on pieces: the first --pieces of ASAP's training performances in
   the same order, rendered with each training soundfont. Training heard
   them with augmentation (reverb, EQ, noise, gain, detuning): these

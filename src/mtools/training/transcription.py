@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtools.errors import UsageError
+from mtools.errors import RuntimeUnavailableError, UsageError
 from mtools.models.onsets_frames import GRAPH_INPUTS, GRAPH_OUTPUTS
 from mtools.models.registry import write_card
 from mtools.training import corpora
@@ -156,6 +156,7 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
     train = renders.load_renders("train", instrument)
     valid = renders.load_renders("valid", instrument)
     progress(f"{len(train.segments)} training and {len(valid.segments)} validation segments")
+    available_test_soundfonts(instrument, progress)  # warn now of a card figure it cannot measure
     model = OnsetsFramesNet(instrument.front_end.mel_bins, instrument.keys.keys,
                             **network_of(request.config), **(request.network or {}))
     init = warm_start_folded(request.run_dir, model, request.init_from, request.init_spec,
@@ -265,21 +266,40 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
     if request.instrument.test_soundfonts:
         progress("transcribing them rendered with " + ", ".join(request.instrument.test_soundfonts)
                  + ", also held out")
-    card["metrics"].update(other_soundfont_figures(net, request.instrument))
+    card["metrics"].update(other_soundfont_figures(net, request.instrument, progress))
     write_card(card, path)
     progress(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
     return path
 
 
-def other_soundfont_figures(net, instrument: Instrument) -> dict:
+def available_test_soundfonts(instrument: Instrument,
+                              progress: Progress = lambda m: None) -> tuple[str, ...]:
+    """The instrument's further held-out soundfonts this machine has (or
+    can fetch); each one missing is reported and left out, so a card
+    without its figures never costs the training run."""
+    from mtools.training.renders import soundfont_path
+
+    found = []
+    for name in instrument.test_soundfonts:
+        try:
+            soundfont_path(name)
+        except RuntimeUnavailableError as error:
+            progress(f"warning: {name} is unavailable, the card will not score it: {error}")
+        else:
+            found.append(name)
+    return tuple(found)
+
+
+def other_soundfont_figures(net, instrument: Instrument,
+                           progress: Progress = lambda m: None) -> dict:
     """{"other_soundfonts": {name: figures}}: the card's held-out
     performances rendered with each further held-out soundfont of the
-    instrument; empty without one."""
+    instrument this machine has; empty without one."""
     from mtools.training.renders import valid_pieces
     from mtools.training.transcription_metrics import pieces_figures
 
     figures = {name: pieces_figures(net, valid_pieces(EVAL_PIECES, instrument, soundfont=name))
-               for name in instrument.test_soundfonts}
+               for name in available_test_soundfonts(instrument, progress)}
     return {"other_soundfonts": figures} if figures else {}
 
 
