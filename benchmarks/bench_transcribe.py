@@ -289,10 +289,8 @@ def main() -> None:
         *piece_table(pieces, results),
     ])
     if not args.dry_run:
-        if args.soundfont:
-            write_section(f"{SECTION}:{args.soundfont}", body, args.out, after=SECTION)
-        else:
-            write_section(SECTION, body, args.out)
+        name = f"{SECTION}:{args.soundfont}" if args.soundfont else SECTION
+        write_section(name, body, args.out, after=SECTION)
     print(body)
 
 

@@ -15,6 +15,7 @@ from mtools.io import render
 from mtools.score import Note, make_score
 from mtools.training import hydrogen_render as hydrogen
 from mtools.training import renders
+from mtools.training.sample_player import load_sample
 from mtools.training.render_sources import DRUM_CLASSES, DRUMS
 
 RATE = 1000  # samples per second: sample lengths read as milliseconds
@@ -159,6 +160,6 @@ def test_installed_kits_have_every_mapped_instrument_and_play_every_class():
 def _centroid(instrument) -> float:
     rate = 44_100
     layer = hydrogen.choose_layer(instrument.layers, 0.8)
-    first_second = hydrogen._sample(layer.path, layer.pitch, rate)[:rate]
+    first_second = load_sample(layer.path, layer.pitch, rate)[:rate]
     power = np.abs(np.fft.rfft(first_second)) ** 2
     return float((power * np.fft.rfftfreq(len(first_second), 1 / rate)).sum() / power.sum())

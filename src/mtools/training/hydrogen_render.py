@@ -25,7 +25,6 @@ import bisect
 import os
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ import numpy as np
 from mtools.errors import InputFormatError, InputMissingError, MtoolsError
 from mtools.io import render
 from mtools.score import Score
+from mtools.training.sample_player import finished, load_sample
 
 KITS_DIR = Path("/usr/share/hydrogen/data/drumkits")
 PACKAGE = "hydrogen-drumkits"
@@ -159,22 +159,6 @@ def _instruments(root, folder: Path) -> dict[str, KitInstrument]:
     return instruments
 
 
-@lru_cache(maxsize=4096)
-def _sample(path: Path, pitch: float, sample_rate_hz: int) -> np.ndarray:
-    """A layer's sample as mono float32 at `sample_rate_hz`, shifted by
-    `pitch` semitones (played faster or slower, as Hydrogen does)."""
-    import soundfile
-    import soxr
-
-    audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    mono = audio.mean(axis=1)
-    source_rate = rate * 2.0 ** (pitch / 12.0)
-    if abs(source_rate - sample_rate_hz) > 1e-6:
-        mono = soxr.resample(mono, source_rate, sample_rate_hz).astype(np.float32)
-    mono.setflags(write=False)
-    return mono
-
-
 def choose_layer(layers: tuple[Layer, ...], velocity: float) -> Layer:
     """The first layer whose range holds `velocity` (0..1), else the nearest."""
     for layer in layers:
@@ -223,7 +207,7 @@ def render_hydrogen(score: Score, *, sample_rate_hz: int,
         instrument = played[note.pitch]
         velocity = note.velocity / 127.0
         layer = choose_layer(instrument.layers, velocity)
-        sample = _sample(layer.path, layer.pitch, sample_rate_hz)
+        sample = load_sample(layer.path, layer.pitch, sample_rate_hz)
         start = round(note.start_s * sample_rate_hz)
         stop = start + len(sample)
         if note.pitch in OPEN_HI_HAT_KEYS:
@@ -241,7 +225,4 @@ def render_hydrogen(score: Score, *, sample_rate_hz: int,
         if stop - start < len(sample):  # choked: fade the last CHOKE_FADE_S out
             part[-fade:] *= np.linspace(1.0, 0.0, min(fade, len(part)), dtype=np.float32)
         mix[start:start + len(part)] += part
-    peak = float(np.abs(mix).max(initial=0.0))
-    if peak > 1.0:
-        mix *= np.float32(render.NORMALISED_PEAK / peak)
-    return np.repeat(mix[:, None], 2, axis=1)
+    return finished(mix)

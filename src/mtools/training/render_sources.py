@@ -53,6 +53,7 @@ from mtools.models.transcription import FrontEnd, KeySpace
 from mtools.score import PitchBend, Score
 from mtools.training import corpora
 from mtools.training.hydrogen_render import PREFIX as HYDROGEN_PREFIX
+from mtools.training.salamander_render import NAME as SALAMANDER
 
 PARTS = ("train", "valid")
 FLUIDSYNTH_SOUNDFONTS = ("MuseScore_General_Full.sf2",)  # tinysoundfont plays them wrongly
@@ -186,7 +187,7 @@ PIANO = Instrument(
     "piano", "onsets_frames", "asap", FrontEnd(), KeySpace(),
     ("FluidR3_GM.sf2", "MuseScore_General_Full.sf2", "freepats.cfg"),
     "TimGM6mb.sf2", (0, 1), 0, True, asap_performances, prepare_piano,
-    ("SalamanderGrandPianoV3",))  # salamander_render.NAME
+    (SALAMANDER,))
 
 DRUMS = Instrument(
     "drums", "onsets_frames_drums", "groove",

@@ -35,7 +35,6 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +42,7 @@ import numpy as np
 from mtools.errors import InputFormatError, MtoolsError, RuntimeUnavailableError
 from mtools.io import render
 from mtools.score import Score, apply_sustain
+from mtools.training.sample_player import finished, load_sample
 
 NAME = "SalamanderGrandPianoV3"  # a Take's soundfont naming this piano
 LAYERS = 16
@@ -151,25 +151,6 @@ def nearest_key(recorded: list[int], pitch: int) -> int:
     return min(recorded, key=lambda key: (abs(key - pitch), key))
 
 
-@lru_cache(maxsize=2048)
-def _sample(path: Path, semitones: float, sample_rate_hz: int) -> np.ndarray:
-    """A sample as mono float32 at `sample_rate_hz` from its attack, played
-    `semitones` higher (faster)."""
-    import soundfile
-    import soxr
-
-    audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    mono = audio.mean(axis=1)
-    loud = np.abs(mono) >= ATTACK_FRACTION * float(np.abs(mono).max(initial=0.0))
-    first = max(0, int(np.argmax(loud)) - round(PRE_ATTACK_S * rate))
-    mono = mono[first:]
-    source_rate = rate * 2.0 ** (semitones / 12.0)
-    if abs(source_rate - sample_rate_hz) > 1e-6:
-        mono = soxr.resample(mono, source_rate, sample_rate_hz).astype(np.float32)
-    mono.setflags(write=False)
-    return mono
-
-
 def _bend_semitones(score: Score) -> dict[int, list[tuple[float, float]]]:
     """(time, semitones) of each instrument's pitch bends, in time order."""
     bends: dict[int, list[tuple[float, float]]] = {}
@@ -206,8 +187,9 @@ def render_salamander(score: Score, *, sample_rate_hz: int,
                 break
             detune = semitones
         key = nearest_key(keys, note.pitch)
-        sample = _sample(samples[key, layer_for(note.velocity)],
-                         round(note.pitch - key + detune, 4), sample_rate_hz)
+        sample = load_sample(samples[key, layer_for(note.velocity)],
+                             round(note.pitch - key + detune, 4), sample_rate_hz,
+                             ATTACK_FRACTION, PRE_ATTACK_S)
         start = round(note.start_s * sample_rate_hz)
         held = max(0, round(note.end_s * sample_rate_hz) - start)
         if note.pitch >= UNDAMPED_FROM_KEY:
@@ -223,7 +205,4 @@ def render_salamander(score: Score, *, sample_rate_hz: int,
             part = part.copy()
             part[held:] *= fade[:len(part) - held]
         mix[start:start + len(part)] += part
-    peak = float(np.abs(mix).max(initial=0.0))
-    if peak > 1.0:
-        mix *= np.float32(render.NORMALISED_PEAK / peak)
-    return np.repeat(mix[:, None], 2, axis=1)
+    return finished(mix)
