@@ -176,12 +176,13 @@ _mtools() {
             --dropout) return ;;
             --learning-rate) return ;;
             --hours) return ;;
+            --balance-onsets) return ;;
             --init-from) _mtools_files "$cur"; return ;;
             --scheduled-sampling-rate) return ;;
             --device) return ;;
             --seed) return ;;
         esac
-        if [[ $cur == -* ]]; then _mtools_words '--config --data --out --run-dir --fresh --max-minutes --max-steps --batch-size --hidden --layers --dropout --learning-rate --hours --init-from --scheduled-sampling-rate --export-only --device --seed -q --quiet --debug -h --help' "$cur"
+        if [[ $cur == -* ]]; then _mtools_words '--config --data --out --run-dir --fresh --max-minutes --max-steps --batch-size --hidden --layers --dropout --learning-rate --hours --balance-onsets --init-from --scheduled-sampling-rate --export-only --device --seed -q --quiet --debug -h --help' "$cur"
         else _mtools_files "$cur"; fi
         ;;
     eval)

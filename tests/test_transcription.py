@@ -221,6 +221,77 @@ def test_training_crops_get_a_timbre_change_each_and_the_run_records_since_when(
     assert mel_augmentation_records(run_dir) == [{"step": 2000, "settings": None}]
 
 
+def test_rare_keys_onsets_weigh_more_up_to_the_cap_and_common_ones_stay_at_one():
+    from mtools.training.transcription import ONSET_WEIGHT_CAP, onset_pos_weights
+
+    onset = np.zeros((1000, 4), np.uint8)
+    onset[:600, 0] = 1  # 60 % of the onsets
+    onset[:375, 1] = 1  # 37.5 %
+    onset[:25, 2] = 1  # 2.5 %: sqrt(0.1 / 0.025) = 2
+    weights = onset_pos_weights(onset, 0.1)  # key 3 has none: the cap
+    np.testing.assert_allclose(weights, [1.0, 1.0, 2.0, ONSET_WEIGHT_CAP], rtol=1e-6)
+    np.testing.assert_allclose(onset_pos_weights(onset, 0.0), 1.0)
+    from mtools.errors import InputFormatError
+    with pytest.raises(InputFormatError):
+        onset_pos_weights(np.zeros((10, 4), np.uint8), 0.1)
+
+
+def test_an_onset_weight_scales_only_its_key_s_true_onsets_in_the_loss():
+    from mtools.training.nets import OnsetsFramesNet
+    from mtools.training.transcription import transcription_loss
+
+    torch.manual_seed(0)
+    model = OnsetsFramesNet(229, 2, channels=(4, 4), acoustic=8, lstm=4).eval()
+    mel = torch.randn(1, 20, 229)
+    onset = torch.zeros(1, 20, 2)
+    zeros = torch.zeros(1, 20, 2)
+    onset[0, 5, 1] = 1.0
+    batch = (mel, onset, zeros, zeros, zeros)
+    plain = transcription_loss(model, batch)[0]
+    same = transcription_loss(model, batch, onset_weight=torch.tensor([1.0, 1.0]))[0]
+    torch.testing.assert_close(plain, same)
+    with torch.no_grad():
+        logit = model(mel)[0][0, 5, 1]
+    true_cell = torch.nn.functional.softplus(-logit) / 40  # its share of the onset BCE mean
+    heavier = transcription_loss(model, batch, onset_weight=torch.tensor([1.0, 3.0]))[0]
+    torch.testing.assert_close(heavier - plain, 2 * true_cell)
+    other = transcription_loss(model, batch, onset_weight=torch.tensor([3.0, 1.0]))[0]
+    torch.testing.assert_close(other, plain)  # key 0 has no true onset here
+
+
+def test_a_run_keeps_the_onset_balance_it_started_with(tmp_path):
+    from mtools.errors import UsageError
+    from mtools.training.render_sources import DRUMS
+    from mtools.training.transcription import TranscriptionRequest, reproduce_command, \
+        settle_onset_balance
+
+    run_dir = tmp_path / "run"
+    asked = TranscriptionRequest(DRUMS, tmp_path, run_dir, balance_onsets=0.1)
+    assert settle_onset_balance(asked).balance_onsets == 0.1  # new: recorded
+    assert "--balance-onsets 0.1" in reproduce_command(asked)
+    plain = TranscriptionRequest(DRUMS, tmp_path, run_dir)
+    assert settle_onset_balance(plain).balance_onsets == 0.1  # resumed without it: its own
+    assert "--balance-onsets" not in reproduce_command(plain)
+    with pytest.raises(UsageError, match="trained with --balance-onsets 0.1, not 0.2"):
+        settle_onset_balance(TranscriptionRequest(DRUMS, tmp_path, run_dir, balance_onsets=0.2))
+    older = tmp_path / "older"  # a run from before the record: trained unweighted
+    older.mkdir()
+    (older / "last.pt").write_bytes(b"")
+    with pytest.raises(UsageError, match="trained with --balance-onsets 0, not 0.1"):
+        settle_onset_balance(TranscriptionRequest(DRUMS, tmp_path, older, balance_onsets=0.1))
+    assert settle_onset_balance(TranscriptionRequest(DRUMS, tmp_path, older)).balance_onsets == 0
+
+
+def test_balance_onsets_is_for_transcription_models_and_a_share(tmp_path):
+    refused = run(["train", "melody_rnn", "--balance-onsets", "0.1", "--out", tmp_path / "m"])
+    assert refused.code == 2 and "--balance-onsets does not apply to melody_rnn" in refused.stderr
+    for bad in ("1.5", "-0.1", "nan"):
+        refused = run(["train", "onsets_frames_drums", "--balance-onsets", bad,
+                       "--out", tmp_path / "m", "--run-dir", tmp_path / "run"])
+        assert refused.code == 2 and "--balance-onsets" in refused.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_export_loads_back_for_init_from_even_halved(tmp_path):
     from mtools.errors import MtoolsError
     import onnx

@@ -57,6 +57,8 @@ Examples:
   mtools train onsets_frames --config wide --init-from models/onsets_frames.onnx \\
       --run-dir ft/ --out models/   # widened from a small export
   mtools train onsets_frames_drums --hours 4 --out models/
+  mtools train onsets_frames_drums --init-from onsets_frames_drums --balance-onsets 0.1 \\
+      --run-dir ft/ --out models/   # rare drum classes weigh more
 """
 
 
@@ -102,6 +104,12 @@ def train(
         "--hours", callback=opt.finite, min=0.01, metavar="H",
         help="onsets_frames: hours of rendered training audio (validation: always 1 h, so "
              "the held-out pieces the card is measured on stay the same).")] = None,
+    balance_onsets: Annotated[Optional[float], typer.Option(
+        "--balance-onsets", callback=opt.finite, min=0.0, max=1.0, metavar="SHARE",
+        help="onsets_frames, onsets_frames_drums: weigh the onsets of each key (drum class) "
+             "with under SHARE of the training onsets up, by sqrt(SHARE / its share), at most "
+             "4x, so rare ones (crash, open hi-hat) are learned too (default 0: all weigh 1; "
+             "a resumed run keeps its own).")] = None,
     init_from: Annotated[Optional[list[str]], typer.Option(
         "--init-from", metavar="MODEL",
         help="Start a new run from the weights of this export (a bundled name such as "
@@ -154,6 +162,9 @@ def train(
     if model in ("coconet", "onsets_frames", "onsets_frames_drums") and dropout is not None:
         from mtools.errors import UsageError
         raise UsageError(f"--dropout does not apply to {model}")
+    if balance_onsets is not None and model not in ("onsets_frames", "onsets_frames_drums"):
+        from mtools.errors import UsageError
+        raise UsageError(f"--balance-onsets does not apply to {model}")
     if len(inits) > 1 and model != "music_vae":
         from mtools.errors import UsageError
         raise UsageError(f"--init-from names one model for {model}, not {len(inits)}")
@@ -176,7 +187,7 @@ def train(
         network = {"lstm": hidden} if hidden is not None else {}
         hours_pair = (hours or DEFAULT_HOURS[0], DEFAULT_HOURS[1])
         _train_transcriber(INSTRUMENTS[model], config or "", out, run_dir, fresh, limits,
-                           network, hours_pair, say, init_from)
+                           network, hours_pair, say, init_from, balance_onsets or 0.0)
         return
     if model == "music_vae":
         network = {k: v for k, v in {"enc_hidden": hidden, "dec_hidden": hidden,
@@ -240,7 +251,7 @@ def _train_coconet(data, out, run_dir, fresh, limits, network, say, init_from) -
 
 
 def _train_transcriber(instrument, config, out, run_dir, fresh, limits, network, hours,
-                       say, init_from) -> None:
+                       say, init_from, balance_onsets) -> None:
     from mtools.training.run import with_limits
     from mtools.training.transcription import LOOP, TranscriptionRequest, crop_frames, \
         default_run_dir, network_of, train_transcriber
@@ -249,7 +260,8 @@ def _train_transcriber(instrument, config, out, run_dir, fresh, limits, network,
     loop = with_limits(LOOP, **limits, crop_steps=crop_frames(instrument))
     request = TranscriptionRequest(instrument, out, run_dir or default_run_dir(instrument, config),
                                    loop, network or None, hours, fresh, config,
-                                   _init_path(init_from), init_from)
+                                   _init_path(init_from), init_from,
+                                   balance_onsets=balance_onsets)
     train_transcriber(request, progress=say)
 
 

@@ -8,6 +8,7 @@ card whose figures are note-level scores on whole held-out performances
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import shutil
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtools.errors import RuntimeUnavailableError, UsageError
+from mtools.errors import InputFormatError, RuntimeUnavailableError, UsageError
 from mtools.models.onsets_frames import GRAPH_INPUTS, GRAPH_OUTPUTS
 from mtools.models.registry import write_card
 from mtools.training import corpora
@@ -55,6 +56,7 @@ NETWORKS = {"": {}, "wide": {"channels": (32, 64), "acoustic": 768, "lstm": 192}
 EVAL_PIECES = 12  # whole held-out performances the card's note figures come from
 SELECTION_PIECES = 8  # performances of the cached valid part the thresholds are chosen on
 CALIBRATION_CROPS = 64  # training crops that measure a warm start's batch norms again
+ONSET_WEIGHT_CAP = 4.0  # --balance-onsets raises no key's onset weight above this
 
 
 class CropBatches:
@@ -84,14 +86,20 @@ class CropBatches:
         return [self.batch(rng) for _ in range(max(1, count // self.config.batch_size))]
 
 
-def transcription_loss(model: OnsetsFramesNet, batch) -> tuple[torch.Tensor, torch.Tensor]:
+def transcription_loss(model: OnsetsFramesNet, batch, onset_weight: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean BCE of onsets, frames and offsets over every (frame, key) cell,
     plus the velocity squared error averaged over the true onsets; the
-    weight is the batch's number of frames."""
+    weight is the batch's number of frames. `onset_weight` (keys,)
+    multiplies each key's true-onset cells in the onset BCE (see
+    onset_pos_weights)."""
     mel, onset, frame, offset, velocity = batch
     onset_logits, frame_logits, offset_logits, velocity_out = model(mel)
     bce = nn.functional.binary_cross_entropy_with_logits
-    loss = bce(onset_logits, onset) + bce(frame_logits, frame) + bce(offset_logits, offset)
+    if onset_weight is not None:
+        onset_weight = onset_weight.to(onset_logits.device)
+    loss = (bce(onset_logits, onset, pos_weight=onset_weight) + bce(frame_logits, frame)
+            + bce(offset_logits, offset))
     loss = loss + (onset * (velocity_out - velocity) ** 2).sum() / onset.sum().clamp(min=1.0)
     return loss, torch.tensor(float(mel.shape[0] * mel.shape[1]))
 
@@ -109,6 +117,7 @@ class TranscriptionRequest:
     init_from: Path | None = None  # an export of this network to start a new run from
     init_spec: str | None = None  # how --init-from named it (the card's command repeats it)
     mel_augmentation: MelAugmentation | None = MEL_AUGMENTATION  # per training crop
+    balance_onsets: float = 0.0  # onset_pos_weights' share; 0: every key's onsets weigh 1
 
     @property
     def file_stem(self) -> str:
@@ -138,6 +147,51 @@ def crop_frames(instrument: Instrument) -> int:
     return round(CROP_S / instrument.front_end.frame_s)
 
 
+def onset_pos_weights(onset: np.ndarray, share: float) -> np.ndarray:
+    """Per key, the weight of its true onsets in the onset loss: a key with
+    under `share` of the training onsets gets sqrt(share / its share), at
+    most ONSET_WEIGHT_CAP (a key with none gets the cap); the rest 1. So a
+    drum class heard rarely (crash, open hi-hat) is not left under the
+    threshold for the sake of the common ones. `onset` is (frames, keys);
+    a share of 0 weighs every key 1."""
+    if share <= 0:
+        return np.ones(onset.shape[1], np.float32)
+    counts = np.zeros(onset.shape[1], np.float64)
+    for start in range(0, len(onset), 1 << 20):  # memory-mapped: a block at a time
+        counts += onset[start:start + (1 << 20)].sum(axis=0, dtype=np.int64)
+    if not counts.sum():
+        raise InputFormatError("the training renders hold no onsets to balance")
+    shares = counts / counts.sum()
+    with np.errstate(divide="ignore"):
+        weights = np.sqrt(share / shares)
+    return np.clip(weights, 1.0, ONSET_WEIGHT_CAP).astype(np.float32)
+
+
+ONSET_WEIGHTING_FILE = "onset_weighting.json"  # in the run folder: the --balance-onsets it used
+
+
+def settle_onset_balance(request: TranscriptionRequest) -> TranscriptionRequest:
+    """The request with the --balance-onsets its run folder trained with: a
+    new run records the request's; a resumed one keeps its own (0 for a run
+    from before the record), and a different share asked of it is refused,
+    since its validation losses would no longer compare."""
+    path = request.run_dir / ONSET_WEIGHTING_FILE
+    if path.is_file():
+        recorded = float(json.loads(path.read_text())["balance_onsets"])
+    elif (request.run_dir / "last.pt").is_file():
+        recorded = 0.0
+    else:
+        if request.balance_onsets and request.loop.max_steps > 0:
+            request.run_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"balance_onsets": request.balance_onsets}) + "\n")
+        return request
+    if request.balance_onsets not in (0.0, recorded):
+        raise UsageError(f"the run in {request.run_dir} trained with --balance-onsets "
+                         f"{recorded:g}, not {request.balance_onsets:g}",
+                         hint="resume it with the same share, or start over with --fresh")
+    return replace(request, balance_onsets=recorded)
+
+
 def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda m: None) -> Path:
     """Render the data if needed, train (or resume), export, measure on
     held-out performances and write the card; returns the .onnx path."""
@@ -146,6 +200,9 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
     instrument = request.instrument
     if request.fresh and request.run_dir.exists():
         shutil.rmtree(request.run_dir)
+    if request.balance_onsets < 0:
+        raise UsageError("--balance-onsets takes a share from 0 to 1")
+    request = settle_onset_balance(request)
     train_hours, valid_hours = request.hours
     if request.loop.max_steps > 0:  # --export-only trains on, and renders, nothing
         renders.build_renders(
@@ -156,6 +213,11 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
     train = renders.load_renders("train", instrument)
     valid = renders.load_renders("valid", instrument)
     progress(f"{len(train.segments)} training and {len(valid.segments)} validation segments")
+    onset_weight = None
+    if request.balance_onsets:
+        onset_weight = onset_pos_weights(train.onset, request.balance_onsets)
+        progress("onset loss weights by key: " + ", ".join(
+            f"{instrument.keys.pitch_of(k)} {w:.2f}" for k, w in enumerate(onset_weight) if w > 1))
     available_test_soundfonts(instrument, progress)  # warn now of a card figure it cannot measure
     model = OnsetsFramesNet(instrument.front_end.mel_bins, instrument.keys.keys,
                             **network_of(request.config), **(request.network or {}))
@@ -170,13 +232,17 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
                                   instrument.front_end.band_centres_hz),
                       CropBatches(valid, request.loop), request.loop, request.run_dir,
                       extra={"spec": instrument.model}, progress=lambda history, message: progress(message),
-                      loss_fn=transcription_loss, validate_first=init is not None)
+                      loss_fn=functools.partial(
+                          transcription_loss, onset_weight=None if onset_weight is None
+                          else torch.from_numpy(onset_weight)),
+                      validate_first=init is not None)
     if request.loop.max_steps > 0:
         note_mel_augmentation(request.run_dir, request.mel_augmentation, trainer.history.step)
     history = trainer.run()
     request = replace(request, loop=trainer.config)  # the rate the run started at
     best, trained_with = load_best(request.run_dir)
-    return export_transcriber(replace(request, loop=trained_with), best, history, progress, init)
+    return export_transcriber(replace(request, loop=trained_with), best, history, progress, init,
+                              onset_weight)
 
 
 MEL_AUGMENTATION_FILE = "mel_augmentation.json"  # in the run folder: since which step
@@ -229,7 +295,8 @@ def parity_error(model: OnsetsFramesNet, path: Path, seed: int = 0) -> float:
 
 
 def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, history,
-                       progress: Progress, init: dict | None = None) -> Path:
+                       progress: Progress, init: dict | None = None,
+                       onset_weight: np.ndarray | None = None) -> Path:
     from mtools.models.onsets_frames import OnsetsFrames
     from mtools.models.registry import resolve_model
     from mtools.training.renders import valid_pieces
@@ -243,6 +310,15 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
     card = _card(request, model, history)
     if init is not None:
         card["training"]["initialised_from"] = init
+    if onset_weight is not None:
+        keys = request.instrument.keys
+        card["training"]["onset_weighting"] = {
+            "balance_onsets": request.balance_onsets, "cap": ONSET_WEIGHT_CAP,
+            "weights": {str(keys.pitch_of(k)): round(float(w), 3)
+                        for k, w in enumerate(onset_weight)},
+            "note": "each key's true onsets weigh this much in the onset loss (BCE pos_weight): "
+                    "sqrt(balance_onsets / the key's share of the training onsets), from 1 "
+                    "to the cap; validation losses are weighted the same way"}
     write_card(card, path)
     net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
     progress(f"choosing decoding thresholds on {len(selection)} validation performances")
@@ -339,6 +415,7 @@ def reproduce_command(request: TranscriptionRequest) -> str:
         words += ["--init-from", request.init_spec or request.init_from.name]
     words += ["--hours", f"{request.hours[0]:g}", "--max-minutes", f"{request.loop.max_minutes:g}",
               "--out", "DIR"]
+    words += ["--balance-onsets", f"{request.balance_onsets:g}"] if request.balance_onsets else []
     words += loop_words(request.loop, LOOP)
     lstm = network_of(request.config).get("lstm", OnsetsFramesNet().config["lstm"])
     if (request.network or {}).get("lstm") not in (None, lstm):
