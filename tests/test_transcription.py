@@ -257,32 +257,107 @@ def test_an_onset_weight_scales_only_its_key_s_true_onsets_in_the_loss():
     torch.testing.assert_close(heavier - plain, 2 * true_cell)
     other = transcription_loss(model, batch, onset_weight=torch.tensor([3.0, 1.0]))[0]
     torch.testing.assert_close(other, plain)  # key 0 has no true onset here
+    on_meta = model.to("meta")  # a CPU weight moves to the network's device (a GPU's)
+    meta_batch = tuple(t.to("meta") for t in batch)
+    assert transcription_loss(on_meta, meta_batch, torch.tensor([1.0, 3.0]))[0].is_meta
 
 
-def test_a_run_keeps_the_onset_balance_it_started_with(tmp_path):
+def test_a_run_keeps_the_onset_balance_and_weights_it_started_with(tmp_path):
     from mtools.errors import UsageError
+    from mtools.training.loop import TrainConfig
     from mtools.training.render_sources import DRUMS
     from mtools.training.transcription import TranscriptionRequest, reproduce_command, \
-        settle_onset_balance
+        run_onset_weighting
 
+    onset = np.zeros((100, 8), np.uint8)
+    onset[:91, 0] = onset[:9, 1] = 1  # key 1: 9 % of the 100 onsets; 2-7 none
     run_dir = tmp_path / "run"
-    asked = TranscriptionRequest(DRUMS, tmp_path, run_dir, balance_onsets=0.1)
-    assert settle_onset_balance(asked).balance_onsets == 0.1  # new: recorded
-    assert "--balance-onsets 0.1" in reproduce_command(asked)
-    plain = TranscriptionRequest(DRUMS, tmp_path, run_dir)
-    assert settle_onset_balance(plain).balance_onsets == 0.1  # resumed without it: its own
-    assert "--balance-onsets" not in reproduce_command(plain)
-    with pytest.raises(UsageError, match="trained with --balance-onsets 0.1, not 0.2"):
-        settle_onset_balance(TranscriptionRequest(DRUMS, tmp_path, run_dir, balance_onsets=0.2))
+
+    def request(share, folder=run_dir, **loop):
+        return TranscriptionRequest(DRUMS, tmp_path, folder, loop=TrainConfig(**loop),
+                                    balance_onsets=share)
+
+    asked, weights = run_onset_weighting(request(0.1), onset)  # new: computed and recorded
+    assert asked.balance_onsets == 0.1 and "--balance-onsets 0.1" in reproduce_command(asked)
+    np.testing.assert_allclose(weights[:2], [1.0, (0.1 / 0.09) ** 0.5], rtol=1e-6)
+    again, _ = run_onset_weighting(request(0.2), onset)  # no checkpoint yet: not binding
+    assert again.balance_onsets == 0.2
+    run_onset_weighting(request(0.1), onset)
+    (run_dir / "best.pt").write_bytes(b"")  # a run brought back with its best weights alone
+    other = np.ones((100, 8), np.uint8)  # the cache rebuilt since: the run's weights stay
+    for share in (None, 0.1):
+        kept, kept_weights = run_onset_weighting(request(share), other)
+        assert kept.balance_onsets == 0.1
+        np.testing.assert_allclose(kept_weights, weights, rtol=1e-6)
+    for share in (0.0, 0.2):
+        with pytest.raises(UsageError, match=f"trained with --balance-onsets 0.1, not {share:g}"):
+            run_onset_weighting(request(share), onset)
     older = tmp_path / "older"  # a run from before the record: trained unweighted
     older.mkdir()
     (older / "last.pt").write_bytes(b"")
     with pytest.raises(UsageError, match="trained with --balance-onsets 0, not 0.1"):
-        settle_onset_balance(TranscriptionRequest(DRUMS, tmp_path, older, balance_onsets=0.1))
-    assert settle_onset_balance(TranscriptionRequest(DRUMS, tmp_path, older)).balance_onsets == 0
+        run_onset_weighting(request(0.1, older), onset)
+    plain, none = run_onset_weighting(request(None, older), onset)
+    assert plain.balance_onsets == 0 and none is None
+    assert "--balance-onsets" not in reproduce_command(plain)
+    fresh = tmp_path / "fresh"  # --export-only records nothing
+    run_onset_weighting(request(0.1, fresh, max_steps=0), onset)
+    assert not fresh.exists()
 
 
-def test_balance_onsets_is_for_transcription_models_and_a_share(tmp_path):
+def test_training_hands_the_run_s_onset_weights_to_the_loss_and_the_card(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import mtools.training.renders as renders
+    import mtools.training.transcription as transcription
+    from mtools.training.loop import TrainConfig
+    from mtools.training.render_sources import DRUMS
+
+    frames, rng = 200, np.random.default_rng(0)
+    onset = np.zeros((frames, 8), np.uint8)
+    onset[::2, 0] = onset[::50, 6] = 1  # crash: 4 of 104 onsets; classes 1-5 and 7: none
+    zeros = np.zeros((frames, 8), np.uint8)
+    tiny = renders.RenderSet(rng.normal(-5, 2, (frames, 229)).astype(np.float16), onset, zeros,
+                             zeros, zeros, np.array([[0, frames]]))
+    monkeypatch.setattr(renders, "build_renders", lambda *args, **kwargs: None)
+    monkeypatch.setattr(renders, "load_renders", lambda part, instrument: tiny)
+    seen = {}
+
+    class Trainer:  # records what training would run with
+        def __init__(self, *args, loss_fn, **kwargs):
+            seen["loss"], self.config, self.history = loss_fn, args[4], SimpleNamespace(step=0)
+
+        def run(self):
+            return None
+
+    monkeypatch.setattr(transcription, "Trainer", Trainer)
+    monkeypatch.setattr(transcription, "load_best", lambda run_dir: (None, TrainConfig()))
+    monkeypatch.setattr(transcription, "export_transcriber",
+                        lambda request, *args: seen.update(card=transcription.onset_weighting_card(
+                            DRUMS.keys, request.balance_onsets, args[-1])))
+    request = transcription.TranscriptionRequest(DRUMS, tmp_path, tmp_path / "run",
+                                                 balance_onsets=0.1)
+    transcription.train_transcriber(request)
+    want = (0.1 / (4 / 104)) ** 0.5
+    torch.testing.assert_close(seen["loss"].keywords["onset_weight"],
+                               torch.tensor([1, 4, 4, 4, 4, 4, want, 4], dtype=torch.float32))
+    card = seen["card"]
+    assert card["balance_onsets"] == 0.1 and card["weights"]["36"] == 1.0
+    assert card["weights"]["49"] == round(want, 3) and card["weights"]["46"] == card["cap"] == 4.0
+
+
+def test_balance_onsets_is_for_transcription_models_and_a_share(tmp_path, monkeypatch):
+    import mtools.training.transcription as transcription
+
+    asked = []
+    monkeypatch.setattr(transcription, "train_transcriber",
+                        lambda request, progress: asked.append(request.balance_onsets))
+    for share in ([], ["--balance-onsets", "0.1"]):
+        result = run(["train", "onsets_frames_drums", *share, "--out", tmp_path / "m",
+                      "--run-dir", tmp_path / "run", "--quiet"])
+        assert result.code == 0, result.stderr
+    assert asked == [None, 0.1]
+    monkeypatch.undo()
     refused = run(["train", "melody_rnn", "--balance-onsets", "0.1", "--out", tmp_path / "m"])
     assert refused.code == 2 and "--balance-onsets does not apply to melody_rnn" in refused.stderr
     for bad in ("1.5", "-0.1", "nan"):

@@ -106,10 +106,11 @@ def train(
              "the held-out pieces the card is measured on stay the same).")] = None,
     balance_onsets: Annotated[Optional[float], typer.Option(
         "--balance-onsets", callback=opt.finite, min=0.0, max=1.0, metavar="SHARE",
-        help="onsets_frames, onsets_frames_drums: weigh the onsets of each key (drum class) "
-             "with under SHARE of the training onsets up, by sqrt(SHARE / its share), at most "
-             "4x, so rare ones (crash, open hi-hat) are learned too (default 0: all weigh 1; "
-             "a resumed run keeps its own).")] = None,
+        help="onsets_frames, onsets_frames_drums: a key (drum class) whose share of the "
+             "training onsets is under SHARE has its onsets weigh sqrt(SHARE / share) in the "
+             "onset loss, at most 4x, so rare ones (crash, open hi-hat) are learned too; e.g. "
+             "0.1 for drums (8 classes), 0.01 for piano (88 keys). Default: a new run 0 (all "
+             "weigh 1), a resumed run its own.")] = None,
     init_from: Annotated[Optional[list[str]], typer.Option(
         "--init-from", metavar="MODEL",
         help="Start a new run from the weights of this export (a bundled name such as "
@@ -187,7 +188,7 @@ def train(
         network = {"lstm": hidden} if hidden is not None else {}
         hours_pair = (hours or DEFAULT_HOURS[0], DEFAULT_HOURS[1])
         _train_transcriber(INSTRUMENTS[model], config or "", out, run_dir, fresh, limits,
-                           network, hours_pair, say, init_from, balance_onsets or 0.0)
+                           network, hours_pair, say, init_from, balance_onsets)
         return
     if model == "music_vae":
         network = {k: v for k, v in {"enc_hidden": hidden, "dec_hidden": hidden,

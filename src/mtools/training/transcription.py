@@ -26,7 +26,7 @@ from mtools.models.registry import write_card
 from mtools.training import corpora
 from mtools.training.audio_augment import MEL_AUGMENTATION, MelAugmentation, augment_mel
 from mtools.training.export import architecture, export_checked, export_onnx, run_card
-from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words
+from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words, resumable
 from mtools.training.nets import OnsetsFramesNet
 from mtools.training.render_sources import Instrument
 from mtools.training.warm_start import warm_start_folded
@@ -117,7 +117,7 @@ class TranscriptionRequest:
     init_from: Path | None = None  # an export of this network to start a new run from
     init_spec: str | None = None  # how --init-from named it (the card's command repeats it)
     mel_augmentation: MelAugmentation | None = MEL_AUGMENTATION  # per training crop
-    balance_onsets: float = 0.0  # onset_pos_weights' share; 0: every key's onsets weigh 1
+    balance_onsets: float | None = None  # onset_pos_weights' share; None: the run's own (new: 0)
 
     @property
     def file_stem(self) -> str:
@@ -156,9 +156,7 @@ def onset_pos_weights(onset: np.ndarray, share: float) -> np.ndarray:
     a share of 0 weighs every key 1."""
     if share <= 0:
         return np.ones(onset.shape[1], np.float32)
-    counts = np.zeros(onset.shape[1], np.float64)
-    for start in range(0, len(onset), 1 << 20):  # memory-mapped: a block at a time
-        counts += onset[start:start + (1 << 20)].sum(axis=0, dtype=np.int64)
+    counts = onset.sum(axis=0, dtype=np.int64)  # no copy of a memory-mapped array
     if not counts.sum():
         raise InputFormatError("the training renders hold no onsets to balance")
     shares = counts / counts.sum()
@@ -167,29 +165,35 @@ def onset_pos_weights(onset: np.ndarray, share: float) -> np.ndarray:
     return np.clip(weights, 1.0, ONSET_WEIGHT_CAP).astype(np.float32)
 
 
-ONSET_WEIGHTING_FILE = "onset_weighting.json"  # in the run folder: the --balance-onsets it used
+ONSET_WEIGHTING_FILE = "onset_weighting.json"  # in the run folder: its share and weights
 
 
-def settle_onset_balance(request: TranscriptionRequest) -> TranscriptionRequest:
-    """The request with the --balance-onsets its run folder trained with: a
-    new run records the request's; a resumed one keeps its own (0 for a run
-    from before the record), and a different share asked of it is refused,
-    since its validation losses would no longer compare."""
+def run_onset_weighting(request: TranscriptionRequest, onset: np.ndarray
+                        ) -> tuple[TranscriptionRequest, np.ndarray | None]:
+    """The request with the --balance-onsets share its run trains with, and
+    the onset loss weights (None: all 1). A run with a checkpoint keeps the
+    share and weights its folder recorded (none recorded: 0), and a
+    different share asked of it is refused, since its validation losses
+    would no longer compare. A new run computes them from the training
+    onsets (onset_pos_weights) and, if it will train, records them."""
     path = request.run_dir / ONSET_WEIGHTING_FILE
-    if path.is_file():
-        recorded = float(json.loads(path.read_text())["balance_onsets"])
-    elif (request.run_dir / "last.pt").is_file():
-        recorded = 0.0
-    else:
-        if request.balance_onsets and request.loop.max_steps > 0:
-            request.run_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"balance_onsets": request.balance_onsets}) + "\n")
-        return request
-    if request.balance_onsets not in (0.0, recorded):
-        raise UsageError(f"the run in {request.run_dir} trained with --balance-onsets "
-                         f"{recorded:g}, not {request.balance_onsets:g}",
-                         hint="resume it with the same share, or start over with --fresh")
-    return replace(request, balance_onsets=recorded)
+    if resumable(request.run_dir) is not None:
+        record = json.loads(path.read_text()) if path.is_file() else {"balance_onsets": 0.0}
+        share = float(record["balance_onsets"])
+        if request.balance_onsets not in (None, share):
+            raise UsageError(f"the run in {request.run_dir} trained with --balance-onsets "
+                             f"{share:g}, not {request.balance_onsets:g}",
+                             hint="resume it with the same share, or start over with --fresh")
+        weights = record.get("weights")
+        return (replace(request, balance_onsets=share),
+                None if weights is None else np.asarray(weights, np.float32))
+    share = request.balance_onsets or 0.0
+    weights = onset_pos_weights(onset, share) if share else None
+    if request.loop.max_steps > 0:
+        request.run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"balance_onsets": share, "weights": None if weights is None
+                                    else [round(float(w), 6) for w in weights]}) + "\n")
+    return replace(request, balance_onsets=share), weights
 
 
 def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda m: None) -> Path:
@@ -198,11 +202,10 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
     from mtools.training import renders
 
     instrument = request.instrument
+    if request.balance_onsets is not None and not 0.0 <= request.balance_onsets <= 1.0:
+        raise UsageError(f"--balance-onsets takes a share from 0 to 1, not {request.balance_onsets}")
     if request.fresh and request.run_dir.exists():
         shutil.rmtree(request.run_dir)
-    if request.balance_onsets < 0:
-        raise UsageError("--balance-onsets takes a share from 0 to 1")
-    request = settle_onset_balance(request)
     train_hours, valid_hours = request.hours
     if request.loop.max_steps > 0:  # --export-only trains on, and renders, nothing
         renders.build_renders(
@@ -213,11 +216,12 @@ def train_transcriber(request: TranscriptionRequest, progress: Progress = lambda
     train = renders.load_renders("train", instrument)
     valid = renders.load_renders("valid", instrument)
     progress(f"{len(train.segments)} training and {len(valid.segments)} validation segments")
-    onset_weight = None
-    if request.balance_onsets:
-        onset_weight = onset_pos_weights(train.onset, request.balance_onsets)
-        progress("onset loss weights by key: " + ", ".join(
-            f"{instrument.keys.pitch_of(k)} {w:.2f}" for k, w in enumerate(onset_weight) if w > 1))
+    request, onset_weight = run_onset_weighting(request, train.onset)
+    if onset_weight is not None:
+        raised = [f"{instrument.keys.pitch_of(k)} {w:.2f}" for k, w in enumerate(onset_weight)
+                  if w > 1]
+        progress("onset loss weights by key: " + (", ".join(raised) or "all 1 (no key has "
+                 f"under {request.balance_onsets:g} of the training onsets)"))
     available_test_soundfonts(instrument, progress)  # warn now of a card figure it cannot measure
     model = OnsetsFramesNet(instrument.front_end.mel_bins, instrument.keys.keys,
                             **network_of(request.config), **(request.network or {}))
@@ -311,14 +315,8 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
     if init is not None:
         card["training"]["initialised_from"] = init
     if onset_weight is not None:
-        keys = request.instrument.keys
-        card["training"]["onset_weighting"] = {
-            "balance_onsets": request.balance_onsets, "cap": ONSET_WEIGHT_CAP,
-            "weights": {str(keys.pitch_of(k)): round(float(w), 3)
-                        for k, w in enumerate(onset_weight)},
-            "note": "each key's true onsets weigh this much in the onset loss (BCE pos_weight): "
-                    "sqrt(balance_onsets / the key's share of the training onsets), from 1 "
-                    "to the cap; validation losses are weighted the same way"}
+        card["training"]["onset_weighting"] = onset_weighting_card(
+            request.instrument.keys, request.balance_onsets, onset_weight)
     write_card(card, path)
     net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
     progress(f"choosing decoding thresholds on {len(selection)} validation performances")
@@ -346,6 +344,16 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
     write_card(card, path)
     progress(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
     return path
+
+
+def onset_weighting_card(keys, share: float, weights: np.ndarray) -> dict:
+    """The card's record of a run's --balance-onsets: the share, the cap
+    and each key's weight, named by its pitch."""
+    return {"balance_onsets": share, "cap": ONSET_WEIGHT_CAP,
+            "weights": {str(keys.pitch_of(k)): round(float(w), 3) for k, w in enumerate(weights)},
+            "note": "each key's true onsets weigh this much in the onset loss (BCE pos_weight): "
+                    "sqrt(balance_onsets / the key's share of the training onsets), from 1 to "
+                    "the cap; validation losses are weighted the same way"}
 
 
 def available_test_soundfonts(instrument: Instrument,
