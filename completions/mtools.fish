@@ -18,7 +18,7 @@ complete -c mtools -n __fish_use_subcommand -s h -l help -d 'Show this message a
 
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -s o -l output -r -F -d 'Write here instead of stdout'
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -s m -l model -r -F -d 'A bundled model (see \'mtools models\'), NAME:CONFIG, or a folder/.onnx of your own'
-complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l onset-threshold -x -d 'Onset probability that starts a note (higher: fewer, surer notes; default: the model\'s own, chosen on validation audio)'
+complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l onset-threshold -x -d 'Onset probability that starts a note (higher: fewer, surer notes; default: the model\'s own, chosen on validation audio; a drum model\'s may be one per class, which this replaces for every class)'
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l frame-threshold -x -d 'Frame probability that keeps a note sounding (default: the model\'s own)'
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l harmonic-threshold -x -d 'Onset probability a note needs when it starts with a note at least as sure an octave, a twelfth or two octaves below, whose partial it may be (0 keeps them all; default: the model\'s own)'
 complete -c mtools -n '__fish_seen_subcommand_from transcribe' -l min-note-ms -x -d 'Drop notes shorter than this'

@@ -517,6 +517,62 @@ def test_thresholds_are_chosen_where_true_onsets_and_frames_stand_out():
     assert chosen["note_f1_by_onset_threshold"]["0.5"] == 0.0
 
 
+def test_a_drum_model_gets_an_onset_threshold_per_class_where_one_class_runs_weaker():
+    pytest.importorskip("mir_eval")
+    from mtools.training.transcription_metrics import choose_thresholds
+
+    drums = KeySpace.drums(((36,), (38,), (49,)))
+    frame_s = FRONT_END.frame_s
+    rng = np.random.default_rng(1)
+    hits = [Note(pitch, 90, s * frame_s, s * frame_s + 0.1, is_drum=True, instrument=9)
+            for pitch in (36, 38, 49) for s in rng.choice(np.arange(0, 600, 10), 20, replace=False)]
+    reference = make_score(hits)
+    labels = note_labels(reference, 620, FRONT_END, drums)
+    noise = rng.random(labels["onset"].shape) < 0.05
+    # kick and snare: true 0.6, spurious 0.3; crash (class 2) true only 0.2, nothing spurious
+    onset = np.where(labels["onset"] > 0, 0.6, np.where(noise, 0.3, 0.0))
+    onset[:, 2] = np.where(labels["onset"][:, 2] > 0, 0.2, 0.0)
+    probs = {"onset": onset, "frame": labels["frame"], "velocity": labels["velocity"]}
+
+    class Oracle:
+        front_end, keys = FRONT_END, drums
+
+        def predict_all(self, mel_blocks):
+            return probs
+
+    chosen = choose_thresholds(Oracle(), [("piece", reference, np.zeros(10, np.float32))])
+    assert 0.3 <= chosen["onset_threshold"] < 0.6  # one threshold loses the crashes
+    per_class = chosen["onset_threshold_by_class"]
+    assert 0.3 <= min(per_class[:2]) and max(per_class[:2]) < 0.6 and per_class[2] < 0.2
+    assert chosen["note_f1_at_class_thresholds"] == 1.0
+    assert chosen["note_f1_at_class_thresholds"] > max(chosen["note_f1_by_onset_threshold"].values())
+
+
+def test_per_class_onset_thresholds_apply_unless_one_threshold_is_asked_for():
+    from mtools.training.transcription_metrics import class_onset_thresholds
+
+    drums = KeySpace.drums(((36,), (49,)))
+    probs = {name: np.zeros((20, 2), np.float32) for name in HEADS}
+    probs["onset"][5, :] = 0.3
+    card = DecodeOptions.from_card({"decoding": {"onset_threshold": 0.4,
+                                                 "onset_threshold_by_class": [0.5, 0.2]}})
+    assert card.class_onset_thresholds == (0.5, 0.2)
+    own = DecodeOptions().over(card)
+    assert [n.pitch for n in decode_notes(probs, FRONT_END, drums, own)] == [49]
+    asked = DecodeOptions(onset_threshold=0.25).over(card)  # --onset-threshold: every class
+    assert asked.class_onset_thresholds is None
+    assert [n.pitch for n in decode_notes(probs, FRONT_END, drums, asked)] == [36, 49]
+    assert DecodeOptions.from_card({"decoding": {}}).class_onset_thresholds is None
+    with pytest.raises(ValueError, match="3 class onset thresholds for 2 outputs"):
+        decode_notes(probs, FRONT_END, drums, DecodeOptions(0.5, 0.5, class_onset_thresholds=(
+            0.1, 0.1, 0.1)))
+    target = (0.25, 0.6, 0.05)  # coordinate ascent finds a separable optimum on the grid
+    found, score = class_onset_thresholds(
+        lambda t: -sum((a - b) ** 2 for a, b in zip(t, target)), (0.4,) * 3, -1.0)
+    assert found == target and score == 0.0
+    assert class_onset_thresholds(lambda t: 0.0, (0.4,) * 3, 0.0) is None  # nothing gains
+
+
 def test_a_harmonic_threshold_is_chosen_where_octave_ghosts_are_weaker_than_their_notes():
     pytest.importorskip("mir_eval")
     from mtools.training.transcription_metrics import choose_thresholds

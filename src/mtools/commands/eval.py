@@ -199,13 +199,15 @@ def transcription_figures(ref, data: list[str], references: list[str], split: st
                            soundfont: str | None = None) -> dict:
     from mtools.errors import UsageError
     from mtools.models.onsets_frames import OnsetsFrames
-    from mtools.models.transcription import THRESHOLDS
+    from mtools.models.transcription import CLASS_THRESHOLDS, THRESHOLDS
     from mtools.training.render_sources import INSTRUMENTS
     from mtools.training.transcription_metrics import audio_pairs, pieces_figures
 
     net = OnsetsFrames.from_ref(ref, device=device)
     net.decode = thresholds.over(net.decode)
     used = {name: getattr(net.decode, name) for name in THRESHOLDS}
+    if net.decode.class_onset_thresholds is not None:
+        used[CLASS_THRESHOLDS] = list(net.decode.class_onset_thresholds)
     instrument = INSTRUMENTS.get(ref.card.name)
     if instrument is not None and data == [instrument.corpus]:
         from mtools.training.renders import valid_pieces

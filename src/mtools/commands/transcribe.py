@@ -42,7 +42,8 @@ def transcribe(
     onset_threshold: Annotated[Optional[float], typer.Option(
         "--onset-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
         help="Onset probability that starts a note (higher: fewer, surer notes; "
-             "default: the model's own, chosen on validation audio).")] = None,
+             "default: the model's own, chosen on validation audio; a drum model's may be "
+             "one per class, which this replaces for every class).")] = None,
     frame_threshold: Annotated[Optional[float], typer.Option(
         "--frame-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
         help="Frame probability that keeps a note sounding (default: the model's "

@@ -212,27 +212,49 @@ class DecodeOptions:
     HARMONIC_WINDOW_FRAMES of an onset at least as sure an octave, a twelfth
     or two octaves below it (where a piano note's strong partials lie) is
     kept only if its peak probability reaches this; at or under the onset
-    threshold it changes nothing."""
+    threshold it changes nothing. `class_onset_thresholds`: one onset
+    threshold per output (a drum model's classes, in order), in place of
+    onset_threshold; a card's apply only where the onset threshold is the
+    card's too (one given for the run applies to every class)."""
 
     onset_threshold: float | None = None
     frame_threshold: float | None = None
     min_note_s: float = 0.0
     harmonic_threshold: float | None = None
+    class_onset_thresholds: tuple[float, ...] | None = None
 
     @classmethod
     def from_card(cls, encoding: dict) -> DecodeOptions:
         chosen = encoding.get("decoding", {})
+        by_class = chosen.get(CLASS_THRESHOLDS)
         return cls(float(chosen.get("onset_threshold", 0.5)),
                    float(chosen.get("frame_threshold", 0.5)),
-                   harmonic_threshold=float(chosen.get("harmonic_threshold", 0.0)))
+                   harmonic_threshold=float(chosen.get("harmonic_threshold", 0.0)),
+                   class_onset_thresholds=None if by_class is None
+                   else tuple(float(t) for t in by_class))
 
     def over(self, defaults: DecodeOptions) -> DecodeOptions:
-        """These options, each threshold left as None taken from `defaults`."""
-        return replace(self, **{name: getattr(defaults, name) for name in THRESHOLDS
-                                if getattr(self, name) is None})
+        """These options, each threshold left as None taken from `defaults`
+        (the per-class onset thresholds only with the onset threshold)."""
+        filled = replace(self, **{name: getattr(defaults, name) for name in THRESHOLDS
+                                  if getattr(self, name) is None})
+        if self.onset_threshold is None and self.class_onset_thresholds is None:
+            filled = replace(filled, class_onset_thresholds=defaults.class_onset_thresholds)
+        return filled
+
+    def onset_thresholds(self, keys: int) -> float | np.ndarray:
+        """What each output's onset probability must pass: the per-class
+        thresholds where set, else the one onset threshold."""
+        if self.class_onset_thresholds is None:
+            return self.onset_threshold
+        if len(self.class_onset_thresholds) != keys:
+            raise ValueError(f"{len(self.class_onset_thresholds)} class onset thresholds for "
+                             f"{keys} outputs")
+        return np.asarray(self.class_onset_thresholds, np.float32)
 
 
 THRESHOLDS = ("onset_threshold", "frame_threshold", "harmonic_threshold")
+CLASS_THRESHOLDS = "onset_threshold_by_class"  # the card's per-class onset thresholds (drums)
 HARMONIC_INTERVALS = (12, 19, 24)  # semitones above a played note: octave, twelfth, two octaves
 HARMONIC_WINDOW_FRAMES = 2  # how far apart (either way) an onset and its lower note may start
 
@@ -250,7 +272,7 @@ def decode_notes(probs: dict[str, np.ndarray], front_end: FrontEnd, keys: KeySpa
     not apply)."""
     if options.onset_threshold is None or options.frame_threshold is None:
         raise ValueError("decode_notes needs both thresholds (DecodeOptions.over fills them)")
-    onsets = probs["onset"] > options.onset_threshold
+    onsets = probs["onset"] > options.onset_thresholds(probs["onset"].shape[1])
     if options.harmonic_threshold and not keys.is_drums:
         onsets = drop_harmonic_onsets(probs["onset"], onsets, options.harmonic_threshold)
     active = (probs["frame"] > options.frame_threshold) | onsets

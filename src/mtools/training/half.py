@@ -94,7 +94,7 @@ def measure(path: Path, data: list[str], split: str = "valid") -> dict:
     model at path (a transcription model: on its corpus, at its thresholds)."""
     from mtools.commands.eval import music_vae_figures, transcription_figures
     from mtools.models.registry import resolve_model
-    from mtools.models.transcription import THRESHOLDS, DecodeOptions
+    from mtools.models.transcription import CLASS_THRESHOLDS, THRESHOLDS, DecodeOptions
 
     ref = resolve_model(str(path))
     if ref.card.task == "transcribe":
@@ -107,7 +107,7 @@ def measure(path: Path, data: list[str], split: str = "valid") -> dict:
         if instrument is not None and instrument.test_soundfonts and data == [instrument.corpus]:
             net = OnsetsFrames.from_ref(ref, device="cpu")
             figures.update(other_soundfont_figures(net, instrument))
-        return {k: v for k, v in figures.items() if k not in THRESHOLDS}
+        return {k: v for k, v in figures.items() if k not in (*THRESHOLDS, CLASS_THRESHOLDS)}
     return music_vae_figures(ref, data, split, "cpu")
 
 

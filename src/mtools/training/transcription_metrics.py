@@ -13,7 +13,8 @@ import numpy as np
 
 from mtools.errors import InputFormatError, MtoolsError
 from mtools.models.onsets_frames import OnsetsFrames, TranscribeOptions, predictions_to_score
-from mtools.models.transcription import DecodeOptions, decode_notes, note_labels
+from mtools.models.transcription import CLASS_THRESHOLDS, DecodeOptions, decode_notes, \
+    note_labels
 from mtools.score import Note, Score, apply_sustain
 
 ONSET_TOLERANCE_S = 0.05
@@ -23,6 +24,8 @@ ONSET_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # thresholds choose_thresholds
 FRAME_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 HARMONIC_GRID = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # 0: no onset dropped as a partial
 ONSET_STEP = 0.05  # once the harmonic threshold is chosen, the onset one moves by this
+CLASS_ONSET_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7)  # drums
+CLASS_ROUNDS = 2  # passes over a drum model's classes, each class's threshold in turn
 MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")  # a reference beside its audio
 PROTOCOL = (
     "Whole held-out performances of pieces that neither training nor any choice (checkpoint, "
@@ -244,7 +247,8 @@ def choose_thresholds(net: OnsetsFrames, pieces) -> dict:
     one at it (pitched models), then the onset threshold again a step
     either way (dropping partials leaves room for a lower one); last the
     frame threshold with the best mean note-with-offset F1 at those
-    (drums: onsets only). Returns them with those figures."""
+    (drums: onsets only; instead of the harmonic step, an onset threshold
+    per class, class_onset_thresholds). Returns them with those figures."""
     mir_eval = _mir_eval()
     runs = [(net.predict_all(net.front_end.stream([samples])),
              note_arrays(apply_sustain(reference).notes, net)) for _, reference, samples in pieces]
@@ -276,13 +280,40 @@ def choose_thresholds(net: OnsetsFrames, pieces) -> dict:
         chosen = {"harmonic_threshold": harmonic,
                   "note_f1_by_harmonic_threshold": _rounded(by_harmonic),
                   "note_f1_by_onset_threshold_at_harmonic": _rounded(by_onset_again)}
+    else:
+        by_class = class_onset_thresholds(lambda thresholds: mean_f1(
+            DecodeOptions(onset, 0.5, class_onset_thresholds=thresholds), None),
+            (onset,) * net.keys.keys, by_onset[onset])
+        if by_class is not None:
+            chosen = {CLASS_THRESHOLDS: list(by_class[0]),
+                      "note_f1_at_class_thresholds": round(by_class[1], 4)}
     frames = (0.5,) if net.keys.is_drums else FRAME_GRID
-    by_frame = {t: mean_f1(DecodeOptions(onset, t, harmonic_threshold=harmonic), OFFSET_RATIO)
+    per_class = tuple(chosen.get(CLASS_THRESHOLDS, ())) or None
+    by_frame = {t: mean_f1(DecodeOptions(onset, t, harmonic_threshold=harmonic,
+                                         class_onset_thresholds=per_class), OFFSET_RATIO)
                 for t in frames}
     return {"onset_threshold": onset, "frame_threshold": best(by_frame), **chosen,
             "note_f1_by_onset_threshold": _rounded(by_onset),
             "note_offset_f1_by_frame_threshold": _rounded(by_frame),
             "pieces": len(runs)}
+
+
+def class_onset_thresholds(score, start: tuple[float, ...], start_score: float
+                           ) -> tuple[tuple[float, ...], float] | None:
+    """One onset threshold per class by coordinate ascent of `score`
+    (thresholds → mean note F1) from `start`: CLASS_ROUNDS passes, each
+    trying CLASS_ONSET_GRID for one class at a time with the others held; a
+    change must gain more than 1e-4. None when no change gains."""
+    best, best_score = tuple(start), start_score
+    for _ in range(CLASS_ROUNDS):
+        for index in range(len(best)):
+            for threshold in CLASS_ONSET_GRID:
+                trial = best[:index] + (threshold,) + best[index + 1:]
+                if trial != best:
+                    trial_score = score(trial)
+                    if trial_score > best_score + 1e-4:
+                        best, best_score = trial, trial_score
+    return None if best == tuple(start) else (best, best_score)
 
 
 def _rounded(scores: dict) -> dict:
