@@ -208,7 +208,7 @@ complete -c mtools -n '__fish_seen_subcommand_from eval' -l split -x -d 'valid, 
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l json -d 'Print the figures as one JSON object'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l samples -x -d 'coconet: Monte Carlo draws per piece for the frame-wise NLL (default 32)'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l ref -r -F -d 'transcription: the reference MIDI of each audio input, in order'
-complete -c mtools -n '__fish_seen_subcommand_from eval' -l onset-threshold -x -d 'transcription: decode with this onset threshold (default: the model\'s)'
+complete -c mtools -n '__fish_seen_subcommand_from eval' -l onset-threshold -x -d 'transcription: decode with this onset threshold (default: the model\'s; it replaces a drum model\'s per-class ones for every class)'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l frame-threshold -x -d 'transcription: decode with this frame threshold (default: the model\'s)'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l harmonic-threshold -x -d 'transcription: decode with this harmonic threshold (default: the model\'s)'
 complete -c mtools -n '__fish_seen_subcommand_from eval' -l soundfont -x -d 'transcription on asap or groove: render the held-out performances with this held-out soundfont or kit (default: the validation one; the model card names the others)'

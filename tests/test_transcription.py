@@ -542,6 +542,7 @@ def test_a_drum_model_gets_an_onset_threshold_per_class_where_one_class_runs_wea
 
     chosen = choose_thresholds(Oracle(), [("piece", reference, np.zeros(10, np.float32))])
     assert 0.3 <= chosen["onset_threshold"] < 0.6  # one threshold loses the crashes
+    assert chosen["note_offset_f1_by_frame_threshold"]["0.5"] == 1.0  # at the class thresholds
     per_class = chosen["onset_threshold_by_class"]
     assert 0.3 <= min(per_class[:2]) and max(per_class[:2]) < 0.6 and per_class[2] < 0.2
     assert chosen["note_f1_at_class_thresholds"] == 1.0
@@ -561,16 +562,51 @@ def test_per_class_onset_thresholds_apply_unless_one_threshold_is_asked_for():
     assert [n.pitch for n in decode_notes(probs, FRONT_END, drums, own)] == [49]
     asked = DecodeOptions(onset_threshold=0.25).over(card)  # --onset-threshold: every class
     assert asked.class_onset_thresholds is None
+    mine = DecodeOptions(class_onset_thresholds=(0.1, 0.9)).over(card)  # a caller's own list
+    assert mine.class_onset_thresholds == (0.1, 0.9) and mine.onset_threshold == 0.4
+    sixteen = {name: p.astype(np.float16) for name, p in probs.items()}  # as predict_all gives
+    sixteen["onset"][5, :] = np.float16(0.3)  # 0.30005: above 0.3 either way, or neither
+    assert (decode_notes(sixteen, FRONT_END, drums, DecodeOptions(0.3, 0.5))
+            == decode_notes(sixteen, FRONT_END, drums, DecodeOptions(
+                0.3, 0.5, class_onset_thresholds=(0.3, 0.3))))
     assert [n.pitch for n in decode_notes(probs, FRONT_END, drums, asked)] == [36, 49]
     assert DecodeOptions.from_card({"decoding": {}}).class_onset_thresholds is None
     with pytest.raises(ValueError, match="3 class onset thresholds for 2 outputs"):
         decode_notes(probs, FRONT_END, drums, DecodeOptions(0.5, 0.5, class_onset_thresholds=(
             0.1, 0.1, 0.1)))
     target = (0.25, 0.6, 0.05)  # coordinate ascent finds a separable optimum on the grid
-    found, score = class_onset_thresholds(
-        lambda t: -sum((a - b) ** 2 for a, b in zip(t, target)), (0.4,) * 3, -1.0)
+
+    def distance(t):
+        return -sum((a - b) ** 2 for a, b in zip(t, target))
+
+    found, score = class_onset_thresholds(distance, (0.4,) * 3, distance((0.4,) * 3))
     assert found == target and score == 0.0
     assert class_onset_thresholds(lambda t: 0.0, (0.4,) * 3, 0.0) is None  # nothing gains
+
+
+def test_eval_names_a_card_s_class_thresholds_and_a_bad_list_is_a_model_error(tmp_path):
+    pytest.importorskip("mir_eval")
+    from mtools.io.midi import score_to_midi
+    from tiny_models import tiny_transcriber
+
+    (tmp_path / "take.wav").write_bytes(wav_bytes(tone(440.0, 2.0), RATE))
+    (tmp_path / "take.mid").write_bytes(score_to_midi(make_score([Note(69, 80, 0.0, 2.0)])))
+    path = tiny_transcriber(tmp_path / "m", decoding={
+        "onset_threshold": 0.5, "onset_threshold_by_class": [0.25] * 88})
+    own = json.loads(run(["eval", "transcribe", tmp_path / "take.wav", "--model", path,
+                          "--json"]).stdout)
+    assert own["onset_threshold_by_class"] == [0.25] * 88
+    asked = json.loads(run(["eval", "transcribe", tmp_path / "take.wav", "--model", path,
+                            "--json", "--onset-threshold", "0.4"]).stdout)
+    assert "onset_threshold_by_class" not in asked and asked["onset_threshold"] == 0.4
+    from mtools.training.half import measure  # a card's figures hold no thresholds
+    figures = measure(path, [str(tmp_path / "take.wav")])
+    assert "note_f1" in figures and not any("threshold" in key for key in figures)
+    for bad in ([0.25] * 87, [1.5] * 88, "0.25"):
+        path = tiny_transcriber(tmp_path / "bad", decoding={"onset_threshold_by_class": bad})
+        refused = run(["transcribe", tmp_path / "take.wav", "--model", path])
+        assert refused.code == 69 and "decoding thresholds are unusable" in refused.stderr
+        assert "internal error" not in refused.stderr
 
 
 def test_a_harmonic_threshold_is_chosen_where_octave_ghosts_are_weaker_than_their_notes():

@@ -65,7 +65,8 @@ def eval_(
         help="transcription: the reference MIDI of each audio input, in order.")] = None,
     onset_threshold: Annotated[Optional[float], typer.Option(
         "--onset-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
-        help="transcription: decode with this onset threshold (default: the model's).")] = None,
+        help="transcription: decode with this onset threshold (default: the model's; it "
+             "replaces a drum model's per-class ones for every class).")] = None,
     frame_threshold: Annotated[Optional[float], typer.Option(
         "--frame-threshold", callback=opt.finite, min=0.0, max=1.0, metavar="P",
         help="transcription: decode with this frame threshold (default: the model's).")] = None,

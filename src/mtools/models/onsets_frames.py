@@ -47,8 +47,16 @@ class OnsetsFrames:
             raise ModelNotFoundError(f"model {ref.card.spec} is not an Onsets and Frames graph: "
                                      f"its card names {ref.card.inputs} → {ref.card.outputs}")
         encoding = ref.card.encoding
+        keys = KeySpace.from_card(encoding)
+        try:
+            decode = DecodeOptions.from_card(encoding)
+            if decode.class_onset_thresholds is not None:
+                decode.onset_thresholds(keys.keys)  # one per output, each in [0, 1]
+        except (TypeError, ValueError) as error:
+            raise ModelNotFoundError(f"model {ref.card.spec}: its card's decoding thresholds "
+                                     f"are unusable: {error}") from None
         return cls(ref.load_session(device=device, threads=threads), FrontEnd.from_card(encoding),
-                   KeySpace.from_card(encoding), ref.card.spec, DecodeOptions.from_card(encoding))
+                   keys, ref.card.spec, decode)
 
     def run(self, mel: np.ndarray) -> dict[str, np.ndarray]:
         """(batch, frames, mel_bins) log-mel → the KEPT_HEADS' (batch,

@@ -247,10 +247,12 @@ class DecodeOptions:
         thresholds where set, else the one onset threshold."""
         if self.class_onset_thresholds is None:
             return self.onset_threshold
-        if len(self.class_onset_thresholds) != keys:
-            raise ValueError(f"{len(self.class_onset_thresholds)} class onset thresholds for "
-                             f"{keys} outputs")
-        return np.asarray(self.class_onset_thresholds, np.float32)
+        thresholds = np.asarray(self.class_onset_thresholds, np.float32)
+        if thresholds.shape != (keys,):
+            raise ValueError(f"{thresholds.size} class onset thresholds for {keys} outputs")
+        if not ((thresholds >= 0) & (thresholds <= 1)).all():
+            raise ValueError("class onset thresholds lie from 0 to 1")
+        return thresholds
 
 
 THRESHOLDS = ("onset_threshold", "frame_threshold", "harmonic_threshold")
@@ -272,7 +274,9 @@ def decode_notes(probs: dict[str, np.ndarray], front_end: FrontEnd, keys: KeySpa
     not apply)."""
     if options.onset_threshold is None or options.frame_threshold is None:
         raise ValueError("decode_notes needs both thresholds (DecodeOptions.over fills them)")
-    onsets = probs["onset"] > options.onset_thresholds(probs["onset"].shape[1])
+    # compared in the predictions' type, whether one threshold or one per class
+    onsets = probs["onset"] > np.asarray(options.onset_thresholds(probs["onset"].shape[1]),
+                                         probs["onset"].dtype)
     if options.harmonic_threshold and not keys.is_drums:
         onsets = drop_harmonic_onsets(probs["onset"], onsets, options.harmonic_threshold)
     active = (probs["frame"] > options.frame_threshold) | onsets

@@ -22,6 +22,7 @@ from torch import nn
 
 from mtools.errors import InputFormatError, RuntimeUnavailableError, UsageError
 from mtools.models.onsets_frames import GRAPH_INPUTS, GRAPH_OUTPUTS
+from mtools.models.transcription import CLASS_THRESHOLDS
 from mtools.models.registry import write_card
 from mtools.training import corpora
 from mtools.training.audio_augment import MEL_AUGMENTATION, MelAugmentation, augment_mel
@@ -328,8 +329,8 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
     write_card(card, path)
     net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
     progress(f"transcribing {EVAL_PIECES} held-out performances for the card "
-             f"(onset threshold {chosen['onset_threshold']}, frame {chosen['frame_threshold']}, "
-             f"harmonic {chosen.get('harmonic_threshold', 0.0)})")
+             f"(onset threshold {chosen.get(CLASS_THRESHOLDS, chosen['onset_threshold'])}, "
+             f"frame {chosen['frame_threshold']}, harmonic {chosen.get('harmonic_threshold', 0.0)})")
     pieces = valid_pieces(EVAL_PIECES, request.instrument)
     card["metrics"] = {**pieces_figures(net, pieces), "split": "valid",
                        "soundfont": request.instrument.valid_soundfont,
