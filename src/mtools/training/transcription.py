@@ -22,8 +22,8 @@ from torch import nn
 
 from mtools.errors import InputFormatError, RuntimeUnavailableError, UsageError
 from mtools.models.onsets_frames import GRAPH_INPUTS, GRAPH_OUTPUTS
-from mtools.models.transcription import CLASS_THRESHOLDS
 from mtools.models.registry import write_card
+from mtools.models.transcription import CLASS_THRESHOLDS
 from mtools.training import corpora
 from mtools.training.audio_augment import MEL_AUGMENTATION, MelAugmentation, augment_mel
 from mtools.training.export import architecture, export_checked, export_onnx, run_card
