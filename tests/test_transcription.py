@@ -595,7 +595,7 @@ def test_eval_names_a_card_s_class_thresholds_and_a_bad_list_is_a_model_error(tm
         "onset_threshold": 0.5, "onset_threshold_by_class": [0.25] * 88})
     own = json.loads(run(["eval", "transcribe", tmp_path / "take.wav", "--model", path,
                           "--json"]).stdout)
-    assert own["onset_threshold_by_class"] == [0.25] * 88
+    assert own["onset_threshold_by_class"] == {str(pitch): 0.25 for pitch in range(21, 109)}
     asked = json.loads(run(["eval", "transcribe", tmp_path / "take.wav", "--model", path,
                             "--json", "--onset-threshold", "0.4"]).stdout)
     assert "onset_threshold_by_class" not in asked and asked["onset_threshold"] == 0.4

@@ -207,8 +207,9 @@ def transcription_figures(ref, data: list[str], references: list[str], split: st
     net = OnsetsFrames.from_ref(ref, device=device)
     net.decode = thresholds.over(net.decode)
     used = {name: getattr(net.decode, name) for name in THRESHOLDS}
-    if net.decode.class_onset_thresholds is not None:
-        used[CLASS_THRESHOLDS] = list(net.decode.class_onset_thresholds)
+    if net.decode.class_onset_thresholds is not None:  # by pitch, as by_class names them
+        used[CLASS_THRESHOLDS] = {str(net.keys.pitch_of(index)): threshold for index, threshold
+                                  in enumerate(net.decode.class_onset_thresholds)}
     instrument = INSTRUMENTS.get(ref.card.name)
     if instrument is not None and data == [instrument.corpus]:
         from mtools.training.renders import valid_pieces
