@@ -135,7 +135,9 @@ def test_drum_notes_are_not_played(samples):
 
 
 def test_a_pitch_bend_detunes_its_tracks_notes_that_start_after_it(samples):
-    bend = round(0.5 / salamander.BEND_RANGE_SEMITONES * salamander.BEND_FULL_SCALE)  # +50 cents
+    from mtools.training.render_sources import BEND_FULL_SCALE, BEND_RANGE_CENTS
+
+    bend = round(50.0 / BEND_RANGE_CENTS * BEND_FULL_SCALE)  # +50 cents, as takes detune
     notes = [Note(60, 100, 0.0, 0.8), Note(60, 100, 1.2, 2.0), Note(63, 100, 2.4, 3.2, instrument=1)]
     audio = _play(samples, notes, pitch_bends=(PitchBend(1.0, bend),))
     assert _peak_hz(audio, 0.05, 0.75) == pytest.approx(_freq(60), rel=0.003)

@@ -62,8 +62,6 @@ RELEASE_S = 0.25
 UNDAMPED_FROM_KEY = 89  # F6: the top keys of a grand have no dampers
 ATTACK_FRACTION = 0.02
 PRE_ATTACK_S = 0.002
-BEND_RANGE_SEMITONES = 2.0  # as the synthesizers' default (render_sources.BEND_RANGE_CENTS)
-BEND_FULL_SCALE = 8192
 _NOTE_NAMES = {"C": 0, "C#": 1, "D": 2, "D#": 3, "E": 4, "F": 5, "F#": 6, "G": 7,
                "G#": 8, "A": 9, "A#": 10, "B": 11}
 _FILE_NAME = re.compile(r"^([A-G]#?)(-?\d)v(\d+)\.ogg$")
@@ -152,12 +150,15 @@ def nearest_key(recorded: list[int], pitch: int) -> int:
 
 
 def _bend_semitones(score: Score) -> dict[int, list[tuple[float, float]]]:
-    """(time, semitones) of each instrument's pitch bends, in time order."""
+    """(time, semitones) of each instrument's pitch bends, in time order,
+    over the bend range the takes' detuning assumes."""
+    from mtools.training.render_sources import BEND_FULL_SCALE, BEND_RANGE_CENTS
+
     bends: dict[int, list[tuple[float, float]]] = {}
     for bend in sorted(score.pitch_bends, key=lambda b: b.time_s):
         if not bend.is_drum:
             bends.setdefault(bend.instrument, []).append(
-                (bend.time_s, bend.bend / BEND_FULL_SCALE * BEND_RANGE_SEMITONES))
+                (bend.time_s, bend.bend / BEND_FULL_SCALE * BEND_RANGE_CENTS / 100.0))
     return bends
 
 
