@@ -113,3 +113,102 @@ def test_a_whole_sequence_matches_one_step_at_a_time():
     torch.testing.assert_close(torch.cat(steps, dim=1), whole, atol=1e-5, rtol=1e-5)
     for got, want in zip(state, whole_state):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def ring_rnn(model, path):
+    """The EventRnn of an exported attention network, as a card would load it."""
+    from mtools.models.sequence import EventRnn, state_shapes
+    from mtools.runtime import load_session
+    from mtools.training.export import card_hyperparameters, graph_names
+
+    names_in, names_out = graph_names(model)
+    hyper = card_hyperparameters(model)
+    return EventRnn(load_session(path, inputs=names_in, outputs=names_out, device="cpu"),
+                    shapes=state_shapes(model.config, model.STATE_NAMES), encoding=KEY,
+                    step_only=True, ring=tuple(hyper.get("ring_states", ())))
+
+
+def test_a_ring_export_runs_past_its_slots_and_through_beam_reordering_like_torch(tmp_path):
+    # The graph outputs only the pushed step and the runtime writes it over
+    # the oldest slot: after more steps than slots, and after beams are
+    # reordered (take), the logits still match torch's shifting network.
+    from mtools.models.sequence import RING_STEP
+
+    torch.manual_seed(2)
+    model = AttentionLSTM(74, 40, hidden=16, layers=2, attn_length=5, dropout=0.0).eval()
+    path = tmp_path / "attention.onnx"
+    export_event_rnn(model, path)
+    rnn = ring_rnn(model, path)
+    assert rnn.ring == ("attention_states", "attention_keys")
+    inputs = torch.randn(3, 13, 74)
+    rows = np.array([2, 0, 0])
+    with torch.no_grad():
+        first, *state = model(inputs[:, :7], *model.zero_state(3))
+        h, c, *attention = state  # LSTM states are (layers, batch, hidden)
+        state = [h[:, rows], c[:, rows], *(s[rows] for s in attention)]
+        then, *_ = model(inputs[rows, 7:], *state)
+    got_first, ring = rnn.run(inputs[:, :7].numpy(), rnn.zero_state(3))
+    kept = rnn.take(ring, rows)
+    got_then, ring = rnn.run(inputs[rows, 7:].numpy(), kept)
+    np.testing.assert_allclose(got_first, first.numpy(), atol=1e-5)
+    np.testing.assert_allclose(got_then, then.numpy(), atol=1e-5)
+    assert ring[RING_STEP] == 13
+
+
+def test_an_old_shifting_export_is_rewritten_into_a_ring_with_its_card(tmp_path):
+    from builders import write_random_tunes
+
+    from mtools.errors import UsageError
+    from mtools.models.registry import resolve_model, write_card
+    from mtools.models.sequence import EventRnn
+    from mtools.training.export import card_hyperparameters, export_onnx, graph_names
+    from mtools.training.quantize import measure
+    from mtools.training.ring import ring_graph, ring_model
+    from mtools.training.tasks import find_spec
+
+    tunes = tmp_path / "tunes"
+    tunes.mkdir()
+    write_random_tunes(tunes)
+    spec = find_spec("melody_rnn", "attention_rnn")
+    torch.manual_seed(3)
+    model = AttentionLSTM(spec.encoding.input_size, spec.encoding.num_classes, hidden=8,
+                          layers=1, attn_length=5, dropout=0.0).eval()
+    path = tmp_path / "model" / "melody_rnn-attention_rnn.onnx"
+    path.parent.mkdir()
+    names_in, shifted_out = graph_names(model, shifted=True)
+    dynamic = {name: {0: "batch"} for name in ["inputs", "logits", "attention", "attention_out",
+                                               "attention_states", "attention_states_out",
+                                               "attention_keys", "attention_keys_out"]}
+    dynamic.update({name: {1: "batch"} for name in ["state_h", "state_c", "state_h_out",
+                                                    "state_c_out"]})
+    export_onnx(model, (torch.zeros(2, 1, spec.encoding.input_size), *model.zero_state(2)),
+                path, names_in, shifted_out, dynamic)  # what mtools train wrote before rings
+    hyper = card_hyperparameters(model)
+    del hyper["ring_states"]
+    write_card({"name": "melody_rnn", "config": "attention_rnn", "task": "continue",
+                "inputs": names_in, "outputs": shifted_out, "hyperparameters": hyper,
+                "encoding": spec.card_encoding, "description": "tiny random test model",
+                "training": {"datasets": [str(tunes)]},
+                "metrics": {"measured_by": "mtools train; reproduce: mtools eval X"}}, path)
+    before = EventRnn.from_ref(resolve_model(str(path)), device="cpu")
+    assert before.ring == ()
+    inputs = np.random.default_rng(0).normal(size=(2, 12, spec.encoding.input_size))
+    want = before.run(inputs, before.zero_state(2))[0]
+    figures = measure(path, [str(tunes)])
+    sha = resolve_model(str(path)).card.sha256
+
+    metrics = ring_model(path)
+    ref = resolve_model(str(path))  # the card matches the new file
+    after = EventRnn.from_ref(ref, device="cpu")
+    assert after.ring == ("attention_states", "attention_keys")
+    assert list(ref.card.outputs) == graph_names(model)[1]
+    np.testing.assert_allclose(after.run(inputs, after.zero_state(2))[0], want, atol=1e-5)
+    assert metrics["nll_per_step"] == pytest.approx(figures["nll_per_step"], abs=1e-4)
+    assert metrics["measured_by"].endswith("reproduce: mtools eval X")
+    assert ref.card.extra["ring"]["from_sha256"] == sha
+    assert sorted(p.name for p in path.parent.iterdir()) == [f"{path.stem}.json", path.name]
+    with pytest.raises(UsageError, match="in a ring already"):
+        ring_model(path)
+    import onnx
+    with pytest.raises(ValueError, match="not a shifting state"):
+        ring_graph(onnx.load(str(path)), ["attention_states"])

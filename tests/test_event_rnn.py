@@ -100,6 +100,23 @@ def test_generation_is_seeded_batched_and_keeps_the_primer(tiny):
     assert len({tuple(row) for row in a}) > 1
 
 
+def test_the_primer_runs_once_for_every_output(tiny):
+    # all outputs share the primer: one batch-1 call, its state copied to each row
+    _, rnn = tiny
+    primer = np.array([14, 0, 1, 16])
+    batches = []
+    run = rnn.run
+
+    def spy(inputs, state):
+        batches.append(inputs.shape[:2])
+        return run(inputs, state)
+
+    rnn.run = spy
+    rows = generate(rnn, primer, 3, num_outputs=3, options=SearchOptions(beam_size=2),
+                    rng=np.random.default_rng(5))
+    assert batches == [(1, 4)] + [(6, 1)] * 3 and rows.shape == (3, 7)
+
+
 def test_beam_search_finds_likelier_sequences_than_sampling(tiny):
     _, rnn = tiny
     primer = np.array([14])

@@ -12,7 +12,12 @@ The graph contract (names checked at load, dims read from the card):
     → logits (batch, time, num_classes), state_h_out, state_c_out, ...
 
 A card with `step_only` has a graph of one time step (attention_rnn); a
-longer input is then fed step by step.
+longer input is then fed step by step. A card's `ring_states` (attention
+states: batch, slots, ...) are kept as a ring: the graph outputs only the
+step it pushes (NAME_push, (batch, 1, ...)) and the runtime writes it over
+the oldest slot in place, instead of the graph returning the state shifted
+by one (see mtools.training.ring). The slot order does not matter to the
+attention, so both compute the same.
 
 A card's `encoding.repeat_bias` (melody models; fitted on the training
 split by mtools.training.repeat_bias) is added to the logit of every class
@@ -35,6 +40,8 @@ from mtools.models.sampling import best_rows, log_softmax, sample_logits
 
 LSTM_STATES = ("state_h", "state_c")
 BATCH = -1  # marks the batch axis in a card's state_shapes
+PUSH_SUFFIX = "_push"  # a ring state's graph output: the step it pushes
+RING_STEP = "ring_step"  # in a state with ring states: steps run so far (int)
 
 
 def state_shapes(config: dict, names=LSTM_STATES) -> dict[str, list[int]]:
@@ -52,17 +59,22 @@ def state_shapes(config: dict, names=LSTM_STATES) -> dict[str, list[int]]:
 class EventRnn:
     """A loaded event RNN: `session` (mtools.runtime.Session), the card's
     state shapes (see `state_shapes`), its encoding, the size of its
-    control rows, whether the graph takes one step per call, and the logit
-    offset of classes repeating the last pitch (see the module's text)."""
+    control rows, whether the graph takes one step per call, the logit
+    offset of classes repeating the last pitch and the states kept as a
+    ring (see the module's text)."""
 
     def __init__(self, session, *, shapes: dict[str, list[int]], encoding: LookbackEncoding,
-                 control_size: int = 0, step_only: bool = False, repeat_bias: float = 0.0):
+                 control_size: int = 0, step_only: bool = False, repeat_bias: float = 0.0,
+                 ring: tuple[str, ...] = ()):
         self.session = session
         self.shapes = shapes
         self.encoding = encoding
         self.control_size = control_size
         self.step_only = step_only
         self.repeat_bias = repeat_bias
+        self.ring = tuple(ring)
+        if self.ring and (not step_only or any(shapes[name][0] != BATCH for name in self.ring)):
+            raise ValueError(f"ring states need a one-step graph and the batch first: {self.ring}")
 
     @classmethod
     def from_ref(cls, ref, *, device: str | None = None, threads: int | None = None) -> EventRnn:
@@ -77,19 +89,26 @@ class EventRnn:
                    encoding=encoding_from_card(card.encoding),
                    control_size=int(card.encoding.get("control_size", 0)),
                    step_only=bool(hyper.get("step_only", False)),
-                   repeat_bias=float(card.encoding.get("repeat_bias", 0.0)))
+                   repeat_bias=float(card.encoding.get("repeat_bias", 0.0)),
+                   ring=tuple(hyper.get("ring_states", ())))
 
-    def zero_state(self, batch: int) -> dict[str, np.ndarray]:
-        return {name: np.zeros([batch if d == BATCH else d for d in shape], np.float32)
-                for name, shape in self.shapes.items()}
+    def zero_state(self, batch: int) -> dict:
+        state = {name: np.zeros([batch if d == BATCH else d for d in shape], np.float32)
+                 for name, shape in self.shapes.items()}
+        if self.ring:
+            state[RING_STEP] = 0
+        return state
 
-    def take(self, state: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
-        """The state of batch rows `rows` (a gather along each batch axis)."""
+    def take(self, state: dict, rows: np.ndarray) -> dict:
+        """The state of batch rows `rows` (a gather along each batch axis;
+        new arrays, so the original state stays usable)."""
         return {name: np.take(value, rows, axis=self.shapes[name].index(BATCH))
-                for name, value in state.items()}
+                if name in self.shapes else value for name, value in state.items()}
 
-    def run(self, inputs: np.ndarray, state: dict[str, np.ndarray]):
-        """inputs (batch, time, input_size) → logits (batch, time, classes), state."""
+    def run(self, inputs: np.ndarray, state: dict):
+        """inputs (batch, time, input_size) → logits (batch, time, classes),
+        state. Ring states are written in place: the state passed in is
+        used up (`take` copies one that must be kept)."""
         inputs = inputs.astype(np.float32, copy=False)
         if self.step_only and inputs.shape[1] != 1:
             logits = []
@@ -97,8 +116,16 @@ class EventRnn:
                 step_logits, state = self.run(inputs[:, t:t + 1], state)
                 logits.append(step_logits)
             return np.concatenate(logits, axis=1), state
-        out = self.session.run({"inputs": inputs, **state})
-        return out["logits"], {name: out[f"{name}_out"] for name in self.shapes}
+        out = self.session.run({"inputs": inputs, **{name: state[name] for name in self.shapes}})
+        new = {name: out[f"{name}_out"] for name in self.shapes if name not in self.ring}
+        if self.ring:
+            step = state[RING_STEP]
+            for name in self.ring:
+                ring = state[name]
+                ring[:, step % ring.shape[1]] = out[f"{name}{PUSH_SUFFIX}"][:, 0]
+                new[name] = ring
+            new[RING_STEP] = step + 1
+        return out["logits"], new
 
     def encode(self, ids: np.ndarray, start: int, control: np.ndarray | None) -> np.ndarray:
         """Input rows for positions start.. of each row of ids (batch, steps)
@@ -164,11 +191,13 @@ def generate(model: EventRnn, primer_ids: np.ndarray, num_steps: int, *, num_out
     row the most likely surviving beam of its output. `progress(done,
     num_steps)`, when given, hears of every iteration's steps."""
     beams = options.beam_size
-    ids = np.tile(np.asarray(primer_ids, dtype=np.int64), (num_outputs * beams, 1))
-    state = model.zero_state(len(ids))
+    # Every row starts from the same primer: run it once, then copy its state.
+    ids = np.asarray(primer_ids, dtype=np.int64)[None]
     inputs, memory = model.encode_from(ids, 0, control)
-    logits, state = model.run(inputs, state)
-    logits = logits[:, -1]
+    logits, state = model.run(inputs, model.zero_state(1))
+    every = np.zeros(num_outputs * beams, np.int64)
+    ids, logits = ids[every], logits[every, -1]
+    state, memory = model.take(state, every), _take(memory, every)
     scores = np.zeros(len(ids))
     last = last_pitches(ids)[:, -1]
     remaining = num_steps

@@ -18,16 +18,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtools.models.sequence import BATCH, state_shapes
+from mtools.models.sequence import BATCH, PUSH_SUFFIX, state_shapes
+from mtools.training.ring import ring_file
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max |torch - onnx| on logits, float32
 
 
-def graph_names(model: nn.Module) -> tuple[list[str], list[str]]:
-    """The ONNX input and output names of an event network."""
+def graph_names(model: nn.Module, *, shifted: bool = False) -> tuple[list[str], list[str]]:
+    """The ONNX input and output names of an exported event network: a
+    ring state outputs the step it pushes (see mtools.training.ring), or,
+    with `shifted`, the whole new state as torch computes it."""
     states = list(model.STATE_NAMES)
-    return ["inputs", *states], ["logits", *(f"{name}_out" for name in states)]
+    ring = () if shifted else ring_states(model)
+    return ["inputs", *states], ["logits", *(f"{name}{PUSH_SUFFIX if name in ring else '_out'}"
+                                             for name in states)]
+
+
+def ring_states(model: nn.Module) -> tuple[str, ...]:
+    return tuple(getattr(model, "RING_STATES", ()))
 
 
 def architecture(model: nn.Module) -> str:
@@ -37,18 +46,20 @@ def architecture(model: nn.Module) -> str:
 
 
 def card_hyperparameters(model: nn.Module) -> dict:
-    """The card's `hyperparameters`: the network config, its state shapes
-    and whether the graph takes one step per call (see models.sequence)."""
+    """The card's `hyperparameters`: the network config, its state shapes,
+    whether the graph takes one step per call and its ring states, if any
+    (see models.sequence)."""
+    ring = {"ring_states": list(ring_states(model))} if ring_states(model) else {}
     return {**model.config, "state_shapes": state_shapes(model.config, model.STATE_NAMES),
-            "step_only": model.step_only}
+            "step_only": model.step_only, **ring}
 
 
 def export_event_rnn(model: nn.Module, path: Path) -> None:
     """Write `model` (EventLSTM or AttentionLSTM, eval mode) as a single-file
     ONNX graph with a dynamic batch axis (and time axis, unless the model is
-    step_only), atomically."""
+    step_only), its ring states as rings (mtools.training.ring), atomically."""
     model = model.eval()
-    inputs_names, output_names = graph_names(model)
+    inputs_names, output_names = graph_names(model, shifted=True)
     time = 1 if model.step_only else 3
     example = (torch.zeros(2, time, model.config["input_size"]), *model.zero_state(2))
     shapes = state_shapes(model.config, model.STATE_NAMES)
@@ -59,14 +70,16 @@ def export_event_rnn(model: nn.Module, path: Path) -> None:
         dynamic[name] = dynamic[f"{name}_out"] = {shape.index(BATCH): "batch"}
     # The tracer's notes on LSTM shape checks do not apply: the state is an
     # explicit input, so any batch and time run correctly (tested).
-    export_onnx(model, example, Path(path), inputs_names, output_names, dynamic)
+    export_onnx(model, example, Path(path), inputs_names, output_names, dynamic,
+                rewrite=(lambda file: ring_file(file, file, ring_states(model)))
+                if ring_states(model) else None)
 
 
 def export_onnx(model: nn.Module, example: tuple, path: Path, inputs: list[str],
-                outputs: list[str], dynamic: dict) -> None:
-    """torch.onnx.export into a temporary file, renamed to `path` when it is
-    whole, with the tracer's warnings silenced (each caller's tests check
-    its graph)."""
+                outputs: list[str], dynamic: dict, rewrite=None) -> None:
+    """torch.onnx.export into a temporary file, rewritten in place by
+    `rewrite(file)` when given, renamed to `path` when it is whole, with the
+    tracer's warnings silenced (each caller's tests check its graph)."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         with warnings.catch_warnings():
@@ -74,6 +87,8 @@ def export_onnx(model: nn.Module, example: tuple, path: Path, inputs: list[str],
             torch.onnx.export(model, example, str(temporary), input_names=inputs,
                               output_names=outputs, dynamic_axes=dynamic,
                               opset_version=OPSET, dynamo=False)
+        if rewrite is not None:
+            rewrite(temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -95,7 +110,9 @@ def parity_error(model: nn.Module, path: Path, *, seed: int = 0) -> float:
     names_in, names_out = graph_names(model)
     session = load_session(path, inputs=names_in, outputs=names_out, device="cpu")
     got = session.run(dict(zip(names_in, [inputs, *state])))
-    return max(float(np.abs(got[name] - want.numpy()).max())
+    # a ring state's output is the step torch's shifted state ends with
+    return max(float(np.abs(got[name] - (want[:, -1:] if name.endswith(PUSH_SUFFIX) else want)
+                            .numpy()).max())
                for name, want in zip(names_out, expected))
 
 

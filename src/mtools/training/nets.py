@@ -72,6 +72,7 @@ class AttentionLSTM(nn.Module):
 
     kind = "attention_lstm"
     STATE_NAMES = ("state_h", "state_c", "attention", "attention_states", "attention_keys")
+    RING_STATES = ("attention_states", "attention_keys")  # exported as rings (training.ring)
     step_only = True  # a traced time loop would be unrolled: export one step
 
     def __init__(self, input_size: int, num_classes: int, hidden: int = 128, layers: int = 2,
