@@ -23,9 +23,7 @@ def engines_for(ref, checkpoints: list[Path]) -> tuple[dict, str]:
     from. A graph that is not a plain LSTM (attention_rnn's extra states)
     gets no torch variants."""
     rnn = EventRnn.from_ref(ref, device="cpu")
-    single = EventRnn(ref.load_session(device="cpu", threads=1), shapes=rnn.shapes,
-                      encoding=rnn.encoding, control_size=rnn.control_size,
-                      step_only=rnn.step_only, repeat_bias=rnn.repeat_bias)
+    single = rnn.with_session(ref.load_session(device="cpu", threads=1))
     engines = {ORT: rnn, f"{ORT}, 1 thread": single}
     floats = float32_twin(ref, rnn)
     if floats is not None:
@@ -54,9 +52,7 @@ def float32_twin(ref, rnn: EventRnn) -> EventRnn | None:
     session = runtime.load_session(dequantized(model).SerializeToString(),
                                    inputs=ref.card.inputs, outputs=ref.card.outputs,
                                    device="cpu")
-    return EventRnn(session, shapes=rnn.shapes, encoding=rnn.encoding,
-                    control_size=rnn.control_size, step_only=rnn.step_only,
-                    repeat_bias=rnn.repeat_bias)
+    return rnn.with_session(session)
 
 
 @functools.cache

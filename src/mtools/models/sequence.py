@@ -31,6 +31,7 @@ events up to t (Magenta's ConditionalEventSequenceEncoderDecoder layout).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +92,13 @@ class EventRnn:
                    step_only=bool(hyper.get("step_only", False)),
                    repeat_bias=float(card.encoding.get("repeat_bias", 0.0)),
                    ring=tuple(hyper.get("ring_states", ())))
+
+    def with_session(self, session) -> EventRnn:
+        """This model run by another session of its graph (other threads,
+        or the same graph with other weights)."""
+        twin = copy.copy(self)
+        twin.session = session
+        return twin
 
     def zero_state(self, batch: int) -> dict:
         state = {name: np.zeros([batch if d == BATCH else d for d in shape], np.float32)
