@@ -137,7 +137,7 @@ def measure_generation(engines: dict, ids: np.ndarray, control, num_steps: int,
 
             step_input = np.zeros((batch, 1, rnn.encoding.input_size + rnn.control_size),
                                   np.float32)
-            state = rnn.zero_state(batch)
+            state = rnn.zero_state(batch)  # used up by each run (rings), which times the same
 
             def steps(rnn=rnn, step_input=step_input, state=state):
                 for _ in range(NETWORK_CALLS):
@@ -277,7 +277,8 @@ def report(refs, e2e, notes, reference, generation, sources, gen_profiles, share
              "network GFLOP/s = the step's matrix products (2 × multiply-adds) per second; "
              "network share = steps × network step / generate time. \"onnxruntime\" runs "
              "with intra-op threads auto, \"1 thread\" with one (the CLI runs up to "
-             f"{SMALL_BATCH_ROWS} rows on one thread, more on auto: `load_event_rnn`); "
+             f"{SMALL_BATCH_ROWS} rows on one thread, more on auto, unless $MTOOLS_THREADS "
+             "says otherwise: `load_event_rnn`); "
              "torch eager runs the same network "
              "(`benchmarks/_rnn_variants.py`) with torch's default threads or one.", "",
              "| model | engine | batch | generate s | steps/s per sequence | "

@@ -161,7 +161,7 @@ def test_an_old_shifting_export_is_rewritten_into_a_ring_with_its_card(tmp_path)
     from mtools.errors import UsageError
     from mtools.models.registry import resolve_model, write_card
     from mtools.models.sequence import EventRnn
-    from mtools.training.export import card_hyperparameters, export_onnx, graph_names
+    from mtools.training.export import card_hyperparameters, graph_names
     from mtools.training.quantize import measure
     from mtools.training.ring import ring_graph, ring_model
     from mtools.training.tasks import find_spec
@@ -175,14 +175,7 @@ def test_an_old_shifting_export_is_rewritten_into_a_ring_with_its_card(tmp_path)
                           layers=1, attn_length=5, dropout=0.0).eval()
     path = tmp_path / "model" / "melody_rnn-attention_rnn.onnx"
     path.parent.mkdir()
-    names_in, shifted_out = graph_names(model, shifted=True)
-    dynamic = {name: {0: "batch"} for name in ["inputs", "logits", "attention", "attention_out",
-                                               "attention_states", "attention_states_out",
-                                               "attention_keys", "attention_keys_out"]}
-    dynamic.update({name: {1: "batch"} for name in ["state_h", "state_c", "state_h_out",
-                                                    "state_c_out"]})
-    export_onnx(model, (torch.zeros(2, 1, spec.encoding.input_size), *model.zero_state(2)),
-                path, names_in, shifted_out, dynamic)  # what mtools train wrote before rings
+    names_in, shifted_out = shifting_export(model, path)
     hyper = card_hyperparameters(model)
     del hyper["ring_states"]
     write_card({"name": "melody_rnn", "config": "attention_rnn", "task": "continue",
@@ -192,6 +185,7 @@ def test_an_old_shifting_export_is_rewritten_into_a_ring_with_its_card(tmp_path)
                 "metrics": {"measured_by": "mtools train; reproduce: mtools eval X"}}, path)
     before = EventRnn.from_ref(resolve_model(str(path)), device="cpu")
     assert before.ring == ()
+    assert parity_error(model, path) < 1e-5  # such a file still starts a run (--init-from)
     inputs = np.random.default_rng(0).normal(size=(2, 12, spec.encoding.input_size))
     want = before.run(inputs, before.zero_state(2))[0]
     figures = measure(path, [str(tunes)])
@@ -212,3 +206,52 @@ def test_an_old_shifting_export_is_rewritten_into_a_ring_with_its_card(tmp_path)
     import onnx
     with pytest.raises(ValueError, match="not a shifting state"):
         ring_graph(onnx.load(str(path)), ["attention_states"])
+
+
+def shifting_export(model, path):
+    """Export `model` as mtools train did before rings: every state output
+    whole (NAME_out), the stored outputs shifted inside the graph. Returns
+    the graph's input and output names."""
+    from mtools.training.export import export_onnx, graph_names
+
+    names_in, names_out = graph_names(model, shifted=True)
+    dynamic = {name: {0: "batch"} for name in names_in + names_out}
+    dynamic.update({name: {1: "batch"} for name in ("state_h", "state_c", "state_h_out",
+                                                    "state_c_out")})
+    export_onnx(model, (torch.zeros(2, 1, model.config["input_size"]), *model.zero_state(2)),
+                path, names_in, names_out, dynamic)
+    return names_in, names_out
+
+
+def test_a_ring_export_generates_what_a_shifting_one_does_through_beams_and_branches(tmp_path):
+    # Beams branch and survive by copying rows (take): each copy must get
+    # its own ring, in the right order, from the primer on.
+    from mtools.models.sequence import EventRnn, SearchOptions, generate, state_shapes
+    from mtools.runtime import load_session
+
+    torch.manual_seed(7)
+    model = AttentionLSTM(74, 40, hidden=16, layers=2, attn_length=5, dropout=0.0).eval()
+    export_event_rnn(model, tmp_path / "ring.onnx")
+    names_in, shifted_out = shifting_export(model, tmp_path / "shift.onnx")
+    shifting = EventRnn(load_session(tmp_path / "shift.onnx", inputs=names_in,
+                                     outputs=shifted_out, device="cpu"),
+                        shapes=state_shapes(model.config, model.STATE_NAMES), encoding=KEY,
+                        step_only=True)
+    ring = ring_rnn(model, tmp_path / "ring.onnx")
+    logits = {id(ring): [], id(shifting): []}
+    for rnn in (ring, shifting):
+        def logged(inputs, state, rnn=rnn, plain=rnn.run):
+            out = plain(inputs, state)
+            logits[id(rnn)].append(out[0])
+            return out
+        rnn.run = logged
+    searches = (SearchOptions(beam_size=3, branch_factor=2, steps_per_iteration=2),
+                SearchOptions(beam_size=2, branch_factor=2), SearchOptions())
+    for primer in ([14], [14, 0, 16, 0, 18, 0, 19, 0, 21]):
+        for options in searches:
+            rows = [generate(rnn, np.array(primer), 13, num_outputs=4, options=options,
+                             rng=np.random.default_rng(3)) for rnn in (ring, shifting)]
+            assert np.array_equal(*rows), (primer, options)
+    assert len(logits[id(ring)]) == len(logits[id(shifting)]) > 6 * 13
+    for got, want in zip(logits[id(ring)], logits[id(shifting)]):
+        np.testing.assert_allclose(got, want, atol=1e-5)

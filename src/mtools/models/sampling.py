@@ -95,10 +95,10 @@ def inverse_cdf(weights: np.ndarray, draws: np.ndarray, with_totals: bool = Fals
         classes = _first_past(cdf, np.asarray(draws, np.float64) * totals, weights)
         return (classes, totals) if with_totals else classes
     width = int(np.ceil(np.sqrt(classes)))
-    blocks = -(-classes // width)
-    padded = np.zeros((batch, blocks * width), weights.dtype)
+    count = -(-classes // width)  # blocks
+    padded = np.zeros((batch, count * width), weights.dtype)
     padded[:, :classes] = weights
-    padded = padded.reshape(batch, blocks, width)
+    padded = padded.reshape(batch, count, width)
     block_sums = (padded @ np.ones(width, padded.dtype)).astype(np.float64)
     block_cdf = np.cumsum(block_sums, axis=-1)
     totals = block_cdf[:, -1]

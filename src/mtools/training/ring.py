@@ -5,7 +5,10 @@ shifting every stored output and key along by one each step.
 
 The attention's softmax and weighted sum do not depend on the order of the
 slots, so the ring computes what the shifting graph computes, up to float
-rounding. The shift was two slices and two concatenations of (batch ×
+rounding. (With int8 weights, whose activations are quantized on the fly,
+that rounding can move an activation to the next quantization step, so a
+rewritten int8 model's outputs move as much as int8's own error, and its
+figures by about 1e-3: the three bundled ones were measured again.) The shift was two slices and two concatenations of (batch ×
 attn_length × hidden) floats per step, a quarter of a batch-64 step's kernel
 time in ONNX Runtime's profile (benchmarks/results.md).
 
@@ -43,38 +46,71 @@ def ring_graph(model, names) -> None:
     outputs = {value.name: value for value in graph.output}
     for name in names:
         concat = maker.get(f"{name}_out")
-        pushed = _pushed_input(concat, maker, name)
+        pushed = _pushed_input(graph, concat, maker, name)
         slicer = maker[concat.input[0]]
         value = outputs[f"{name}_out"]
-        shape = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
         graph.node.remove(concat)
         if not any(slicer.output[0] in node.input for node in graph.node):
             graph.node.remove(slicer)
+            _drop_unused_initializers(graph, slicer.input[1:])
         graph.node.append(helper.make_node("Identity", [pushed], [f"{name}{PUSH_SUFFIX}"],
                                            name=f"{name}{PUSH_SUFFIX}"))
+        pushed_value = onnx.ValueInfoProto()
+        pushed_value.CopyFrom(value)  # same type; the slot axis has one step
+        pushed_value.name = f"{name}{PUSH_SUFFIX}"
+        dims = pushed_value.type.tensor_type.shape.dim
+        if len(dims) > 1:
+            dims[1].Clear()
+            dims[1].dim_value = 1
         index = list(graph.output).index(value)
         graph.output.remove(value)
-        graph.output.insert(index, helper.make_tensor_value_info(
-            f"{name}{PUSH_SUFFIX}", value.type.tensor_type.elem_type,
-            [shape[0], 1, *shape[2:]] if shape else None))
-    _drop_unused_initializers(graph)
+        graph.output.insert(index, pushed_value)
     onnx.checker.check_model(model)
 
 
-def _pushed_input(concat, maker: dict, name: str) -> str:
+def _pushed_input(graph, concat, maker: dict, name: str) -> str:
     """The tensor a shifting Concat appends (its second input), checking
-    that its first is a Slice of the state input `name`."""
+    that its first is a Slice of the state input `name` that drops the
+    first slot of axis 1 and keeps the rest."""
+    slicer = maker.get(concat.input[0]) if concat is not None and concat.input else None
     if (concat is None or concat.op_type != "Concat" or len(concat.input) != 2
-            or concat.input[0] not in maker or maker[concat.input[0]].op_type != "Slice"
-            or maker[concat.input[0]].input[0] != name):
-        raise ValueError(f"{name}_out is not Concat(Slice({name}), new): not a shifting state")
+            or slicer is None or slicer.op_type != "Slice" or slicer.input[0] != name
+            or _slice_bounds(graph, maker, slicer) != (1, 1, 1)):
+        raise ValueError(f"{name}_out is not Concat(Slice({name}, first slot dropped), new): "
+                         "not a shifting state")
     return concat.input[1]
 
 
-def _drop_unused_initializers(graph) -> None:
-    """Remove the initializers no node reads any more (the Slice's bounds)."""
+def _slice_bounds(graph, maker: dict, slicer) -> tuple | None:
+    """(start, axis, step) of a one-axis Slice whose end reaches the last
+    element, read from constants; None when they are not constants."""
+    from onnx import numpy_helper
+
+    values = []
+    for index in range(1, 5):
+        name = slicer.input[index] if len(slicer.input) > index else ""
+        if not name:
+            values.append(None)
+            continue
+        init = next((i for i in graph.initializer if i.name == name), None)
+        node = maker.get(name)
+        if init is not None:
+            values.append(numpy_helper.to_array(init).reshape(-1))
+        elif node is not None and node.op_type == "Constant":
+            values.append(numpy_helper.to_array(node.attribute[0].t).reshape(-1))
+        else:
+            return None
+    starts, ends, axes, steps = values
+    if any(v is not None and len(v) != 1 for v in values) or axes is None:
+        return None
+    return (int(starts[0]), int(axes[0]), 1 if steps is None else int(steps[0])) \
+        if int(ends[0]) >= 2**31 - 1 else None
+
+
+def _drop_unused_initializers(graph, names) -> None:
+    """Remove those of the initializers `names` no node reads any more."""
     used = {name for node in graph.node for name in node.input}
-    for init in [init for init in graph.initializer if init.name not in used]:
+    for init in [init for init in graph.initializer if init.name in names and init.name not in used]:
         graph.initializer.remove(init)
 
 
