@@ -255,3 +255,24 @@ def test_a_ring_export_generates_what_a_shifting_one_does_through_beams_and_bran
     assert len(logits[id(ring)]) == len(logits[id(shifting)]) > 6 * 13
     for got, want in zip(logits[id(ring)], logits[id(shifting)]):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_only_a_shift_by_one_slot_is_rewritten_into_a_ring(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from mtools.training.ring import ring_graph
+
+    model = AttentionLSTM(74, 40, hidden=8, layers=1, attn_length=5, dropout=0.0).eval()
+    shifting_export(model, tmp_path / "shift.onnx")
+    graph = onnx.load(str(tmp_path / "shift.onnx"))
+    ring_graph(graph, ["attention_states"])  # the graph as exported: fine
+    tampered = onnx.load(str(tmp_path / "shift.onnx"))
+    maker = {out: node for node in tampered.graph.node for out in node.output}
+    slicer = next(n for n in tampered.graph.node
+                  if n.op_type == "Slice" and n.input[0] == "attention_states")
+    start = maker[slicer.input[1]]  # a Constant node: keep every slot instead of dropping one
+    start.attribute[0].t.CopyFrom(numpy_helper.from_array(
+        numpy_helper.to_array(start.attribute[0].t) * 0, start.attribute[0].t.name))
+    with pytest.raises(ValueError, match="not a shifting state"):
+        ring_graph(tampered, ["attention_states"])

@@ -74,7 +74,7 @@ def _pushed_input(graph, concat, maker: dict, name: str) -> str:
     first slot of axis 1 and keeps the rest."""
     slicer = maker.get(concat.input[0]) if concat is not None and concat.input else None
     if (concat is None or concat.op_type != "Concat" or len(concat.input) != 2
-            or slicer is None or slicer.op_type != "Slice" or slicer.input[0] != name
+            or [a.i for a in concat.attribute if a.name == "axis"] != [1] or slicer is None or slicer.op_type != "Slice" or slicer.input[0] != name
             or _slice_bounds(graph, maker, slicer) != (1, 1, 1)):
         raise ValueError(f"{name}_out is not Concat(Slice({name}, first slot dropped), new): "
                          "not a shifting state")
@@ -108,10 +108,14 @@ def _slice_bounds(graph, maker: dict, slicer) -> tuple | None:
 
 
 def _drop_unused_initializers(graph, names) -> None:
-    """Remove those of the initializers `names` no node reads any more."""
+    """Remove those of the constants `names` (initializers or Constant
+    nodes) no node reads any more."""
     used = {name for node in graph.node for name in node.input}
     for init in [init for init in graph.initializer if init.name in names and init.name not in used]:
         graph.initializer.remove(init)
+    for node in [node for node in graph.node if node.op_type == "Constant"
+                 and node.output[0] in names and node.output[0] not in used]:
+        graph.node.remove(node)
 
 
 def ring_file(source: Path, target: Path, names) -> None:
