@@ -203,6 +203,15 @@ def test_an_old_shifting_export_is_rewritten_into_a_ring_with_its_card(tmp_path)
     assert sorted(p.name for p in path.parent.iterdir()) == [f"{path.stem}.json", path.name]
     with pytest.raises(UsageError, match="in a ring already"):
         ring_model(path)
+    import subprocess
+    import sys
+
+    from mtools.errors import EXIT_USAGE
+
+    again = subprocess.run([sys.executable, "-m", "mtools.training.ring", str(path)],
+                           capture_output=True, text=True)  # the tool: one line, no traceback
+    assert (again.returncode, again.stderr.splitlines()) == (
+        EXIT_USAGE, [f"mtools.training.ring: {path} keeps its attention states in a ring already"])
     import onnx
     with pytest.raises(ValueError, match="not a shifting state"):
         ring_graph(onnx.load(str(path)), ["attention_states"])

@@ -161,4 +161,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from mtools.training.quantize import run_tool
+
+    run_tool(main, "half")

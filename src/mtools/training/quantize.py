@@ -237,6 +237,21 @@ def model_arguments(doc: str, example: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
+def run_tool(main, name: str) -> None:
+    """Run a model-rewriting tool's `main` (`python -m mtools.training.<name>`):
+    an MtoolsError (a model it cannot rewrite, say) is one line on stderr and
+    the error's exit code, as in the CLI, not a traceback."""
+    import sys
+
+    from mtools.errors import MtoolsError
+
+    try:
+        main()
+    except MtoolsError as error:
+        print(f"mtools.training.{name}: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+
+
 def main() -> None:
     args = model_arguments(__doc__, "python -m mtools.training.quantize "
                            "~/.cache/mtools/export/melody_rnn-lookback_rnn.onnx")
@@ -247,4 +262,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main, "quantize")

@@ -168,4 +168,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from mtools.training.quantize import run_tool
+
+    run_tool(main, "repeat_bias")

@@ -181,4 +181,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from mtools.training.quantize import run_tool
+
+    run_tool(main, "ring")
