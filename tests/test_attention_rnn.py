@@ -158,7 +158,7 @@ def test_a_ring_export_runs_past_its_slots_and_through_beam_reordering_like_torc
 def test_an_old_shifting_export_is_rewritten_into_a_ring_with_its_card(tmp_path):
     from builders import write_random_tunes
 
-    from mtools.errors import UsageError
+    from mtools.errors import ModelNotFoundError, UsageError
     from mtools.models.registry import resolve_model, write_card
     from mtools.models.sequence import EventRnn
     from mtools.training.export import card_hyperparameters, graph_names
@@ -215,6 +215,11 @@ def test_an_old_shifting_export_is_rewritten_into_a_ring_with_its_card(tmp_path)
     import onnx
     with pytest.raises(ValueError, match="not a shifting state"):
         ring_graph(onnx.load(str(path)), ["attention_states"])
+    card = json.loads(path.with_suffix(".json").read_text())
+    del card["hyperparameters"]["ring_states"]  # a card that lost its ring: refused, not a traceback
+    path.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ModelNotFoundError, match="not a shifting state"):
+        ring_model(path)
 
 
 def shifting_export(model, path):
@@ -285,3 +290,19 @@ def test_only_a_shift_by_one_slot_is_rewritten_into_a_ring(tmp_path):
         numpy_helper.to_array(start.attribute[0].t) * 0, start.attribute[0].t.name))
     with pytest.raises(ValueError, match="not a shifting state"):
         ring_graph(tampered, ["attention_states"])
+
+
+def test_slice_bounds_are_read_from_any_kind_of_constant():
+    from onnx import helper, numpy_helper
+
+    from mtools.training.ring import _constant
+
+    graph = helper.make_graph([], "g", [], [], [numpy_helper.from_array(np.array([1]), "init")])
+    nodes = {"ints": helper.make_node("Constant", [], ["ints"], value_ints=[1, 2]),
+             "int": helper.make_node("Constant", [], ["int"], value_int=3),
+             "tensor": helper.make_node("Constant", [], ["tensor"],
+                                        value=numpy_helper.from_array(np.array([4]))),
+             "float": helper.make_node("Constant", [], ["float"], value_float=1.0)}
+    assert [None if v is None else v.tolist() for v in
+            (_constant(graph, nodes, n) for n in ("init", "ints", "int", "tensor", "float", "x"))] \
+        == [[1], [1, 2], [3], [4], None, None]

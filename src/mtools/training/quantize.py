@@ -239,17 +239,20 @@ def model_arguments(doc: str, example: str) -> argparse.Namespace:
 
 def run_tool(main, name: str) -> None:
     """Run a model-rewriting tool's `main` (`python -m mtools.training.<name>`):
-    an MtoolsError (a model it cannot rewrite, say) is one line on stderr and
-    the error's exit code, as in the CLI, not a traceback."""
+    an MtoolsError (a model it cannot rewrite, say) or Ctrl-C is one line on
+    stderr and the exit code the CLI gives it, not a traceback."""
     import sys
 
-    from mtools.errors import MtoolsError
+    from mtools.errors import EXIT_INTERRUPTED, MtoolsError
 
     try:
         main()
     except MtoolsError as error:
         print(f"mtools.training.{name}: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
+    except KeyboardInterrupt:  # replace_model removes its temporary files on the way out
+        print(f"mtools.training.{name}: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def main() -> None:

@@ -8,9 +8,12 @@ slots, so the ring computes what the shifting graph computes, up to float
 rounding. (With int8 weights, whose activations are quantized on the fly,
 that rounding can move an activation to the next quantization step, so a
 rewritten int8 model's outputs move as much as int8's own error, and its
-figures by about 1e-3: the three bundled ones were measured again.) The shift was two slices and two concatenations of (batch ×
-attn_length × hidden) floats per step, a quarter of a batch-64 step's kernel
-time in ONNX Runtime's profile (benchmarks/results.md).
+figures by about 1e-3: the three bundled ones were measured again.) The
+shift was two slices and two concatenations of (batch × attn_length ×
+hidden) floats per step: about a quarter of a batch-64 step's kernel time
+in ONNX Runtime's profiler (melody_rnn:attention_rnn, measured once by
+hand; what the ring gains end to end is in benchmarks/results.md,
+bench_continue, and the README).
 
 `mtools train` exports attention networks in this form already; this
 module's command rewrites an older export (and its card) in place:
@@ -74,7 +77,8 @@ def _pushed_input(graph, concat, maker: dict, name: str) -> str:
     first slot of axis 1 and keeps the rest."""
     slicer = maker.get(concat.input[0]) if concat is not None and concat.input else None
     if (concat is None or concat.op_type != "Concat" or len(concat.input) != 2
-            or [a.i for a in concat.attribute if a.name == "axis"] != [1] or slicer is None or slicer.op_type != "Slice" or slicer.input[0] != name
+            or [a.i for a in concat.attribute if a.name == "axis"] != [1]
+            or slicer is None or slicer.op_type != "Slice" or slicer.input[0] != name
             or _slice_bounds(graph, maker, slicer) != (1, 1, 1)):
         raise ValueError(f"{name}_out is not Concat(Slice({name}, first slot dropped), new): "
                          "not a shifting state")
@@ -84,21 +88,11 @@ def _pushed_input(graph, concat, maker: dict, name: str) -> str:
 def _slice_bounds(graph, maker: dict, slicer) -> tuple | None:
     """(start, axis, step) of a one-axis Slice whose end reaches the last
     element, read from constants; None when they are not constants."""
-    from onnx import numpy_helper
-
     values = []
     for index in range(1, 5):
         name = slicer.input[index] if len(slicer.input) > index else ""
-        if not name:
-            values.append(None)
-            continue
-        init = next((i for i in graph.initializer if i.name == name), None)
-        node = maker.get(name)
-        if init is not None:
-            values.append(numpy_helper.to_array(init).reshape(-1))
-        elif node is not None and node.op_type == "Constant":
-            values.append(numpy_helper.to_array(node.attribute[0].t).reshape(-1))
-        else:
+        values.append(_constant(graph, maker, name) if name else None)
+        if name and values[-1] is None:
             return None
     starts, ends, axes, steps = values
     if any(v is not None and len(v) != 1 for v in values) or axes is None:
@@ -107,11 +101,31 @@ def _slice_bounds(graph, maker: dict, slicer) -> tuple | None:
         if int(ends[0]) >= 2**31 - 1 else None
 
 
+def _constant(graph, maker: dict, name: str):
+    """The integer values (1-D array) of tensor `name` if it is an
+    initializer or a Constant node's tensor or ints, else None."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    init = next((i for i in graph.initializer if i.name == name), None)
+    if init is not None:
+        return numpy_helper.to_array(init).reshape(-1)
+    node = maker.get(name)
+    if node is None or node.op_type != "Constant" or len(node.attribute) != 1:
+        return None
+    attribute = node.attribute[0]
+    if attribute.name == "value":
+        return numpy_helper.to_array(attribute.t).reshape(-1)
+    if attribute.name in ("value_int", "value_ints"):
+        return np.array(helper.get_attribute_value(attribute)).reshape(-1)
+    return None
+
+
 def _drop_unused_initializers(graph, names) -> None:
     """Remove those of the constants `names` (initializers or Constant
     nodes) no node reads any more."""
     used = {name for node in graph.node for name in node.input}
-    for init in [init for init in graph.initializer if init.name in names and init.name not in used]:
+    for init in [i for i in graph.initializer if i.name in names and i.name not in used]:
         graph.initializer.remove(init)
     for node in [node for node in graph.node if node.op_type == "Constant"
                  and node.output[0] in names and node.output[0] not in used]:
@@ -130,8 +144,8 @@ def ring_file(source: Path, target: Path, names) -> None:
 def ring_card(card: dict, names) -> dict:
     """A card's fields for the ring form: its outputs and hyperparameters."""
     names = list(names)
-    outputs = [f"{o[:-len('_out')]}{PUSH_SUFFIX}" if o.endswith("_out") and o[:-len("_out")] in names
-               else o for o in card["outputs"]]
+    shifted = {f"{name}_out": f"{name}{PUSH_SUFFIX}" for name in names}
+    outputs = [shifted.get(output, output) for output in card["outputs"]]
     return {**card, "outputs": outputs,
             "hyperparameters": {**card["hyperparameters"], "ring_states": names}}
 
@@ -139,11 +153,14 @@ def ring_card(card: dict, names) -> dict:
 def ring_model(path: Path, data: list[str] | None = None) -> dict:
     """Rewrite the attention event RNN at `path` (and its card) into the
     ring form; its figures are measured again. Returns the new metrics."""
-    from mtools.errors import UsageError
+    from mtools.errors import InputMissingError, ModelNotFoundError, UsageError
     from mtools.training.nets import AttentionLSTM
     from mtools.training.quantize import card_data, measure, replace_model, rewrite_note
 
     path = Path(path)
+    if not path.with_suffix(".json").is_file():
+        raise InputMissingError(f"{path}: no model card beside it "
+                                f"({path.with_suffix('.json').name})")
     card = json.loads(path.with_suffix(".json").read_text())
     names = AttentionLSTM.RING_STATES
     if card.get("hyperparameters", {}).get("ring_states"):
@@ -163,8 +180,13 @@ def ring_model(path: Path, data: list[str] | None = None) -> dict:
         card["ring"] = rewrite_note(path, METHOD, "ring", data)
         del card["ring"]["float32_size_bytes"]  # the weights keep their format and size
 
-    replace_model(path, card, lambda temporary: ring_file(path, temporary, names), describe,
-                  tag="ring")
+    def write(temporary: Path) -> None:
+        try:
+            ring_file(path, temporary, names)
+        except ValueError as error:  # not the graph mtools train exported
+            raise ModelNotFoundError(f"{path}: {error}") from error
+
+    replace_model(path, card, write, describe, tag="ring")
     return card["metrics"]
 
 
