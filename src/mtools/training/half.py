@@ -19,7 +19,6 @@ performances of its instrument's corpus (--data does not apply). Needs
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -118,11 +117,12 @@ def halve_model(path: Path, data: list[str] | None = None) -> dict:
     import onnx
 
     from mtools.errors import UsageError
-    from mtools.training.quantize import card_data, measured_again, replace_model, rewrite_note
+    from mtools.training.quantize import card_data, measured_again, replace_model, \
+        rewrite_note, tool_card
     from mtools.training.render_sources import INSTRUMENTS
 
     path = Path(path)
-    card = json.loads(path.with_suffix(".json").read_text())
+    card = tool_card(path)
     if card.get("storage") or card.get("quantization"):
         raise UsageError(f"{path} is already stored in fewer bits")
     instrument = INSTRUMENTS.get(card.get("name"))
@@ -149,18 +149,16 @@ def halve_model(path: Path, data: list[str] | None = None) -> dict:
 
 
 def main() -> None:
-    from mtools.training.quantize import model_arguments
+    from mtools.training.quantize import run_tool
 
-    args = model_arguments(__doc__, "python -m mtools.training.half "
-                           "~/.cache/mtools/export/music_vae-mel_16bar.onnx")
-    for path in args.models:
-        metrics = halve_model(path, args.data)
+    def rewrite(path: Path, data: list[str] | None) -> str:
+        metrics = halve_model(path, data)
         key = "note_f1" if "note_f1" in metrics else "accuracy_sampled"
-        print(f"{path}: {path.stat().st_size} bytes; {key} "
-              f"{metrics['float32'].get(key)} -> {metrics.get(key)}")
+        return (f"{path}: {path.stat().st_size} bytes; {key} "
+                f"{metrics['float32'].get(key)} -> {metrics.get(key)}")
+
+    run_tool("half", __doc__, "~/.cache/mtools/export/music_vae-mel_16bar.onnx", rewrite)
 
 
 if __name__ == "__main__":
-    from mtools.training.quantize import run_tool
-
-    run_tool(main, "half")
+    main()

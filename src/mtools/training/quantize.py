@@ -139,7 +139,7 @@ def quantize_model(path: Path, data: list[str] | None = None) -> dict:
     from mtools.training.tasks import load_examples
 
     path = Path(path)
-    card = json.loads(path.with_suffix(".json").read_text())
+    card = tool_card(path)
     if card.get("quantization"):
         raise UsageError(f"{path} is already quantized")
     if card.get("task") != "continue":
@@ -182,20 +182,28 @@ def measured_again(old: dict, before: dict, after: dict, measured_by: str,
     (`after`) in place of the old ones (less `dropped`), the float32 file's
     (`before`, with its parity check) under "float32", and who measured
     them (the old reproduce command kept)."""
-    reproduce = old.get("measured_by", "").partition("reproduce: ")[2]
     kept = {k: v for k, v in old.items() if k not in ("parity_max_abs_error", *dropped)}
     return {**kept, **after,
             "float32": {**before, "parity_max_abs_error": old.get("parity_max_abs_error")},
-            "measured_by": measured_by + (f"; reproduce: {reproduce}" if reproduce else "")}
+            "measured_by": measured_again_by(old, measured_by)}
 
 
-def rewrite_note(path: Path, method: str, module: str, data: list[str]) -> dict:
-    """What a card says of how its float32 file at `path` was rewritten by
-    `python -m mtools.training.<module>`."""
+def measured_again_by(old: dict, measured_by: str) -> str:
+    """`metrics.measured_by` once a rewritten file's figures replace `old`
+    ones: who measured them, and the old reproduce command kept."""
+    reproduce = old.get("measured_by", "").partition("reproduce: ")[2]
+    return measured_by + (f"; reproduce: {reproduce}" if reproduce else "")
+
+
+def rewrite_note(path: Path, method: str, module: str, data: list[str],
+                 float32_size: bool = True) -> dict:
+    """What a card says of how its file at `path` was rewritten by
+    `python -m mtools.training.<module>` (with the float32 file's size,
+    unless the rewrite keeps the weights as they are)."""
     from mtools.models.registry import file_sha256
 
-    return {"method": method, "from_sha256": file_sha256(path),
-            "float32_size_bytes": path.stat().st_size,
+    size = {"float32_size_bytes": path.stat().st_size} if float32_size else {}
+    return {"method": method, "from_sha256": file_sha256(path), **size,
             "command": f"python -m mtools.training.{module} MODEL.onnx"
                        + "".join(f" --data {d}" for d in data)}
 
@@ -226,27 +234,38 @@ def replace_model(path: Path, card: dict, write, describe, tag: str) -> None:
         temporary_card.unlink(missing_ok=True)
 
 
-def model_arguments(doc: str, example: str) -> argparse.Namespace:
-    """The command line of a tool that rewrites model files in place:
-    MODEL.onnx ... [--data SOURCE ...]; doc's first line is its help."""
-    parser = argparse.ArgumentParser(description=doc.split("\n")[0],
-                                     epilog=f"example:\n  {example}",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", type=Path, metavar="MODEL.onnx")
-    parser.add_argument("--data", action="append", metavar="SOURCE")
-    return parser.parse_args()
+def tool_card(path: Path) -> dict:
+    """The card beside the model a tool rewrites; InputMissingError when
+    there is none."""
+    from mtools.errors import InputMissingError
+
+    card_path = Path(path).with_suffix(".json")
+    if not card_path.is_file():
+        raise InputMissingError(f"{path}: no model card beside it ({card_path.name})")
+    return json.loads(card_path.read_text())
 
 
-def run_tool(main, name: str) -> None:
-    """Run a model-rewriting tool's `main` (`python -m mtools.training.<name>`):
-    an MtoolsError (a model it cannot rewrite, say) or Ctrl-C is one line on
-    stderr and the exit code the CLI gives it, not a traceback."""
+def run_tool(name: str, doc: str, example: str, rewrite) -> None:
+    """The command line of a tool that rewrites model files in place,
+    `python -m mtools.training.<name> MODEL.onnx ... [--data SOURCE ...]`
+    (doc's first line is its help, `example` its example's arguments):
+    `rewrite(path, data)` rewrites each model and returns the line to print.
+    An MtoolsError (a model it cannot rewrite, say) or Ctrl-C is one line
+    on stderr and the exit code the CLI gives it, not a traceback."""
     import sys
 
     from mtools.errors import EXIT_INTERRUPTED, MtoolsError
 
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0],
+                                     epilog=f"example:\n  python -m mtools.training.{name} "
+                                            f"{example}",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", type=Path, metavar="MODEL.onnx")
+    parser.add_argument("--data", action="append", metavar="SOURCE")
+    args = parser.parse_args()
     try:
-        main()
+        for path in args.models:
+            print(rewrite(path, args.data))
     except MtoolsError as error:
         print(f"mtools.training.{name}: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
@@ -256,13 +275,13 @@ def run_tool(main, name: str) -> None:
 
 
 def main() -> None:
-    args = model_arguments(__doc__, "python -m mtools.training.quantize "
-                           "~/.cache/mtools/export/melody_rnn-lookback_rnn.onnx")
-    for path in args.models:
-        metrics = quantize_model(path, args.data)
-        print(f"{path}: {path.stat().st_size} bytes; nll_per_step "
-              f"{metrics['float32'].get('nll_per_step')} -> {metrics.get('nll_per_step')}")
+    def rewrite(path: Path, data: list[str] | None) -> str:
+        metrics = quantize_model(path, data)
+        return (f"{path}: {path.stat().st_size} bytes; nll_per_step "
+                f"{metrics['float32'].get('nll_per_step')} -> {metrics.get('nll_per_step')}")
+
+    run_tool("quantize", __doc__, "~/.cache/mtools/export/melody_rnn-lookback_rnn.onnx", rewrite)
 
 
 if __name__ == "__main__":
-    run_tool(main, "quantize")
+    main()

@@ -21,7 +21,6 @@ card that names none. Numpy and ONNX Runtime only.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -111,11 +110,11 @@ def fit_repeat_bias(path: Path, data: list[str] | None = None) -> dict:
     from mtools.errors import UsageError
     from mtools.models.registry import write_card
     from mtools.training.evaluate import score_examples
-    from mtools.training.quantize import spec_and_model
+    from mtools.training.quantize import spec_and_model, tool_card
     from mtools.training.tasks import load_examples
 
     path = Path(path)
-    card = json.loads(path.with_suffix(".json").read_text())
+    card = tool_card(path)
     if card.get("task") != "continue" or "min_note" not in card.get("encoding", {}):
         raise UsageError(f"{path}: a repeat bias is for melody event RNNs "
                          "(melody_rnn, improv_rnn)")
@@ -156,18 +155,17 @@ def fit_repeat_bias(path: Path, data: list[str] | None = None) -> dict:
 
 
 def main() -> None:
-    from mtools.training.quantize import model_arguments
+    from mtools.training.quantize import run_tool
 
-    args = model_arguments(__doc__, "python -m mtools.training.repeat_bias "
-                           "src/mtools/models/bundled/melody_rnn-lookback_rnn.onnx")
-    for path in args.models:
-        fit = fit_repeat_bias(path, args.data)
-        print(f"{path}: repeat bias {fit['repeat_bias']}; valid nll_per_step "
-              f"{fit['valid_without']['nll_per_step']} -> {fit['valid_with']['nll_per_step']}, "
-              f"accuracy {fit['valid_without']['accuracy']} -> {fit['valid_with']['accuracy']}")
+    def rewrite(path: Path, data: list[str] | None) -> str:
+        fit = fit_repeat_bias(path, data)
+        return (f"{path}: repeat bias {fit['repeat_bias']}; valid nll_per_step "
+                f"{fit['valid_without']['nll_per_step']} -> {fit['valid_with']['nll_per_step']}, "
+                f"accuracy {fit['valid_without']['accuracy']} -> {fit['valid_with']['accuracy']}")
+
+    run_tool("repeat_bias", __doc__, "src/mtools/models/bundled/melody_rnn-lookback_rnn.onnx",
+             rewrite)
 
 
 if __name__ == "__main__":
-    from mtools.training.quantize import run_tool
-
-    run_tool(main, "repeat_bias")
+    main()

@@ -26,7 +26,6 @@ The card's figures are measured again on the rewritten file. Needs `onnx`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mtools.models.sequence import PUSH_SUFFIX
@@ -153,15 +152,13 @@ def ring_card(card: dict, names) -> dict:
 def ring_model(path: Path, data: list[str] | None = None) -> dict:
     """Rewrite the attention event RNN at `path` (and its card) into the
     ring form; its figures are measured again. Returns the new metrics."""
-    from mtools.errors import InputMissingError, ModelNotFoundError, UsageError
+    from mtools.errors import ModelNotFoundError, UsageError
     from mtools.training.nets import AttentionLSTM
-    from mtools.training.quantize import card_data, measure, replace_model, rewrite_note
+    from mtools.training.quantize import card_data, measure, measured_again_by, replace_model, \
+        rewrite_note, tool_card
 
     path = Path(path)
-    if not path.with_suffix(".json").is_file():
-        raise InputMissingError(f"{path}: no model card beside it "
-                                f"({path.with_suffix('.json').name})")
-    card = json.loads(path.with_suffix(".json").read_text())
+    card = tool_card(path)
     names = AttentionLSTM.RING_STATES
     if card.get("hyperparameters", {}).get("ring_states"):
         raise UsageError(f"{path} keeps its attention states in a ring already")
@@ -172,13 +169,11 @@ def ring_model(path: Path, data: list[str] | None = None) -> dict:
     card.update(ring_card(card, names))
 
     def describe(temporary: Path) -> None:
-        reproduce = card["metrics"].get("measured_by", "").partition("reproduce: ")[2]
         card["metrics"] = {**card["metrics"], **measure(temporary, data),
-                           "measured_by": "python -m mtools.training.ring (measured again "
-                                          "on the rewritten file)"
-                                          + (f"; reproduce: {reproduce}" if reproduce else "")}
-        card["ring"] = rewrite_note(path, METHOD, "ring", data)
-        del card["ring"]["float32_size_bytes"]  # the weights keep their format and size
+                           "measured_by": measured_again_by(
+                               card["metrics"], "python -m mtools.training.ring (measured "
+                                                "again on the rewritten file)")}
+        card["ring"] = rewrite_note(path, METHOD, "ring", data, float32_size=False)
 
     def write(temporary: Path) -> None:
         try:
@@ -191,18 +186,14 @@ def ring_model(path: Path, data: list[str] | None = None) -> dict:
 
 
 def main() -> None:
-    from mtools.training.quantize import model_arguments
+    from mtools.training.quantize import run_tool, tool_card
 
-    args = model_arguments(__doc__, "python -m mtools.training.ring "
-                           "src/mtools/models/bundled/melody_rnn-attention_rnn.onnx")
-    for path in args.models:
-        before = json.loads(path.with_suffix(".json").read_text())["metrics"]
-        metrics = ring_model(path, args.data)
-        print(f"{path}: nll_per_step {before.get('nll_per_step')} -> "
-              f"{metrics.get('nll_per_step')}")
+    def rewrite(path: Path, data: list[str] | None) -> str:
+        before = tool_card(path)["metrics"].get("nll_per_step")
+        return f"{path}: nll_per_step {before} -> {ring_model(path, data).get('nll_per_step')}"
+
+    run_tool("ring", __doc__, "src/mtools/models/bundled/melody_rnn-attention_rnn.onnx", rewrite)
 
 
 if __name__ == "__main__":
-    from mtools.training.quantize import run_tool
-
-    run_tool(main, "ring")
+    main()
