@@ -466,12 +466,18 @@ def test_a_folded_export_loads_back_and_trains_on_from_where_it_stopped(tmp_path
         assert (model(*other) - want_other).abs().max() < standardized / 5
 
 
-def test_train_coconet_starts_from_an_export(tmp_path):
-    rng = np.random.default_rng(1)
+def random_chorales(tmp_path, seed: int):
+    """An npz of 6 training and 2 validation random 48-step chorales."""
+    rng = np.random.default_rng(seed)
     pieces = [rng.integers(55, 70, size=(48, 4)).astype(float) for _ in range(8)]
     data = tmp_path / "chorales.npz"
     np.savez(data, train=np.array(pieces[:6] + [np.zeros((1, 4))], dtype=object)[:-1],
              valid=np.array(pieces[6:] + [np.zeros((1, 4))], dtype=object)[:-1])
+    return data
+
+
+def test_train_coconet_starts_from_an_export(tmp_path):
+    data = random_chorales(tmp_path, 1)
     common = ["train", "coconet", "--data", data, "--hidden", "4", "--layers", "4",
               "--batch-size", "2", "--max-steps", "1", "--quiet"]
     assert run([*common, "--out", tmp_path / "a", "--run-dir", tmp_path / "ra"]).code == 0
@@ -492,3 +498,106 @@ def test_train_coconet_starts_from_an_export(tmp_path):
     refused = run([*common, "--out", tmp_path / "c", "--run-dir", tmp_path / "rc",
                    "--init-from", other])
     assert refused.code == 1 and "6 convolutions in the file, 4 in the network" in refused.stderr
+
+
+def test_the_last_blocks_are_dilated_along_pitch_too():
+    net = CoconetNet(filters=4, layers=16, pitch_dilations=[2, 4])
+    assert net.block_dilations() == [("time", 1), ("time", 2), ("time", 4), ("time", 8),
+                                     ("time", 1), ("pitch", 2), ("pitch", 4)]
+    assert net.blocks[6][0].dilation == (1, 4) and net.blocks[6][0].kernel_size == (1, 3)
+    assert net.blocks[4][0].dilation == (1, 1) and net.blocks[4][0].kernel_size == (3, 3)
+    assert CoconetNet(filters=4, layers=4, pitch_dilations=[2, 4]).block_dilations() \
+        == [("pitch", 2)]
+    # what a pitch-dilated block adds: the logits at a pitch feel a note 16 semitones away
+    roll, mask = make_batch(np.full((1, 8, 4), REST, np.int16), np.zeros((1, 8, 4), bool))[:2]
+    far = roll.clone()
+    far[0, 4, 30, 0] = 1.0
+    for pitch_dilations, felt in (([], False), ([8], True)):
+        torch.manual_seed(0)
+        model = CoconetNet(filters=4, layers=4, pitch_dilations=pitch_dilations).eval()
+        with torch.no_grad():
+            moved = (model(far, mask) - model(roll, mask))[0, :, 14].abs().max()
+        assert (moved > 0) == felt
+
+
+def test_a_deeper_coconet_starts_as_the_shallower_export(tmp_path):
+    from mtools.training.coconet import deepen
+    from mtools.training.warm_start import calibrate_folded_norms, load_exported
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    chorales = rng.integers(SPACE.min_pitch, SPACE.max_pitch + 1, (8, 32, 4)).astype(np.int16)
+    roll, mask = make_batch(chorales, rng.random((8, 32, 4)) < 0.5)[:2]
+    shallow = CoconetNet(filters=4, layers=6)
+    with torch.no_grad():
+        for _ in range(5):
+            shallow.train()(roll, mask)  # running statistics away from the defaults
+    path = tmp_path / "coconet.onnx"
+    export_graph(shallow, path)
+    donor, deep = CoconetNet(filters=4, layers=6), CoconetNet(filters=4, layers=10,
+                                                              pitch_dilations=[2, 4])
+    load_exported(donor, path, parity_error)
+    note = deepen(deep, donor)
+    calibrate_folded_norms(deep, [(roll, mask)])
+    assert parity_error(deep, path) < 1e-4  # the file's function, two blocks deeper
+    assert "2 residual blocks added" in note["deepened"]
+    # the added blocks learn: their second convolution gets a gradient
+    deep.train()
+    coconet_loss(deep, make_batch(chorales, rng.random((8, 32, 4)) < 0.5))[0].backward()
+    assert deep.blocks[3][2].weight.grad.abs().sum() > 0
+    with pytest.raises(Exception, match="4 filters, this one 8"):
+        deepen(CoconetNet(filters=8, layers=10), donor)
+    with pytest.raises(Exception, match="cannot be extended"):
+        deepen(CoconetNet(filters=4, layers=10, pitch_dilations=[2, 4, 8]), donor)
+
+
+def test_train_coconet_deepens_an_export_with_fewer_layers(tmp_path):
+    data = random_chorales(tmp_path, 2)
+    common = ["train", "coconet", "--data", data, "--hidden", "4", "--batch-size", "2",
+              "--max-steps", "1", "--quiet"]
+    first = run([*common, "--layers", "4", "--out", tmp_path / "a", "--run-dir", tmp_path / "ra"])
+    assert first.code == 0, first.stderr
+    shallow = tmp_path / "a" / "coconet.onnx"
+    deeper = run([*common, "--layers", "8", "--out", tmp_path / "b", "--run-dir", tmp_path / "rb",
+                  "--init-from", shallow])
+    assert deeper.code == 0, deeper.stderr
+    card = resolve_model(str(tmp_path / "b" / "coconet.json")).card
+    began = card.training["initialised_from"]
+    assert began["from_network"]["layers"] == 4 and "2 residual blocks added" in began["deepened"]
+    assert card.hyperparameters["layers"] == 8
+    ended = resolve_model(str(shallow.with_suffix(".json"))).card.training["log"][-1]["valid"]
+    assert card.training["log"][0]["valid"] == pytest.approx(ended, abs=2e-4)
+    wider = run([*common, "--hidden", "8", "--layers", "8", "--out", tmp_path / "c",
+                 "--run-dir", tmp_path / "rc", "--init-from", shallow])
+    assert wider.code == 1 and "4 filters, this one 8" in wider.stderr
+
+
+def test_an_int8_coconet_harmonizes_and_a_run_starts_from_it(tmp_path):
+    import onnx
+
+    from mtools.training.quantize import quantize_model
+
+    data = random_chorales(tmp_path, 3)
+    common = ["train", "coconet", "--data", data, "--hidden", "4", "--layers", "6",
+              "--batch-size", "2", "--max-steps", "1", "--quiet"]
+    assert run([*common, "--out", tmp_path / "a", "--run-dir", tmp_path / "ra"]).code == 0
+    path = tmp_path / "a" / "coconet.onnx"
+    metrics = quantize_model(path, [str(data)])
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Relu"} <= ops
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert "quantize_static" in card["quantization"]["method"]
+    assert card["metrics"]["float32"]["frame_nll"] == metrics["float32"]["frame_nll"] > 0
+    assert abs(metrics["frame_nll"] - metrics["float32"]["frame_nll"]) < 0.5
+    assert "reproduce: mtools eval" in metrics["measured_by"]
+    out = run(["harmonize", "--model", path, "--melody", MELODY, "--seed", "1",
+               "--iterations", "2", "--to", "jsonl"])
+    assert out.code == 0, out.stderr
+    assert {n.get("instrument", 0) for n in jsonl_scores(out.stdout)[0]["notes"]} == {0, 1, 2, 3}
+    again = run([*common, "--out", tmp_path / "b", "--run-dir", tmp_path / "rb",
+                 "--init-from", path])
+    assert again.code == 0, again.stderr
+    began = resolve_model(str(tmp_path / "b" / "coconet.json")).card.training["initialised_from"]
+    assert "dequantized" in began and began["parity_max_abs_error"] < 1e-4
+    evaluated = run(["eval", "--model", path, str(data), "--split", "valid"])
+    assert evaluated.code == 0, evaluated.stderr

@@ -25,11 +25,12 @@ from mtools.training.chorales import load_chorales
 from mtools.training.export import architecture, export_checked, export_onnx, run_card
 from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words
 from mtools.training.nets import CoconetNet
-from mtools.training.warm_start import warm_start_folded
+from mtools.training.warm_start import card_beside, warm_start_folded
 
 SPACE = ChoraleSpace()
 DEFAULT_SOURCES = ("jsb",)
-NETWORK = {"filters": 48, "layers": 16, "dilations": [1, 2, 4, 8]}
+NETWORK = {"filters": 48, "layers": 24, "dilations": [1, 2, 4, 8],
+           "pitch_dilations": [2, 4, 8, 16]}
 LOOP = TrainConfig(batch_size=16, crop_steps=64, eval_every=200, valid_crops=256, patience=8)
 EVAL_SAMPLES = 32  # Monte Carlo draws per valid chorale for the frame-wise NLL
 CALIBRATION_CROPS = 256  # training crops that measure a warm start's batch norms again
@@ -133,7 +134,8 @@ def train_coconet(request: CoconetRequest, progress: Progress = lambda message: 
     model = CoconetNet(SPACE.pitches, len(SPACE.voices), **{**NETWORK, **(request.network or {})})
     init = warm_start_folded(request.run_dir, model, request.init_from, request.init_spec,
                              parity_error, progress, lambda: [batch[:2] for batch in ChoraleCrops(
-                                 train, request.config).fixed_batches(CALIBRATION_CROPS)])
+                                 train, request.config).fixed_batches(CALIBRATION_CROPS)],
+                             shallower_donor(model, request.init_from), deepen)
     if init is not None and request.init_spec is None:  # resumed: the run still started there
         request = replace(request, init_spec=init.get("spec") or init["file"])
     trainer = Trainer(model, model.kind, ChoraleCrops(train, request.config),
@@ -146,6 +148,51 @@ def train_coconet(request: CoconetRequest, progress: Progress = lambda message: 
     best, trained_with = load_best(request.run_dir)
     return export_coconet(replace(request, config=trained_with), best, history, train, valid,
                           progress, init)
+
+
+def shallower_donor(model: CoconetNet, init_from: Path | None) -> CoconetNet | None:
+    """The network of the `--init-from` export (from its card) when it is
+    not `model`'s, to be deepened into it (`deepen`); None when there is no
+    export or it is `model`'s network (it loads as it is)."""
+    if init_from is None:
+        return None
+    theirs = card_beside(init_from).get("hyperparameters", {})
+    if "layers" not in theirs:
+        return None
+    config = {key: theirs.get(key, model.config[key])
+              for key in ("pitches", "voices", "filters", "layers", "dilations")}
+    donor = CoconetNet(**config, pitch_dilations=theirs.get("pitch_dilations", []))
+    return None if donor.config == model.config else donor
+
+
+@torch.no_grad()
+def deepen(deep: CoconetNet, shallow: CoconetNet) -> dict:
+    """Load `shallow`'s weights into `deep`, whose first residual blocks
+    are dilated as `shallow`'s are; each further block starts as the
+    identity: its second convolution is all zeros, so the batch norm after
+    it (calibrated on what it sees, `calibrate_folded_norms`) gives zeros
+    and the block returns relu(x + 0) = x (x ≥ 0, a ReLU's output). Its
+    first convolution starts at random, so gradients reach the second.
+    Returns what a card says of it; MtoolsError when `deep` does not
+    extend `shallow` that way."""
+    a, b = shallow.config, deep.config
+    for key in ("pitches", "voices", "filters"):
+        if a[key] != b[key]:
+            raise MtoolsError(f"the --init-from network has {a[key]} {key}, this one {b[key]}: "
+                              "a run can start from a network with fewer blocks, not another size")
+    old, new = shallow.block_dilations(), deep.block_dilations()
+    if new[:len(old)] != old:
+        raise MtoolsError(f"the --init-from network's blocks are {old} (kind, dilation), "
+                          f"this one's first ones {new[:len(old)]}: it cannot be extended into "
+                          "this one")
+    state = {**deep.state_dict(), **shallow.state_dict()}  # same names for the shared modules
+    for index in range(len(old), len(new)):
+        state[f"blocks.{index}.2.weight"] = torch.zeros_like(state[f"blocks.{index}.2.weight"])
+        state[f"blocks.{index}.2.bias"] = torch.zeros_like(state[f"blocks.{index}.2.bias"])
+    deep.load_state_dict(state)
+    return {"deepened": f"{len(new) - len(old)} residual blocks added after the network's "
+                        f"{len(old)}, each starting as the identity (second convolution zero)",
+            "from_network": {key: a[key] for key in ("layers", "dilations", "pitch_dilations")}}
 
 
 def export_graph(model: CoconetNet, path: Path) -> None:
@@ -193,6 +240,46 @@ def export_coconet(request: CoconetRequest, model: CoconetNet, history, train, v
     write_card(card, path)
     progress(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
     return path
+
+
+def quantize_coconet(path: Path, card: dict, data: list[str] | None = None) -> dict:
+    """Rewrite the Coconet export at `path` (its card read as `card`) with
+    int8 weights and activations (`quantize.quantize_static_file`),
+    calibrated on CALIBRATION_CROPS training crops with random masks; the
+    frame-wise figures are measured again on the valid split, the float
+    file's beside them under metrics.float32. Returns the new metrics."""
+    from mtools.models.coconet import Coconet, framewise_figures
+    from mtools.models.registry import resolve_model
+    from mtools.training.quantize import STATIC_METHOD, card_data, measured_again, \
+        quantize_static_file, replace_model, rewrite_note
+
+    sources = card_data(path, card, data)
+    train = [c for s in sources for c in load_chorales(s, "train")]
+    valid = [c for s in sources for c in load_chorales(s, "valid")]
+    if not train or not valid:
+        raise MtoolsError(f"coconet: the data gave {len(train)} training and {len(valid)} "
+                          "validation chorales; both must be non-empty")
+
+    def figures(file: Path) -> dict:
+        net = Coconet.from_ref(resolve_model(str(file)), device="cpu")
+        return framewise_figures(net, valid, EVAL_SAMPLES)
+
+    before = figures(path)  # now, as the int8 figures will be
+    feeds = [{"pianoroll": roll.numpy(), "mask": mask.numpy()} for roll, mask, *_ in
+             ChoraleCrops(train, LOOP).fixed_batches(CALIBRATION_CROPS)]
+
+    def describe(temporary: Path) -> None:
+        card["metrics"] = measured_again(
+            card["metrics"], before, figures(temporary),
+            "python -m mtools.training.quantize (int8 and float32 figures, same data)")
+        card["quantization"] = {
+            **rewrite_note(path, STATIC_METHOD, "quantize", sources),
+            "calibration": f"{CALIBRATION_CROPS} training crops of {LOOP.crop_steps} steps, "
+                           "each masking a random share of its cells, as in training"}
+
+    replace_model(path, card, lambda temporary: quantize_static_file(path, temporary, feeds),
+                  describe, tag="int8")
+    return card["metrics"]
 
 
 FRAMEWISE_PROTOCOL = (

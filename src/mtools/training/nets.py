@@ -134,7 +134,13 @@ class CoconetNet(nn.Module):
     (time × pitch) piano roll, one channel per voice, with the mask as input
     (Huang et al. 2017, "Counterpoint by Convolution"). Convolutions are
     dilated along time (cycling through `dilations`) so a small stack sees
-    several bars; batch norm after every convolution.
+    several bars; batch norm after every convolution. The last
+    len(`pitch_dilations`) residual blocks (all, if there are fewer) look
+    across the chord instead: 1×3 convolutions (one step, three pitches)
+    dilated along pitch by those steps in order. 16 layers of 3×3 see ±16
+    semitones, so the bass at a pitch could not see a soprano two octaves
+    above it; four such blocks dilated 2, 4, 8 and 16 see across the whole
+    range, for a third of the multiply-adds of as many 3×3 blocks.
 
     forward: pianoroll (batch, time, pitch, voices) one-hot over pitch, 0
     where unknown; mask (batch, time, pitch, voices), 1 where the model must
@@ -145,20 +151,20 @@ class CoconetNet(nn.Module):
     kind = "coconet_cnn"
 
     def __init__(self, pitches: int = 46, voices: int = 4, filters: int = 48, layers: int = 16,
-                 dilations: tuple[int, ...] = (1, 2, 4, 8)):
+                 dilations: tuple[int, ...] = (1, 2, 4, 8), pitch_dilations: tuple[int, ...] = ()):
         super().__init__()
         self.config = {"pitches": pitches, "voices": voices, "filters": filters,
-                       "layers": layers, "dilations": list(dilations)}
+                       "layers": layers, "dilations": list(dilations),
+                       "pitch_dilations": list(pitch_dilations)}
         self.conv_in = nn.Conv2d(2 * voices, filters, 3, padding=1)
         self.norm_in = nn.BatchNorm2d(filters)
         self.blocks = nn.ModuleList()
-        for index in range((layers - 2) // 2):
-            d = dilations[index % len(dilations)]
+        for axis, d in self.block_dilations():
+            shape = {"kernel_size": (3, 3), "padding": (d, 1), "dilation": (d, 1)} \
+                if axis == "time" else {"kernel_size": (1, 3), "padding": (0, d), "dilation": (1, d)}
             self.blocks.append(nn.ModuleList([
-                nn.Conv2d(filters, filters, 3, padding=(d, 1), dilation=(d, 1)),
-                nn.BatchNorm2d(filters),
-                nn.Conv2d(filters, filters, 3, padding=(d, 1), dilation=(d, 1)),
-                nn.BatchNorm2d(filters)]))
+                nn.Conv2d(filters, filters, **shape), nn.BatchNorm2d(filters),
+                nn.Conv2d(filters, filters, **shape), nn.BatchNorm2d(filters)]))
         self.conv_out = nn.Conv2d(filters, voices, 3, padding=1)
 
     def forward(self, pianoroll: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -168,6 +174,16 @@ class CoconetNet(nn.Module):
             y = torch.relu(norm_a(conv_a(x)))
             x = torch.relu(x + norm_b(conv_b(y)))
         return self.conv_out(x).permute(0, 2, 3, 1)
+
+    def block_dilations(self) -> list[tuple[str, int]]:
+        """Each residual block's kind and dilation: ("time", d) for 3×3
+        convolutions dilated d steps along time, ("pitch", d) for 1×3 ones
+        dilated d semitones along pitch."""
+        config = self.config
+        count = (config["layers"] - 2) // 2
+        times, pitches = config["dilations"], list(config["pitch_dilations"])[:count]
+        return [("time", times[index % len(times)]) for index in range(count - len(pitches))] \
+            + [("pitch", d) for d in pitches]
 
 
 MODULES[CoconetNet.kind] = CoconetNet

@@ -19,7 +19,12 @@ activations and int8 weights (per output channel: scale and zero point).
 are (int8 - zero point) · scale, the same network up to rounding; the
 weights are then read from it as from a float export, and parity is
 proved against it (the int8 file itself differs by its quantization).
-MusicVAE files may store float16 weights (training/half.py): `widened`
+Coconet ships int8 weights and activations in ONNX's QDQ form
+(training/quantize.py, `quantize_static_file`): each stored weight goes
+through a DequantizeLinear, each activation through a QuantizeLinear →
+DequantizeLinear pair; `dequantized` turns the weights back into floats and
+takes the pairs out, which leaves the float network (its ReLUs are kept as
+nodes for this). MusicVAE files may store float16 weights (training/half.py): `widened`
 reads them back as float32, and the file computes exactly that network."""
 
 from __future__ import annotations
@@ -238,7 +243,11 @@ QUANTIZED_NODES = ("DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLST
 
 
 def is_quantized(graph) -> bool:
-    return any(node.op_type in QUANTIZED_NODES for node in graph.node)
+    return any(node.op_type in QUANTIZED_NODES or is_qdq(node) for node in graph.node)
+
+
+def is_qdq(node) -> bool:
+    return node.op_type in ("QuantizeLinear", "DequantizeLinear")
 
 
 def dequantized(model):
@@ -246,10 +255,13 @@ def dequantized(model):
     each DynamicQuantizeLSTM becomes an LSTM, each DynamicQuantizeLinear →
     MatMulInteger → Cast → Mul chain one MatMul of the float activation.
     A weight named BASE_quantized (with BASE_scale, BASE_zero_point) comes
-    back as BASE. MtoolsError for quantized nodes of any other shape."""
+    back as BASE. A QDQ graph: see `without_qdq`. MtoolsError for quantized
+    nodes of any other shape."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
+    if any(is_qdq(node) for node in graph.node):
+        return without_qdq(model)
     stored = {t.name: t for t in graph.initializer}
     producer = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list] = {}
@@ -307,6 +319,57 @@ def dequantized(model):
     graph.initializer.extend(initializers)
     graph.initializer.extend(numpy_helper.from_array(array, name)
                              for name, array in floats.items())
+    return model
+
+
+def without_qdq(model):
+    """A QDQ model (see the module doc) as the float network: each
+    DequantizeLinear of a stored int8 tensor becomes that tensor in float,
+    (int8 - zero point) · scale, and each QuantizeLinear → DequantizeLinear
+    pair on an activation is taken out. MtoolsError for a QuantizeLinear
+    that is not so paired."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    stored = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    floats: dict[str, np.ndarray] = {}
+    bypass: dict[str, str] = {}  # a pair's output → the activation it quantized
+    producer = {out: node for node in graph.node for out in node.output}
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear":
+            continue
+        source = producer.get(node.input[0])
+        if node.input[0] in stored:
+            values, scale = stored[node.input[0]], stored[node.input[1]]
+            zero = stored[node.input[2]] if len(node.input) > 2 and node.input[2] else 0
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            if np.ndim(scale) == 1 and values.ndim > 1:  # per channel along `axis`
+                shape = [1] * values.ndim
+                shape[axis] = -1
+                scale, zero = np.reshape(scale, shape), np.reshape(zero, shape)
+            floats[node.output[0]] = ((values.astype(np.float32) - np.float32(zero))
+                                      * scale.astype(np.float32)).astype(np.float32)
+        elif source is not None and source.op_type == "QuantizeLinear":
+            bypass[node.output[0]] = source.input[0]
+        else:
+            raise MtoolsError("an int8 graph of a shape mtools did not make")
+    kept = [node for node in graph.node if not is_qdq(node)]
+    quantized = {node.output[0] for node in graph.node if node.op_type == "QuantizeLinear"}
+    if any(name in quantized for node in kept for name in node.input):
+        raise MtoolsError("an int8 graph of a shape mtools did not make")
+    for node in kept:
+        for index, name in enumerate(node.input):
+            node.input[index] = bypass.get(name, name)
+    kept += [helper.make_node("Identity", [bypass[output.name]], [output.name])
+             for output in graph.output if output.name in bypass]
+    del graph.node[:]
+    graph.node.extend(kept)
+    used = {name for node in kept for name in node.input}
+    initializers = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    graph.initializer.extend(numpy_helper.from_array(array, name)
+                             for name, array in floats.items() if name in used)
     return model
 
 
