@@ -506,21 +506,23 @@ def test_the_last_blocks_are_dilated_along_pitch_too():
                                      ("time", 1), ("pitch", 2), ("pitch", 4)]
     assert net.blocks[6][0].dilation == (1, 4) and net.blocks[6][0].kernel_size == (1, 3)
     assert net.blocks[4][0].dilation == (1, 1) and net.blocks[4][0].kernel_size == (3, 3)
-    assert CoconetNet(filters=4, layers=4, pitch_dilations=[2, 4]).block_dilations() \
-        == [("pitch", 2)]
+    assert CoconetNet(filters=4, layers=8, pitch_dilations=[2, 4]).block_dilations() \
+        == [("time", 1), ("time", 2), ("pitch", 2)]  # at most half the blocks
+    assert CoconetNet(filters=4, layers=1, pitch_dilations=[2]).block_dilations() == []
     # what a pitch-dilated block adds: the logits at a pitch feel a note 16 semitones away
     roll, mask = make_batch(np.full((1, 8, 4), REST, np.int16), np.zeros((1, 8, 4), bool))[:2]
     far = roll.clone()
     far[0, 4, 30, 0] = 1.0
     for pitch_dilations, felt in (([], False), ([8], True)):
         torch.manual_seed(0)
-        model = CoconetNet(filters=4, layers=4, pitch_dilations=pitch_dilations).eval()
+        model = CoconetNet(filters=4, layers=6, pitch_dilations=pitch_dilations).eval()
         with torch.no_grad():
             moved = (model(far, mask) - model(roll, mask))[0, :, 14].abs().max()
         assert (moved > 0) == felt
 
 
 def test_a_deeper_coconet_starts_as_the_shallower_export(tmp_path):
+    from mtools.errors import MtoolsError
     from mtools.training.coconet import deepen
     from mtools.training.warm_start import calibrate_folded_norms, load_exported
 
@@ -541,14 +543,29 @@ def test_a_deeper_coconet_starts_as_the_shallower_export(tmp_path):
     calibrate_folded_norms(deep, [(roll, mask)])
     assert parity_error(deep, path) < 1e-4  # the file's function, two blocks deeper
     assert "2 residual blocks added" in note["deepened"]
+    calibrate_folded_norms(donor, [(roll, mask)])
+    with torch.no_grad():  # in training too (batch statistics), as the donor computes it
+        assert (deep.train()(roll, mask) - donor.train()(roll, mask)).abs().max() < 1e-4
     # the added blocks learn: their second convolution gets a gradient
     deep.train()
     coconet_loss(deep, make_batch(chorales, rng.random((8, 32, 4)) < 0.5))[0].backward()
     assert deep.blocks[3][2].weight.grad.abs().sum() > 0
-    with pytest.raises(Exception, match="4 filters, this one 8"):
+    with pytest.raises(MtoolsError, match="4 filters, this one 8"):
         deepen(CoconetNet(filters=8, layers=10), donor)
-    with pytest.raises(Exception, match="cannot be extended"):
-        deepen(CoconetNet(filters=4, layers=10, pitch_dilations=[2, 4, 8]), donor)
+    with pytest.raises(MtoolsError, match="cannot be extended"):  # other time dilations
+        deepen(CoconetNet(filters=4, layers=10, dilations=(2,), pitch_dilations=[2, 4]), donor)
+    with pytest.raises(MtoolsError, match="has 2 residual blocks, this one 1"):
+        deepen(CoconetNet(filters=4, layers=4), donor)
+
+
+def test_a_run_resumes_the_network_its_checkpoint_holds(tmp_path):
+    from mtools.training.coconet import NETWORK, run_network
+
+    assert run_network(tmp_path) == NETWORK  # a new run
+    torch.save({"config": {"pitches": 46, "voices": 4, "filters": 4, "layers": 6,
+                           "dilations": [1, 2]}}, tmp_path / "last.pt")  # before pitch blocks
+    assert run_network(tmp_path) == {"filters": 4, "layers": 6, "dilations": [1, 2],
+                                     "pitch_dilations": []}
 
 
 def test_train_coconet_deepens_an_export_with_fewer_layers(tmp_path):
@@ -588,7 +605,7 @@ def test_an_int8_coconet_harmonizes_and_a_run_starts_from_it(tmp_path):
     card = json.loads(path.with_suffix(".json").read_text())
     assert "quantize_static" in card["quantization"]["method"]
     assert card["metrics"]["float32"]["frame_nll"] == metrics["float32"]["frame_nll"] > 0
-    assert abs(metrics["frame_nll"] - metrics["float32"]["frame_nll"]) < 0.5
+    assert abs(metrics["frame_nll"] - metrics["float32"]["frame_nll"]) < 0.5  # a sanity check
     assert "reproduce: mtools eval" in metrics["measured_by"]
     out = run(["harmonize", "--model", path, "--melody", MELODY, "--seed", "1",
                "--iterations", "2", "--to", "jsonl"])

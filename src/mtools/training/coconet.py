@@ -131,11 +131,12 @@ def train_coconet(request: CoconetRequest, progress: Progress = lambda message: 
         raise MtoolsError(f"coconet: the data gave {len(train)} training and {len(valid)} "
                           "validation chorales; both must be non-empty")
     progress(f"{len(train)} training and {len(valid)} validation chorales")
-    model = CoconetNet(SPACE.pitches, len(SPACE.voices), **{**NETWORK, **(request.network or {})})
+    model = CoconetNet(SPACE.pitches, len(SPACE.voices),
+                       **{**run_network(request.run_dir), **(request.network or {})})
     init = warm_start_folded(request.run_dir, model, request.init_from, request.init_spec,
                              parity_error, progress, lambda: [batch[:2] for batch in ChoraleCrops(
                                  train, request.config).fixed_batches(CALIBRATION_CROPS)],
-                             shallower_donor(model, request.init_from), deepen)
+                             other_donor(model, request.init_from), deepen)
     if init is not None and request.init_spec is None:  # resumed: the run still started there
         request = replace(request, init_spec=init.get("spec") or init["file"])
     trainer = Trainer(model, model.kind, ChoraleCrops(train, request.config),
@@ -150,10 +151,23 @@ def train_coconet(request: CoconetRequest, progress: Progress = lambda message: 
                           progress, init)
 
 
-def shallower_donor(model: CoconetNet, init_from: Path | None) -> CoconetNet | None:
+def run_network(run_dir: Path) -> dict:
+    """The network a run folder holds (its checkpoint's, so a run begun
+    before NETWORK changed resumes as it was), else NETWORK."""
+    from mtools.training.loop import resumable
+
+    checkpoint = resumable(run_dir)
+    if checkpoint is None:
+        return dict(NETWORK)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("config", {})
+    return {key: saved[key] for key in ("filters", "layers", "dilations", "pitch_dilations")
+            if key in saved} | ({} if "pitch_dilations" in saved else {"pitch_dilations": []})
+
+
+def other_donor(model: CoconetNet, init_from: Path | None) -> CoconetNet | None:
     """The network of the `--init-from` export (from its card) when it is
-    not `model`'s, to be deepened into it (`deepen`); None when there is no
-    export or it is `model`'s network (it loads as it is)."""
+    not built as `model` is, to be deepened into it (`deepen`); None when
+    there is no export or it is `model`'s network (it loads as it is)."""
     if init_from is None:
         return None
     theirs = card_beside(init_from).get("hyperparameters", {})
@@ -162,7 +176,8 @@ def shallower_donor(model: CoconetNet, init_from: Path | None) -> CoconetNet | N
     config = {key: theirs.get(key, model.config[key])
               for key in ("pitches", "voices", "filters", "layers", "dilations")}
     donor = CoconetNet(**config, pitch_dilations=theirs.get("pitch_dilations", []))
-    return None if donor.config == model.config else donor
+    same = all(donor.config[key] == model.config[key] for key in ("pitches", "voices", "filters"))
+    return None if same and donor.block_dilations() == model.block_dilations() else donor
 
 
 @torch.no_grad()
@@ -172,15 +187,20 @@ def deepen(deep: CoconetNet, shallow: CoconetNet) -> dict:
     identity: its second convolution is all zeros, so the batch norm after
     it (calibrated on what it sees, `calibrate_folded_norms`) gives zeros
     and the block returns relu(x + 0) = x (x ≥ 0, a ReLU's output). Its
-    first convolution starts at random, so gradients reach the second.
-    Returns what a card says of it; MtoolsError when `deep` does not
-    extend `shallow` that way."""
+    first convolution starts at random, so gradients reach the second; the
+    batch norm's weight starts at √eps, so a new block's share grows as
+    training raises it. Returns what a card says of it; MtoolsError when
+    `deep` does not extend `shallow` that way."""
     a, b = shallow.config, deep.config
     for key in ("pitches", "voices", "filters"):
         if a[key] != b[key]:
             raise MtoolsError(f"the --init-from network has {a[key]} {key}, this one {b[key]}: "
                               "a run can start from a network with fewer blocks, not another size")
     old, new = shallow.block_dilations(), deep.block_dilations()
+    if len(old) >= len(new):
+        raise MtoolsError(f"the --init-from network has {len(old)} residual blocks, this one "
+                          f"{len(new)} built otherwise: a run can start only from the same network "
+                          "or one with fewer blocks")
     if new[:len(old)] != old:
         raise MtoolsError(f"the --init-from network's blocks are {old} (kind, dilation), "
                           f"this one's first ones {new[:len(old)]}: it cannot be extended into "

@@ -130,12 +130,12 @@ MODULES[AttentionLSTM.kind] = AttentionLSTM
 
 
 class CoconetNet(nn.Module):
-    """Coconet's network: a residual stack of 3×3 convolutions over the
-    (time × pitch) piano roll, one channel per voice, with the mask as input
-    (Huang et al. 2017, "Counterpoint by Convolution"). Convolutions are
+    """Coconet's network: a residual stack of convolutions over the (time ×
+    pitch) piano roll, one channel per voice, with the mask as input (Huang
+    et al. 2017, "Counterpoint by Convolution"). Its 3×3 convolutions are
     dilated along time (cycling through `dilations`) so a small stack sees
     several bars; batch norm after every convolution. The last
-    len(`pitch_dilations`) residual blocks (all, if there are fewer) look
+    len(`pitch_dilations`) residual blocks (at most half of them) look
     across the chord instead: 1×3 convolutions (one step, three pitches)
     dilated along pitch by those steps in order. 16 layers of 3×3 see ±16
     semitones, so the bass at a pitch could not see a soprano two octaves
@@ -180,8 +180,8 @@ class CoconetNet(nn.Module):
         convolutions dilated d steps along time, ("pitch", d) for 1×3 ones
         dilated d semitones along pitch."""
         config = self.config
-        count = (config["layers"] - 2) // 2
-        times, pitches = config["dilations"], list(config["pitch_dilations"])[:count]
+        count = max(0, (config["layers"] - 2) // 2)
+        times, pitches = config["dilations"], list(config["pitch_dilations"])[:count // 2]
         return [("time", times[index % len(times)]) for index in range(count - len(pitches))] \
             + [("pitch", d) for d in pitches]
 

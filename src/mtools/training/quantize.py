@@ -76,7 +76,9 @@ def quantize_static_file(source: Path, target: Path, feeds: list[dict]) -> None:
         def get_next(self):
             return self.left.pop() if self.left else None
 
-    logging.getLogger("root").setLevel(logging.ERROR)
+    root = logging.getLogger("root")
+    level = root.level
+    root.setLevel(logging.ERROR)  # its pre-processing advice
     prepared = target.with_name(f".{target.stem}.prepared.onnx")
     try:
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
@@ -86,6 +88,7 @@ def quantize_static_file(source: Path, target: Path, feeds: list[dict]) -> None:
                         extra_options={"QDQKeepRemovableActivations": True})
     finally:
         prepared.unlink(missing_ok=True)
+        root.setLevel(level)
 
 
 def fold_constants(source: Path, target: Path) -> None:

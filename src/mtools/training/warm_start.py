@@ -472,7 +472,8 @@ def export_note(path: Path, spec: str | None, error: float, quantized: bool) -> 
     note = {"file": path.name, "spec": spec or str(path), "sha256": file_sha256(path),
             "parity_max_abs_error": float(f"{error:.2e}")}
     if quantized:
-        note["dequantized"] = "int8 weights read back as (int8 - zero point) · scale"
+        note["dequantized"] = ("int8 weights read back as (int8 - zero point) · scale, int8 "
+                               "activations (if any) as float: parity is with that float network")
     earlier = card_beside(path).get("training", {})
     note.update({f"its_{k}": earlier[k]
                  for k in ("command", "steps", "seconds", "best_step") if k in earlier})
