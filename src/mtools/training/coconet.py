@@ -125,11 +125,7 @@ def train_coconet(request: CoconetRequest, progress: Progress = lambda message: 
     """Train (or resume), export, measure on valid and write the card."""
     if request.fresh and request.run_dir.exists():
         shutil.rmtree(request.run_dir)
-    train = [c for s in request.sources for c in load_chorales(s, "train")]
-    valid = [c for s in request.sources for c in load_chorales(s, "valid")]
-    if not train or not valid:
-        raise MtoolsError(f"coconet: the data gave {len(train)} training and {len(valid)} "
-                          "validation chorales; both must be non-empty")
+    train, valid = chorale_splits(request.sources)
     progress(f"{len(train)} training and {len(valid)} validation chorales")
     model = CoconetNet(SPACE.pitches, len(SPACE.voices),
                        **{**run_network(request.run_dir), **(request.network or {})})
@@ -151,6 +147,26 @@ def train_coconet(request: CoconetRequest, progress: Progress = lambda message: 
                           progress, init)
 
 
+def chorale_splits(sources) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The training and validation chorales of `sources`; MtoolsError when
+    either is empty."""
+    train = [c for s in sources for c in load_chorales(s, "train")]
+    valid = [c for s in sources for c in load_chorales(s, "valid")]
+    if not train or not valid:
+        raise MtoolsError(f"coconet: the data gave {len(train)} training and {len(valid)} "
+                          "validation chorales; both must be non-empty")
+    return train, valid
+
+
+def valid_figures(path: Path, valid: list[np.ndarray]) -> dict:
+    """The card's frame-wise figures of the export at `path` on `valid`."""
+    from mtools.models.coconet import Coconet, framewise_figures
+    from mtools.models.registry import resolve_model
+
+    net = Coconet.from_ref(resolve_model(str(path)), device="cpu")
+    return framewise_figures(net, valid, EVAL_SAMPLES)
+
+
 def run_network(run_dir: Path) -> dict:
     """The network a run folder holds (its checkpoint's, so a run begun
     before NETWORK changed resumes as it was), else NETWORK."""
@@ -159,7 +175,7 @@ def run_network(run_dir: Path) -> dict:
     checkpoint = resumable(run_dir)
     if checkpoint is None:
         return dict(NETWORK)
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("config", {})
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True).get("config", {})
     return {key: saved[key] for key in ("filters", "layers", "dilations", "pitch_dilations")
             if key in saved} | ({} if "pitch_dilations" in saved else {"pitch_dilations": []})
 
@@ -240,9 +256,6 @@ def parity_error(model: CoconetNet, path: Path, seed: int = 0) -> float:
 
 def export_coconet(request: CoconetRequest, model: CoconetNet, history, train, valid,
                    progress: Progress, init: dict | None = None) -> Path:
-    from mtools.models.coconet import Coconet, framewise_figures
-    from mtools.models.registry import resolve_model
-
     request.out_dir.mkdir(parents=True, exist_ok=True)
     path = request.out_dir / "coconet.onnx"
     error = export_checked(model, path, export_graph, parity_error)
@@ -251,8 +264,7 @@ def export_coconet(request: CoconetRequest, model: CoconetNet, history, train, v
         card["training"]["initialised_from"] = init
     write_card(card, path)
     progress("measuring the frame-wise NLL on the validation chorales")
-    net = Coconet.from_ref(resolve_model(str(path)), device="cpu")
-    card["metrics"] = {**framewise_figures(net, valid, EVAL_SAMPLES), "split": "valid",
+    card["metrics"] = {**valid_figures(path, valid), "split": "valid",
                        "parity_max_abs_error": float(f"{error:.2e}"),
                        "protocol": FRAMEWISE_PROTOCOL,
                        "measured_by": "mtools train (at export); reproduce: mtools eval --model "
@@ -268,29 +280,18 @@ def quantize_coconet(path: Path, card: dict, data: list[str] | None = None) -> d
     calibrated on CALIBRATION_CROPS training crops with random masks; the
     frame-wise figures are measured again on the valid split, the float
     file's beside them under metrics.float32. Returns the new metrics."""
-    from mtools.models.coconet import Coconet, framewise_figures
-    from mtools.models.registry import resolve_model
     from mtools.training.quantize import STATIC_METHOD, card_data, measured_again, \
         quantize_static_file, replace_model, rewrite_note
 
     sources = card_data(path, card, data)
-    train = [c for s in sources for c in load_chorales(s, "train")]
-    valid = [c for s in sources for c in load_chorales(s, "valid")]
-    if not train or not valid:
-        raise MtoolsError(f"coconet: the data gave {len(train)} training and {len(valid)} "
-                          "validation chorales; both must be non-empty")
-
-    def figures(file: Path) -> dict:
-        net = Coconet.from_ref(resolve_model(str(file)), device="cpu")
-        return framewise_figures(net, valid, EVAL_SAMPLES)
-
-    before = figures(path)  # now, as the int8 figures will be
+    train, valid = chorale_splits(sources)
+    before = valid_figures(path, valid)  # now, as the int8 figures will be
     feeds = [{"pianoroll": roll.numpy(), "mask": mask.numpy()} for roll, mask, *_ in
              ChoraleCrops(train, LOOP).fixed_batches(CALIBRATION_CROPS)]
 
     def describe(temporary: Path) -> None:
         card["metrics"] = measured_again(
-            card["metrics"], before, figures(temporary),
+            card["metrics"], before, valid_figures(temporary, valid),
             "python -m mtools.training.quantize (int8 and float32 figures, same data)")
         card["quantization"] = {
             **rewrite_note(path, STATIC_METHOD, "quantize", sources),

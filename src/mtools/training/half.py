@@ -149,13 +149,10 @@ def halve_model(path: Path, data: list[str] | None = None) -> dict:
 
 
 def main() -> None:
-    from mtools.training.quantize import run_tool
+    from mtools.training.quantize import rewritten_line, run_tool
 
     def rewrite(path: Path, data: list[str] | None) -> str:
-        metrics = halve_model(path, data)
-        key = "note_f1" if "note_f1" in metrics else "accuracy_sampled"
-        return (f"{path}: {path.stat().st_size} bytes; {key} "
-                f"{metrics['float32'].get(key)} -> {metrics.get(key)}")
+        return rewritten_line(path, halve_model(path, data), ("note_f1", "accuracy_sampled"))
 
     run_tool("half", __doc__, "~/.cache/mtools/export/music_vae-mel_16bar.onnx", rewrite)
 

@@ -323,12 +323,17 @@ def run_tool(name: str, doc: str, example: str, rewrite) -> None:
         sys.exit(EXIT_INTERRUPTED)
 
 
+def rewritten_line(path: Path, metrics: dict, figures: tuple[str, ...]) -> str:
+    """What a tool prints for a model it rewrote: the file's size and the
+    first of `figures` its metrics hold, the float32 file's → the new one's."""
+    figure = next((name for name in figures if name in metrics), figures[-1])
+    return (f"{path}: {path.stat().st_size} bytes; {figure} "
+            f"{metrics['float32'].get(figure)} -> {metrics.get(figure)}")
+
+
 def main() -> None:
     def rewrite(path: Path, data: list[str] | None) -> str:
-        metrics = quantize_model(path, data)
-        figure = "nll_per_step" if "nll_per_step" in metrics else "frame_nll"
-        return (f"{path}: {path.stat().st_size} bytes; {figure} "
-                f"{metrics['float32'].get(figure)} -> {metrics.get(figure)}")
+        return rewritten_line(path, quantize_model(path, data), ("nll_per_step", "frame_nll"))
 
     run_tool("quantize", __doc__, "~/.cache/mtools/export/melody_rnn-lookback_rnn.onnx", rewrite)
 
