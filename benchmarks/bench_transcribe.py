@@ -114,13 +114,14 @@ class Mtools:
             return transcribe_source(self.net, audio, self.options)
 
 
-def load_pieces(args) -> list[tuple[str, Score, np.ndarray]]:
-    """(name, reference Score, 16 kHz mono float32 audio) per piece."""
+def load_pieces(args, card) -> list[tuple[str, Score, np.ndarray]]:
+    """(name, reference Score, 16 kHz mono float32 audio) per piece: the
+    held-out performances of the model's card (none it chose on)."""
     if args.pairs:
         return list(audio_pairs([args.pairs], [], SAMPLE_RATE_HZ))
-    from mtools.training.renders import valid_pieces
+    from mtools.training.renders import card_valid_part, valid_pieces
 
-    return valid_pieces(args.pieces, soundfont=args.soundfont)
+    return valid_pieces(args.pieces, soundfont=args.soundfont, valid_part=card_valid_part(card))
 
 
 def write_wav(samples: np.ndarray, path: Path) -> Path:
@@ -245,7 +246,7 @@ def main() -> None:
         print(f"bench_transcribe: skipped: {error}", file=sys.stderr)
         return
     systems = {"mtools": Mtools(args.model), "basic-pitch": BasicPitch()}
-    pieces = load_pieces(args)
+    pieces = load_pieces(args, ref.card)
     if not pieces:
         raise SystemExit("bench_transcribe: no pieces to transcribe")
     audio_s = sum(len(samples) for _, _, samples in pieces) / SAMPLE_RATE_HZ

@@ -197,7 +197,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     nets = {label: OnsetsFrames.from_ref(resolve_model(ref), device="cpu")
             for label, ref in map(labelled, args.models)}
-    pieces = renders.valid_pieces(args.pieces, PIANO, selection=args.selection)
+    # the held-out performances of the first model's card (its valid part is
+    # what it chose on)
+    first = resolve_model(labelled(args.models[0])[1])
+    pieces = renders.valid_pieces(args.pieces, PIANO, selection=args.selection,
+                                  valid_part=renders.card_valid_part(first.card))
     results = {name: tally(net, pieces) for name, net in nets.items()}
     command = "benchmarks/bench_transcribe_errors.py " + shlex.join(argv or sys.argv[1:])
     which = ("the performances the decoding thresholds were chosen on" if args.selection

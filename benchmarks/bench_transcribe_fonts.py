@@ -42,18 +42,20 @@ SECTION = "bench_transcribe_fonts"
 FIGURES = ("note_f1", "note_offset_f1", "note_velocity_f1", "frame_f1")
 
 
-def rendered_with(soundfont: str, count: int, trained_on: bool) -> list:
+def rendered_with(soundfont: str, count: int, trained_on: bool, valid_part=None) -> list:
     """`count` performances (held out, or trained on) rendered clean with
-    program 0 of `soundfont`: valid_pieces' (name, score, audio) triples."""
+    program 0 of `soundfont`: valid_pieces' (name, score, audio) triples.
+    `valid_part`: the card's (renders.card_valid_part), whose pieces the
+    held-out ones avoid."""
     chosen = renders.choose_take
     seen = renders._valid_part_takes
     renders.choose_take = lambda *args: dataclasses.replace(chosen(*args), soundfont=soundfont,
                                                             program=0)
     if trained_on:  # no training piece is in the valid part: nothing to skip
-        renders._valid_part_takes = lambda instrument: (set(), set())
+        renders._valid_part_takes = lambda instrument, valid_part=None: (set(), set())
     try:
         sources = asap_performances("train") if trained_on else None
-        return renders.valid_pieces(count, PIANO, sources=sources)
+        return renders.valid_pieces(count, PIANO, sources=sources, valid_part=valid_part)
     finally:
         renders.choose_take, renders._valid_part_takes = chosen, seen
 
@@ -65,12 +67,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     nets = {name: OnsetsFrames.from_ref(resolve_model(name), device="cpu")
             for name in args.models}
+    # held-out pieces avoid the valid part of the first model's card
+    valid_part = renders.card_valid_part(resolve_model(args.models[0]).card)
     cases = [(font, False) for font in (*PIANO.held_out(), *PIANO.train_soundfonts)]
     cases += [(font, True) for font in PIANO.train_soundfonts]
     lines = ["| pieces | soundfont | model | " + " | ".join(FIGURES) + " |",
              "|---|---|---|" + "---|" * len(FIGURES)]
     for font, trained_on in cases:
-        pieces = rendered_with(font, args.pieces, trained_on)
+        pieces = rendered_with(font, args.pieces, trained_on, valid_part)
         for name, net in nets.items():
             figures = pieces_figures(net, pieces)
             role = "held out" if font in PIANO.held_out() else "trained on"

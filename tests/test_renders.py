@@ -169,6 +169,47 @@ def test_evaluation_pieces_never_share_a_piece_with_the_choosing_ones(built):
     assert [name for name, _, _ in scored] == ["unseen"]
 
 
+def test_a_cards_valid_part_keeps_its_pieces_out_of_evaluation_without_a_cache(cache):
+    # A fresh machine has no cached renders: the card's record of what the
+    # model chose on decides, or the held-out set would take those pieces.
+    _needs_soundfonts()
+    other = ("unseen", _notes_score(3.0, 4))
+    everything = [*SOURCES["valid"], other]
+    part = {"takes": [{"piece": "held-out", "performance": "held-out"}]}
+    assert [name for name, _, _ in pr.valid_pieces(5, sources=everything)] == ["unseen", "held-out"]
+    assert [name for name, _, _ in pr.valid_pieces(5, sources=everything, valid_part=part)] \
+        == ["unseen"]
+    assert [name for name, _, _ in pr.valid_pieces(5, sources=everything, valid_part=part,
+                                                   selection=True)] == ["held-out"]
+
+
+def test_a_cards_valid_part_wins_over_the_cached_one(built):
+    other = ("unseen", _notes_score(3.0, 4))
+    part = {"takes": [{"piece": "unseen", "performance": "unseen"}]}
+    scored = pr.valid_pieces(5, sources=[*SOURCES["valid"], other], valid_part=part)
+    assert [name for name, _, _ in scored] == ["held-out"]
+
+
+def test_card_valid_part_reads_the_renders_a_card_records():
+    from types import SimpleNamespace
+
+    part = {"takes": [{"piece": "p", "performance": "p/a.mid"}], "hours": 1.0}
+    assert pr.card_valid_part(SimpleNamespace(training={"renders": {"parts": {"valid": part}}})) \
+        is part
+    assert pr.card_valid_part(SimpleNamespace(training={})) is None
+    assert pr.card_valid_part(SimpleNamespace(training={"renders": {"parts": {}}})) is None
+
+
+def test_bundled_transcription_cards_record_their_valid_part():
+    # `mtools eval --model M CORPUS --split valid` keeps these pieces out
+    from mtools.models.registry import resolve_model
+    from mtools.training.render_sources import INSTRUMENTS
+
+    for instrument in INSTRUMENTS.values():
+        part = pr.card_valid_part(resolve_model(instrument.model).card)
+        assert part is not None and part["takes"], instrument.model
+
+
 def test_evaluation_pieces_can_be_rendered_with_another_held_out_soundfont(built):
     other = ("unseen", _notes_score(3.0, 4))
     (_, score, usual), = pr.valid_pieces(1, sources=[*SOURCES["valid"], other])

@@ -25,8 +25,8 @@ running from the posterior mean) and the KL term. For onsets_frames
 (`mtools eval transcribe ...` picks it), DATA is audio with its reference
 MIDI: --ref REF.mid per audio file, or a folder where each audio file has
 a MIDI file of the same name beside it, or asap (held-out ASAP
-performances rendered with the held-out soundfont; groove for the drum
-model; --soundfont picks another held-out soundfont or kit, such as
+performances rendered with the held-out soundfont, none of a piece the
+model's card says it chose on; groove for the drum model; --soundfont picks another held-out soundfont or kit, such as
 SalamanderGrandPianoV3, a recorded grand piano fetched on first use); it prints mir_eval's note precision/recall/F1 (onsets within
 50 ms), with offsets, with velocities, and frame F1, averaged over pieces. Prints one JSON object
 (--json) or a short table.
@@ -212,7 +212,7 @@ def transcription_figures(ref, data: list[str], references: list[str], split: st
                                   in enumerate(net.decode.class_onset_thresholds)}
     instrument = INSTRUMENTS.get(ref.card.name)
     if instrument is not None and data == [instrument.corpus]:
-        from mtools.training.renders import valid_pieces
+        from mtools.training.renders import card_valid_part, valid_pieces
         from mtools.training.transcription import EVAL_PIECES
 
         if split == "train":
@@ -222,7 +222,8 @@ def transcription_figures(ref, data: list[str], references: list[str], split: st
             raise UsageError(f"{soundfont} is not a held-out soundfont of {instrument.model}",
                              hint="held out: " + ", ".join(instrument.held_out()))
         return {**used, "soundfont": soundfont or instrument.valid_soundfont,
-                **pieces_figures(net, valid_pieces(EVAL_PIECES, instrument, soundfont=soundfont))}
+                **pieces_figures(net, valid_pieces(EVAL_PIECES, instrument, soundfont=soundfont,
+                                                   valid_part=card_valid_part(ref.card)))}
     if soundfont is not None:
         corpora = ", ".join(sorted(i.corpus for i in INSTRUMENTS.values()))
         raise UsageError("--soundfont renders a corpus's held-out performances",

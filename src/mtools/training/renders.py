@@ -438,18 +438,21 @@ def load_renders(part: str, instrument: Instrument = PIANO) -> RenderSet:
 
 def valid_pieces(n: int, instrument: Instrument = PIANO, *,
                  sources: Sequence[Source] | None = None, selection: bool = False,
-                 soundfont: str | None = None) -> list[tuple[str, Score, np.ndarray]]:
+                 soundfont: str | None = None, valid_part: Mapping | None = None
+                 ) -> list[tuple[str, Score, np.ndarray]]:
     """`n` validation performances for note-level evaluation, rendered now,
     clean, with the validation soundfont: (name, Score as rendered,
     (samples,) float32 mono audio at the front end's rate). They come from
-    the far end of the valid order, and none is of a piece the cached valid
-    part holds (that part's loss selects the checkpoint and its
-    performances choose the decoding thresholds, so these stay unseen by
-    training and by every choice). `selection` takes instead the
-    performances that part holds, for choices made on validation data.
-    `sources` replaces ASAP's valid performances. `soundfont` renders them
-    with another of the instrument's held-out soundfonts."""
-    names, pieces_seen = _valid_part_takes(instrument)
+    the far end of the valid order, and none is of a piece the valid part
+    holds (that part's loss selects the checkpoint and its performances
+    choose the decoding thresholds, so these stay unseen by training and by
+    every choice). The valid part is `valid_part` (a manifest's
+    parts["valid"]: a model card's, see card_valid_part), else the cached
+    renders'. `selection` takes instead the performances that part holds,
+    for choices made on validation data. `sources` replaces ASAP's valid
+    performances. `soundfont` renders them with another of the
+    instrument's held-out soundfonts."""
+    names, pieces_seen = _valid_part_takes(instrument, valid_part)
     if selection and not names:
         raise InputMissingError(f"no cached {instrument.name} validation renders to choose on",
                                 hint="build them first (mtools train " + instrument.model + ")")
@@ -485,10 +488,22 @@ def cached_hours(instrument: Instrument = PIANO) -> tuple[float, float] | None:
         return None
 
 
-def _valid_part_takes(instrument: Instrument) -> tuple[set[str], set[str]]:
-    """(performances, pieces) of the cached valid part; empty without one."""
-    manifest = cached_manifest(instrument)
-    if manifest is None:
-        return set(), set()
-    takes = manifest["parts"]["valid"]["takes"]
+def card_valid_part(card) -> dict | None:
+    """The valid part of the renders a transcription model trained and
+    chose on, as its card records them (training.renders.parts.valid);
+    None where the card has no such record."""
+    part = card.training.get("renders", {}).get("parts", {}).get("valid")
+    return part if isinstance(part, dict) and "takes" in part else None
+
+
+def _valid_part_takes(instrument: Instrument, valid_part: Mapping | None = None
+                      ) -> tuple[set[str], set[str]]:
+    """(performances, pieces) of `valid_part`, else of the cached valid
+    part; empty without either."""
+    if valid_part is None:
+        manifest = cached_manifest(instrument)
+        if manifest is None:
+            return set(), set()
+        valid_part = manifest["parts"]["valid"]
+    takes = valid_part["takes"]
     return {take["performance"] for take in takes}, {take["piece"] for take in takes}
