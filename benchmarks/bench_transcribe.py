@@ -245,6 +245,9 @@ def main() -> None:
     except ModelNotFoundError as error:  # `make bench` before a model is bundled
         print(f"bench_transcribe: skipped: {error}", file=sys.stderr)
         return
+    if ref.card.name != "onsets_frames" and not args.pairs:
+        raise SystemExit(f"bench_transcribe: {args.model} is not a piano model; it scores ASAP "
+                         "piano performances (--pairs for your own audio)")
     systems = {"mtools": Mtools(args.model), "basic-pitch": BasicPitch()}
     pieces = load_pieces(args, ref.card)
     if not pieces:

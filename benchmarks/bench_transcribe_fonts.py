@@ -48,16 +48,15 @@ def rendered_with(soundfont: str, count: int, trained_on: bool, valid_part=None)
     `valid_part`: the card's (renders.card_valid_part), whose pieces the
     held-out ones avoid."""
     chosen = renders.choose_take
-    seen = renders._valid_part_takes
     renders.choose_take = lambda *args: dataclasses.replace(chosen(*args), soundfont=soundfont,
                                                             program=0)
-    if trained_on:  # no training piece is in the valid part: nothing to skip
-        renders._valid_part_takes = lambda instrument, valid_part=None: (set(), set())
     try:
-        sources = asap_performances("train") if trained_on else None
-        return renders.valid_pieces(count, PIANO, sources=sources, valid_part=valid_part)
+        if trained_on:  # no training piece is in the valid part: nothing to skip
+            return renders.valid_pieces(count, PIANO, sources=asap_performances("train"),
+                                        valid_part={"takes": []})
+        return renders.valid_pieces(count, PIANO, valid_part=valid_part)
     finally:
-        renders.choose_take, renders._valid_part_takes = chosen, seen
+        renders.choose_take = chosen
 
 
 def main(argv: list[str] | None = None) -> None:

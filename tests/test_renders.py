@@ -196,8 +196,14 @@ def test_card_valid_part_reads_the_renders_a_card_records():
     part = {"takes": [{"piece": "p", "performance": "p/a.mid"}], "hours": 1.0}
     assert pr.card_valid_part(SimpleNamespace(training={"renders": {"parts": {"valid": part}}})) \
         is part
-    assert pr.card_valid_part(SimpleNamespace(training={})) is None
-    assert pr.card_valid_part(SimpleNamespace(training={"renders": {"parts": {}}})) is None
+    for odd in ({}, {"renders": None}, {"renders": "x"}, {"renders": {"parts": None}},
+                {"renders": {"parts": {}}}, {"renders": {"parts": {"valid": {"takes": None}}}}):
+        assert pr.card_valid_part(SimpleNamespace(training=odd)) is None, odd
+
+
+def test_choosing_on_a_card_that_names_no_validation_performances_says_so(cache):
+    with pytest.raises(InputMissingError, match="card names no piano validation"):
+        pr.valid_pieces(1, sources=SOURCES["valid"], selection=True, valid_part={"takes": []})
 
 
 def test_bundled_transcription_cards_record_their_valid_part():

@@ -775,6 +775,37 @@ def test_eval_scores_audio_beside_its_midi_with_the_thresholds_asked_for(tiny_pa
     assert empty.code == 65 and "take.wav: its reference holds no notes" in empty.stderr
 
 
+def test_eval_and_half_score_the_held_out_pieces_the_card_names(tmp_path, monkeypatch):
+    # Which performances are held out comes from the card's record of its
+    # valid renders, not from whatever this machine's cache holds.
+    from mtools.models.registry import write_card
+    from mtools.training import half, renders, transcription
+    from tiny_models import tiny_transcriber
+
+    path = tiny_transcriber(tmp_path / "model")
+    card = json.loads(path.with_suffix(".json").read_text())
+    part = {"takes": [{"piece": "Bach/Fugue", "performance": "Bach/Fugue/a.mid"}]}
+    card["training"] = {"renders": {"parts": {"valid": part}}}
+    write_card(card, path)
+    asked = []
+
+    def pieces(n, instrument=None, **options):
+        asked.append(options)
+        return [("Bach/Fugue/b.mid", make_score([Note(69, 80, 0.1, 0.6)]), tone(440.0, 1.0))]
+
+    monkeypatch.setattr(renders, "valid_pieces", pieces)
+    monkeypatch.setattr(transcription, "available_test_soundfonts",
+                        lambda instrument, progress=None: ("SalamanderGrandPianoV3",))
+    heard = run(["eval", "transcribe", "asap", "--model", path, "--split", "valid", "--json"])
+    assert heard.code == 0, heard.stderr
+    assert json.loads(heard.stdout)["pieces"] == 1 and asked == [{"soundfont": None,
+                                                                  "valid_part": part}]
+    asked.clear()
+    figures = half.measure(path, ["asap"])
+    assert "SalamanderGrandPianoV3" in figures["other_soundfonts"]
+    assert [options["valid_part"] for options in asked] == [part, part]
+
+
 def test_transcribe_errors_are_one_line_with_the_contract_codes(tiny_path, tmp_path):
     model = ["--model", tiny_path.parent]
     missing = run(["transcribe", tmp_path / "nope.wav", *model])

@@ -99,13 +99,15 @@ def measure(path: Path, data: list[str], split: str = "valid") -> dict:
     if ref.card.task == "transcribe":
         from mtools.models.onsets_frames import OnsetsFrames
         from mtools.training.render_sources import INSTRUMENTS
+        from mtools.training.renders import card_valid_part
         from mtools.training.transcription import other_soundfont_figures
 
         figures = transcription_figures(ref, data, [], split, "cpu", DecodeOptions(), quiet=True)
         instrument = INSTRUMENTS.get(ref.card.name)
         if instrument is not None and instrument.test_soundfonts and data == [instrument.corpus]:
             net = OnsetsFrames.from_ref(ref, device="cpu")
-            figures.update(other_soundfont_figures(net, instrument))
+            figures.update(other_soundfont_figures(net, instrument,
+                                                   valid_part=card_valid_part(ref.card)))
         return {k: v for k, v in figures.items() if k not in (*THRESHOLDS, CLASS_THRESHOLDS)}
     return music_vae_figures(ref, data, split, "cpu")
 

@@ -454,6 +454,9 @@ def valid_pieces(n: int, instrument: Instrument = PIANO, *,
     instrument's held-out soundfonts."""
     names, pieces_seen = _valid_part_takes(instrument, valid_part)
     if selection and not names:
+        if valid_part is not None:
+            raise InputMissingError(f"the model's card names no {instrument.name} validation "
+                                    "performances to choose on")
         raise InputMissingError(f"no cached {instrument.name} validation renders to choose on",
                                 hint="build them first (mtools train " + instrument.model + ")")
     order = _shuffled(performances("valid", instrument) if sources is None else sources,
@@ -492,8 +495,10 @@ def card_valid_part(card) -> dict | None:
     """The valid part of the renders a transcription model trained and
     chose on, as its card records them (training.renders.parts.valid);
     None where the card has no such record."""
-    part = card.training.get("renders", {}).get("parts", {}).get("valid")
-    return part if isinstance(part, dict) and "takes" in part else None
+    part = card.training
+    for key in ("renders", "parts", "valid"):
+        part = part.get(key) if isinstance(part, dict) else None
+    return part if isinstance(part, dict) and isinstance(part.get("takes"), list) else None
 
 
 def _valid_part_takes(instrument: Instrument, valid_part: Mapping | None = None

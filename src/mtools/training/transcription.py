@@ -376,14 +376,16 @@ def available_test_soundfonts(instrument: Instrument,
 
 
 def other_soundfont_figures(net, instrument: Instrument,
-                           progress: Progress = lambda m: None) -> dict:
+                           progress: Progress = lambda m: None, valid_part=None) -> dict:
     """{"other_soundfonts": {name: figures}}: the card's held-out
     performances rendered with each further held-out soundfont of the
-    instrument this machine has; empty without one."""
+    instrument this machine has; empty without one. `valid_part` as for
+    renders.valid_pieces (a card's; None: the cached renders')."""
     from mtools.training.renders import valid_pieces
     from mtools.training.transcription_metrics import pieces_figures
 
-    figures = {name: pieces_figures(net, valid_pieces(EVAL_PIECES, instrument, soundfont=name))
+    figures = {name: pieces_figures(net, valid_pieces(EVAL_PIECES, instrument, soundfont=name,
+                                                      valid_part=valid_part))
                for name in available_test_soundfonts(instrument, progress)}
     return {"other_soundfonts": figures} if figures else {}
 
