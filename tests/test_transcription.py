@@ -800,6 +800,14 @@ def test_eval_and_half_score_the_held_out_pieces_the_card_names(tmp_path, monkey
     assert heard.code == 0, heard.stderr
     assert json.loads(heard.stdout)["pieces"] == 1 and asked == [{"soundfont": None,
                                                                   "valid_part": part}]
+    card.pop("training")
+    write_card(card, path)
+    monkeypatch.setenv("MTOOLS_CACHE", str(tmp_path / "empty-cache"))
+    unknown = run(["eval", "transcribe", "asap", "--model", path, "--split", "valid", "--json"])
+    assert unknown.code == 0 and "card names no validation performances" in unknown.stderr
+    assert asked[-1]["valid_part"] is None
+    card["training"] = {"renders": {"parts": {"valid": part}}}
+    write_card(card, path)
     asked.clear()
     figures = half.measure(path, ["asap"])
     assert "SalamanderGrandPianoV3" in figures["other_soundfonts"]

@@ -212,7 +212,7 @@ def transcription_figures(ref, data: list[str], references: list[str], split: st
                                   in enumerate(net.decode.class_onset_thresholds)}
     instrument = INSTRUMENTS.get(ref.card.name)
     if instrument is not None and data == [instrument.corpus]:
-        from mtools.training.renders import card_valid_part, valid_pieces
+        from mtools.training.renders import cached_manifest, card_valid_part, valid_pieces
         from mtools.training.transcription import EVAL_PIECES
 
         if split == "train":
@@ -221,9 +221,15 @@ def transcription_figures(ref, data: list[str], references: list[str], split: st
         if soundfont is not None and soundfont not in instrument.held_out():
             raise UsageError(f"{soundfont} is not a held-out soundfont of {instrument.model}",
                              hint="held out: " + ", ".join(instrument.held_out()))
+        chosen_on = card_valid_part(ref.card)
+        if chosen_on is None and cached_manifest(instrument) is None and not quiet:
+            from mtools.commands._batch import say
+
+            say(f"warning: {ref.card.spec}'s card names no validation performances and none "
+                "are cached: the held-out ones may include pieces it was chosen on")
         return {**used, "soundfont": soundfont or instrument.valid_soundfont,
                 **pieces_figures(net, valid_pieces(EVAL_PIECES, instrument, soundfont=soundfont,
-                                                   valid_part=card_valid_part(ref.card)))}
+                                                   valid_part=chosen_on))}
     if soundfont is not None:
         corpora = ", ".join(sorted(i.corpus for i in INSTRUMENTS.values()))
         raise UsageError("--soundfont renders a corpus's held-out performances",
