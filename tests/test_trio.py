@@ -26,8 +26,8 @@ from mtools.models.registry import resolve_model  # noqa: E402
 from mtools.score import Note, Score, Tempo, TimeSignature  # noqa: E402
 from mtools.training.music_vae import VaeLoss  # noqa: E402
 from mtools.training.nets import MusicVAENet  # noqa: E402
-from mtools.training.trios import accompaniment_events, chord_chart, grooves_for, \
-    mma_chord, play_chart  # noqa: E402
+from mtools.training.trios import accompaniment_events, chart_seed, chord_chart, \
+    grooves_for, mma_chord, play_chart  # noqa: E402
 from mtools.training.vae_windows import transpose_ids  # noqa: E402
 
 TRIO = VaeSpace("trio", 32)
@@ -153,9 +153,9 @@ def test_chords_become_an_mma_chart_of_one_chord_a_beat():
     rows = np.array([chord_row("G")] * 8 + [chord_row("Em")] * 4 + [chord_row("D7")] * 4
                     + [chord_row("N.C.")] * 8, np.int16)
     assert [mma_chord(rows[i]) for i in (0, 8, 12, 16)] == ["G", "Em", "D7", "z"]
-    chart = chord_chart(rows, "8Beat")
-    assert chart.splitlines()[2] == "Groove 8Beat"
-    assert chart.splitlines()[3:] == ["1 G G Em D7", "2 z z z z"]  # 6 beats padded to 8
+    chart = chord_chart(rows, "8Beat", seed=7)
+    assert chart.splitlines()[0] == "RndSeed 7" and chart.splitlines()[3] == "Groove 8Beat"
+    assert chart.splitlines()[4:] == ["1 G G Em D7", "2 z z z z"]  # 6 beats padded to 8
     assert grooves_for("piece") == grooves_for("piece") and len(set(grooves_for("piece"))) == 2
 
 
@@ -180,6 +180,19 @@ def test_mma_plays_a_bass_on_the_chords_and_a_kit():
     bass = events[:, 0]
     assert bass[0] % 12 == 0 and bass[16] % 12 == 7  # the roots on the downbeats
     assert np.count_nonzero(events[:, 1]) >= 8 and events[0, 1] & 1  # a kick on beat one
+
+
+@needs_mma
+def test_mma_plays_a_chart_the_same_every_time_and_its_seed_decides():
+    # Swing draws random timing and volumes: unseeded, two plays differ
+    rows = np.array([chord_row(name) for name in ("C", "Am", "F", "G7") for _ in range(16)],
+                    np.int16)
+    seed = chart_seed("tune", "Swing")
+    plays = [play_chart(chord_chart(rows, "Swing", seed)) for _ in range(2)]
+    assert plays[0].notes == plays[1].notes
+    assert chart_seed("tune", "Swing") != chart_seed("tune", "8Beat")
+    scores = [play_chart(chord_chart(rows, "Swing", seed)) for seed in (1, 2)]
+    assert [n.velocity for n in scores[0].notes] != [n.velocity for n in scores[1].notes]
 
 
 # --- the command -------------------------------------------------------------------

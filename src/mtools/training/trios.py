@@ -27,7 +27,9 @@ from mtools.models.interpolation import pad_events, trio_events
 from mtools.score import Score
 from mtools.training import corpora
 
-FORMAT = 2  # 2: bass and drums read as `mtools interpolate` reads a trio
+FORMAT = 3  # 2: bass and drums read as `mtools interpolate` reads a trio; 3: MMA seeded
+#              per tune and groove (its grooves draw random timing, volume and
+#              skipped notes, which changed the data from build to build)
 QPM = 120.0  # what MMA plays at; the grid does not depend on it
 TAKES = 2  # grooves per tune
 STEPS_PER_BEAT = 4
@@ -68,12 +70,13 @@ def mma_chord(row) -> str:
     return NOTE_NAMES[root] + suffix
 
 
-def chord_chart(chords: np.ndarray, groove: str) -> str:
+def chord_chart(chords: np.ndarray, groove: str, seed: int = 0) -> str:
     """MMA source playing chord rows (steps, 3), one chord a beat, in 4/4
-    bars (a 2/4 tune's bars go two to a 4/4 bar)."""
+    bars (a 2/4 tune's bars go two to a 4/4 bar), its random choices fixed
+    by `seed` (MMA's RndSeed: the same chart plays the same every time)."""
     beats = [mma_chord(row) for row in chords[::STEPS_PER_BEAT]]
     beats += [beats[-1]] * (-len(beats) % 4)
-    lines = [f"Tempo {QPM:g}", "Time 4", f"Groove {groove}"]
+    lines = [f"RndSeed {seed}", f"Tempo {QPM:g}", "Time 4", f"Groove {groove}"]
     lines += [f"{bar + 1} " + " ".join(beats[4 * bar:4 * bar + 4]) for bar in range(len(beats) // 4)]
     return "\n".join(lines) + "\n"
 
@@ -104,6 +107,11 @@ def accompaniment_events(score: Score, num_steps: int) -> np.ndarray:
     return pad_events(events, num_steps, "trio")[:, 1:].astype(np.int16)
 
 
+def chart_seed(piece: str, groove: str) -> int:
+    """MMA's random seed for a piece played in a groove, fixed by both names."""
+    return int(hashlib.sha1(f"{piece}/{groove}/seed".encode()).hexdigest()[:8], 16)
+
+
 def grooves_for(piece: str, takes: int = TAKES) -> list[str]:
     """`takes` different grooves for a piece, fixed by its name."""
     order = sorted(GROOVES, key=lambda g: hashlib.sha1(f"{piece}/{g}".encode()).hexdigest())
@@ -118,7 +126,8 @@ def trio_lines(sheet, takes: int = TAKES) -> list[TrioLine]:
     steps = len(melody.events)
     lines = []
     for groove in grooves_for(sheet.piece, takes):
-        backing = accompaniment_events(play_chart(chord_chart(sheet.chords, groove)), steps)
+        chart = chord_chart(sheet.chords, groove, chart_seed(sheet.piece, groove))
+        backing = accompaniment_events(play_chart(chart), steps)
         events = np.concatenate([np.asarray(melody.events, np.int16)[:, None], backing], axis=1)
         lines.append(TrioLine(events, sheet.piece, groove, sheet.part))
     return lines
