@@ -184,7 +184,7 @@ def test_mma_plays_a_bass_on_the_chords_and_a_kit():
 
 @needs_mma
 def test_mma_plays_a_chart_the_same_every_time_and_its_seed_decides():
-    # Swing draws random timing and volumes: unseeded, two plays differ
+    # Swing draws random timing and volumes (unseeded, two plays differ)
     rows = np.array([chord_row(name) for name in ("C", "Am", "F", "G7") for _ in range(16)],
                     np.int16)
     seed = chart_seed("tune", "Swing")
@@ -193,6 +193,22 @@ def test_mma_plays_a_chart_the_same_every_time_and_its_seed_decides():
     assert chart_seed("tune", "Swing") != chart_seed("tune", "8Beat")
     scores = [play_chart(chord_chart(rows, "Swing", seed)) for seed in (1, 2)]
     assert [n.velocity for n in scores[0].notes] != [n.velocity for n in scores[1].notes]
+
+
+def test_each_tune_plays_each_of_its_grooves_with_its_own_seed(monkeypatch):
+    from types import SimpleNamespace
+
+    from mtools.training import trios
+
+    charts = []
+    monkeypatch.setattr(trios, "play_chart", lambda chart: charts.append(chart))
+    monkeypatch.setattr(trios, "accompaniment_events",
+                        lambda score, steps: np.zeros((steps, 2), np.int16))
+    sheet = SimpleNamespace(piece="tune", part="", chords=np.array([chord_row("C")] * 32, np.int16),
+                            melody=SimpleNamespace(steps_per_bar=16, events=[60] + [NO_EVENT] * 31))
+    assert [line.groove for line in trios.trio_lines(sheet)] == grooves_for("tune")
+    assert [chart.splitlines()[0] for chart in charts] == [
+        f"RndSeed {chart_seed('tune', groove)}" for groove in grooves_for("tune")]
 
 
 # --- the command -------------------------------------------------------------------

@@ -129,10 +129,10 @@ def eval_(
         _print(figures, as_json)
         return
     spec = find_spec(ref.card.name, ref.card.config or None)
-    progress = None
-    if not quiet and sys.stderr.isatty():
-        def progress(done, total, what):
-            print(f"\rmtools eval: parsing {done}/{total}", end="", file=sys.stderr, flush=True)
+    def parsing(done, total, what):
+        print(f"\rmtools eval: parsing {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    progress = parsing if not quiet and sys.stderr.isatty() else None
     figures = {"model": ref.card.spec, "data": data, "split": split,
                **evaluate_sources(load_event_rnn(ref, device=device.value if device else None),
                                   spec, data, split, progress)}

@@ -422,7 +422,9 @@ TRIO_DATA = (
     "a chord per step) had its chords played by MMA (Debian's mma) in 2 of 25 standard-library "
     "grooves with a drum kit and a bass (mtools.training.trios.GROOVES, chosen per tune by a "
     "hash); the trio is the tune's melody, MMA's bass line and MMA's drums on the 16th grid. "
-    "The bass and drums are therefore MMA's pattern-based accompaniment, not players'.")
+    "The bass and drums are therefore MMA's pattern-based accompaniment, not players'. Since "
+    "trios FORMAT 3 MMA's random timing, volumes and skips are seeded per tune and groove "
+    "(the same data on every machine with the same mma; 21.09 when this was written).")
 
 
 GROOVE_PROTOCOL = (
