@@ -58,6 +58,7 @@ from mtools.io.audio import open_audio, wav_bytes
 from mtools.models.onsets_frames import TranscribeOptions, load_transcriber, transcribe_source
 from mtools.models.registry import resolve_model
 from mtools.score import Note, Score, Tempo, make_score
+from mtools.training.render_sources import PIANO
 from mtools.training.transcription_metrics import audio_pairs, score_figures
 
 SECTION = "bench_transcribe"
@@ -245,7 +246,7 @@ def main() -> None:
     except ModelNotFoundError as error:  # `make bench` before a model is bundled
         print(f"bench_transcribe: skipped: {error}", file=sys.stderr)
         return
-    if ref.card.name != "onsets_frames" and not args.pairs:
+    if ref.card.name != PIANO.model and not args.pairs:
         raise SystemExit(f"bench_transcribe: {args.model} is not a piano model; it scores ASAP "
                          "piano performances (--pairs for your own audio)")
     systems = {"mtools": Mtools(args.model), "basic-pitch": BasicPitch()}

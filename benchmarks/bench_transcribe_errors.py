@@ -195,11 +195,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--selection", action="store_true",
                         help="the performances the thresholds were chosen on")
     args = parser.parse_args(argv)
-    nets = {label: OnsetsFrames.from_ref(resolve_model(ref), device="cpu")
-            for label, ref in map(labelled, args.models)}
+    refs = {label: resolve_model(ref) for label, ref in map(labelled, args.models)}
+    nets = {label: OnsetsFrames.from_ref(ref, device="cpu") for label, ref in refs.items()}
     # the held-out performances of the first model's card (its valid part is
     # what it chose on)
-    first = resolve_model(labelled(args.models[0])[1])
+    first = next(iter(refs.values()))
     pieces = renders.valid_pieces(args.pieces, PIANO, selection=args.selection,
                                   valid_part=renders.card_valid_part(first.card))
     results = {name: tally(net, pieces) for name, net in nets.items()}

@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=["onsets_frames"])
     parser.add_argument("--pieces", type=int, default=12)
     args = parser.parse_args(argv)
-    nets = {name: OnsetsFrames.from_ref(resolve_model(name), device="cpu")
-            for name in args.models}
+    refs = {name: resolve_model(name) for name in args.models}
+    nets = {name: OnsetsFrames.from_ref(ref, device="cpu") for name, ref in refs.items()}
     # held-out pieces avoid the valid part of the first model's card
-    valid_part = renders.card_valid_part(resolve_model(args.models[0]).card)
+    valid_part = renders.card_valid_part(refs[args.models[0]].card)
     cases = [(font, False) for font in (*PIANO.held_out(), *PIANO.train_soundfonts)]
     cases += [(font, True) for font in PIANO.train_soundfonts]
     lines = ["| pieces | soundfont | model | " + " | ".join(FIGURES) + " |",

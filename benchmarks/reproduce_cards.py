@@ -43,17 +43,20 @@ def reproduce_command(measured_by: str) -> list[str] | None:
     return shlex.split(found.group(0).strip())[1:] if found else None
 
 
+def shared_figures(card_figures: dict, printed: dict) -> dict[str, tuple[float, float]]:
+    """{name: (card, printed)} of the numbers both hold (speeds left out)."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    return {name: (card_figures[name], value) for name, value in printed.items()
+            if name not in NOT_COMPARED and number(value) and number(card_figures.get(name))}
+
+
 def differing(card_figures: dict, printed: dict) -> dict[str, tuple[float, float]]:
-    """{name: (card, printed)} of the numbers both hold that disagree."""
-    out = {}
-    for name, value in printed.items():
-        mine = card_figures.get(name)
-        if name in NOT_COMPARED or isinstance(value, bool) or isinstance(mine, bool) \
-                or not isinstance(value, (int, float)) or not isinstance(mine, (int, float)):
-            continue
-        if abs(value - mine) > TOLERANCE * max(1.0, abs(mine)):
-            out[name] = (mine, value)
-    return out
+    """The shared figures that disagree by more than TOLERANCE."""
+    return {name: (mine, value) for name, (mine, value)
+            in shared_figures(card_figures, printed).items()
+            if abs(value - mine) > TOLERANCE * max(1.0, abs(mine))}
 
 
 def check(card) -> dict:
@@ -68,12 +71,10 @@ def check(card) -> dict:
         error = (done.stderr.strip().splitlines() or ["no message"])[-1]
         return {**row, "verdict": f"exit {done.returncode}: {error}"}
     printed = json.loads(done.stdout.strip().splitlines()[-1])
-    compared = [k for k in printed if k in card.metrics and k not in NOT_COMPARED
-                and isinstance(printed[k], (int, float))]
     wrong = differing(card.metrics, printed)
     verdict = ("agrees" if not wrong else "DIFFERS: " + ", ".join(
         f"{k} {a} (card) vs {b}" for k, (a, b) in wrong.items()))
-    return {**row, "compared": len(compared), "verdict": verdict}
+    return {**row, "compared": len(shared_figures(card.metrics, printed)), "verdict": verdict}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,10 +26,12 @@ running from the posterior mean) and the KL term. For onsets_frames
 MIDI: --ref REF.mid per audio file, or a folder where each audio file has
 a MIDI file of the same name beside it, or asap (held-out ASAP
 performances rendered with the held-out soundfont, none of a piece the
-model's card says it chose on; groove for the drum model; --soundfont picks another held-out soundfont or kit, such as
-SalamanderGrandPianoV3, a recorded grand piano fetched on first use); it prints mir_eval's note precision/recall/F1 (onsets within
-50 ms), with offsets, with velocities, and frame F1, averaged over pieces. Prints one JSON object
-(--json) or a short table.
+model's card says it chose on; groove for the drum model; --soundfont
+picks another held-out soundfont or kit, such as SalamanderGrandPianoV3, a
+recorded grand piano fetched on first use); it prints mir_eval's note
+precision/recall/F1 (onsets within 50 ms), with offsets, with velocities,
+and frame F1, averaged over pieces. Prints one JSON object (--json) or a
+short table.
 
 Examples:
 
