@@ -78,7 +78,10 @@ def check(card) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  .venv/bin/python benchmarks/reproduce_cards.py --models onsets_frames "
+               "trio --dry-run")
     parser.add_argument("--models", nargs="+", metavar="NAME",
                         help="only cards whose spec contains one of these")
     parser.add_argument("--dry-run", action="store_true", help="print, write nothing")
