@@ -211,6 +211,46 @@ def test_each_tune_plays_each_of_its_grooves_with_its_own_seed(monkeypatch):
         f"RndSeed {chart_seed('tune', groove)}" for groove in grooves_for("tune")]
 
 
+def test_the_trios_are_made_again_when_another_mma_is_installed(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from mtools.training import corpora, trios
+
+    monkeypatch.setenv("MTOOLS_CACHE", str(tmp_path))
+    sheet = SimpleNamespace(piece="tune", part="valid")
+    monkeypatch.setattr(corpora, "load_lead_sheets", lambda source, progress=None: [sheet])
+    made = []
+
+    def lines(sheet):
+        made.append(trios.mma_version())
+        return [trios.TrioLine(np.zeros((16, 3), np.int16), sheet.piece, "Swing", sheet.part)]
+
+    monkeypatch.setattr(trios, "trio_lines", lines)
+    for version in ("21.09", "21.09", None, "22.01"):
+        monkeypatch.setattr(trios, "mma_version", lambda: version)
+        assert [line.piece for line in trios.load_trios("nottingham")] == ["tune"]
+    # made by 21.09, read again by 21.09 and without mma, made again by 22.01
+    assert made == ["21.09", "22.01"]
+    assert trios.cached_mma_version("nottingham") == "22.01"
+
+
+def test_eval_warns_when_the_trios_came_from_another_mma_than_the_cards(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from mtools.commands import eval as eval_command
+    from mtools.training import trios
+
+    card = SimpleNamespace(spec="music_vae:trio_16bar", training={"trio_mma": "21.09"})
+    for made_by, warned in (("21.09", False), ("22.01", True), (None, True)):
+        monkeypatch.setattr(trios, "cached_mma_version", lambda source: made_by)
+        eval_command._warn_other_mma(SimpleNamespace(card=card), ["nottingham"])
+        err = capsys.readouterr().err
+        assert ("measured on trios made by mma 21.09" in err) == warned, err
+    card.training = {}
+    eval_command._warn_other_mma(SimpleNamespace(card=card), ["nottingham"])
+    assert capsys.readouterr().err == ""
+
+
 # --- the command -------------------------------------------------------------------
 
 

@@ -127,7 +127,8 @@ def eval_(
         return
     if ref.card.name == "music_vae":
         figures = {"model": ref.card.spec, "data": data, "split": split,
-                   **music_vae_figures(ref, data, split, device.value if device else None)}
+                   **music_vae_figures(ref, data, split, device.value if device else None,
+                                     quiet)}
         _print(figures, as_json)
         return
     spec = find_spec(ref.card.name, ref.card.config or None)
@@ -182,7 +183,7 @@ def _coconet_figures(ref, data: list[str], split: str, device, samples: int) -> 
     return framewise_figures(net, chorales, samples)
 
 
-def music_vae_figures(ref, data: list[str], split: str, device) -> dict:
+def music_vae_figures(ref, data: list[str], split: str, device, quiet: bool = False) -> dict:
     from dataclasses import replace
 
     from mtools.errors import InputFormatError
@@ -194,7 +195,27 @@ def music_vae_figures(ref, data: list[str], split: str, device) -> dict:
     if not len(windows):
         raise InputFormatError(f"no {ref.card.config} windows in the {split} part of "
                                f"{' '.join(data)}")
+    if not quiet:
+        _warn_other_mma(ref, data)
     return vae_figures(MusicVae.from_ref(ref, device=device), windows)
+
+
+def _warn_other_mma(ref, data: list[str]) -> None:
+    """A warning when a trio model's card was measured on trios of another
+    MMA version than the ones just read (MMA makes the bass and drums)."""
+    from mtools.training.trios import cached_mma_version
+
+    card_mma = ref.card.training.get("trio_mma")
+    if not card_mma:
+        return
+    from mtools.commands._batch import say
+
+    for source in data:
+        made_by = cached_mma_version(source)
+        if made_by != card_mma:
+            say(f"warning: {ref.card.spec}'s card was measured on trios made by mma {card_mma}; "
+                f"those of {source} here were made by "
+                f"{'mma ' + made_by if made_by else 'an unrecorded mma'}: figures may differ")
 
 
 def transcription_figures(ref, data: list[str], references: list[str], split: str,

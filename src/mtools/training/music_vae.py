@@ -29,6 +29,7 @@ from mtools.training import corpora
 from mtools.training.export import architecture, export_checked, export_onnx, run_card
 from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words, resumable
 from mtools.training.nets import MusicVAENet, PartsVAENet
+from mtools.training.trios import cached_mma_version
 from mtools.training.warm_start import card_beside
 from mtools.training.vae_windows import DEFAULT_CONFIG, TRANSPOSE, VaeConfig, load_windows, \
     transpose_ids
@@ -424,7 +425,7 @@ TRIO_DATA = (
     "hash); the trio is the tune's melody, MMA's bass line and MMA's drums on the 16th grid. "
     "The bass and drums are therefore MMA's pattern-based accompaniment, not players'. Since "
     "trios FORMAT 3 MMA's random timing, volumes and skips are seeded per tune and groove "
-    "(the same data on every machine with the same mma; 21.09 when this was written).")
+    "(the same data on every machine with the same mma: trio_mma names the version).")
 
 
 GROOVE_PROTOCOL = (
@@ -436,6 +437,13 @@ GROOVE_PROTOCOL = (
     "offset_mae_steps (16ths) over the true hits played; baselines on the same hits: every hit "
     "at its class's mean velocity over the windows, every hit exactly on the grid. "
     "kl_per_window in nats.")
+
+
+def _trios_mma(sources) -> str | None:
+    """The MMA version that made the sources' cached trios ("21.09"; versions
+    joined by " / " if they differ), None where unrecorded."""
+    versions = sorted({version for version in map(cached_mma_version, sources) if version})
+    return " / ".join(versions) or None
 
 
 def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
@@ -453,8 +461,8 @@ def _card(request: VaeRequest, model: MusicVAENet, history, train_windows: int,
         "encoding": config.space.to_card(),
         "training": {
             "datasets": list(request.sources),
-            **({"trio_data": TRIO_DATA} if config.space.kind == "trio" or config.trio_part
-               else {}),
+            **({"trio_data": TRIO_DATA, "trio_mma": _trios_mma(request.sources)}
+               if config.space.kind == "trio" or config.trio_part else {}),
             "split": "the pieces' fixed train/valid split (see mtools.training.corpora); "
                      "windows of train pieces train, windows of valid pieces select and measure",
             "windows": f"{config.space.steps} steps starting on every 16-step bar line of pieces "

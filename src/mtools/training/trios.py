@@ -8,6 +8,7 @@ cached under ~/.cache/mtools/data like the parsed corpora."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -133,19 +134,46 @@ def trio_lines(sheet, takes: int = TAKES) -> list[TrioLine]:
     return lines
 
 
+@functools.lru_cache(maxsize=1)
+def mma_version() -> str | None:
+    """The installed MMA's version ("21.09"), None without mma. Another
+    version may play the same seeded chart differently."""
+    if shutil.which("mma") is None:
+        return None
+    done = subprocess.run(["mma", "-v"], capture_output=True, text=True, timeout=60)
+    lines = done.stdout.strip().splitlines()
+    return lines[-1].strip() if done.returncode == 0 and lines else None
+
+
+def cached_mma_version(source: str = "nottingham") -> str | None:
+    """The MMA version that made the cached trios of a source (None: no
+    cache, or one made before the version was recorded)."""
+    path = corpora.cache_paths("trios", source)[0]
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as arrays:
+        return json.loads(str(arrays["recipe"])).get("mma")
+
+
 def load_trios(source: str = "nottingham", *, progress: Progress | None = None,
                refresh: bool = False) -> list[TrioLine]:
     """Every trio of a source's lead sheets (parsed, or read from their
     cache, first), made once and cached. A tune MMA cannot play is left
-    out and listed in the cache's `skipped`."""
+    out and listed in the cache's `skipped`. The cache records the MMA
+    version that made it; another installed version makes the trios again
+    (without mma the cache is read as it is)."""
     sheets = corpora.load_lead_sheets(source, progress=progress)
     path = corpora.cache_paths("trios", source)[0]
     recipe = {"format": FORMAT, "grooves": list(GROOVES), "takes": TAKES,
               "lead_sheets": (corpora.read_manifest("lead_sheets", source) or {}).get("fingerprint")}
+    installed = mma_version()
     if not refresh and path.is_file():
         with np.load(path, allow_pickle=False) as arrays:
-            if json.loads(str(arrays["recipe"])) == recipe:
+            cached = json.loads(str(arrays["recipe"]))
+            made_by = cached.pop("mma", None)
+            if cached == recipe and (installed is None or made_by == installed):
                 return _unpack(arrays)
+    recipe["mma"] = installed
     lines, skipped, started = [], [], time.monotonic()
     for index, sheet in enumerate(sheets):
         try:
