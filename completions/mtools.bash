@@ -62,7 +62,7 @@ _mtools() {
     convert)
         case $prev in
             -o|--output) _mtools_files "$cur"; return ;;
-            --from) _mtools_words 'midi jsonl musicxml mxl abc wav flac ogg' "$cur"; return ;;
+            --from) _mtools_words 'midi jsonl musicxml mxl abc' "$cur"; return ;;
             --to) _mtools_words 'midi jsonl wav' "$cur"; return ;;
             --transpose) return ;;
             --quantize) return ;;

@@ -7,6 +7,7 @@ import pytest
 # Tiny models gain nothing from threads, and OpenMP threads spinning against
 # other busy processes can make a 5 ms training step take seconds.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # as the CLI runs it (mtools.runtime)
 
 
 @pytest.fixture(autouse=True, scope="session")

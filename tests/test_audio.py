@@ -147,6 +147,19 @@ def test_cut_short_wav_is_a_format_error_saying_how_much_is_missing(tmp_path):
     assert len(read_from_pipe(whole[:1000])) > 0
 
 
+def test_cut_short_ogg_is_a_format_error_from_a_file_or_a_pipe(tmp_path):
+    whole = write_sine(tmp_path / "t.ogg", 22050, 1, seconds=3.0, format="OGG",
+                       subtype="VORBIS").read_bytes()
+    assert len(read_audio(tmp_path / "t.ogg", TARGET_RATE_HZ)) > 0
+    last_page = whole.rfind(b"OggS")
+    for cut in (len(whole) - 100, last_page):  # inside the last page; at its start
+        (tmp_path / "cut.ogg").write_bytes(whole[:cut])
+        with pytest.raises(InputFormatError, match="cut.ogg: truncated OGG"):
+            read_audio(tmp_path / "cut.ogg", TARGET_RATE_HZ)
+        with pytest.raises(InputFormatError, match="truncated OGG"):
+            read_from_pipe(whole[:cut])
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_samples_are_a_format_error_naming_the_file(tmp_path, bad):
     frames = sine(8000, 1.0, 2)

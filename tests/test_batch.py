@@ -4,6 +4,7 @@ stdin among the inputs, stopping early, Ctrl-C."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from builders import melody
 from clirunner import run
 from mtools.commands import _batch
 from mtools.commands._batch import JobResult
+from mtools.errors import UsageError
 from mtools.io.midi import score_to_midi
 from mtools.io.streams import Input
 
@@ -132,6 +134,84 @@ def test_interpolate_refuses_stdin_twice_and_program_for_drums(tmp_path):
     assert done.code == 2 and "--program" in done.stderr
 
 
+@pytest.mark.parametrize("command, output", [
+    (["convert", "{a}", "-o", "{a}"], "file"),
+    (["convert", "{a}", "-o", "{folder}"], "its own folder"),
+    (["continue", "{a}", "--model", "melody_rnn", "--bars", "1", "-o", "{folder}/"], "folder/"),
+    (["interpolate", "{a}", "{b}", "-o", "{b}"], "B"),
+])
+def test_an_output_over_an_input_is_refused_before_any_work(tmp_path, monkeypatch, command,
+                                                            output):
+    monkeypatch.chdir(tmp_path)
+    a, b = tmp_path / "a.mid", tmp_path / "b.mid"
+    for path in (a, b):
+        path.write_bytes(score_to_midi(melody("60 62 64 65")))
+    before = a.read_bytes(), b.read_bytes()
+    done = run([part.format(a=a, b=b, folder=tmp_path) for part in command])
+    assert done.code == 2 and "is an input" in done.stderr, (output, done.stderr)
+    assert (a.read_bytes(), b.read_bytes()) == before
+
+
+def test_a_missing_model_is_said_once_for_the_whole_batch(tmp_path):
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.mid").write_bytes(score_to_midi(melody("60 62 64 65")))
+    done = run(["harmonize", "--model", "nosuch", tmp_path / "a.mid", tmp_path / "b.mid",
+                tmp_path / "c.mid", "-o", f"{tmp_path}/out/"])
+    assert done.code == 69 and done.stderr.splitlines() == [
+        "mtools: unknown model 'nosuch' (`mtools models` lists the models there are)"]
+
+
+def test_outputs_beyond_the_planned_ones_are_checked_against_the_inputs_as_written(tmp_path):
+    # an ABC book of 3 tunes gives 3 outputs where -n said 1: book-3.mid is one of the inputs
+    from mtools.io.streams import OutputPlan
+
+    (tmp_path / "book-3.mid").write_bytes(b"input")
+    book = Input("book.abc", tmp_path / "book.abc", Path("book.abc"))
+    inputs = [book, Input("book-3.mid", tmp_path / "book-3.mid", Path("book-3.mid"))]
+    settings = _batch.BatchSettings(OutputPlan("dir", tmp_path), "mid", True, True)
+    with pytest.raises(UsageError, match="book-3.mid is an input"):
+        _batch._emit(book, JobResult([b"1", b"2", b"3"]), settings, [], _batch.InputGuard(inputs))
+    assert (tmp_path / "book-3.mid").read_bytes() == b"input"
+
+
+def test_a_hard_link_to_an_input_is_the_input(tmp_path):
+    (tmp_path / "a.mid").write_bytes(b"input")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.mid").hardlink_to(tmp_path / "a.mid")
+    guard = _batch.InputGuard([Input("a.mid", tmp_path / "a.mid", Path("a.mid"))])
+    with pytest.raises(UsageError):
+        guard.check(tmp_path / "out" / "a.mid")
+    guard.check(tmp_path / "out" / "b.mid")
+    guard.check(None)
+
+
+def test_interpolate_samples_into_a_file_with_a_terminal_on_stdin(tmp_path):
+    done = run(["interpolate", "--sample", "2", "--concat", "-o", tmp_path / "s.mid"],
+               stdin_tty=True)
+    assert done.code == 0, done.stderr
+    assert (tmp_path / "s.mid").stat().st_size > 0
+
+
+def test_an_empty_output_name_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.mid").write_bytes(score_to_midi(melody("60")))
+    done = run(["convert", "a.mid", "-o", ""])
+    assert done.code == 2 and "-o needs a file or folder name" in done.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["continue", "--model", "melody_rnn", "--bars", "1", "-n", "1001"],
+    ["continue", "--model", "melody_rnn", "--bars", "1", "-n", "100", "--beam-size", "8",
+     "--branch-factor", "8"],
+    ["harmonize", "--melody", "60 62", "-n", "1001"],
+    ["interpolate", "--sample", "1001"],
+    ["interpolate", "--steps", "1001"],
+])
+def test_counts_that_would_not_fit_in_memory_are_usage_errors(command):
+    done = run([*command, "--to", "jsonl"], stdin=b"")
+    assert done.code == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+
+
 def test_one_unreadable_card_hides_no_other_model(tmp_path, monkeypatch):
     (tmp_path / "melody_rnn-broken.json").write_text("{")
     (tmp_path / "melody_rnn-broken.onnx").write_bytes(b"")
@@ -139,6 +219,28 @@ def test_one_unreadable_card_hides_no_other_model(tmp_path, monkeypatch):
     done = run(["models", "--json"])
     assert done.code == 69 and "melody_rnn-broken.json" in done.stderr
     assert '"config": "attention_rnn"' in done.stdout.decode()
+    assert '"spec": "melody_rnn:attention_rnn"' in done.stdout.decode()  # what --model takes
+
+
+def test_eval_names_each_file_it_could_not_read_and_exits_65(tmp_path):
+    folder = tmp_path / "mix"
+    folder.mkdir()
+    tune = "60 _ 62 _ 64 _ 65 _ 67 _ 65 _ 64 _ 62 _ " * 8  # 8 bars: long enough to score
+    (folder / "good.mid").write_bytes(score_to_midi(melody(tune)))
+    (folder / "text.mid").write_bytes(b"hello world\n")
+    (folder / "cut.mid").write_bytes(score_to_midi(melody("60 62 64"))[:-7])
+    from mtools.training import corpora
+
+    for _ in range(2):  # parsed, then read from the cache (its manifest names them)
+        corpora._UNREADABLE.clear()
+        done = run(["eval", "--model", "melody_rnn", folder, "--json"])
+        lines = done.stderr.splitlines()
+        assert done.code == 65 and len(lines) == 3, done.stderr
+        assert lines[0].startswith(f"mtools: {folder}/cut.mid: truncated")
+        assert lines[1].startswith(f"mtools: {folder}/text.mid: not a format")
+        assert lines[2] == "mtools: 2 input files could not be read: the figures above leave them out"
+        assert json.loads(done.stdout)["pieces"] == 1
+    assert len(corpora.read_manifest("melodies", str(folder))["unreadable"]) == 2
 
 
 def test_library_warnings_stay_off_stderr(monkeypatch, tmp_path):
@@ -211,11 +313,11 @@ def test_a_set_of_outputs_cut_short_is_not_skipped(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_batch, "atomic_write", write_then_fail)
     with pytest.raises(OSError):
-        _batch._emit(source, JobResult([b"x"] * 12), settings, [])
+        _batch._emit(source, JobResult([b"x"] * 12), settings, [], _batch.InputGuard([]))
     assert written == ["book-12.mid", "book-11.mid", "book-10.mid"]
     assert not _batch._done(source, settings)
     monkeypatch.setattr(_batch, "atomic_write", streams.atomic_write)
-    _batch._emit(source, JobResult([b"x"] * 12), settings, [])
+    _batch._emit(source, JobResult([b"x"] * 12), settings, [], _batch.InputGuard([]))
     assert _batch._done(source, settings)
 
 
@@ -231,3 +333,22 @@ def test_progress_is_on_a_terminal_unless_told(monkeypatch, progress, quiet, ter
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
     assert shows_progress(progress, quiet) is shown
+
+
+def test_an_output_written_again_keeps_its_permissions(tmp_path):
+    from mtools.io.streams import atomic_write
+
+    target = tmp_path / "out.mid"
+    atomic_write(target, b"one")
+    assert target.stat().st_mode & 0o777 == 0o666 & ~streams_umask()
+    target.chmod(0o600)
+    atomic_write(target, b"two")
+    assert target.read_bytes() == b"two" and target.stat().st_mode & 0o777 == 0o600
+
+
+def streams_umask() -> int:
+    import os
+
+    current = os.umask(0)
+    os.umask(current)
+    return current

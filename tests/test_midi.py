@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from builders import drums, melody, pedal
 from mtools.errors import InputFormatError
 from mtools.io.midi import midi_to_score, score_to_midi
-from mtools.score import (ChordSymbol, ControlChange, KeySignature, Note, PitchBend, Tempo,
+from mtools.score import (ChordSymbol, KeySignature, Note, PitchBend, Tempo,
                           TimeSignature, make_score)
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -206,6 +206,18 @@ def test_times_no_midi_file_can_hold_are_an_error_not_a_hang(start, end):
     # a NaN once became a negative tick count and looped in the length encoding
     with pytest.raises(InputFormatError):
         score_to_midi(make_score([Note(60, 80, start, end)]))
+
+
+def test_a_time_past_int64_ticks_is_named_not_wrapped_round():
+    with pytest.raises(InputFormatError, match=r"a time of 1e\+308 s is more than"):
+        score_to_midi(make_score([Note(60, 80, 0.0, 1e308)]))
+
+
+def test_a_bad_midi_file_is_named_in_its_error():
+    from mtools.io.formats import read_scores
+
+    with pytest.raises(InputFormatError, match=r"^song\.mid: truncated"):
+        read_scores(score_to_midi(melody("60 62 64 65"))[:-7], "midi", "song.mid")
 
 
 def _programs_per_channel(programs: list[int]) -> dict[int, list[int]]:

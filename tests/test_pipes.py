@@ -66,9 +66,28 @@ def test_bad_input_in_a_pipe_exits_65_with_one_line(tmp_path):
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_full_disk_behind_stdout_is_a_one_line_write_error(long_song, tmp_path):
-    done = shell("mtools convert a.mid --to jsonl > /dev/full", tmp_path)
+    for command in ("mtools convert a.mid --to jsonl", "mtools --help", "mtools models"):
+        done = shell(f"{command} > /dev/full", tmp_path)
+        assert done.returncode == 1, command
+        assert done.stderr.decode() == "mtools: stdout: cannot write: no space left on device\n"
+
+
+def test_closed_stderr_keeps_errors_out_of_stdout_and_closed_stdout_is_an_error(tmp_path):
+    done = shell("mtools convert nosuch.mid --to jsonl 2>&-", tmp_path)
+    assert done.returncode == 66 and done.stdout == b""
+    (tmp_path / "a.mid").write_bytes(score_to_midi(melody("60 62")))
+    done = shell("mtools convert a.mid --to jsonl >&-", tmp_path)
     assert done.returncode == 1
-    assert done.stderr.decode() == "mtools: stdout: cannot write: no space left on device\n"
+    assert done.stderr.decode() == "mtools: stdout: cannot write: it is closed (use -o FILE)\n"
+
+
+def test_a_model_run_writes_nothing_into_home(tmp_path):
+    # ONNX Runtime's telemetry would keep a device id under ~/.cache/Microsoft
+    (tmp_path / "home").mkdir()
+    done = shell("HOME=$PWD/home mtools continue --model melody_rnn --bars 1 --to jsonl "
+                 "</dev/null", tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith(b"{")
+    assert list((tmp_path / "home").rglob("*")) == []
 
 
 def test_a_file_where_the_output_folder_should_be_is_named(long_song, tmp_path):

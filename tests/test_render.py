@@ -74,6 +74,20 @@ def test_named_soundfont_that_does_not_exist(no_soundfonts, tmp_path, monkeypatc
         find_soundfont(None)
 
 
+def test_a_bare_soundfont_name_is_looked_for_in_the_system_folders(no_soundfonts, tmp_path,
+                                                                   monkeypatch):
+    system, _ = no_soundfonts
+    (system / "FluidR3_GM.sf2").write_bytes(b"x")
+    assert find_soundfont("FluidR3_GM.sf2") == system / "FluidR3_GM.sf2"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FluidR3_GM.sf2").write_bytes(b"x")  # one here wins
+    assert find_soundfont("FluidR3_GM.sf2").resolve() == tmp_path / "FluidR3_GM.sf2"
+    with pytest.raises(InputMissingError, match="looked in"):
+        find_soundfont("Other.sf2")
+    with pytest.raises(InputMissingError, match="is a folder"):
+        find_soundfont(str(system))
+
+
 def test_missing_tinysoundfont_gives_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "tinysoundfont", None)  # import fails
     with pytest.raises(RuntimeUnavailableError) as caught:

@@ -60,6 +60,33 @@ def test_missing_onnxruntime_raises_with_install_hint(monkeypatch):
     assert "mtools[cpu]" in str(caught.value) and "mtools[gpu]" in str(caught.value)
 
 
+def test_ctrl_c_while_onnxruntime_loads_is_an_interruption(monkeypatch):
+    # an extension interrupted while it loads reports an ImportError caused by the Ctrl-C
+    class Interrupted:
+        def find_spec(self, name, path=None, target=None):
+            if name == "onnxruntime":
+                try:
+                    raise KeyboardInterrupt
+                except KeyboardInterrupt as interrupt:
+                    raise ImportError("initialization failed") from interrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "onnxruntime")
+    monkeypatch.setattr(sys, "meta_path", [Interrupted(), *sys.meta_path])
+    with pytest.raises(KeyboardInterrupt):
+        runtime._import_ort()
+
+
+def test_onnxruntime_telemetry_is_off_unless_asked_for(monkeypatch):
+    # (the process-wide effect is checked in test_pipes: a model run writes nothing into $HOME)
+    monkeypatch.delenv(runtime.TELEMETRY_ENV, raising=False)
+    runtime._import_ort()
+    assert runtime.os.environ[runtime.TELEMETRY_ENV] == "1"
+    monkeypatch.setenv(runtime.TELEMETRY_ENV, "0")
+    runtime._import_ort()
+    assert runtime.os.environ[runtime.TELEMETRY_ENV] == "0"
+
+
 @pytest.mark.parametrize(
     ("requested", "env", "expected"),
     [("cpu", None, "cpu"), (None, "cpu", "cpu"), (None, " CPU ", "cpu"), ("cpu", "cuda", "cpu")],

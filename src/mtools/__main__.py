@@ -1,3 +1,3 @@
-from mtools.cli import main
+from mtools import main
 
 main()

@@ -5,6 +5,7 @@ numpy, torch or onnxruntime; command modules import their libraries lazily."""
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -53,7 +54,7 @@ def _command(name: str):
 
 def _version(value: bool) -> None:
     if value:
-        print(f"mtools {__version__}")
+        typer.echo(f"mtools {__version__}")
         raise typer.Exit()
 
 
@@ -115,6 +116,8 @@ def _quiet_broken_pipe() -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     argv = sys.argv[1:] if argv is None else argv
+    if sys.stderr is None:  # started with 2>&-: messages go nowhere, never into stdout's data
+        sys.stderr = open(os.devnull, "w")
     try:
         if argv and argv[0] in COMMANDS:
             target, args, prog = _one_command(argv[0]), argv[1:], f"mtools {argv[0]}"
@@ -147,9 +150,40 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("mtools: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:
+        if _debugging(argv):
+            raise
+        if not _stdout_fails(exc):
+            _internal_error(exc)
+        # help, --version or a table printed straight to a full disk (`> /dev/full`):
+        # files and data on stdout go through mtools.io.streams, which says so itself
+        from mtools.io.streams import _why
+        print(f"mtools: stdout: cannot write: {_why(exc)}", file=sys.stderr)
+        _quiet_broken_pipe()  # the unwritten rest must not fail again at exit
+        sys.exit(EXIT_FAILURE)
     except Exception as exc:  # a bug: one line unless --debug
         if _debugging(argv):
             raise
-        print(f"mtools: internal error: {type(exc).__name__}: {exc} "
-              f"(run with --debug for the traceback)", file=sys.stderr)
-        sys.exit(EXIT_FAILURE)
+        _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> None:
+    print(f"mtools: internal error: {type(exc).__name__}: {exc} "
+          f"(run with --debug for the traceback)", file=sys.stderr)
+    sys.exit(EXIT_FAILURE)
+
+
+def _stdout_fails(exc: OSError) -> bool:
+    """Whether `exc` is a write error from printing to stdout: help or
+    --version (click's echo) or a table (rich), which write straight to it;
+    a file, the data on stdout (mtools.io.streams) and the rest say so
+    themselves."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EBADF):
+        return False
+    frame, printing = exc.__traceback__, False
+    while frame is not None:
+        code = frame.tb_frame.f_code
+        printing = printing or code.co_name == "echo" and "click" in code.co_filename \
+            or code.co_name == "print" and "rich" in code.co_filename
+        frame = frame.tb_next
+    return printing

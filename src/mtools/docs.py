@@ -61,6 +61,9 @@ ENVIRONMENT = (
                      "checkpoints (runs/); default ~/.cache/mtools."),
     ("MTOOLS_DATA", "The folder holding the training data sets (nottingham/, groove_midi/, "
                     "...); default ../shared/data beside the repository."),
+    ("ORT_DISABLE_TELEMETRY", "Set to 1 by mtools unless set: ONNX Runtime would otherwise send "
+                              "usage events to Microsoft and keep a device id under "
+                              "~/.cache/Microsoft."),
 )
 
 

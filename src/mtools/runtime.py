@@ -58,8 +58,17 @@ _GPU_HINT = "use --device cpu, or install what is missing"
 _late_cuda_failure: list[str] = []
 
 
+TELEMETRY_ENV = "ORT_DISABLE_TELEMETRY"
+
+
 def _import_ort() -> Any:
-    """Import onnxruntime quietly; raise RuntimeUnavailableError if absent."""
+    """Import onnxruntime quietly; raise RuntimeUnavailableError if absent.
+    ONNX Runtime's own telemetry (1.29 on: a device id written under
+    ~/.cache/Microsoft, events sent to Microsoft, a warning on stderr when
+    $HOME is read-only) is off unless $ORT_DISABLE_TELEMETRY says otherwise:
+    a command-line tool should neither phone home nor write outside its
+    own cache unasked."""
+    os.environ.setdefault(TELEMETRY_ENV, "1")
     try:
         with warnings.catch_warnings():
             # GPU builds may warn at import when CUDA libraries are missing;
@@ -67,11 +76,25 @@ def _import_ort() -> Any:
             warnings.simplefilter("ignore")
             import onnxruntime
     except ImportError as error:
+        if _interrupted(error):  # Ctrl-C while its extension loaded, not a missing install
+            raise KeyboardInterrupt from None
         raise RuntimeUnavailableError(
             f"ONNX Runtime is not installed ({error})", hint=_INSTALL_HINT
         ) from error
     onnxruntime.set_default_logger_severity(_ORT_LOG_FATAL)
     return onnxruntime
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is behind `error` (a C extension that is
+    interrupted while it loads reports an ImportError caused by it)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 # ---------------------------------------------------------------- device choice

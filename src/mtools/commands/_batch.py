@@ -10,7 +10,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from mtools.errors import MtoolsError, OutputError, UsageError
+from mtools.errors import ModelNotFoundError, MtoolsError, OutputError, \
+    RuntimeUnavailableError, UsageError
 from mtools.io.streams import Input, OutputPlan, atomic_write, check_binary_stdout, is_terminal, \
     write_stdout
 
@@ -125,6 +126,41 @@ def _check_plan(inputs: Sequence[Input], settings: BatchSettings) -> None:
                          hint="name a file, or use --to jsonl for text")
     if settings.skip_existing and plan.mode != "dir":
         raise UsageError("--skip-existing needs -o DIR/")
+    guard, takes = InputGuard(inputs), (settings.takes or 1) if settings.single_per_file else 1
+    for source in inputs:  # before any work; _emit checks each file again as it writes
+        for index in range(takes):
+            guard.check(plan.target(source, settings.extension, index if takes > 1 else None,
+                                    takes))
+
+
+class InputGuard:
+    """Refuses an output path that is one of the inputs (`-o .` beside the
+    primer, `-o ip/` for inputs in ip/, `-o a.mid` for a.mid): writing it
+    would lose the input. Inputs that are regular files count; a path is
+    the same when it resolves to it or is the same file (a case-insensitive
+    file system, a hard link)."""
+
+    def __init__(self, inputs: Sequence[Input]):
+        import os
+
+        self._by_name: dict[str, list[str]] = {}
+        for source in inputs:
+            if source.path is not None and os.path.isfile(source.path):
+                real = os.path.realpath(source.path)
+                self._by_name.setdefault(os.path.basename(real).lower(), []).append(real)
+
+    def check(self, target) -> None:
+        """UsageError when `target` (a path; None: stdout) is an input."""
+        import os
+
+        if target is None or not self._by_name:
+            return
+        real = os.path.realpath(target)
+        candidates = self._by_name.get(os.path.basename(real).lower(), ())
+        for path in candidates:
+            if real == path or (os.path.exists(real) and os.path.samefile(real, path)):
+                raise UsageError(f"{target} is an input: writing the output there would "
+                                 "replace it", hint="write the outputs to another file or folder")
 
 
 def _check_distinct_names(inputs: Sequence[Input], settings: BatchSettings) -> None:
@@ -151,16 +187,19 @@ def run_batch(inputs: Sequence[Input], job: Callable[[Input], JobResult],
         say(f"skipped {skipped} input(s) whose output exists")
     failures: list[int] = []
     collected: list[bytes] = []  # for -o FILE: written once, at the end
+    guard = InputGuard(inputs)
     with _progress(len(todo), settings) as advance, \
             contextlib.closing(_results(todo, job, settings.jobs)) as results:
         for done, (source, outcome) in enumerate(results):
+            if isinstance(outcome, (ModelNotFoundError, RuntimeUnavailableError)):
+                raise outcome  # a missing model or runtime: the same for every input, said once
             if isinstance(outcome, MtoolsError):
                 say(str(outcome) if str(outcome).startswith(source.name)
                     else f"{source.name}: {outcome}")
                 failures.append(outcome.exit_code)
             else:
                 try:
-                    _emit(source, outcome, settings, collected)
+                    _emit(source, outcome, settings, collected, guard)
                 except OutputError as error:  # a full disk, a read-only folder: stop
                     if len(todo) == 1:
                         raise
@@ -246,7 +285,7 @@ def _guarded(job, source: Input):
 
 
 def _emit(source: Input, result: JobResult, settings: BatchSettings,
-          collected: list[bytes]) -> None:
+          collected: list[bytes], guard: InputGuard) -> None:
     if not settings.quiet:
         for warning in result.warnings:
             say(f"{source.name}: warning: {warning}")
@@ -264,6 +303,7 @@ def _emit(source: Input, result: JobResult, settings: BatchSettings,
         count = len(result.outputs)
         for index in reversed(range(count)):
             target = plan.target(source, settings.extension, index if count > 1 else None, count)
+            guard.check(target)  # more outputs than -n said (an ABC book's tunes × -n)
             atomic_write(target, result.outputs[index])
 
 

@@ -9,17 +9,6 @@ import math
 import typer
 
 
-class InFormat(str, Enum):
-    midi = "midi"
-    jsonl = "jsonl"
-    musicxml = "musicxml"
-    mxl = "mxl"
-    abc = "abc"
-    wav = "wav"
-    flac = "flac"
-    ogg = "ogg"
-
-
 class ScoreFormat(str, Enum):
     """The input formats of commands that read notes, not audio."""
 
@@ -67,10 +56,6 @@ Output = Annotated[Optional[str], typer.Option(
     "-o", "--output", metavar="PATH",
     help="Write here instead of stdout. 'DIR/' writes one file per input (or per "
          "output) with a predictable name; the extension of FILE picks the format.")]
-From = Annotated[Optional[InFormat], typer.Option(
-    "--from", metavar="FORMAT", help="Input format (midi, jsonl, musicxml, mxl, abc, wav, flac, ogg) instead of "
-         "sniffing it from the content.",
-    show_default=False)]
 ScoreFrom = Annotated[Optional[ScoreFormat], typer.Option(
     "--from", metavar="FORMAT", help="Input format (midi, jsonl, musicxml, mxl, abc) instead of "
          "sniffing it from the content.",
@@ -89,8 +74,10 @@ DeviceOpt = Annotated[Optional[Device], typer.Option(
     help="Where models run: auto (CUDA when it can really run, else CPU), cpu or cuda.")]
 Temperature = Annotated[float, typer.Option(
     "--temperature", callback=finite, min=0.0, metavar="T", help="Sampling temperature: lower is safer, higher wilder.")]
+MAX_OUTPUTS = 1000  # per input and run: all of them are made side by side, in memory
 NumOutputs = Annotated[int, typer.Option(
-    "--num-outputs", "-n", min=1, metavar="N", help="How many outputs to generate per input.")]
+    "--num-outputs", "-n", min=1, max=MAX_OUTPUTS, metavar="N",
+    help=f"How many outputs to generate per input (at most {MAX_OUTPUTS}).")]
 Jobs = Annotated[int, typer.Option(
     "--jobs", "-j", min=1, metavar="N", help="Process this many inputs in parallel.")]
 SkipExisting = Annotated[bool, typer.Option(

@@ -26,7 +26,8 @@ Examples:
   mtools convert song.mid -o song.wav --soundfont FluidR3_GM.sf2
 """
 
-SOUNDFONT_HELP = ("General MIDI .sf2 for --to wav. Default search: $MTOOLS_SOUNDFONT, "
+SOUNDFONT_HELP = ("General MIDI .sf2 for --to wav: a path, or the name of one in "
+                  "/usr/share/sounds/sf2 or /usr/share/soundfonts. Default search: $MTOOLS_SOUNDFONT, "
                   "/usr/share/sounds/sf2/*.sf2, then the TimGM6mb.sf2 that the "
                   "pretty_midi package ships.")
 
@@ -66,7 +67,7 @@ def convert_input(options: ConvertOptions, source) -> JobResult:
 def convert(
     inputs: opt.Inputs = None,
     output: opt.Output = None,
-    from_: opt.From = None,
+    from_: opt.ScoreFrom = None,
     to: opt.To = None,
     transpose: Annotated[int, typer.Option(
         "--transpose", metavar="SEMITONES", help="Shift pitched notes by this many semitones.")] = 0,
@@ -91,6 +92,9 @@ def convert(
         from mtools.errors import UsageError
         raise UsageError(f"--soundfont renders audio; this writes {settings.format}",
                          hint="add --to wav, or -o NAME.wav")
+    if settings.format == "wav":
+        from mtools.io.render import find_soundfont
+        soundfont = str(find_soundfont(soundfont))  # once for the batch, not once per input
     options = ConvertOptions(from_.value if from_ else None, settings.format, transpose, melody,
                              sustain, quantize, soundfont)
     code = run_batch(score_inputs(inputs), partial(convert_input, options), settings)

@@ -124,12 +124,14 @@ def eval_(
                    **_coconet_figures(ref, data, split, device.value if device else None,
                                      samples or SAMPLES)}
         _print(figures, as_json)
+        _fail_on_unreadable(data)
         return
     if ref.card.name == "music_vae":
         figures = {"model": ref.card.spec, "data": data, "split": split,
                    **music_vae_figures(ref, data, split, device.value if device else None,
                                      quiet)}
         _print(figures, as_json)
+        _fail_on_unreadable(data)
         return
     spec = find_spec(ref.card.name, ref.card.config or None)
     def parsing(done, total, what):
@@ -149,6 +151,29 @@ def eval_(
                                "the fixed split may have put every piece in the other part: "
                                "try --split all")
     _print(figures, as_json)
+    _fail_on_unreadable(data)
+
+
+def _fail_on_unreadable(data: list[str]) -> None:
+    """After the figures: each file of the folders and files named that
+    could not be read, one line each on stderr, then exit 65 (a batch keeps
+    going past a bad file and says so; the figures leave it out). The data
+    sets' own odd files (named corpora) are left out quietly, as training
+    leaves them."""
+    from mtools.commands._batch import say
+    from mtools.errors import InputFormatError
+    from mtools.training.corpora import is_named_source, unreadable_files
+
+    from pathlib import Path
+
+    bad = [f"{source.rstrip('/')}/{why}" if Path(source).is_dir() else why
+           for source in data if not is_named_source(source) for why in unreadable_files(source)]
+    for why in bad:
+        say(why)
+    if bad:
+        raise InputFormatError(f"{len(bad)} input file{'s' if len(bad) > 1 else ''} could not "
+                               "be read: the figures above leave "
+                               f"{'them' if len(bad) > 1 else 'it'} out")
 
 
 def _print(figures: dict, as_json: bool) -> None:

@@ -53,10 +53,11 @@ def interpolate(
     output: opt.Output = None,
     model: opt.Model = "music_vae",
     steps: Annotated[Optional[int], typer.Option(
-        "--steps", min=2, metavar="N",
+        "--steps", min=2, max=opt.MAX_OUTPUTS, metavar="N",
         help="Points from A to B, both ends included (default 8).")] = None,
     sample: Annotated[Optional[int], typer.Option(
-        "--sample", min=1, metavar="N", help="Decode N draws from the prior instead (no inputs).")] = None,
+        "--sample", min=1, max=opt.MAX_OUTPUTS, metavar="N",
+        help="Decode N draws from the prior instead (no inputs).")] = None,
     window: Annotated[Optional[str], typer.Option(
         "--window", metavar="BAR[,BAR]",
         help="The bar the windows start at, or A's and B's (default: each one's first bar "
@@ -85,7 +86,7 @@ def interpolate(
 ) -> None:
     import json
 
-    from mtools.commands._batch import say, score_batch
+    from mtools.commands._batch import InputGuard, say, score_batch, score_inputs
     from mtools.errors import UsageError
     from mtools.io.formats import encode_outputs
     from mtools.io.streams import OutputPlan, check_binary_stdout
@@ -107,6 +108,8 @@ def interpolate(
         raise UsageError("--fit-rounds fits latent vectors to A and B; --sample takes no inputs")
     if settings.plan.mode == "stdout":
         check_binary_stdout(settings.binary)
+    guard = InputGuard(score_inputs(inputs) if inputs else [])
+    guard.check(settings.plan.path if settings.plan.mode == "file" else None)
     bars = _window_bars(window)
     options = lib.InterpolateOptions(
         model=model, steps=8 if steps is None else steps, temperature=temperature, seed=seed,
@@ -138,7 +141,7 @@ def interpolate(
     if not quiet:
         for warning in warnings + result.warnings:
             say(f"warning: {warning}")
-    _write(outputs, settings, name)
+    _write(outputs, settings, name, guard)
 
 
 DRUM_KINDS = ("drums", "groove")  # spaces whose output has no melody for --program
@@ -180,15 +183,19 @@ def _two_scores(args: list[str] | None, in_format: str | None):
     return found
 
 
-def _write(outputs: list[bytes], settings, name: str) -> None:
+def _write(outputs: list[bytes], settings, name: str, guard) -> None:
     from mtools.errors import UsageError
     from mtools.io.streams import Input, atomic_write, write_stdout
 
     plan = settings.plan
     if plan.mode == "dir":
         source = Input(name, None, Path(f"{name}.{settings.extension}"))
-        for index, data in enumerate(outputs):
-            atomic_write(plan.target(source, settings.extension, index, len(outputs)), data)
+        targets = [plan.target(source, settings.extension, index, len(outputs))
+                   for index in range(len(outputs))]
+        for target in targets:
+            guard.check(target)  # an input named like an output, in the output folder
+        for target, data in zip(targets, outputs):
+            atomic_write(target, data)
         return
     if len(outputs) > 1:
         where = "stdout" if plan.mode == "stdout" else f"-o {plan.path}"

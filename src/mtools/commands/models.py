@@ -17,7 +17,7 @@ Examples:
 
 \b
   mtools models
-  mtools models --json | jq -r '.[].name'
+  mtools models --json | jq -r '.[].spec'  # the names --model takes
 """
 
 
@@ -32,7 +32,8 @@ HEADLINE_METRICS = {"nll_per_step": "nll {:.3g}", "ngram_nll_per_step": "n-gram 
 
 
 def models(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the cards as a JSON array.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the cards as a JSON array (each with its `spec`, the name --model takes).")] = False,
     debug: opt.Debug = False,
 ) -> None:
     from mtools.io.streams import write_stdout
@@ -43,7 +44,8 @@ def models(
     for error in skipped:
         print(f"mtools: skipped {error}", file=sys.stderr)
     if as_json:
-        write_stdout(json.dumps([c.to_dict() for c in cards], indent=2, sort_keys=True) + "\n")
+        write_stdout(json.dumps([{**c.to_dict(), "spec": c.spec} for c in cards], indent=2,
+                                sort_keys=True) + "\n")
     elif not cards:
         print("mtools: no models are bundled in this build "
               "(add your own with MTOOLS_MODEL_PATH or --model PATH)", file=sys.stderr)
@@ -76,6 +78,9 @@ def _print_table(cards) -> None:
         table.add_row(name, card.task, f"{card.size_bytes / 1e6:.1f} MB", data, metrics,
                       card.sha256[:12])
     # A pipe or file gets whole rows (rich would assume 80 columns).
+    if sys.stdout is None:  # started with >&-
+        from mtools.errors import OutputError
+        raise OutputError("stdout: cannot write: it is closed")
     Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)
 
 

@@ -192,6 +192,7 @@ def _open_sound_file(target, label: str, spool: BinaryIO | None) -> AudioSource:
 
     if spool is None:  # a pipe's header size is an estimate: its copy was fixed instead
         _check_wav_length(target, label)
+    _check_ogg_end(target if spool is None else spool, label)
     with _decode_errors(label, target):
         sound_file = soundfile.SoundFile(target)
     if sound_file.frames <= 0:
@@ -304,6 +305,47 @@ def _check_wav_length(target, label: str) -> None:
     raise InputFormatError(f"{label}: truncated WAV: the data chunk announces {found[1]} "
                            f"bytes but the file ends after {available} "
                            f"({missing} bytes missing{seconds})")
+
+
+OGG_TAIL_BYTES = 65_307  # the longest Ogg page: 27-byte header, 255 lacing values, 255 × 255
+
+
+def _check_ogg_end(target, label: str) -> None:
+    """Refuse an Ogg stream cut short (libsndfile decodes what is there
+    without a word): its last page must be whole and mark the end of its
+    stream (the header's end-of-stream flag)."""
+    handle = open(target, "rb") if isinstance(target, (str, os.PathLike)) else target
+    try:
+        handle.seek(0)
+        if handle.read(4) != b"OggS":
+            return
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - OGG_TAIL_BYTES))
+        tail = handle.read()
+    finally:
+        if handle is target:
+            handle.seek(0)
+        else:
+            handle.close()
+    start = tail.rfind(b"OggS\x00")  # capture pattern and stream structure version 0
+    if start < 0:
+        return  # no page header near the end: libsndfile judges it
+    end = _ogg_page_end(tail, start)
+    if end is not None and end < len(tail):
+        return  # bytes after the page that looks last: "OggS" inside a packet, not a cut
+    if end == len(tail) and tail[start + 5] & 0x04:
+        return  # whole, and the end of its stream
+    raise InputFormatError(f"{label}: truncated OGG: the stream ends before its last page")
+
+
+def _ogg_page_end(data: bytes, start: int) -> int | None:
+    """Where the Ogg page whose header starts at `start` ends (its header,
+    lacing values and packet data); None when the header itself is cut."""
+    if start + 27 > len(data):
+        return None
+    count = data[start + 26]
+    lacing = data[start + 27:start + 27 + count]
+    return None if len(lacing) < count else start + 27 + count + sum(lacing)
 
 
 def _fill_in_streamed_wav_size(spool: BinaryIO) -> None:

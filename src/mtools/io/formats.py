@@ -32,7 +32,10 @@ def read_scores(data: bytes, fmt: str, name: str = "input") -> list[Score]:
         raise InputFormatError(f"{name}: input is empty")
     if fmt == "midi":
         from mtools.io.midi import midi_to_score
-        return [midi_to_score(data)]
+        try:
+            return [midi_to_score(data)]
+        except InputFormatError as exc:  # the parser does not know the file's name
+            raise InputFormatError(f"{name}: {exc.args[0]}", hint=exc.hint) from None
     if fmt == "jsonl":
         from mtools.io.jsonl import iter_jsonl
         try:

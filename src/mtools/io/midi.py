@@ -342,8 +342,15 @@ class _TickMap:
             raise InputFormatError("a time in the score is not a finite number: no MIDI file "
                                    "can hold it")
         seg = np.maximum(np.searchsorted(self.times_s, seconds + 1e-9, side="right") - 1, 0)
-        exact = self.ticks_at[seg] + (seconds - self.times_s[seg]) * self.ticks_per_s[seg]
+        with np.errstate(over="ignore"):  # a time past any tick count: refused just below
+            exact = self.ticks_at[seg] + (seconds - self.times_s[seg]) * self.ticks_per_s[seg]
+        if exact.size and not (np.isfinite(exact).all() and exact.max() <= _MAX_TICKS):  # past int64 the count would wrap round
+            raise InputFormatError(f"a time of {float(seconds.max()):g} s is more than a MIDI "
+                                   "file can hold")
         return np.maximum(np.rint(exact), 0).astype(np.int64)
+
+
+_MAX_TICKS = 2.0 ** 62  # ticks from the start, well inside int64
 
 
 def _varlen(value: int) -> bytes:

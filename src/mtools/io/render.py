@@ -47,7 +47,8 @@ SOUNDFONT_INSTALL_HINT = ("pip install --no-deps pretty_midi (ships TimGM6mb.sf2
                           "apt-get install timgm6mb-soundfont, or pass --soundfont PATH")
 
 SOUNDFONT_SEARCH_HELP = (
-    "Soundfont: --soundfont PATH, else $MTOOLS_SOUNDFONT, else FluidR3_GM.sf2, "
+    "Soundfont: --soundfont PATH (a bare file name is also looked for in the folders "
+    "below), else $MTOOLS_SOUNDFONT, else FluidR3_GM.sf2, "
     "TimGM6mb.sf2 or another .sf2 in /usr/share/sounds/sf2 or /usr/share/soundfonts "
     "(apt-get install fluid-soundfont-gm or timgm6mb-soundfont), else the "
     "TimGM6mb.sf2 inside the pretty_midi package (pip install --no-deps pretty_midi). "
@@ -69,8 +70,16 @@ def find_soundfont(explicit: str | os.PathLike | None = None) -> Path:
                           (f"${SOUNDFONT_ENV}", os.environ.get(SOUNDFONT_ENV))):
         if named:
             path = Path(named).expanduser()
+            if path.is_dir():
+                raise InputMissingError(f"soundfont {named} (from {origin}): is a folder, "
+                                        "not a .sf2 file")
+            if not path.is_file() and path.name == named:  # a bare name: the system's folders
+                path = next((folder / named for folder in SYSTEM_SOUNDFONT_DIRS
+                             if (folder / named).is_file()), path)
             if not path.is_file():
-                raise InputMissingError(f"soundfont {named} (from {origin}): no such file")
+                raise InputMissingError(f"soundfont {named} (from {origin}): no such file",
+                                        hint=None if path.name != named else "looked in "
+                                        + ", ".join(map(str, SYSTEM_SOUNDFONT_DIRS)))
             return path
     for folder in SYSTEM_SOUNDFONT_DIRS:
         found = _soundfont_in(folder)

@@ -136,6 +136,8 @@ class OutputPlan:
     def from_option(output: str | None) -> "OutputPlan":
         if output is None or output == "-":
             return OutputPlan("stdout")
+        if not output.strip():
+            raise UsageError("-o needs a file or folder name", hint="-o - writes to stdout")
         if output.endswith(("/", os.sep)) or Path(output).is_dir():
             return OutputPlan("dir", Path(output))
         return OutputPlan("file", Path(output))
@@ -191,7 +193,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask
+        os.chmod(temp, _mode_for(path))
         os.replace(temp, path)
     except BaseException as exc:
         try:
@@ -201,6 +203,15 @@ def atomic_write(path: Path, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise OutputError(f"{path}: cannot write: {_why(exc)}") from None
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions a new output gets (mkstemp makes 0600): an existing
+    file's own, kept as it is replaced, else 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def _why(exc: OSError) -> str:
@@ -253,6 +264,8 @@ def write_stdout(data: bytes | str) -> None:
     pipe raises StdoutClosed."""
     if isinstance(data, str):
         data = data.encode("utf-8")
+    if sys.stdout is None:  # started with >&-
+        raise OutputError("stdout: cannot write: it is closed", hint="use -o FILE")
     try:
         # A pipe whose reader leaves mid-write takes part of a big write and
         # says so only in the count; the write after it fails as it should.

@@ -84,6 +84,9 @@ class ContinueOptions:
                              self.steps_per_iteration)
 
 
+MAX_BATCH_ROWS = 4096  # sequences generated side by side (outputs × beams × branches)
+
+
 @dataclass
 class ContinueResult:
     scores: list[Score]
@@ -126,6 +129,10 @@ def check_options(options: ContinueOptions):
     if unused:
         raise UsageError(f"{' and '.join(unused)} {'does' if len(unused) == 1 else 'do'} nothing "
                          f"for {family}", hint="chords are for improv_rnn, --key for melody_rnn")
+    if options.batch_rows > MAX_BATCH_ROWS:
+        raise UsageError(f"-n × --beam-size × --branch-factor is {options.batch_rows} sequences "
+                         f"side by side, more than the {MAX_BATCH_ROWS} that fit in memory",
+                         hint="fewer outputs per run, or a smaller beam")
     return ref
 
 

@@ -167,6 +167,22 @@ def read_manifest(kind: str, source: str) -> dict | None:
         return None
 
 
+_UNREADABLE: dict[tuple[str, str], list[str]] = {}  # (kind, source) → "file: reason", as loaded
+
+
+def is_named_source(source: str) -> bool:
+    """Whether `source` names one of the data sets (not a path)."""
+    return source in _NAMED_SOURCES
+
+
+def unreadable_files(source: str) -> list[str]:
+    """"file: reason" for each file of `source` that could not be read, as
+    the loads of it in this process found (from its cache's manifest or
+    the parse)."""
+    return sorted({why for (_, loaded), found in _UNREADABLE.items() if loaded == source
+                   for why in found})
+
+
 def _load(kind: str, source: str, progress, refresh: bool, workers: int) -> list:
     npz, manifest_path = cache_paths(kind, source)
     manifest = read_manifest(kind, source)
@@ -177,14 +193,19 @@ def _load(kind: str, source: str, progress, refresh: bool, workers: int) -> list
         # caches, say): its cache stands in for it when there is one.
         if refresh or not manifest or manifest.get("format") != CACHE_FORMAT or not npz.is_file():
             raise
+        _UNREADABLE[kind, source] = manifest.get("unreadable", [])
         with np.load(npz, allow_pickle=False) as arrays:
             return _unpack(kind, arrays)
     if (not refresh and manifest and manifest.get("format") == CACHE_FORMAT
-            and manifest.get("fingerprint") == fingerprint and npz.is_file()):
+            and manifest.get("fingerprint") == fingerprint and npz.is_file()
+            and ("unreadable" in manifest or source in _NAMED_SOURCES)):
+        # (a folder's cache from before the unreadable files were recorded is made again)
+        _UNREADABLE[kind, source] = manifest.get("unreadable", [])
         with np.load(npz, allow_pickle=False) as arrays:
             return _unpack(kind, arrays)
     started = time.monotonic()
-    items, skipped = _parse_all(kind, jobs, progress, workers)
+    items, skipped, unreadable = _parse_all(kind, jobs, progress, workers)
+    _UNREADABLE[kind, source] = unreadable
     seconds = time.monotonic() - started
     from mtools.io.streams import atomic_write
     buffer = io.BytesIO()
@@ -194,6 +215,7 @@ def _load(kind: str, source: str, progress, refresh: bool, workers: int) -> list
                 "fingerprint": fingerprint, "files": len(jobs), "parse_seconds": round(seconds, 1),
                 "workers": workers, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "skipped": len(skipped), "skipped_examples": skipped[:20],
+                "unreadable": unreadable,
                 "stats": corpus_stats(items)}
     atomic_write(manifest_path, (json.dumps(manifest, indent=1) + "\n").encode())
     return items
@@ -271,8 +293,8 @@ def _path_jobs(path: Path) -> list[Job]:
 
 
 def _parse_all(kind: str, jobs: list[Job], progress, workers: int):
-    """Items of every job, in job order, and "file: reason" for files that
-    failed."""
+    """Items of every job, in job order, "piece: reason" for what was
+    skipped, and "file: reason" for the files that could not be read."""
     report = progress or (lambda done, total, what: None)
     results: dict[int, tuple] = {}
     if workers <= 1 or len(jobs) < 4:
@@ -288,11 +310,12 @@ def _parse_all(kind: str, jobs: list[Job], progress, workers: int):
                 if attempt == 2:
                     raise MtoolsError("corpus parsing failed: a worker process was killed "
                                       "twice", hint="retry with workers=1") from None
-    items, skipped = [], []
+    items, skipped, unreadable = [], [], []
     for index in range(len(jobs)):
         items += results[index][0]
         skipped += results[index][1]
-    return items, skipped
+        unreadable += results[index][2]
+    return items, skipped, unreadable
 
 
 def _parse_in_pool(kind: str, jobs: list[Job], results: dict, report, workers: int) -> None:
@@ -315,13 +338,15 @@ def _pool_context():
     return get_context("spawn")
 
 
-def _parse_job(kind: str, job: Job) -> tuple[list, list[str]]:
-    """Worker: the items of one file, and what was skipped and why."""
+def _parse_job(kind: str, job: Job) -> tuple[list, list[str], list[str]]:
+    """Worker: the items of one file, what was skipped and why, and (the
+    same) when the file itself could not be read."""
     items, skipped = [], []
     try:
         pieces = _read_pieces(job)
     except (MtoolsError, ValueError, OSError) as exc:
-        return [], [f"{job.piece}: {exc}"]
+        why = str(exc) if str(exc).startswith(job.piece) else f"{job.piece}: {exc}"
+        return [], [why], [why]
     for piece, score in pieces:
         part = job.part or piece_part(piece)
         try:
@@ -330,7 +355,7 @@ def _parse_job(kind: str, job: Job) -> tuple[list, list[str]]:
             skipped.append(f"{piece}: {exc}")
             continue
         items += [_with_part(item, part) for item in found]
-    return items, skipped
+    return items, skipped, []
 
 
 def _read_pieces(job: Job) -> list[tuple[str, Score]]:

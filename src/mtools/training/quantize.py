@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mtools.runtime import _import_ort
+
 QUANTIZED_OPS = ("LSTM", "MatMul", "Gemm")
 METHOD = ("ONNX Runtime basic graph optimizations (constants folded), then "
           "onnxruntime.quantization.quantize_dynamic, weight_type QInt8, reduce_range (7-bit), "
@@ -41,6 +43,7 @@ def quantize_file(source: Path, target: Path) -> None:
     first (`fold_constants`)."""
     import logging
 
+    _import_ort()  # onnxruntime, quietly and without its telemetry
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logging.getLogger("root").setLevel(logging.ERROR)  # its pre-processing advice, every call
@@ -66,6 +69,7 @@ def quantize_static_file(source: Path, target: Path, feeds: list[dict]) -> None:
     a dict of graph inputs)."""
     import logging
 
+    _import_ort()
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, \
         QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -99,8 +103,8 @@ def fold_constants(source: Path, target: Path) -> None:
     it from quantization: it stayed a float product of the 518 drum inputs,
     the slowest node of a batch-64 step, and half the int8 file."""
     import onnx
-    import onnxruntime
 
+    onnxruntime = _import_ort()
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
