@@ -352,3 +352,13 @@ def streams_umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def test_debug_shows_the_traceback_behind_a_bad_input_of_a_batch(tmp_path, monkeypatch):
+    (tmp_path / "cut.mid").write_bytes(score_to_midi(melody("60 62 64"))[:-7])
+    args = ["convert", tmp_path / "cut.mid", "--to", "jsonl"]
+    assert "Traceback" not in run(args).stderr
+    monkeypatch.setenv("MTOOLS_DEBUG", "1")
+    done = run(args)
+    assert done.code == 65 and "Traceback (most recent call last)" in done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"mtools: {tmp_path / 'cut.mid'}: truncated")

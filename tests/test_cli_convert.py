@@ -90,6 +90,14 @@ def test_zero_note_midi_warns_but_succeeds(tmp_path):
     assert run(["convert", empty, "--to", "jsonl", "--quiet"]).stderr == ""
 
 
+def test_melody_of_drums_alone_says_there_is_no_melody_not_no_notes(tmp_path):
+    drums = tmp_path / "drums.mid"
+    drums.write_bytes(score_to_midi(make_score([Note(36, 100, i * 0.5, i * 0.5 + 0.1,
+                                                     is_drum=True) for i in range(4)])))
+    result = run(["convert", drums, "--to", "jsonl", "--melody"])
+    assert result.code == 0 and "warning: --melody found no melody" in result.stderr
+
+
 def test_batch_keeps_going_past_a_bad_file_and_exits_nonzero(tmp_path, song):
     folder = tmp_path / "in"
     folder.mkdir()

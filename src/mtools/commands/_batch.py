@@ -194,6 +194,8 @@ def run_batch(inputs: Sequence[Input], job: Callable[[Input], JobResult],
             if isinstance(outcome, (ModelNotFoundError, RuntimeUnavailableError)):
                 raise outcome  # a missing model or runtime: the same for every input, said once
             if isinstance(outcome, MtoolsError):
+                if getattr(outcome, "traceback_text", None):
+                    print(outcome.traceback_text, end="", file=sys.stderr)
                 say(str(outcome) if str(outcome).startswith(source.name)
                     else f"{source.name}: {outcome}")
                 failures.append(outcome.exit_code)
@@ -281,7 +283,17 @@ def _guarded(job, source: Input):
     try:
         return job(source)
     except MtoolsError as exc:
+        if debugging():  # kept as text: it crosses from a worker process with the error
+            import traceback
+            exc.traceback_text = traceback.format_exc()
         return exc
+
+
+def debugging() -> bool:
+    """--debug on the command line, or $MTOOLS_DEBUG: tracebacks are shown."""
+    import os
+
+    return "--debug" in sys.argv or os.environ.get("MTOOLS_DEBUG", "") not in ("", "0")
 
 
 def _emit(source: Input, result: JobResult, settings: BatchSettings,

@@ -59,7 +59,10 @@ def convert_input(options: ConvertOptions, source) -> JobResult:
     except ValueError as exc:  # --transpose past the MIDI range for this input's notes
         from mtools.errors import InputFormatError
         raise InputFormatError(f"{source.name}: {exc}") from None
-    warnings = ["no notes in the input"] if not any(s.notes for s in scores) else []
+    warnings = []
+    if not any(s.notes for s in scores):
+        warnings.append("--melody found no melody (drums are not one)"
+                        if options.melody and any(s.notes for s in read) else "no notes in the input")
     return JobResult(encode_outputs(scores, options.out_format, soundfont=options.soundfont),
                      warnings)
 
