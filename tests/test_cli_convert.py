@@ -1,6 +1,5 @@
 import json
 import os
-import struct
 from pathlib import Path
 
 import pytest
@@ -354,3 +353,9 @@ def test_binary_output_to_a_terminal_named_by_o_is_refused(song):
     finally:
         os.close(controller)
         os.close(terminal)
+
+
+def test_a_transposition_no_midi_note_survives_is_a_usage_error(tmp_path):
+    (tmp_path / "a.mid").write_bytes(score_to_midi(make_score([Note(60, 80, 0.0, 1.0)])))
+    assert run(["convert", tmp_path / "a.mid", "--to", "jsonl", "--transpose", "200"]).code == 2
+    assert run(["convert", tmp_path / "a.mid", "--to", "jsonl", "--transpose", "67"]).code == 0

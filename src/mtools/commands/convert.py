@@ -73,7 +73,8 @@ def convert(
     from_: opt.ScoreFrom = None,
     to: opt.To = None,
     transpose: Annotated[int, typer.Option(
-        "--transpose", metavar="SEMITONES", help="Shift pitched notes by this many semitones.")] = 0,
+        "--transpose", min=-127, max=127, metavar="SEMITONES",
+        help="Shift pitched notes by this many semitones.")] = 0,
     melody: Annotated[bool, typer.Option(
         "--melody", help="Keep only the top line (highest sounding note).")] = False,
     sustain: Annotated[bool, typer.Option(
