@@ -262,3 +262,35 @@ def test_the_history_says_why_training_stopped(tmp_path):
     assert saved["history"]["step"] == 5 and saved["history"]["stopped"] == INTERRUPTED
     resumed = trainer(run_dir=tmp_path / "killed", patience=10, max_steps=8).run()
     assert resumed.step == 8 and resumed.stopped == "max steps"
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_interrupted_run_keeps_its_steps_before_the_first_checkpoint(tmp_path, how):
+    import os
+    import signal
+
+    examples = [Example(np.arange(64) % 38) for _ in range(4)]
+    config = TrainConfig(batch_size=4, crop_steps=16, eval_every=1000, max_steps=1000,
+                         valid_crops=4, checkpoint_every_s=3600)
+    sampler = CropSampler(examples, LookbackEncoding(38), config)
+
+    class StoppedAtStep4:  # the user's Ctrl-C (or a TERM) arrives while step 4 is fetched
+        def __init__(self):
+            self.calls = 0
+
+        def batch(self, rng):
+            self.calls += 1
+            if self.calls == 4:
+                if how == "ctrl-c":
+                    raise KeyboardInterrupt
+                os.kill(os.getpid(), signal.SIGTERM)
+            return sampler.batch(rng)
+
+    trainer = Trainer(EventLSTM(38, 38, hidden=8, layers=1, dropout=0.0), "event_lstm",
+                      StoppedAtStep4(), sampler, config, tmp_path)
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert signal.getsignal(signal.SIGTERM) is previous  # TERM is left as it was
+    _, saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["history"]["step"] == 3 and saved["history"]["stopped"] == INTERRUPTED

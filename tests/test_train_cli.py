@@ -123,6 +123,27 @@ def test_unknown_config_is_a_usage_error(tunes, tmp_path):
     assert out.code == 2 and "melody_rnn:basic_rnn" in out.stderr
 
 
+def test_out_that_cannot_be_a_folder_and_hours_elsewhere_are_refused_before_parsing(tunes,
+                                                                                     tmp_path):
+    (tmp_path / "afile").write_bytes(b"")
+    out = run(["train", "melody_rnn", "--data", tunes, "--out", tmp_path / "afile" / "sub"])
+    assert out.code == 2 and "is a file, not a folder" in out.stderr and "parsing" not in out.stderr
+    out = run(["train", "melody_rnn", "--data", tunes, "--hours", "1", "--out", tmp_path])
+    assert out.code == 2 and "--hours does not apply" in out.stderr
+
+
+def test_training_names_the_files_it_leaves_out_and_empty_data_is_a_data_error(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.mid").write_bytes(b"hello")
+    args = ["train", "melody_rnn", "--config", "basic_rnn", "--data", tmp_path / "bad",
+            "--out", tmp_path / "out", "--run-dir", tmp_path / "run", "--max-steps", "1"]
+    done = run(args)
+    assert done.code == 65 and "0 training and 0 validation pieces" in done.stderr
+    assert f"warning: left out {tmp_path / 'bad'}/x.mid: not a format" in done.stderr
+    assert "parsing x.mid" not in done.stderr  # the file count is for a terminal only
+    assert not (tmp_path / "out").exists()
+
+
 def test_dropout_is_a_training_option_the_card_keeps(tunes, tmp_path):
     trained = run(["train", "melody_rnn", "--config", "basic_rnn", "--data", tunes, "--out",
                    tmp_path / "out", "--run-dir", tmp_path / "run", "--max-steps", "1",

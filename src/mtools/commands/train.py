@@ -26,9 +26,11 @@ rendered once and cached; one soundfont and 10% of the pieces are held out);
 onsets_frames_drums the same way on Groove MIDI's drum performances; their
 --config picks the network's size ("" the first one, 1.1 M parameters;
 wide, 5.3 M).
-Parsed data is cached under ~/.cache/mtools/data;
-checkpoints go to --run-dir (default ~/.cache/mtools/runs/NAME) every few
-minutes, and a stopped run resumes from there. The exported model goes to
+Parsed data is cached under $MTOOLS_CACHE/data (default ~/.cache/mtools);
+checkpoints go to --run-dir (default $MTOOLS_CACHE/runs/NAME) every few
+minutes and when the run is stopped (Ctrl-C, SIGTERM), and a stopped run
+resumes from there. Files of the data that cannot be read are named and
+left out. The exported model goes to
 --out as NAME-CONFIG.onnx with its card; use it with --model PATH, or put
 the folder on $MTOOLS_MODEL_PATH. Needs the train extra (torch).
 
@@ -60,6 +62,9 @@ Examples:
   mtools train onsets_frames_drums --init-from onsets_frames_drums --balance-onsets 0.1 \\
       --run-dir ft/ --out models/   # rare drum classes weigh more
 """
+
+
+PARSING = "parsing "  # the progress lines of corpus parsing (see mtools.training.run)
 
 
 def _positive(value: float | None) -> float | None:
@@ -152,8 +157,9 @@ def train(
     from mtools.training.tasks import find_spec
 
     def say(message: str) -> None:
-        if not quiet:
-            print(f"mtools train: {message}", file=sys.stderr, flush=True)
+        if quiet or (message.startswith(PARSING) and not sys.stderr.isatty()):
+            return  # a file-by-file count is for a terminal, not for a log (952 lines)
+        print(f"mtools train: {message}", file=sys.stderr, flush=True)
 
     device = _train_device(device)
     inits = list(init_from or [])  # music_vae's trio takes one per part; the rest one
@@ -170,42 +176,63 @@ def train(
     if len(inits) > 1 and model != "music_vae":
         from mtools.errors import UsageError
         raise UsageError(f"--init-from names one model for {model}, not {len(inits)}")
+    if hours is not None and model not in ("onsets_frames", "onsets_frames_drums"):
+        from mtools.errors import UsageError
+        raise UsageError(f"--hours does not apply to {model}",
+                         hint="it is the rendered audio of the transcription models")
+    _check_out(out)  # before any parsing or training: the export would fail only at the end
+    from mtools.training import corpora
+    corpora.report_unreadable(lambda why: say(f"warning: left out {why}"))
 
-    limits = {"max_minutes": max_minutes, "max_steps": 0 if export_only else max_steps,
-              "batch_size": batch_size, "seed": seed, "device": device,
-              "learning_rate": learning_rate, "resume_learning_rate": learning_rate}
-    if model == "coconet":
-        network = {k: v for k, v in {"filters": hidden, "layers": layers}.items() if v is not None}
-        _train_coconet(data, out, run_dir, fresh, limits, network, say, init_from)
-        return
-    from mtools.training.render_sources import INSTRUMENTS
+    try:
+        limits = {"max_minutes": max_minutes, "max_steps": 0 if export_only else max_steps,
+                  "batch_size": batch_size, "seed": seed, "device": device,
+                  "learning_rate": learning_rate, "resume_learning_rate": learning_rate}
+        if model == "coconet":
+            network = {k: v for k, v in {"filters": hidden, "layers": layers}.items() if v is not None}
+            _train_coconet(data, out, run_dir, fresh, limits, network, say, init_from)
+            return
+        from mtools.training.render_sources import INSTRUMENTS
 
-    if model in INSTRUMENTS:
-        from mtools.training.transcription import DEFAULT_HOURS
+        if model in INSTRUMENTS:
+            from mtools.training.transcription import DEFAULT_HOURS
 
-        if layers is not None:
-            from mtools.errors import UsageError
-            raise UsageError(f"{model} has one LSTM layer per head: --layers does not apply")
-        network = {"lstm": hidden} if hidden is not None else {}
-        hours_pair = (hours or DEFAULT_HOURS[0], DEFAULT_HOURS[1])
-        _train_transcriber(INSTRUMENTS[model], config or "", out, run_dir, fresh, limits,
-                           network, hours_pair, say, init_from, balance_onsets)
-        return
-    if model == "music_vae":
-        network = {k: v for k, v in {"enc_hidden": hidden, "dec_hidden": hidden,
-                                     "dec_layers": layers, "dropout": dropout}.items()
+            if layers is not None:
+                from mtools.errors import UsageError
+                raise UsageError(f"{model} has one LSTM layer per head: --layers does not apply")
+            network = {"lstm": hidden} if hidden is not None else {}
+            hours_pair = (hours or DEFAULT_HOURS[0], DEFAULT_HOURS[1])
+            _train_transcriber(INSTRUMENTS[model], config or "", out, run_dir, fresh, limits,
+                               network, hours_pair, say, init_from, balance_onsets)
+            return
+        if model == "music_vae":
+            network = {k: v for k, v in {"enc_hidden": hidden, "dec_hidden": hidden,
+                                         "dec_layers": layers, "dropout": dropout}.items()
+                       if v is not None}
+            _train_music_vae(config, data, out, run_dir, fresh, limits, network, say, inits,
+                             sampling_rate)
+            return
+        spec = find_spec(model, config)
+        loop = with_limits(TrainConfig(), **limits)
+        network = {k: v for k, v in {"hidden": hidden, "layers": layers, "dropout": dropout}.items()
                    if v is not None}
-        _train_music_vae(config, data, out, run_dir, fresh, limits, network, say, inits,
-                         sampling_rate)
-        return
-    spec = find_spec(model, config)
-    loop = with_limits(TrainConfig(), **limits)
-    network = {k: v for k, v in {"hidden": hidden, "layers": layers, "dropout": dropout}.items()
-               if v is not None}
-    init = _init_path(init_from)
-    request = TrainRequest(spec, tuple(data or spec.default_sources), out,
-                           run_dir or default_run_dir(spec), loop, network, fresh, init, init_from)
-    train_model(request, progress=say)
+        init = _init_path(init_from)
+        request = TrainRequest(spec, tuple(data or spec.default_sources), out,
+                               run_dir or default_run_dir(spec), loop, network, fresh, init, init_from)
+        train_model(request, progress=say)
+    finally:
+        corpora.report_unreadable(None)
+
+
+def _check_out(out: Path) -> None:
+    """--out must be a folder, or a place where one can be made."""
+    from mtools.errors import UsageError
+
+    for place in (out, *out.parents):
+        if place.is_dir():
+            return
+        if place.exists():
+            raise UsageError(f"--out {out}: {place} is a file, not a folder")
 
 
 def _init_path(init_from: str | None):

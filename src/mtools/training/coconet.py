@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtools.errors import MtoolsError
+from mtools.errors import InputFormatError, MtoolsError
 from mtools.models.coconet import GRAPH_INPUTS, GRAPH_OUTPUTS, REST, ChoraleSpace
 from mtools.models.registry import write_card
 from mtools.training import corpora
@@ -153,8 +153,9 @@ def chorale_splits(sources) -> tuple[list[np.ndarray], list[np.ndarray]]:
     train = [c for s in sources for c in load_chorales(s, "train")]
     valid = [c for s in sources for c in load_chorales(s, "valid")]
     if not train or not valid:
-        raise MtoolsError(f"coconet: the data gave {len(train)} training and {len(valid)} "
-                          "validation chorales; both must be non-empty")
+        raise InputFormatError(f"coconet: the data gave {len(train)} training and {len(valid)} "
+                               "validation chorales; both must be non-empty",
+                               hint="a split needs pieces in both parts: give more data")
     return train, valid
 
 

@@ -170,6 +170,26 @@ def read_manifest(kind: str, source: str) -> dict | None:
 _UNREADABLE: dict[tuple[str, str], list[str]] = {}  # (kind, source) → "file: reason", as loaded
 
 
+_REPORTERS: list[Callable[[str], None]] = []
+
+
+def report_unreadable(report: Callable[[str], None] | None) -> None:
+    """Have `report("file: reason")` called for each unreadable file of a
+    folder or file source as it is loaded (parsed or read from its cache);
+    it replaces the one set before (None: none)."""
+    _REPORTERS[:] = [report] if report is not None else []
+
+
+def _record_unreadable(kind: str, source: str, found: list[str]) -> None:
+    new = [why for why in found if why not in unreadable_files(source)]
+    _UNREADABLE[kind, source] = found
+    if source not in _NAMED_SOURCES:
+        prefix = source.rstrip("/") + "/" if Path(source).is_dir() else ""
+        for why in new:
+            for report in _REPORTERS:
+                report(prefix + why)
+
+
 def is_named_source(source: str) -> bool:
     """Whether `source` names one of the data sets (not a path)."""
     return source in _NAMED_SOURCES
@@ -193,19 +213,19 @@ def _load(kind: str, source: str, progress, refresh: bool, workers: int) -> list
         # caches, say): its cache stands in for it when there is one.
         if refresh or not manifest or manifest.get("format") != CACHE_FORMAT or not npz.is_file():
             raise
-        _UNREADABLE[kind, source] = manifest.get("unreadable", [])
+        _record_unreadable(kind, source, manifest.get("unreadable", []))
         with np.load(npz, allow_pickle=False) as arrays:
             return _unpack(kind, arrays)
     if (not refresh and manifest and manifest.get("format") == CACHE_FORMAT
             and manifest.get("fingerprint") == fingerprint and npz.is_file()
             and ("unreadable" in manifest or source in _NAMED_SOURCES)):
         # (a folder's cache from before the unreadable files were recorded is made again)
-        _UNREADABLE[kind, source] = manifest.get("unreadable", [])
+        _record_unreadable(kind, source, manifest.get("unreadable", []))
         with np.load(npz, allow_pickle=False) as arrays:
             return _unpack(kind, arrays)
     started = time.monotonic()
     items, skipped, unreadable = _parse_all(kind, jobs, progress, workers)
-    _UNREADABLE[kind, source] = unreadable
+    _record_unreadable(kind, source, unreadable)
     seconds = time.monotonic() - started
     from mtools.io.streams import atomic_write
     buffer = io.BytesIO()

@@ -11,8 +11,11 @@ trained them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -296,13 +299,36 @@ class Trainer:
         return changes[-1]["learning_rate"] if changes else self.history.learning_rate
 
     def run(self) -> History:
-        """Train until early stopping or a limit; returns the history."""
+        """Train until early stopping or a limit; returns the history. Ctrl-C
+        (or SIGTERM) saves last.pt first, so the run resumes from the step
+        it reached."""
         config, history = self.config, self.history
-        started, last_save = time.monotonic() - history.seconds, time.monotonic()
-        loss, first_step = torch.tensor(float("nan")), history.step
+        first_step = history.step
         self.model.train()  # whatever the caller did with it (a parity check leaves eval mode)
         if self.validate_first and not history.log:  # a warm start: its weights are a candidate
             self._validate(float("nan"))
+        try:
+            with _term_as_interrupt():
+                loss = self._steps()
+        except KeyboardInterrupt:
+            if history.step > first_step:
+                self._save("last.pt")
+            raise
+        if history.evals_without_gain >= config.patience:
+            history.stopped = "early stop"
+        elif history.step >= config.max_steps and history.step > first_step:
+            history.stopped = "max steps"  # (an --export-only call trains nothing: keeps the reason)
+        validated = history.log[-1]["step"] if history.log else 0
+        if history.step > validated:  # stopped between validations: measure the last weights
+            self._validate(loss.item())
+        self._save("last.pt")
+        return history
+
+    def _steps(self) -> torch.Tensor:
+        """The training steps, up to a limit or early stopping; the last loss."""
+        config, history = self.config, self.history
+        started, last_save = time.monotonic() - history.seconds, time.monotonic()
+        loss = torch.tensor(float("nan"))
         while history.step < config.max_steps and history.evals_without_gain < config.patience:
             if (time.monotonic() - started) / 60 > config.max_minutes:
                 history.stopped = "max minutes"
@@ -324,15 +350,7 @@ class Trainer:
             elif time.monotonic() - last_save > config.checkpoint_every_s:
                 self._save("last.pt")
                 last_save = time.monotonic()
-        if history.evals_without_gain >= config.patience:
-            history.stopped = "early stop"
-        elif history.step >= config.max_steps and history.step > first_step:
-            history.stopped = "max steps"  # (an --export-only call trains nothing: keeps the reason)
-        validated = history.log[-1]["step"] if history.log else 0
-        if history.step > validated:  # stopped between validations: measure the last weights
-            self._validate(loss.item())
-        self._save("last.pt")
-        return history
+        return loss
 
     def _validate(self, train_loss: float) -> None:
         history = self.history
@@ -363,6 +381,25 @@ class Trainer:
         if name != "best.pt":
             state["optimizer"] = to_device(self.optimizer.state_dict(), torch.device("cpu"))
         save_checkpoint(state, self.run_dir / name)
+
+
+@contextlib.contextmanager
+def _term_as_interrupt():
+    """SIGTERM (a batch system's stop, `timeout`) raises KeyboardInterrupt
+    while training, as Ctrl-C does, so the run saves before it ends (in the
+    main thread only: signal handlers can be set nowhere else)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def save_checkpoint(state: dict, path: Path) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtools.errors import MtoolsError, UsageError
+from mtools.errors import InputFormatError, UsageError
 from mtools.models.events import NUM_DRUM_CLASSES
 from mtools.models.music_vae import GRAPH_INPUTS, GRAPH_OUTPUTS, TRIO_PARTS, VaeSpace
 from mtools.models.registry import model_stem, write_card
@@ -219,8 +219,9 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
     train = load_windows(config, request.sources, "train", report)
     valid = load_windows(config, request.sources, "valid", report)
     if not len(train) or not len(valid):
-        raise MtoolsError(f"{config.spec}: the data gave {len(train)} training and {len(valid)} "
-                          "validation windows; both must be non-empty")
+        raise InputFormatError(f"{config.spec}: the data gave {len(train)} training and {len(valid)} "
+                               "validation windows; both must be non-empty",
+                               hint="a split needs pieces in both parts: give more data")
     progress(f"{len(train)} training and {len(valid)} validation windows")
     space = config.space
     model = build_network(config, request.network)

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from mtools.errors import MtoolsError
+from mtools.errors import InputFormatError
 from mtools.models.registry import model_stem, write_card
 from mtools.training import corpora
 from mtools.training.evaluate import ngram_baseline, score_examples
@@ -60,8 +60,9 @@ def train_model(request: TrainRequest, progress: Progress = lambda message: None
     train = load_examples(spec, request.sources, "train", report)
     valid = load_examples(spec, request.sources, "valid", report)
     if not train or not valid:
-        raise MtoolsError(f"{spec.spec}: the data gave {len(train)} training and {len(valid)} "
-                          "validation pieces; both must be non-empty")
+        raise InputFormatError(f"{spec.spec}: the data gave {len(train)} training and {len(valid)} "
+                               "validation pieces; both must be non-empty",
+                               hint="a split needs pieces in both parts: give more data")
     progress(f"{len(train)} training and {len(valid)} validation pieces")
     network = {**spec.network, **(request.network or {})}
     control = train[0].control.shape[1] if train[0].control is not None else 0
