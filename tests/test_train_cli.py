@@ -244,3 +244,25 @@ def test_transcription_config_names_the_network_its_file_run_and_command(tmp_pat
                    "--out", tmp_path / "m", "--run-dir", tmp_path / "run"])
     assert missing.code != 0 and "none.onnx" in missing.stderr  # looked for, not refused
     assert not (tmp_path / "run").exists()
+
+
+def test_an_export_stopped_before_its_card_is_measured_leaves_the_one_before(tmp_path):
+    from mtools.training.export import whole_export
+
+    onnx, card = tmp_path / "m.onnx", tmp_path / "m.json"
+    onnx.write_bytes(b"old model")
+    card.write_text("old card")
+    with pytest.raises(KeyboardInterrupt), whole_export(onnx):  # Ctrl-C while measuring
+        onnx.write_bytes(b"new model")
+        card.write_text('{"metrics": {}}')
+        raise KeyboardInterrupt
+    assert onnx.read_bytes() == b"old model" and card.read_text() == "old card"
+    with whole_export(onnx):
+        onnx.write_bytes(b"new model")
+        card.write_text("new card")
+    assert onnx.read_bytes() == b"new model" and card.read_text() == "new card"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.onnx"]
+    with pytest.raises(KeyboardInterrupt), whole_export(tmp_path / "fresh.onnx"):
+        (tmp_path / "fresh.onnx").write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert not (tmp_path / "fresh.onnx").exists()

@@ -22,7 +22,8 @@ from mtools.models.coconet import GRAPH_INPUTS, GRAPH_OUTPUTS, REST, ChoraleSpac
 from mtools.models.registry import write_card
 from mtools.training import corpora
 from mtools.training.chorales import load_chorales
-from mtools.training.export import architecture, export_checked, export_onnx, run_card
+from mtools.training.export import architecture, export_checked, export_onnx, run_card, \
+    whole_export
 from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words
 from mtools.training.nets import CoconetNet
 from mtools.training.warm_start import card_beside, warm_start_folded
@@ -259,18 +260,19 @@ def export_coconet(request: CoconetRequest, model: CoconetNet, history, train, v
                    progress: Progress, init: dict | None = None) -> Path:
     request.out_dir.mkdir(parents=True, exist_ok=True)
     path = request.out_dir / "coconet.onnx"
-    error = export_checked(model, path, export_graph, parity_error)
-    card = _card(request, model, history, train, valid)
-    if init is not None:
-        card["training"]["initialised_from"] = init
-    write_card(card, path)
-    progress("measuring the frame-wise NLL on the validation chorales")
-    card["metrics"] = {**valid_figures(path, valid), "split": "valid",
-                       "parity_max_abs_error": float(f"{error:.2e}"),
-                       "protocol": FRAMEWISE_PROTOCOL,
-                       "measured_by": "mtools train (at export); reproduce: mtools eval --model "
-                                      f"coconet {' '.join(request.sources)} --split valid"}
-    write_card(card, path)
+    with whole_export(path):
+        error = export_checked(model, path, export_graph, parity_error)
+        card = _card(request, model, history, train, valid)
+        if init is not None:
+            card["training"]["initialised_from"] = init
+        write_card(card, path)
+        progress("measuring the frame-wise NLL on the validation chorales")
+        card["metrics"] = {**valid_figures(path, valid), "split": "valid",
+                           "parity_max_abs_error": float(f"{error:.2e}"),
+                           "protocol": FRAMEWISE_PROTOCOL,
+                           "measured_by": "mtools train (at export); reproduce: mtools eval --model "
+                                          f"coconet {' '.join(request.sources)} --split valid"}
+        write_card(card, path)
     progress(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
     return path
 

@@ -8,6 +8,7 @@ each generated step another) and explicit LSTM state, see
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
@@ -152,3 +153,27 @@ def run_card(history, loop, command: str) -> dict:
     if history.learning_rate_changes:
         card["learning_rate_changes"] = list(history.learning_rate_changes)
     return card
+
+
+@contextlib.contextmanager
+def whole_export(path: Path):
+    """Export, card and measure a model at `path` (the .onnx; its card
+    beside it) all or nothing: when the block fails or is interrupted
+    (Ctrl-C while measuring), its new files go and an export that was
+    there before comes back, so --out never holds a model whose card
+    lacks its measured figures."""
+    files = [path, path.with_suffix(".json")]
+    kept = [file.with_name(f".{file.name}.before") for file in files]
+    for old, aside in zip(files, kept):
+        if old.exists():
+            os.replace(old, aside)
+    try:
+        yield
+    except BaseException:
+        for new, aside in zip(files, kept):
+            new.unlink(missing_ok=True)
+            if aside.exists():
+                os.replace(aside, new)
+        raise
+    for aside in kept:
+        aside.unlink(missing_ok=True)

@@ -26,7 +26,8 @@ from mtools.models.events import NUM_DRUM_CLASSES
 from mtools.models.music_vae import GRAPH_INPUTS, GRAPH_OUTPUTS, TRIO_PARTS, VaeSpace
 from mtools.models.registry import model_stem, write_card
 from mtools.training import corpora
-from mtools.training.export import architecture, export_checked, export_onnx, run_card
+from mtools.training.export import architecture, export_checked, export_onnx, run_card, \
+    whole_export
 from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words, resumable
 from mtools.training.nets import MusicVAENet, PartsVAENet
 from mtools.training.trios import cached_mma_version
@@ -390,20 +391,21 @@ def export_music_vae(request: VaeRequest, model: MusicVAENet, history, train_win
     config = request.config
     request.out_dir.mkdir(parents=True, exist_ok=True)
     path = request.out_dir / f"{model_stem('music_vae', config.name)}.onnx"
-    error = export_checked(model, path, export_graph, parity_error)
-    card = _card(request, model, history, train_windows, len(valid))
-    if init is not None:
-        card["training"]["initialised_from"] = init
-    write_card(card, path)
-    progress(f"measuring reconstruction on {len(valid)} validation windows")
-    net = MusicVae.from_ref(resolve_model(str(path)), device="cpu")
-    card["metrics"] = {**vae_figures(net, valid), "split": "valid",
-                       "parity_max_abs_error": float(f"{error:.2e}"),
-                       "protocol": GROOVE_PROTOCOL if config.space.kind == "groove"
-                       else RECONSTRUCTION_PROTOCOL,
-                       "measured_by": "mtools train (at export); reproduce: mtools eval --model "
-                                      f"{config.spec} {' '.join(request.sources)} --split valid"}
-    write_card(card, path)
+    with whole_export(path):
+        error = export_checked(model, path, export_graph, parity_error)
+        card = _card(request, model, history, train_windows, len(valid))
+        if init is not None:
+            card["training"]["initialised_from"] = init
+        write_card(card, path)
+        progress(f"measuring reconstruction on {len(valid)} validation windows")
+        net = MusicVae.from_ref(resolve_model(str(path)), device="cpu")
+        card["metrics"] = {**vae_figures(net, valid), "split": "valid",
+                           "parity_max_abs_error": float(f"{error:.2e}"),
+                           "protocol": GROOVE_PROTOCOL if config.space.kind == "groove"
+                           else RECONSTRUCTION_PROTOCOL,
+                           "measured_by": "mtools train (at export); reproduce: mtools eval --model "
+                                          f"{config.spec} {' '.join(request.sources)} --split valid"}
+        write_card(card, path)
     progress(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
     return path
 

@@ -17,7 +17,7 @@ from mtools.models.registry import model_stem, write_card
 from mtools.training import corpora
 from mtools.training.evaluate import ngram_baseline, score_examples
 from mtools.training.export import architecture, card_hyperparameters, export_checked, \
-    export_event_rnn, graph_names, parity_error, run_card
+    export_event_rnn, graph_names, parity_error, run_card, whole_export
 from mtools.training.loop import CropSampler, TrainConfig, Trainer, load_best, loop_words
 from mtools.training.nets import MODULES
 from mtools.training.tasks import DEFAULT_CONFIGS, ModelSpec, load_examples
@@ -94,20 +94,21 @@ def export_and_card(request: TrainRequest, model, history, train, valid,
     spec = request.spec
     request.out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = request.out_dir / f"{model_stem(spec.family, spec.config)}.onnx"
-    error = export_checked(model, onnx_path, export_event_rnn, parity_error)
-    card = _card(request, model, history, train, valid, parity=error)
-    if init is not None:
-        card["training"]["initialised_from"] = init
-    if spec.card_data is not None:
-        card["encoding"].update(spec.card_data(request.sources))
-    write_card(card, onnx_path)  # provisional, so the model can be loaded and measured
-    progress("measuring the exported model on the validation split")
-    rnn = EventRnn.from_ref(resolve_model(str(onnx_path)), device="cpu")
-    card["metrics"] = {**score_examples(rnn, valid), **ngram_baseline(spec, train, valid),
-                       "parity_max_abs_error": float(f"{error:.2e}"), "split": "valid",
-                       "measured_by": "mtools train (at export); reproduce: mtools eval --model "
-                                      f"{spec.spec} {' '.join(request.sources)} --split valid"}
-    write_card(card, onnx_path)
+    with whole_export(onnx_path):
+        error = export_checked(model, onnx_path, export_event_rnn, parity_error)
+        card = _card(request, model, history, train, valid, parity=error)
+        if init is not None:
+            card["training"]["initialised_from"] = init
+        if spec.card_data is not None:
+            card["encoding"].update(spec.card_data(request.sources))
+        write_card(card, onnx_path)  # provisional, so the model can be loaded and measured
+        progress("measuring the exported model on the validation split")
+        rnn = EventRnn.from_ref(resolve_model(str(onnx_path)), device="cpu")
+        card["metrics"] = {**score_examples(rnn, valid), **ngram_baseline(spec, train, valid),
+                           "parity_max_abs_error": float(f"{error:.2e}"), "split": "valid",
+                           "measured_by": "mtools train (at export); reproduce: mtools eval --model "
+                                          f"{spec.spec} {' '.join(request.sources)} --split valid"}
+        write_card(card, onnx_path)
     progress(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
     return onnx_path
 

@@ -26,7 +26,8 @@ from mtools.models.registry import write_card
 from mtools.models.transcription import CLASS_THRESHOLDS
 from mtools.training import corpora
 from mtools.training.audio_augment import MEL_AUGMENTATION, MelAugmentation, augment_mel
-from mtools.training.export import architecture, export_checked, export_onnx, run_card
+from mtools.training.export import architecture, export_checked, export_onnx, run_card, \
+    whole_export
 from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words, resumable
 from mtools.training.nets import OnsetsFramesNet
 from mtools.training.render_sources import Instrument
@@ -311,38 +312,39 @@ def export_transcriber(request: TranscriptionRequest, model: OnsetsFramesNet, hi
     selection = valid_pieces(SELECTION_PIECES, request.instrument, selection=True)
     request.out_dir.mkdir(parents=True, exist_ok=True)
     path = request.out_dir / f"{request.file_stem}.onnx"
-    error = export_checked(model, path, export_graph, parity_error)
-    card = _card(request, model, history)
-    if init is not None:
-        card["training"]["initialised_from"] = init
-    if onset_weight is not None:
-        card["training"]["onset_weighting"] = onset_weighting_card(
-            request.instrument.keys, request.balance_onsets, onset_weight)
-    write_card(card, path)
-    net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
-    progress(f"choosing decoding thresholds on {len(selection)} validation performances")
-    chosen = choose_thresholds(net, selection)
-    card["encoding"]["decoding"] = {**chosen, "chosen_on": (
-        "the performances of the cached validation renders (whose loss selects the "
-        "checkpoint), rendered whole and clean with the held-out soundfont; metrics come "
-        "from performances of other pieces")}
-    write_card(card, path)
-    net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
-    progress(f"transcribing {EVAL_PIECES} held-out performances for the card "
-             f"(onset threshold {chosen.get(CLASS_THRESHOLDS, chosen['onset_threshold'])}, "
-             f"frame {chosen['frame_threshold']}, harmonic {chosen.get('harmonic_threshold', 0.0)})")
-    pieces = valid_pieces(EVAL_PIECES, request.instrument)
-    card["metrics"] = {**pieces_figures(net, pieces), "split": "valid",
-                       "soundfont": request.instrument.valid_soundfont,
-                       "protocol": PROTOCOL, "parity_max_abs_error": float(f"{error:.2e}"),
-                       "measured_by": "mtools train (at export); reproduce: mtools eval "
-                                      f"--model {model_ref(request)} {request.instrument.corpus} "
-                                      "--split valid [--soundfont NAME]"}
-    if request.instrument.test_soundfonts:
-        progress("transcribing them rendered with " + ", ".join(request.instrument.test_soundfonts)
-                 + ", also held out")
-    card["metrics"].update(other_soundfont_figures(net, request.instrument, progress))
-    write_card(card, path)
+    with whole_export(path):
+        error = export_checked(model, path, export_graph, parity_error)
+        card = _card(request, model, history)
+        if init is not None:
+            card["training"]["initialised_from"] = init
+        if onset_weight is not None:
+            card["training"]["onset_weighting"] = onset_weighting_card(
+                request.instrument.keys, request.balance_onsets, onset_weight)
+        write_card(card, path)
+        net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
+        progress(f"choosing decoding thresholds on {len(selection)} validation performances")
+        chosen = choose_thresholds(net, selection)
+        card["encoding"]["decoding"] = {**chosen, "chosen_on": (
+            "the performances of the cached validation renders (whose loss selects the "
+            "checkpoint), rendered whole and clean with the held-out soundfont; metrics come "
+            "from performances of other pieces")}
+        write_card(card, path)
+        net = OnsetsFrames.from_ref(resolve_model(str(path)), device="cpu")
+        progress(f"transcribing {EVAL_PIECES} held-out performances for the card "
+                 f"(onset threshold {chosen.get(CLASS_THRESHOLDS, chosen['onset_threshold'])}, "
+                 f"frame {chosen['frame_threshold']}, harmonic {chosen.get('harmonic_threshold', 0.0)})")
+        pieces = valid_pieces(EVAL_PIECES, request.instrument)
+        card["metrics"] = {**pieces_figures(net, pieces), "split": "valid",
+                           "soundfont": request.instrument.valid_soundfont,
+                           "protocol": PROTOCOL, "parity_max_abs_error": float(f"{error:.2e}"),
+                           "measured_by": "mtools train (at export); reproduce: mtools eval "
+                                          f"--model {model_ref(request)} {request.instrument.corpus} "
+                                          "--split valid [--soundfont NAME]"}
+        if request.instrument.test_soundfonts:
+            progress("transcribing them rendered with " + ", ".join(request.instrument.test_soundfonts)
+                     + ", also held out")
+        card["metrics"].update(other_soundfont_figures(net, request.instrument, progress))
+        write_card(card, path)
     progress(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {card['metrics']}")
     return path
 
