@@ -266,3 +266,21 @@ def test_an_export_stopped_before_its_card_is_measured_leaves_the_one_before(tmp
         (tmp_path / "fresh.onnx").write_bytes(b"half")
         raise KeyboardInterrupt
     assert not (tmp_path / "fresh.onnx").exists()
+
+
+def test_a_run_folder_is_not_resumed_on_other_data(tunes, tmp_path):
+    from builders import write_random_tunes
+
+    other = tmp_path / "other"
+    other.mkdir()
+    write_random_tunes(other)
+    common = ["train", "melody_rnn", "--config", "basic_rnn", "--run-dir", tmp_path / "run",
+              "--max-steps", "2", "--hidden", "8", "--layers", "1", "--batch-size", "4",
+              "--quiet"]
+    assert run([*common, "--data", tunes, "--out", tmp_path / "a"]).code == 0
+    again = run([*common, "--data", f"{tunes}/", "--out", tmp_path / "a", "--max-steps", "3"])
+    assert again.code == 0, again.stderr  # the same folder, written another way: resumed
+    refused = run([*common, "--data", other, "--out", tmp_path / "b"])
+    assert refused.code == 2 and "holds a run on" in refused.stderr and "--fresh" in refused.stderr
+    assert not (tmp_path / "b").exists()
+    assert run([*common, "--data", other, "--out", tmp_path / "b", "--fresh"]).code == 0

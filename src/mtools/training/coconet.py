@@ -24,7 +24,7 @@ from mtools.training import corpora
 from mtools.training.chorales import load_chorales
 from mtools.training.export import architecture, export_checked, export_onnx, run_card, \
     whole_export
-from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words
+from mtools.training.loop import TrainConfig, Trainer, data_names, load_best, loop_words
 from mtools.training.nets import CoconetNet
 from mtools.training.warm_start import card_beside, warm_start_folded
 
@@ -138,7 +138,8 @@ def train_coconet(request: CoconetRequest, progress: Progress = lambda message: 
         request = replace(request, init_spec=init.get("spec") or init["file"])
     trainer = Trainer(model, model.kind, ChoraleCrops(train, request.config),
                       ChoraleCrops(valid, request.config, transpose=False), request.config,
-                      request.run_dir, extra={"spec": "coconet"},
+                      request.run_dir,
+                      extra={"spec": "coconet", "data": data_names(request.sources)},
                       progress=lambda history, message: progress(message), loss_fn=coconet_loss,
                       validate_first=init is not None)
     history = trainer.run()

@@ -264,6 +264,13 @@ class Trainer:
             raise UsageError(f"{self.run_dir} holds a run of a different network than this "
                              f"config builds ({str(error).splitlines()[0]})",
                              hint="pass --fresh to start over, or --run-dir DIR") from error
+        if "data" in self.extra and "data" in state and sorted(state["data"]) != \
+                sorted(self.extra["data"]):
+            from mtools.errors import UsageError
+
+            raise UsageError(f"{self.run_dir} holds a run on {' '.join(state['data'])}, not on "
+                             f"{' '.join(self.extra['data'])}",
+                             hint="pass --fresh to start over, or --run-dir DIR for a new run")
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])  # state moves to the weights' device
         self.history = History(**state["history"])
@@ -450,3 +457,11 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
     model = build_module(state["kind"], state["config"])
     model.load_state_dict(state["state_dict"])
     return model.eval(), state
+
+
+def data_names(sources) -> list[str]:
+    """The data sources of a run as its checkpoints record them (a run
+    resumed on other data is refused): corpus names as they are, paths
+    normalised ("mel/" and "./mel" are one)."""
+    return [source if ":" in source or not os.path.exists(source) else os.path.normpath(source)
+            for source in map(str, sources)]

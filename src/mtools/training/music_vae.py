@@ -28,7 +28,8 @@ from mtools.models.registry import model_stem, write_card
 from mtools.training import corpora
 from mtools.training.export import architecture, export_checked, export_onnx, run_card, \
     whole_export
-from mtools.training.loop import TrainConfig, Trainer, load_best, loop_words, resumable
+from mtools.training.loop import TrainConfig, Trainer, data_names, load_best, loop_words, \
+    resumable
 from mtools.training.nets import MusicVAENet, PartsVAENet
 from mtools.training.trios import cached_mma_version
 from mtools.training.warm_start import card_beside
@@ -242,8 +243,8 @@ def train_music_vae(request: VaeRequest, progress: Progress = lambda message: No
     elif init is not None and request.init_spec is None:
         request = replace(request, init_spec=init.get("spec") or init["file"])
     trainer = Trainer(model, model.kind, *batches, request.loop, request.run_dir,
-                      extra={"spec": config.spec, "validation": loss.validation,
-                             "sampling_rate": request.sampling_rate},
+                      extra={"spec": config.spec, "data": data_names(request.sources),
+                             "validation": loss.validation, "sampling_rate": request.sampling_rate},
                       progress=lambda history, message: progress(message), loss_fn=loss,
                       validate_first=init is not None)
     history = trainer.run()

@@ -18,7 +18,8 @@ from mtools.training import corpora
 from mtools.training.evaluate import ngram_baseline, score_examples
 from mtools.training.export import architecture, card_hyperparameters, export_checked, \
     export_event_rnn, graph_names, parity_error, run_card, whole_export
-from mtools.training.loop import CropSampler, TrainConfig, Trainer, load_best, loop_words
+from mtools.training.loop import CropSampler, TrainConfig, Trainer, data_names, load_best, \
+    loop_words
 from mtools.training.nets import MODULES
 from mtools.training.tasks import DEFAULT_CONFIGS, ModelSpec, load_examples
 from mtools.training.warm_start import warm_start
@@ -75,7 +76,8 @@ def train_model(request: TrainRequest, progress: Progress = lambda message: None
     trainer = Trainer(model, model.kind, CropSampler(train, spec.encoding, request.config,
                                                      spec.augment),
                       CropSampler(valid, spec.encoding, request.config), request.config,
-                      request.run_dir, extra={"spec": spec.spec},
+                      request.run_dir,
+                      extra={"spec": spec.spec, "data": data_names(request.sources)},
                       progress=lambda history, message: progress(message),
                       validate_first=init is not None)
     history = trainer.run()
