@@ -284,3 +284,11 @@ def test_a_run_folder_is_not_resumed_on_other_data(tunes, tmp_path):
     assert refused.code == 2 and "holds a run on" in refused.stderr and "--fresh" in refused.stderr
     assert not (tmp_path / "b").exists()
     assert run([*common, "--data", other, "--out", tmp_path / "b", "--fresh"]).code == 0
+
+
+def test_an_unknown_family_names_every_trainable_one(tmp_path):
+    done = run(["train", "foo_rnn", "--out", tmp_path])
+    assert done.code == 2 and "no trainable model 'foo_rnn'" in done.stderr
+    for family in ("coconet", "drums_rnn", "improv_rnn", "melody_rnn", "music_vae",
+                   "onsets_frames", "onsets_frames_drums"):
+        assert family in done.stderr

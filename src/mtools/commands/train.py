@@ -161,6 +161,7 @@ def train(
             return  # a file-by-file count is for a terminal, not for a log (952 lines)
         print(f"mtools train: {message}", file=sys.stderr, flush=True)
 
+    _check_family(model)
     device = _train_device(device)
     inits = list(init_from or [])  # music_vae's trio takes one per part; the rest one
     init_from = inits[0] if inits else None
@@ -222,6 +223,20 @@ def train(
         train_model(request, progress=say)
     finally:
         corpora.report_unreadable(None)
+
+
+def _check_family(model: str) -> None:
+    """An unknown family is a usage error naming every trainable one."""
+    from mtools.errors import UsageError
+    from mtools.training.render_sources import INSTRUMENTS
+    from mtools.training.tasks import model_specs
+
+    families = {spec.split(":")[0] for spec in model_specs()} | {"coconet", "music_vae"} \
+        | set(INSTRUMENTS)
+    if model not in families:
+        raise UsageError(f"no trainable model {model!r}",
+                         hint=f"train one of {', '.join(sorted(families))}; --config picks "
+                              "its configuration")
 
 
 def _check_out(out: Path) -> None:
