@@ -19,7 +19,7 @@ except ImportError:  # older typer uses click itself
     from click.exceptions import ClickException
 
 from mtools import __version__
-from mtools.errors import EXIT_FAILURE, EXIT_INTERRUPTED, MtoolsError, StdoutClosed
+from mtools.errors import EXIT_FAILURE, EXIT_INTERRUPTED, MtoolsError, StdoutClosed, debugging
 
 HELP = """Music models in Unix pipelines: transcribe, continue, harmonize, ...
 
@@ -99,10 +99,6 @@ def _one_line(error: ClickException) -> str:
     return f"{command + ': ' if command else ''}{message} (see `{where}`)"
 
 
-def _debugging(argv: list[str]) -> bool:
-    return "--debug" in argv or os.environ.get("MTOOLS_DEBUG", "") not in ("", "0")
-
-
 def _quiet_broken_pipe() -> int:
     """The reader went away (`| head`): stop quietly, as `cat` does."""
     try:
@@ -116,15 +112,13 @@ def _quiet_broken_pipe() -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     argv = sys.argv[1:] if argv is None else argv
-    if sys.stderr is None:  # started with 2>&-: messages go nowhere, never into stdout's data
-        sys.stderr = open(os.devnull, "w")
     try:
         if argv and argv[0] in COMMANDS:
             target, args, prog = _one_command(argv[0]), argv[1:], f"mtools {argv[0]}"
         else:
             target, args, prog = full_app(), argv, "mtools"
         with warnings.catch_warnings():
-            if not _debugging(argv):  # a library's RuntimeWarning is noise to a user; --debug shows it
+            if not debugging(argv):  # a library's RuntimeWarning is noise to a user; --debug shows it
                 warnings.simplefilter("ignore")
             code = target(args=args, prog_name=prog, standalone_mode=False)
         if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into this code before we see it
@@ -143,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     except (BrokenPipeError, StdoutClosed):
         sys.exit(_quiet_broken_pipe())
     except MtoolsError as exc:
-        if _debugging(argv):
+        if debugging(argv):
             raise
         print(f"mtools: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -151,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         print("mtools: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except OSError as exc:
-        if _debugging(argv):
+        if debugging(argv):
             raise
         if not _stdout_fails(exc):
             _internal_error(exc)
@@ -162,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         _quiet_broken_pipe()  # the unwritten rest must not fail again at exit
         sys.exit(EXIT_FAILURE)
     except Exception as exc:  # a bug: one line unless --debug
-        if _debugging(argv):
+        if debugging(argv):
             raise
         _internal_error(exc)
 

@@ -15,6 +15,16 @@ EXIT_UNAVAILABLE = 69  # sysexits EX_UNAVAILABLE: a model or runtime is missing
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: stopped by Ctrl-C; finished outputs are kept, none half-written
 
 
+def debugging(argv: list[str] | None = None) -> bool:
+    """Whether tracebacks are shown: --debug among the arguments (default:
+    the process's), or $MTOOLS_DEBUG set to anything but empty or 0."""
+    import os
+    import sys
+
+    return "--debug" in (sys.argv if argv is None else argv) or \
+        os.environ.get("MTOOLS_DEBUG", "") not in ("", "0")
+
+
 class MtoolsError(Exception):
     """Base class. `exit_code` is what the CLI exits with; `hint` is an
     optional second sentence telling the user what to do about it."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from mtools.errors import ModelNotFoundError, MtoolsError, OutputError, \
-    RuntimeUnavailableError, UsageError
+    RuntimeUnavailableError, UsageError, debugging
 from mtools.io.streams import Input, OutputPlan, atomic_write, check_binary_stdout, is_terminal, \
     write_stdout
 
@@ -288,12 +288,6 @@ def _guarded(job, source: Input):
             exc.traceback_text = traceback.format_exc()
         return exc
 
-
-def debugging() -> bool:
-    """--debug on the command line, or $MTOOLS_DEBUG: tracebacks are shown."""
-    import os
-
-    return "--debug" in sys.argv or os.environ.get("MTOOLS_DEBUG", "") not in ("", "0")
 
 
 def _emit(source: Input, result: JobResult, settings: BatchSettings,

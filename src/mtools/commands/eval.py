@@ -164,10 +164,8 @@ def _fail_on_unreadable(data: list[str]) -> None:
     from mtools.errors import InputFormatError
     from mtools.training.corpora import is_named_source, unreadable_files
 
-    from pathlib import Path
-
-    bad = [f"{source.rstrip('/')}/{why}" if Path(source).is_dir() else why
-           for source in data if not is_named_source(source) for why in unreadable_files(source)]
+    bad = [why for source in data if not is_named_source(source)
+           for why in unreadable_files(source)]
     for why in bad:
         say(why)
     if bad:

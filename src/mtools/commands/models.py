@@ -59,6 +59,8 @@ def _print_table(cards) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from mtools.io.streams import check_stdout_open
+
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("model", "task", "size", "trained on", "metrics", "sha256"):
         table.add_column(column, no_wrap=column in ("model", "size", "sha256"))
@@ -78,9 +80,7 @@ def _print_table(cards) -> None:
         table.add_row(name, card.task, f"{card.size_bytes / 1e6:.1f} MB", data, metrics,
                       card.sha256[:12])
     # A pipe or file gets whole rows (rich would assume 80 columns).
-    if sys.stdout is None:  # started with >&-
-        from mtools.errors import OutputError
-        raise OutputError("stdout: cannot write: it is closed")
+    check_stdout_open()
     Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)
 
 

@@ -344,7 +344,8 @@ class _TickMap:
         seg = np.maximum(np.searchsorted(self.times_s, seconds + 1e-9, side="right") - 1, 0)
         with np.errstate(over="ignore"):  # a time past any tick count: refused just below
             exact = self.ticks_at[seg] + (seconds - self.times_s[seg]) * self.ticks_per_s[seg]
-        if exact.size and not (np.isfinite(exact).all() and exact.max() <= _MAX_TICKS):  # past int64 the count would wrap round
+        # past int64 the tick count would wrap round
+        if exact.size and not (np.isfinite(exact).all() and exact.max() <= _MAX_TICKS):
             raise InputFormatError(f"a time of {float(seconds.max()):g} s is more than a MIDI "
                                    "file can hold")
         return np.maximum(np.rint(exact), 0).astype(np.int64)

@@ -259,13 +259,18 @@ def is_terminal(path: Path) -> bool:
         os.close(fd)
 
 
+def check_stdout_open() -> None:
+    """OutputError when mtools started with stdout closed (`>&-`)."""
+    if sys.stdout is None:
+        raise OutputError("stdout: cannot write: it is closed", hint="use -o FILE")
+
+
 def write_stdout(data: bytes | str) -> None:
     """Write data (text is UTF-8 encoded) to stdout and flush; a closed
     pipe raises StdoutClosed."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    if sys.stdout is None:  # started with >&-
-        raise OutputError("stdout: cannot write: it is closed", hint="use -o FILE")
+    check_stdout_open()
     try:
         # A pipe whose reader leaves mid-write takes part of a big write and
         # says so only in the count; the write after it fails as it should.

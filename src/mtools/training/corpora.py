@@ -181,13 +181,13 @@ def report_unreadable(report: Callable[[str], None] | None) -> None:
 
 
 def _record_unreadable(kind: str, source: str, found: list[str]) -> None:
-    new = [why for why in found if why not in unreadable_files(source)]
+    before = set(unreadable_files(source))
     _UNREADABLE[kind, source] = found
     if source not in _NAMED_SOURCES:
-        prefix = source.rstrip("/") + "/" if Path(source).is_dir() else ""
-        for why in new:
-            for report in _REPORTERS:
-                report(prefix + why)
+        for why in unreadable_files(source):
+            if why not in before:
+                for report in _REPORTERS:
+                    report(why)
 
 
 def is_named_source(source: str) -> bool:
@@ -198,9 +198,10 @@ def is_named_source(source: str) -> bool:
 def unreadable_files(source: str) -> list[str]:
     """"file: reason" for each file of `source` that could not be read, as
     the loads of it in this process found (from its cache's manifest or
-    the parse)."""
-    return sorted({why for (_, loaded), found in _UNREADABLE.items() if loaded == source
-                   for why in found})
+    the parse); a folder's files named with the folder."""
+    prefix = source.rstrip("/") + "/" if Path(source).is_dir() else ""
+    return sorted({prefix + why for (_, loaded), found in _UNREADABLE.items()
+                   if loaded == source for why in found})
 
 
 def _load(kind: str, source: str, progress, refresh: bool, workers: int) -> list:
